@@ -1,0 +1,1 @@
+"""Bytewax dataflows, their Redis connectors, replay and evaluation drivers, and the CLI."""

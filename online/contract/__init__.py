@@ -1,0 +1,36 @@
+"""The contract shared by the dataflow and the server: events, Redis keys, list encoding, settings."""
+
+from online.contract.candidates import CandidateList, decode_candidates, encode_candidates
+from online.contract.events import (
+    DEFAULT_WEIGHTS,
+    Event,
+    EventError,
+    EventLimits,
+    EventTypeWeights,
+    parse_event,
+    parse_ts,
+)
+from online.contract.keys import RedisKeys, stable_hash
+from online.contract.settings import SETTINGS_DOC, Settings
+from online.contract.streams import EVENT_FIELD, accepted_ms, decode_stream_fields, stream_fields
+
+__all__ = [
+    "EVENT_FIELD",
+    "DEFAULT_WEIGHTS",
+    "SETTINGS_DOC",
+    "CandidateList",
+    "Event",
+    "EventError",
+    "EventLimits",
+    "EventTypeWeights",
+    "RedisKeys",
+    "Settings",
+    "accepted_ms",
+    "decode_candidates",
+    "decode_stream_fields",
+    "encode_candidates",
+    "parse_event",
+    "parse_ts",
+    "stable_hash",
+    "stream_fields",
+]

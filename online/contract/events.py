@@ -1,0 +1,353 @@
+"""The event contract: what a producer may send, validated in one place.
+
+Both the ingestion endpoint (``serving``) and the dataflow (``flows``) call
+:func:`parse_event`, so an event the server accepts is an event the flow
+accepts, and a message written straight into a stream by a producer gets the
+same checks (and, when it fails, lands in the dead-letter stream with the same
+reason the HTTP API would have given).
+
+Examples
+--------
+>>> e = parse_event({"user_id": "u1", "item_id": "sku-9", "type": "view", "ts": 1700000000})
+>>> e.user_id, e.item_id, e.type, e.ts
+('u1', 'sku-9', 'view', 1700000000.0)
+>>> parse_event({"user_id": "u1", "type": "view"})
+Traceback (most recent call last):
+...
+online.contract.events.EventError: item_id: is required
+>>> parse_event({"user_id": "u1", "item_id": "a", "type": "teleport"}).type
+Traceback (most recent call last):
+...
+online.contract.events.EventError: type: unknown event type 'teleport' (known: add_to_cart, click, dislike, impression, purchase, rating, remove_from_cart, share, view, wishlist)
+>>> DEFAULT_WEIGHTS.weight_of(parse_event({"user_id": "u", "item_id": "a", "type": "purchase"}))
+5.0
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+__all__ = [
+    "DEFAULT_WEIGHTS",
+    "EventError",
+    "EventLimits",
+    "Event",
+    "EventTypeWeights",
+    "parse_event",
+    "parse_ts",
+]
+
+# 2000-01-01T00:00:00Z: older timestamps are almost always a unit mistake
+# (milliseconds read as seconds would be far in the future instead).
+_MIN_TS = 946_684_800.0
+
+
+class EventError(ValueError):
+    """An event failed validation; ``field`` names the offending field.
+
+    >>> str(EventError("ts", "must be a number"))
+    'ts: must be a number'
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class EventLimits:
+    """Bounds that keep one event small and its ids sane.
+
+    ``max_future_s`` bounds clock skew of producers; ``min_ts`` rejects
+    timestamps before 2000 (usually milliseconds sent as seconds, or zero).
+    """
+
+    max_id_length: int = 256
+    max_context_keys: int = 16
+    max_context_key_length: int = 64
+    max_context_value_length: int = 256
+    max_future_s: float = 24 * 3600.0
+    min_ts: float = _MIN_TS
+    max_abs_value: float = 1e9
+
+
+DEFAULT_LIMITS = EventLimits()
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One validated user event.
+
+    ``ts`` is epoch seconds (event time: when it happened at the producer).
+    ``session_id`` is optional; without it the dataflow segments sessions by
+    inactivity. ``context`` is a small map of strings and numbers (device,
+    page, category, ...).
+    """
+
+    user_id: str
+    item_id: str
+    type: str
+    ts: float
+    session_id: str | None = None
+    value: float | None = None
+    event_id: str | None = None
+    context: Mapping[str, str | float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form written to the event streams (``None`` fields left out).
+
+        >>> Event("u", "i", "view", 1.5e9).to_dict()
+        {'user_id': 'u', 'item_id': 'i', 'type': 'view', 'ts': 1500000000.0}
+        """
+        out: dict[str, Any] = {
+            "user_id": self.user_id,
+            "item_id": self.item_id,
+            "type": self.type,
+            "ts": self.ts,
+        }
+        if self.session_id is not None:
+            out["session_id"] = self.session_id
+        if self.value is not None:
+            out["value"] = self.value
+        if self.event_id is not None:
+            out["event_id"] = self.event_id
+        if self.context:
+            out["context"] = dict(self.context)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class EventTypeWeights:
+    """How much each event type says about a user's interest.
+
+    A rating's weight scales with how far its ``value`` lies from the middle
+    of ``rating_range``: the top of the scale counts ``weights["rating"]``,
+    the middle zero, the bottom minus that. Negative weights (``dislike``)
+    push items down; zero-weight types (``impression``) are recorded but do
+    not count as interest.
+
+    >>> w = EventTypeWeights.from_spec("view=1,purchase=8,wishlist=2")
+    >>> w.weights["purchase"], w.weights["add_to_cart"]
+    (8.0, 3.0)
+    >>> w.rating_weight(5.0), w.rating_weight(3.0), w.rating_weight(1.0)
+    (4.0, 0.0, -4.0)
+    """
+
+    weights: Mapping[str, float] = field(
+        default_factory=lambda: {
+            "impression": 0.0,
+            "view": 1.0,
+            "click": 1.0,
+            "share": 2.0,
+            "wishlist": 2.0,
+            "add_to_cart": 3.0,
+            "remove_from_cart": -1.0,
+            "purchase": 5.0,
+            "rating": 4.0,
+            "dislike": -3.0,
+        }
+    )
+    rating_range: tuple[float, float] = (1.0, 5.0)
+
+    @classmethod
+    def from_spec(
+        cls, spec: str | None, rating_range: str | tuple[float, float] | None = None
+    ) -> EventTypeWeights:
+        """Defaults overridden (or extended with new types) by ``type=weight,...``."""
+        base = cls()
+        weights = dict(base.weights)
+        for part in (spec or "").split(","):
+            part = part.strip()
+            if not part:
+                continue
+            name, sep, raw = part.partition("=")
+            name = name.strip()
+            if not sep or not name:
+                raise ValueError(f"event weight {part!r}: expected type=weight")
+            try:
+                weights[name] = float(raw)
+            except ValueError:
+                raise ValueError(f"event weight {part!r}: {raw!r} is not a number") from None
+        rr = base.rating_range
+        if isinstance(rating_range, str) and rating_range.strip():
+            lo, _, hi = rating_range.partition(",")
+            try:
+                rr = (float(lo), float(hi))
+            except ValueError:
+                raise ValueError(f"rating range {rating_range!r}: expected 'min,max'") from None
+        elif isinstance(rating_range, tuple):
+            rr = rating_range
+        if not rr[0] < rr[1]:
+            raise ValueError(f"rating range {rr}: min must be below max")
+        return cls(weights=weights, rating_range=rr)
+
+    @property
+    def known_types(self) -> frozenset[str]:
+        return frozenset(self.weights)
+
+    def rating_weight(self, value: float) -> float:
+        lo, hi = self.rating_range
+        mid = (lo + hi) / 2.0
+        scaled = (min(max(value, lo), hi) - mid) / (hi - mid)
+        return self.weights.get("rating", 0.0) * scaled
+
+    def weight_of(self, event: Event) -> float:
+        """The interest weight of one event."""
+        if event.type == "rating" and event.value is not None:
+            return self.rating_weight(event.value)
+        return self.weights.get(event.type, 0.0)
+
+
+DEFAULT_WEIGHTS = EventTypeWeights()
+
+
+def parse_ts(raw: Any, now: float, limits: EventLimits = DEFAULT_LIMITS) -> float:
+    """Epoch seconds from a number or an ISO 8601 string, within sane bounds.
+
+    >>> parse_ts("2024-01-02T03:04:05Z", now=1.8e9)
+    1704164645.0
+    >>> parse_ts(None, now=1.8e9)
+    1800000000.0
+    >>> parse_ts(1.7e12, now=1.8e9)
+    Traceback (most recent call last):
+    ...
+    online.contract.events.EventError: ts: 1700000000000.0 is more than 86400 s in the future (milliseconds instead of seconds?)
+    """
+    if raw is None:
+        return float(now)
+    if isinstance(raw, bool):
+        raise EventError("ts", "must be epoch seconds or an ISO 8601 string, not a boolean")
+    if isinstance(raw, int | float):
+        ts = float(raw)
+    elif isinstance(raw, str):
+        text = raw.strip()
+        try:
+            ts = float(text)
+        except ValueError:
+            try:
+                parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            except ValueError:
+                raise EventError(
+                    "ts", f"{raw[:40]!r} is neither epoch seconds nor ISO 8601"
+                ) from None
+            if parsed.tzinfo is None:
+                raise EventError("ts", f"{raw[:40]!r} has no time zone (add Z or +00:00)")
+            ts = parsed.timestamp()
+    else:
+        raise EventError("ts", f"must be epoch seconds or an ISO 8601 string, not {type(raw).__name__}")
+    if not math.isfinite(ts):
+        raise EventError("ts", "must be finite")
+    if ts > now + limits.max_future_s:
+        raise EventError(
+            "ts",
+            f"{ts} is more than {limits.max_future_s:.0f} s in the future"
+            " (milliseconds instead of seconds?)",
+        )
+    if ts < limits.min_ts:
+        raise EventError("ts", f"{ts} is before 2000-01-01 (a zero or a unit mistake?)")
+    return ts
+
+
+def _identifier(obj: Mapping[str, Any], name: str, limits: EventLimits, required: bool) -> str | None:
+    raw = obj.get(name)
+    if raw is None:
+        if required:
+            raise EventError(name, "is required")
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, str | int):
+        raise EventError(name, f"must be a string, not {type(raw).__name__}")
+    text = str(raw)
+    if not text:
+        raise EventError(name, "must not be empty")
+    if len(text) > limits.max_id_length:
+        raise EventError(name, f"is {len(text)} characters long; the limit is {limits.max_id_length}")
+    if not text.isprintable():
+        raise EventError(name, "contains control characters")
+    return text
+
+
+def _context(raw: Any, limits: EventLimits) -> dict[str, str | float]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise EventError("context", f"must be an object, not {type(raw).__name__}")
+    if len(raw) > limits.max_context_keys:
+        raise EventError("context", f"has {len(raw)} keys; the limit is {limits.max_context_keys}")
+    out: dict[str, str | float] = {}
+    for key, value in raw.items():
+        if not isinstance(key, str) or not key or len(key) > limits.max_context_key_length:
+            raise EventError("context", f"key {str(key)[:40]!r} must be 1-{limits.max_context_key_length} characters")
+        where = f"context.{key}"
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise EventError(where, f"must be a string or a number, not {type(value).__name__}")
+        if isinstance(value, str):
+            if len(value) > limits.max_context_value_length:
+                raise EventError(where, f"is {len(value)} characters long; the limit is {limits.max_context_value_length}")
+            out[key] = value
+        else:
+            if not math.isfinite(value):
+                raise EventError(where, "must be finite")
+            out[key] = float(value)
+    return out
+
+
+_FIELDS = frozenset(("user_id", "item_id", "type", "ts", "session_id", "value", "event_id", "context"))
+
+
+def parse_event(
+    obj: Any,
+    now: float | None = None,
+    weights: EventTypeWeights = DEFAULT_WEIGHTS,
+    limits: EventLimits = DEFAULT_LIMITS,
+) -> Event:
+    """Validate a decoded JSON object into an :class:`Event`.
+
+    Raises :class:`EventError` naming the first offending field. Unknown
+    top-level fields are rejected too, so a typo (``itemId``) is not silently
+    ignored.
+    """
+    if not isinstance(obj, Mapping):
+        raise EventError("event", f"must be a JSON object, not {type(obj).__name__}")
+    unknown = [k for k in obj if k not in _FIELDS]
+    if unknown:
+        raise EventError(str(unknown[0])[:64], f"is not a known field (known: {', '.join(sorted(_FIELDS))})")
+    user_id = _identifier(obj, "user_id", limits, required=True)
+    item_id = _identifier(obj, "item_id", limits, required=True)
+    raw_type = obj.get("type")
+    if raw_type is None:
+        raise EventError("type", "is required")
+    if not isinstance(raw_type, str):
+        raise EventError("type", f"must be a string, not {type(raw_type).__name__}")
+    if raw_type not in weights.weights:
+        raise EventError(
+            "type",
+            f"unknown event type {raw_type[:64]!r} (known: {', '.join(sorted(weights.weights))})",
+        )
+    raw_value = obj.get("value")
+    value: float | None = None
+    if raw_value is not None:
+        if isinstance(raw_value, bool) or not isinstance(raw_value, int | float):
+            raise EventError("value", f"must be a number, not {type(raw_value).__name__}")
+        value = float(raw_value)
+        if not math.isfinite(value) or abs(value) > limits.max_abs_value:
+            raise EventError("value", f"must be finite and at most {limits.max_abs_value:g} in size")
+    if raw_type == "rating" and value is None:
+        raise EventError("value", "is required for a rating")
+    ts = parse_ts(obj.get("ts"), time.time() if now is None else now, limits)
+    assert user_id is not None and item_id is not None
+    return Event(
+        user_id=user_id,
+        item_id=item_id,
+        type=raw_type,
+        ts=ts,
+        session_id=_identifier(obj, "session_id", limits, required=False),
+        value=value,
+        event_id=_identifier(obj, "event_id", limits, required=False),
+        context=_context(obj.get("context"), limits),
+    )

