@@ -15,8 +15,8 @@ from online.contract.settings import SETTINGS_DOC, Settings
 from online.contract.streams import EVENT_FIELD, accepted_ms, decode_stream_fields, stream_fields
 
 __all__ = [
-    "EVENT_FIELD",
     "DEFAULT_WEIGHTS",
+    "EVENT_FIELD",
     "SETTINGS_DOC",
     "CandidateList",
     "Event",

@@ -34,9 +34,9 @@ from typing import Any
 
 __all__ = [
     "DEFAULT_WEIGHTS",
+    "Event",
     "EventError",
     "EventLimits",
-    "Event",
     "EventTypeWeights",
     "parse_event",
     "parse_ts",

@@ -1,0 +1,73 @@
+"""The livereco dataflow: Redis streams in, fresh candidate lists out.
+
+Run it with ``livereco flow`` (which also serves its metrics), or with
+Bytewax's own runner::
+
+    python -m bytewax.run "flows.dataflow:flow_from_env()" -w 2
+
+Stages and their keys::
+
+    streams ─► parse ─┬─► user history (user) ─► item state (item) ─┬─► user list (user) ─┐
+                      └─► dead letters ─────────────────────────────┴─► trending, similar ─┴─► Redis
+"""
+
+from __future__ import annotations
+
+from bytewax import operators as op
+from bytewax.dataflow import Dataflow
+
+from flows.redis_sink import RedisSink
+from flows.redis_source import RedisStreamSource
+from flows.stages import (
+    ItemLogic,
+    ParsedEvent,
+    UserHistoryLogic,
+    UserListLogic,
+    parse_entry,
+)
+from online.contract import Settings
+
+__all__ = ["build_flow", "flow_from_env"]
+
+
+def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = "livereco") -> Dataflow:
+    """The dataflow for ``settings``; ``stop_at_end`` ends it once the streams are drained."""
+    if not settings.redis_url:
+        raise ValueError("REDIS_URL is empty: the flow needs a Redis server (livereco run starts one)")
+    weights = settings.weights
+    flow = Dataflow(flow_id)
+    source = RedisStreamSource(
+        settings.redis_url,
+        settings.keys,
+        read_count=settings.read_count,
+        poll_interval_s=settings.poll_interval_ms / 1000.0,
+        stop_at_end=stop_at_end,
+    )
+    entries = op.input("streams", flow, source)
+    parsed = op.map("parse", entries, lambda entry: parse_entry(entry, weights))
+    valid = op.branch("valid", parsed, lambda p: isinstance(p, ParsedEvent))
+
+    by_user = op.key_on("by_user", valid.trues, lambda p: p.event.user_id)
+    touched = op.stateful_batch("user_history", by_user, lambda resume: UserHistoryLogic(settings, resume))
+    to_items = op.flat_map("to_items", touched, lambda kv: ((m.item_id, m) for m in kv[1]))
+    item_out = op.key_rm("item_out", op.stateful_batch("items", to_items, lambda resume: ItemLogic(settings, resume)))
+
+    replies = op.branch("replies", item_out, lambda x: hasattr(x, "touch"))
+    back_to_user = op.key_on("by_user_again", replies.trues, lambda r: r.user_id)
+    lists = op.stateful_batch("user_lists", back_to_user, lambda resume: UserListLogic(settings, resume))
+
+    writes = op.merge("writes", op.key_rm("lists_out", lists), replies.falses, valid.falses)
+    op.output("redis", writes, RedisSink(
+        settings.redis_url,
+        settings.keys,
+        user_ttl_s=settings.user_ttl_s,
+        item_ttl_s=max(settings.user_ttl_s, int(4 * settings.covisit_half_life_s)),
+        trending_size=settings.trending_size,
+        dead_letter_maxlen=settings.dead_letter_maxlen,
+    ))
+    return flow
+
+
+def flow_from_env() -> Dataflow:
+    """The flow configured from environment variables (for ``python -m bytewax.run``)."""
+    return build_flow(Settings.from_env())

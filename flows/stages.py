@@ -1,0 +1,270 @@
+"""The dataflow's steps as plain logic: parse, user history, item state, user list.
+
+The path of one event (see the README's architecture section):
+
+1. ``parse_entry``: a raw stream entry becomes a :class:`ParsedEvent`, or a
+   :class:`~flows.redis_sink.DeadLetter` naming the field and the reason.
+2. :class:`UserHistoryLogic` (keyed by user): drops duplicate ``event_id``\\ s,
+   segments sessions, keeps weighted recent items, and sends the item a
+   :class:`Touch` carrying the session's previous items.
+3. :class:`ItemLogic` (keyed by item): decayed popularity (trending), bounded
+   co-visitation neighbours in both directions, and a :class:`NeighbourReply`
+   back to the user with the item's current neighbours.
+4. :class:`UserListLogic` (keyed by user): caches the neighbour lists of the
+   user's recent items, merges them into the fresh candidate list, and hands
+   it to the sink.
+
+All state lives in these per-key logics, so Bytewax partitions it across
+workers and processes and snapshots it for recovery. Snapshots are pickled
+bytes: immutable, and cheap to take for keys that changed in an epoch.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from bytewax.operators import StatefulBatchLogic
+from typing_extensions import override
+
+from flows.metrics import DEAD_LETTERS, DUPLICATES, EVENTS
+from flows.redis_sink import DeadLetter, ItemSimilarWrite, TrendingWrite, UserListWrite, encode_profile
+from flows.redis_source import StreamEntry
+from online.contract import (
+    CandidateList,
+    Event,
+    EventError,
+    EventTypeWeights,
+    Settings,
+    accepted_ms,
+    decode_stream_fields,
+    encode_candidates,
+    parse_event,
+)
+from online.covisitation import CoVisitationNeighbours
+from online.forward_decay import ForwardDecay
+from online.neighbour_candidates import NeighbourCandidates
+from online.user_history import UserHistory
+
+__all__ = [
+    "ItemLogic",
+    "ItemState",
+    "NeighbourReply",
+    "ParsedEvent",
+    "Touch",
+    "UserHistoryLogic",
+    "UserListLogic",
+    "parse_entry",
+]
+
+_RAW_LIMIT = 64 * 1024  # raw bytes kept per dead letter
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedEvent:
+    event: Event
+    entry_id: str
+    accepted_ms: int
+
+
+def parse_entry(entry: StreamEntry, weights: EventTypeWeights) -> ParsedEvent | DeadLetter:
+    """Validate one stream entry with the contract; failures become dead letters."""
+    try:
+        event = parse_event(decode_stream_fields(entry.fields), weights=weights)
+    except EventError as exc:
+        DEAD_LETTERS.labels(exc.field if exc.field in _REASON_FIELDS else "other").inc()
+        raw = b"\n".join(k + b"=" + v for k, v in entry.fields.items())[:_RAW_LIMIT]
+        return DeadLetter(entry.stream, entry.entry_id, exc.field, str(exc), raw)
+    EVENTS.labels(event.type).inc()
+    return ParsedEvent(event, entry.entry_id, accepted_ms(entry.entry_id))
+
+
+_REASON_FIELDS = frozenset(
+    ("event", "e", "user_id", "item_id", "type", "ts", "session_id", "value", "event_id", "context")
+)
+
+
+@dataclass(slots=True)
+class Touch:
+    """A user interacted with ``item_id`` (the key this is routed by)."""
+
+    item_id: str
+    user_id: str
+    weight: float
+    ts: float
+    accepted_ms: int
+    category: str | None
+    previous: list[str]
+    session_id: str
+    recent: list[tuple[str, float, float]]
+    exclude: list[str]
+
+
+@dataclass(slots=True)
+class NeighbourReply:
+    """The touched item's current neighbours, on their way back to the user."""
+
+    item_id: str
+    neighbours: list[tuple[str, float]]
+    touch: Touch
+
+    @property
+    def user_id(self) -> str:
+        return self.touch.user_id
+
+
+def _load(resume: bytes | None) -> Any:
+    return pickle.loads(resume) if resume is not None else None
+
+
+class UserHistoryLogic(StatefulBatchLogic[ParsedEvent, "list[Touch | Link]", bytes]):
+    """User-keyed: de-duplication, sessions, recent items; emits the touch and the forward links."""
+
+    def __init__(self, settings: Settings, resume: bytes | None):
+        self.weights = settings.weights
+        self.history: UserHistory = _load(resume) or UserHistory(settings.recent_items, settings.session_gap_s)
+
+    @override
+    def on_batch(self, values: list[ParsedEvent]) -> tuple[Iterable[list[Touch | Link]], bool]:
+        out: list[list[Touch | Link]] = []
+        history = self.history
+        for parsed in values:
+            event = parsed.event
+            weight = self.weights.weight_of(event)
+            observed = history.learn_one(event, weight)
+            if observed is None:
+                DUPLICATES.inc()
+                continue
+            category = event.context.get("category")
+            previous = observed.previous if weight > 0.0 else []
+            touch = Touch(
+                item_id=event.item_id,
+                user_id=event.user_id,
+                weight=weight,
+                ts=event.ts,
+                accepted_ms=parsed.accepted_ms,
+                category=str(category) if category is not None else None,
+                previous=previous,
+                session_id=observed.session_id,
+                recent=history.recent(),
+                exclude=list(history.purchased),
+            )
+            messages: list[Touch | Link] = [touch]
+            messages.extend(
+                Link(other, event.item_id, weight / (distance + 1), event.ts) for distance, other in enumerate(previous)
+            )
+            out.append(messages)
+        return out, StatefulBatchLogic.RETAIN
+
+    @override
+    def snapshot(self) -> bytes:
+        return pickle.dumps(self.history, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+@dataclass(slots=True)
+class ItemState:
+    """Everything the flow knows about one item."""
+
+    item_id: str
+    neighbours: CoVisitationNeighbours
+    popularity: float | None = None
+    category: str | None = None
+    events: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """Evidence that ``other`` goes after ``item_id`` (the key this is routed by)."""
+
+    item_id: str
+    other: str
+    weight: float
+    ts: float
+
+
+class ItemLogic(StatefulBatchLogic[Touch | Link, Any, bytes]):
+    """Item-keyed: trending popularity, co-visitation neighbours, replies to users.
+
+    A touch of item ``b`` after items ``a1, a2, ...`` of the same session adds
+    ``a_i -> b`` evidence (sent as :class:`Link` to each ``a_i``: the forward,
+    "what comes next" direction) and ``b -> a_i`` at ``backward_weight``.
+    Evidence falls off with the distance in the session: ``1 / (d + 1)``.
+    """
+
+    backward_weight = 0.5
+
+    def __init__(self, settings: Settings, resume: bytes | None):
+        self.k = settings.neighbours
+        self.capacity = 2 * settings.neighbours
+        self.half_life_s = settings.covisit_half_life_s
+        self.popularity = ForwardDecay(settings.trending_half_life_s)
+        self.state: ItemState | None = _load(resume)
+
+    def _state_for(self, item_id: str) -> ItemState:
+        if self.state is None:
+            self.state = ItemState(item_id, CoVisitationNeighbours(self.capacity, self.half_life_s))
+        return self.state
+
+    @override
+    def on_batch(self, values: list[Touch | Link]) -> tuple[Iterable[Any], bool]:
+        state = self._state_for(values[0].item_id)
+        out: list[Any] = []
+        neighbours_changed = popular = False
+        latest_ts = 0.0
+        for msg in values:
+            latest_ts = max(latest_ts, msg.ts)
+            if isinstance(msg, Link):
+                state.neighbours.learn_one(msg.other, msg.weight, msg.ts)
+                neighbours_changed = True
+                continue
+            state.events += 1
+            if msg.category:
+                state.category = msg.category
+            if msg.weight > 0.0:
+                popular = True
+                state.popularity = self.popularity.add(state.popularity, msg.weight, msg.ts)
+                for distance, other in enumerate(msg.previous):
+                    state.neighbours.learn_one(other, self.backward_weight * msg.weight / (distance + 1), msg.ts)
+                    neighbours_changed = True
+            out.append(NeighbourReply(state.item_id, state.neighbours.top(self.k, msg.ts), msg))
+        if popular and state.popularity is not None:
+            out.append(TrendingWrite(state.item_id, state.category, state.popularity))
+        if neighbours_changed:
+            top = state.neighbours.top(self.k, latest_ts)
+            blob = encode_candidates(CandidateList([i for i, _ in top], [s for _, s in top], event_ts=latest_ts))
+            out.append(ItemSimilarWrite(state.item_id, blob))
+        return out, StatefulBatchLogic.RETAIN
+
+    @override
+    def snapshot(self) -> bytes:
+        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class UserListLogic(StatefulBatchLogic[NeighbourReply, UserListWrite, bytes]):
+    """User-keyed: merges the neighbours of the user's recent items into the candidate list."""
+
+    def __init__(self, settings: Settings, resume: bytes | None):
+        self.n = settings.candidates
+        self.candidates: NeighbourCandidates = _load(resume) or NeighbourCandidates()
+
+    @override
+    def on_batch(self, values: list[NeighbourReply]) -> tuple[Iterable[UserListWrite], bool]:
+        for reply in values:
+            self.candidates.learn_one(reply.item_id, reply.neighbours)
+        # Only the newest state matters for what is written: rank once per batch.
+        last = values[-1].touch
+        self.candidates.forget_except({item for item, _, _ in last.recent})
+        exclude = {*last.exclude, values[-1].item_id}
+        ranked = self.candidates.rank(last.recent, self.n, exclude)
+        recs = encode_candidates(
+            CandidateList([i for i, _ in ranked], [s for _, s in ranked], event_ts=last.ts,
+                          accepted_ms=last.accepted_ms)
+        )
+        profile = encode_profile(last.session_id, last.recent)
+        return [UserListWrite(last.user_id, recs, profile, last.accepted_ms)], StatefulBatchLogic.RETAIN
+
+    @override
+    def snapshot(self) -> bytes:
+        return pickle.dumps(self.candidates, protocol=pickle.HIGHEST_PROTOCOL)

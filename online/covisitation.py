@@ -1,0 +1,74 @@
+"""Time-decayed, bounded co-visitation neighbours of one item.
+
+Each item keeps the items that users went on to (or came from) within a
+session, with forward-decayed evidence (see :mod:`online.forward_decay`).
+Memory is bounded by ``capacity``: when full, a new neighbour replaces the
+weakest one and inherits its score (the Space-Saving rule, Metwally et al.
+2005), so frequent neighbours are never lost to a stream of one-off ones.
+
+Examples
+--------
+>>> n = CoVisitationNeighbours(capacity=3, half_life_s=86400.0)
+>>> for other, ts in [("b", 0.0), ("b", 5.0), ("b", 10.0), ("c", 20.0), ("d", 30.0), ("e", 40.0)]:
+...     n.learn_one(other, 1.0, ts)
+>>> [item for item, _ in n.top(2, now=40.0)]
+['b', 'e']
+>>> len(n)
+3
+"""
+
+from __future__ import annotations
+
+from online.forward_decay import ForwardDecay
+
+__all__ = ["CoVisitationNeighbours"]
+
+
+class CoVisitationNeighbours:
+    """At most ``capacity`` neighbours of one item, scored with forward decay.
+
+    Parameters
+    ----------
+    capacity
+        Neighbours kept (the published top-K is at most this).
+    half_life_s
+        Half-life of the evidence, in event time.
+    """
+
+    __slots__ = ("_decay", "_scores", "capacity")
+
+    def __init__(self, capacity: int = 100, half_life_s: float = 7 * 86400.0):
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        self.capacity = capacity
+        self._decay = ForwardDecay(half_life_s)
+        self._scores: dict[str, float] = {}
+
+    def __len__(self) -> int:
+        return len(self._scores)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._scores
+
+    def learn_one(self, other: str, weight: float, ts: float) -> None:
+        """Add ``weight`` (> 0) of evidence that ``other`` goes with this item."""
+        if weight <= 0.0:
+            return
+        scores = self._scores
+        previous = scores.get(other)
+        if previous is None and len(scores) >= self.capacity:
+            weakest = min(scores, key=scores.__getitem__)
+            previous = scores.pop(weakest)
+        scores[other] = self._decay.add(previous, weight, ts)
+
+    def top(self, k: int, now: float) -> list[tuple[str, float]]:
+        """The ``k`` strongest neighbours with their decayed evidence at ``now``."""
+        best = sorted(self._scores.items(), key=lambda kv: kv[1], reverse=True)[:k]
+        return [(item, self._decay.value(score, now)) for item, score in best]
+
+    def __getstate__(self) -> tuple[int, float, dict[str, float]]:
+        return (self.capacity, self._decay.half_life_s, self._scores)
+
+    def __setstate__(self, state: tuple[int, float, dict[str, float]]) -> None:
+        self.capacity, half_life_s, self._scores = state
+        self._decay = ForwardDecay(half_life_s)

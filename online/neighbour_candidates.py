@@ -1,0 +1,71 @@
+"""A user's candidate list from the neighbours of the items they touched.
+
+The user-keyed state of the dataflow's last stage: for each recent item it
+caches that item's neighbour list as the item stage last reported it, and
+merges them, newer and heavier interactions counting more. Bounded by the
+user's recent items times the neighbours per item.
+
+Examples
+--------
+>>> b = NeighbourCandidates()
+>>> b.learn_one("a", [("b", 4.0), ("c", 2.0)])
+>>> b.learn_one("x", [("c", 1.0), ("y", 1.0)])
+>>> recent = [("x", 1.0, 20.0), ("a", 1.0, 10.0)]   # newest first
+>>> ranked = b.rank(recent, n=10)
+>>> ranked[0][0], [item for item, _ in ranked]
+('c', ['c', 'y', 'b'])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Sequence
+
+__all__ = ["NeighbourCandidates"]
+
+
+class NeighbourCandidates:
+    """Caches neighbour lists of recent items and merges them into one ranking."""
+
+    __slots__ = ("_neighbours",)
+
+    def __init__(self) -> None:
+        self._neighbours: dict[str, list[tuple[str, float]]] = {}
+
+    def learn_one(self, item: str, neighbours: list[tuple[str, float]]) -> None:
+        """Remember the latest neighbour list of ``item``."""
+        self._neighbours[item] = neighbours
+
+    def forget_except(self, keep: Collection[str]) -> None:
+        """Drop cached lists of items no longer among the user's recent items."""
+        for item in [i for i in self._neighbours if i not in keep]:
+            del self._neighbours[item]
+
+    def rank(
+        self,
+        recent: Sequence[tuple[str, float, float]],
+        n: int,
+        exclude: Collection[str] = (),
+    ) -> list[tuple[str, float]]:
+        """Merge neighbour lists of ``recent`` (newest first) into the top ``n``.
+
+        The j-th newest item counts ``1 / (j + 1)`` (the position decay used by
+        session kNN methods) times ``log1p`` of its interest weight, so a purchase
+        counts more than a view without drowning it; items with negative weight
+        (dislikes) are never recommended and contribute nothing.
+        """
+        scores: dict[str, float] = {}
+        negative = {item for item, weight, _ in recent if weight < 0.0}
+        for position, (item, weight, _) in enumerate(recent):
+            if weight <= 0.0:
+                continue
+            neighbours = self._neighbours.get(item)
+            if not neighbours:
+                continue
+            top = neighbours[0][1] or 1.0
+            influence = math.log1p(weight) / (position + 1)
+            for other, evidence in neighbours:
+                scores[other] = scores.get(other, 0.0) + influence * evidence / top
+        for item in (*negative, *exclude):
+            scores.pop(item, None)
+        return sorted(scores.items(), key=lambda kv: kv[1], reverse=True)[:n]

@@ -1,0 +1,140 @@
+"""What one user did lately: de-duplication, sessions, weighted recent items.
+
+This is the user-keyed state of the dataflow's first stage. Everything is
+bounded: ``recent_items`` distinct items, the last ``dedup_window`` event
+ids, the last ``link_window`` items of the current session.
+
+Examples
+--------
+>>> from online.contract import Event
+>>> h = UserHistory(recent_items=3, session_gap_s=1800.0)
+>>> o = h.learn_one(Event("u", "a", "view", 0.0, event_id="e1"), 1.0)
+>>> o.new_session, o.previous
+(True, [])
+>>> o = h.learn_one(Event("u", "b", "add_to_cart", 60.0, event_id="e2"), 3.0)
+>>> o.previous
+['a']
+>>> h.learn_one(Event("u", "b", "add_to_cart", 60.0, event_id="e2"), 3.0) is None  # a retry
+True
+>>> o = h.learn_one(Event("u", "c", "view", 60.0 + 3600.0), 1.0)   # an hour later
+>>> o.new_session, o.previous
+(True, [])
+>>> [(item, weight) for item, weight, _ in h.recent()]
+[('c', 1.0), ('b', 3.0), ('a', 1.0)]
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+
+from online.contract import Event
+
+__all__ = ["Observation", "UserHistory"]
+
+
+@dataclass(slots=True)
+class Observation:
+    """What one accepted event means for the user: its session and the items before it."""
+
+    session_id: str
+    new_session: bool
+    previous: list[str]
+    """Distinct items earlier in the same session, newest first (co-visitation pairs)."""
+
+
+class UserHistory:
+    """Bounded per-user history.
+
+    Parameters
+    ----------
+    recent_items
+        Distinct items remembered, newest first; weights add up per item.
+    session_gap_s
+        Inactivity that ends a session when events carry no ``session_id``.
+    link_window
+        Items of the current session that the next item is paired with.
+    dedup_window
+        Event ids remembered to drop producer retries.
+    """
+
+    __slots__ = (
+        "_last_ts",
+        "_recent",
+        "_seen_ids",
+        "_seen_order",
+        "_session_items",
+        "_sessions",
+        "dedup_window",
+        "link_window",
+        "purchased",
+        "recent_items",
+        "session_gap_s",
+        "session_id",
+    )
+
+    def __init__(self, recent_items: int = 20, session_gap_s: float = 1800.0, link_window: int = 5,
+                 dedup_window: int = 256):
+        self.recent_items = recent_items
+        self.session_gap_s = session_gap_s
+        self.link_window = link_window
+        self.dedup_window = dedup_window
+        self._recent: OrderedDict[str, list[float]] = OrderedDict()  # item -> [weight, ts]
+        self._seen_ids: set[str] = set()
+        self._seen_order: deque[str] = deque()
+        self._session_items: deque[str] = deque(maxlen=link_window)
+        self._sessions = 0
+        self._last_ts: float | None = None
+        self.session_id = ""
+        self.purchased: OrderedDict[str, float] = OrderedDict()
+
+    def _is_duplicate(self, event_id: str | None) -> bool:
+        if event_id is None:
+            return False
+        if event_id in self._seen_ids:
+            return True
+        self._seen_ids.add(event_id)
+        self._seen_order.append(event_id)
+        if len(self._seen_order) > self.dedup_window:
+            self._seen_ids.discard(self._seen_order.popleft())
+        return False
+
+    def learn_one(self, event: Event, weight: float) -> Observation | None:
+        """Record ``event`` with its interest ``weight``; ``None`` when it is a duplicate."""
+        if self._is_duplicate(event.event_id):
+            return None
+        if event.session_id is not None:
+            new_session = event.session_id != self.session_id
+            session_id = event.session_id
+        else:
+            new_session = self._last_ts is None or event.ts - self._last_ts > self.session_gap_s
+            session_id = f"s{self._sessions + 1}" if new_session else self.session_id
+        if new_session:
+            self._sessions += 1
+            self._session_items.clear()
+            self.session_id = session_id
+        self._last_ts = event.ts if self._last_ts is None else max(self._last_ts, event.ts)
+
+        previous = [item for item in reversed(self._session_items) if item != event.item_id]
+        if weight > 0.0:
+            if event.item_id in self._session_items:
+                self._session_items.remove(event.item_id)
+            self._session_items.append(event.item_id)
+        slot = self._recent.pop(event.item_id, None)
+        self._recent[event.item_id] = [weight + (slot[0] if slot else 0.0), event.ts]
+        if len(self._recent) > self.recent_items:
+            self._recent.popitem(last=False)
+        if event.type == "purchase":
+            self.purchased.pop(event.item_id, None)
+            self.purchased[event.item_id] = event.ts
+            if len(self.purchased) > self.recent_items:
+                self.purchased.popitem(last=False)
+        return Observation(session_id=session_id, new_session=new_session, previous=previous)
+
+    def recent(self) -> list[tuple[str, float, float]]:
+        """``(item, summed weight, last ts)``, newest first."""
+        return [(item, w, ts) for item, (w, ts) in reversed(self._recent.items())]
+
+    @property
+    def last_ts(self) -> float | None:
+        return self._last_ts
