@@ -13,10 +13,12 @@ Stages and their keys::
 
 from __future__ import annotations
 
-from bytewax import operators as op
-from bytewax.dataflow import Dataflow
+from typing import TypeGuard
 
-from flows.redis_sink import RedisSink
+from bytewax import operators as op
+from bytewax.dataflow import Dataflow, Stream
+
+from flows.redis_sink import DeadLetter, RedisSink, Write
 from flows.redis_source import RedisStreamSource
 from flows.stages import (
     ItemLogic,
@@ -28,6 +30,10 @@ from flows.stages import (
 from online.contract import Settings
 
 __all__ = ["build_flow", "flow_from_env"]
+
+
+def _is_parsed(item: ParsedEvent | DeadLetter) -> TypeGuard[ParsedEvent]:
+    return isinstance(item, ParsedEvent)
 
 
 def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = "livereco") -> Dataflow:
@@ -45,7 +51,7 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
     )
     entries = op.input("streams", flow, source)
     parsed = op.map("parse", entries, lambda entry: parse_entry(entry, weights))
-    valid = op.branch("valid", parsed, lambda p: isinstance(p, ParsedEvent))
+    valid = op.branch("valid", parsed, _is_parsed)
 
     by_user = op.key_on("by_user", valid.trues, lambda p: p.event.user_id)
     touched = op.stateful_batch("user_history", by_user, lambda resume: UserHistoryLogic(settings, resume))
@@ -56,7 +62,7 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
     back_to_user = op.key_on("by_user_again", replies.trues, lambda r: r.user_id)
     lists = op.stateful_batch("user_lists", back_to_user, lambda resume: UserListLogic(settings, resume))
 
-    writes = op.merge("writes", op.key_rm("lists_out", lists), replies.falses, valid.falses)
+    writes: Stream[Write] = op.merge("writes", op.key_rm("lists_out", lists), replies.falses, valid.falses)
     op.output("redis", writes, RedisSink(
         settings.redis_url,
         settings.keys,

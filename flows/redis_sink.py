@@ -102,7 +102,7 @@ class _RedisSinkPartition(StatelessSinkPartition[Write]):
         for iid, blob in similar.items():
             pipe.set(keys.item_similar(iid), blob, ex=self._item_ttl_s)
         for key, members in trending.items():
-            pipe.zadd(key, members)  # type: ignore[arg-type]
+            pipe.zadd(key, members)
             pipe.zremrangebyrank(key, 0, -(self._trending_size + 1))
         for d in dead:
             pipe.xadd(

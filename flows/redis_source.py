@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import redis
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -52,7 +53,7 @@ class _StreamPartition(StatefulSourcePartition[StreamEntry, str]):
     @override
     def next_batch(self) -> list[StreamEntry]:
         try:
-            reply = self._client.xread({self._stream: self._last_id}, count=self._read_count)
+            reply: Any = self._client.xread({self._stream: self._last_id}, count=self._read_count)
         except redis.RedisError as exc:
             REDIS_ERRORS.labels("read").inc()
             self._backoff_s = min(_MAX_BACKOFF_S, max(0.05, self._backoff_s * 2))

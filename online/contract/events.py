@@ -207,6 +207,16 @@ class EventTypeWeights:
 DEFAULT_WEIGHTS = EventTypeWeights()
 
 
+def _iso_ts(text: str) -> float:
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise EventError("ts", f"{text[:40]!r} is neither epoch seconds nor ISO 8601") from None
+    if parsed.tzinfo is None:
+        raise EventError("ts", f"{text[:40]!r} has no time zone (add Z or +00:00)")
+    return parsed.timestamp()
+
+
 def parse_ts(raw: Any, now: float, limits: EventLimits = DEFAULT_LIMITS) -> float:
     """Epoch seconds from a number or an ISO 8601 string, within sane bounds.
 
@@ -230,15 +240,7 @@ def parse_ts(raw: Any, now: float, limits: EventLimits = DEFAULT_LIMITS) -> floa
         try:
             ts = float(text)
         except ValueError:
-            try:
-                parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-            except ValueError:
-                raise EventError(
-                    "ts", f"{raw[:40]!r} is neither epoch seconds nor ISO 8601"
-                ) from None
-            if parsed.tzinfo is None:
-                raise EventError("ts", f"{raw[:40]!r} has no time zone (add Z or +00:00)")
-            ts = parsed.timestamp()
+            ts = _iso_ts(text)
     else:
         raise EventError("ts", f"must be epoch seconds or an ISO 8601 string, not {type(raw).__name__}")
     if not math.isfinite(ts):

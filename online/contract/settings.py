@@ -70,7 +70,7 @@ class Settings:
             raw = env.get(name)
             if raw is None or raw == "":
                 continue
-            kind = type(f.default)
+            kind: Any = type(f.default)
             try:
                 values[f.name] = kind(raw)
             except ValueError:

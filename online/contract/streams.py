@@ -50,7 +50,7 @@ def _text(raw: bytes | str, field: str) -> str:
         raise EventError(field, "not valid UTF-8") from None
 
 
-def decode_stream_fields(fields: Mapping[bytes | str, bytes | str]) -> Any:
+def decode_stream_fields(fields: Mapping[Any, Any]) -> Any:
     """The decoded JSON object of one stream entry (validate it with ``parse_event``)."""
     by_name = {_text(k, "field name"): v for k, v in fields.items()}
     if EVENT_FIELD in by_name:
