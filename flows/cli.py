@@ -1,0 +1,251 @@
+"""``livereco``: run the whole system, or one part of it.
+
+Every flag falls back to an environment variable, shown as ``[env: NAME]``
+in ``--help``; the full list of variables is in the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import timedelta
+from pathlib import Path
+
+from online.contract import Settings
+
+__all__ = ["main"]
+
+log = logging.getLogger("livereco")
+
+
+def _env_default(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *flags: str, env: str,
+                 help: str, **kwargs: object) -> None:
+    """An option whose default comes from ``env``, saying so in its help."""
+    default = os.environ.get(env, kwargs.pop("default", None))
+    parser.add_argument(*flags, default=default, help=f"{help} [env: {env}]", **kwargs)  # type: ignore[arg-type]
+
+
+# --- livereco flow -------------------------------------------------------------------------------------------
+def _add_flow_args(p: argparse.ArgumentParser) -> None:
+    _env_default(p, "-w", "--workers-per-process", env="BYTEWAX_WORKERS_PER_PROCESS", type=int, default=1,
+                 help="Bytewax workers (threads) in this process")
+    _env_default(p, "-i", "--process-id", env="BYTEWAX_PROCESS_ID", type=int,
+                 help="this process's index in a cluster (with -a)")
+    _env_default(p, "-a", "--addresses", env="BYTEWAX_ADDRESSES",
+                 help="'host:port;host:port' of every process in the cluster, this one included")
+    _env_default(p, "-r", "--recovery-directory", env="BYTEWAX_RECOVERY_DIRECTORY", type=Path,
+                 help="directory of initialised Bytewax recovery partitions (turns recovery on)")
+    _env_default(p, "-s", "--snapshot-interval", env="BYTEWAX_SNAPSHOT_INTERVAL", type=float, default=10.0,
+                 help="seconds between snapshots (the epoch length)")
+    _env_default(p, "-b", "--backup-interval", env="BYTEWAX_RECOVERY_BACKUP_INTERVAL", type=float, default=0.0,
+                 help="seconds old snapshots are kept for backups")
+    p.add_argument("--stop-at-end", action="store_true",
+                   help="stop once every stream has been read to its end (replays, evaluations)")
+
+
+def _run_flow(args: argparse.Namespace, settings: Settings) -> int:
+    from bytewax.recovery import RecoveryConfig
+    from bytewax.run import cli_main
+    from prometheus_client import start_http_server
+
+    from flows.dataflow import build_flow
+
+    if not settings.redis_url:
+        print("livereco flow: REDIS_URL is not set (livereco run starts an embedded Redis)", file=sys.stderr)
+        return 2
+    process_id = args.process_id or 0
+    if settings.flow_metrics_port:
+        port = settings.flow_metrics_port + process_id
+        start_http_server(port, addr=settings.host)
+        log.info("flow metrics on http://%s:%d/metrics", settings.host, port)
+    recovery = None
+    if args.recovery_directory is not None:
+        recovery = RecoveryConfig(str(args.recovery_directory), timedelta(seconds=args.backup_interval))
+    flow = build_flow(settings, stop_at_end=args.stop_at_end)
+    cli_main(
+        flow,
+        workers_per_process=args.workers_per_process,
+        process_id=args.process_id,
+        addresses=args.addresses.split(";") if args.addresses else None,
+        epoch_interval=timedelta(seconds=args.snapshot_interval),
+        recovery_config=recovery,
+    )
+    return 0
+
+
+# --- livereco serve ------------------------------------------------------------------------------------------
+def _add_serve_args(p: argparse.ArgumentParser) -> None:
+    _env_default(p, "--workers", env="LIVERECO_SERVER_WORKERS", type=int, default=1, help="server processes")
+    _env_default(p, "--host", env="LIVERECO_HOST", help="bind address")
+    _env_default(p, "--port", env="LIVERECO_PORT", type=int, help="port")
+
+
+def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from serving.server import serve
+
+    if not settings.redis_url:
+        print("livereco serve: REDIS_URL is not set (livereco run starts an embedded Redis)", file=sys.stderr)
+        return 2
+    serve(settings, workers=args.workers)
+    return 0
+
+
+# --- livereco redis ------------------------------------------------------------------------------------------
+def _run_redis(args: argparse.Namespace, settings: Settings) -> int:
+    from flows.embedded_redis import EmbeddedRedis
+
+    with EmbeddedRedis(port=args.port) as server:
+        print(f"embedded Redis at {server.url} (Ctrl-C stops it)", flush=True)
+        try:
+            while server.process is not None and server.process.poll() is None:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+# --- livereco run --------------------------------------------------------------------------------------------
+def _wait_ready(url: str, children: list[subprocess.Popen[bytes]], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if any(c.poll() is not None for c in children):
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=1) as answer:
+                if answer.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
+def _stop(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in children:
+        if child.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    for child in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+
+
+def _run_all(args: argparse.Namespace, settings: Settings) -> int:
+    from flows.embedded_redis import EmbeddedRedis
+
+    embedded = None
+    env = dict(os.environ)
+    if not settings.redis_url:
+        embedded = EmbeddedRedis().start()
+        env["REDIS_URL"] = embedded.url
+    redis_url = env["REDIS_URL"]
+    me = [sys.executable, "-m", "flows.cli"]
+    children: list[subprocess.Popen[bytes]] = []
+    names: dict[int, str] = {}
+
+    def start(*argv: str) -> None:
+        child = subprocess.Popen([*me, *argv], env=env, start_new_session=True)
+        names[child.pid] = argv[0]
+        children.append(child)
+
+    base = f"http://{settings.host}:{settings.port}"
+    try:
+        start("flow")
+        start("serve")
+        if not _wait_ready(f"{base}/readyz", children, timeout_s=60):
+            print("livereco run: the server did not become ready; see the messages above", file=sys.stderr)
+            return 1
+        if args.rate > 0:
+            start("produce", "--rate", str(args.rate))
+        user = "curious-newcomer"
+        print(f"""
+livereco is running ({'embedded Redis at ' + redis_url if embedded else 'Redis at ' + redis_url})
+  server        {base}            (OpenAPI: {base}/openapi.json)
+  flow metrics  http://{settings.host}:{settings.flow_metrics_port}/metrics
+  producer      a synthetic shop, {args.rate:g} events/s{' (off)' if args.rate <= 0 else ''}
+
+Try:
+  curl -s '{base}/v1/trending?n=5'
+  curl -s -XPOST {base}/v1/events -H 'content-type: application/json' \\
+       -d '[{{"user_id":"{user}","item_id":"sku-00001","type":"view"}},{{"user_id":"{user}","item_id":"sku-00002","type":"view"}},{{"user_id":"{user}","item_id":"sku-00003","type":"view"}}]'
+  curl -s '{base}/v1/users/{user}/recommendations?n=5'
+  curl -s '{base}/v1/items/sku-00001/similar?n=5'
+  curl -s {base}/metrics | grep livereco_serving_request_duration
+
+Ctrl-C stops everything.
+""", flush=True)
+        while all(c.poll() is None for c in children):
+            time.sleep(0.5)
+        dead = next(c for c in children if c.poll() is not None)
+        print(f"livereco run: {names[dead.pid]} exited with {dead.returncode}; stopping",
+              file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping...", file=sys.stderr)
+        return 0
+    finally:
+        _stop(children)
+        if embedded is not None:
+            embedded.stop()
+
+
+# --- entry point ---------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    from flows import replay, synthetic_shop
+
+    parser = argparse.ArgumentParser(prog="livereco", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="embedded Redis + flow + server + synthetic producer; Ctrl-C stops all")
+    _env_default(p, "--rate", env="LIVERECO_PRODUCER_RATE", type=float, default=200.0,
+                 help="synthetic events per second (0: no producer)")
+    p.set_defaults(handler=_run_all)
+    p = sub.add_parser("flow", help="run the dataflow (Bytewax runner options included)")
+    _add_flow_args(p)
+    p.set_defaults(handler=_run_flow)
+    p = sub.add_parser("serve", help="run the HTTP server")
+    _add_serve_args(p)
+    p.set_defaults(handler=_run_serve)
+    p = sub.add_parser("replay", help="stream a CSV/TSV/JSONL/.dat log into the event streams")
+    replay.add_arguments(p)
+    p.set_defaults(handler=replay.run)
+    p = sub.add_parser("produce", help="stream a synthetic shop's events to the server")
+    synthetic_shop.add_arguments(p)
+    p.set_defaults(handler=synthetic_shop.run)
+    p = sub.add_parser("redis", help="run an embedded redis-server in the foreground")
+    p.add_argument("--port", type=int, default=6379)
+    p.set_defaults(handler=_run_redis)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args = build_parser().parse_args(argv)
+    overrides = {k: v for k, v in (("host", getattr(args, "host", None)), ("port", getattr(args, "port", None)))
+                 if v is not None and args.command == "serve"}
+    try:
+        settings = Settings.from_env(**overrides)
+    except ValueError as exc:
+        print(f"livereco: {exc}", file=sys.stderr)
+        return 2
+    for key, env in (("host", "LIVERECO_HOST"), ("port", "LIVERECO_PORT")):
+        if key in overrides:
+            os.environ[env] = str(overrides[key])  # uvicorn workers read settings from the environment
+    try:
+        return int(args.handler(args, settings))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,252 @@
+"""The livereco HTTP server as one ASGI application.
+
+Examples
+--------
+Served by uvicorn (``livereco serve``); in a test, call it with any ASGI
+client. Every answer is JSON; every error names its problem::
+
+    GET  /v1/users/{user_id}/recommendations?n=10&exclude=a,b
+    GET  /v1/users/{user_id}/profile
+    GET  /v1/items/{item_id}/similar?n=10
+    GET  /v1/trending?n=10&category=shoes
+    POST /v1/events
+    GET  /healthz  /readyz  /metrics  /openapi.json
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
+
+from online.contract import Settings
+from serving.http import HTTPError, Query, Receive, Scope, Send, json_response, read_body, split_path
+from serving.ingest import append_events, parse_batch
+from serving.lists import merged_list, read_profile, read_trending
+from serving.metrics import NOT_FOUND_ROUTE, ServingMetrics
+from serving.openapi import openapi_document
+
+__all__ = ["LiverecoApp", "app_from_env", "wait_for_redis"]
+
+log = logging.getLogger("livereco.serving")
+
+MAX_N = 500
+Handler = Callable[[Scope, Receive, list[str]], Awaitable[tuple[int, bytes]]]
+
+
+async def wait_for_redis(client: aioredis.Redis, url: str, timeout_s: float) -> None:
+    """Ping until Redis answers; after ``timeout_s`` raise naming the URL."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.05
+    while True:
+        try:
+            await client.ping()
+            return
+        except RedisError as exc:
+            if time.monotonic() + delay > deadline:
+                raise RuntimeError(f"Redis at {url} did not answer within {timeout_s:.0f} s: {exc}") from exc
+            log.warning("waiting for Redis at %s (%s)", url, exc)
+            await asyncio.sleep(delay)
+            delay = min(1.0, delay * 2)
+
+
+async def check_layout(client: aioredis.Redis, settings: Settings) -> None:
+    """Refuse to run against streams partitioned differently (users would land in unread partitions)."""
+    meta = settings.keys.meta()
+    await client.hsetnx(meta, "partitions", settings.partitions)
+    stored = await client.hget(meta, "partitions")
+    if stored is not None and int(stored) != settings.partitions:
+        raise RuntimeError(
+            f"LIVERECO_PARTITIONS={settings.partitions} but namespace {settings.namespace!r} was created with "
+            f"{int(stored)} partitions; use {int(stored)} or another LIVERECO_NAMESPACE"
+        )
+
+
+class LiverecoApp:
+    """Routes requests to handlers, times them, and turns errors into JSON answers."""
+
+    def __init__(self, settings: Settings, client: aioredis.Redis | None = None,
+                 metrics: ServingMetrics | None = None, redis_wait_s: float = 30.0):
+        self.settings = settings
+        self.keys = settings.keys
+        self.metrics = metrics or ServingMetrics()
+        self.redis_wait_s = redis_wait_s
+        self._client = client
+        self._openapi = orjson.dumps(openapi_document(settings))
+
+    @property
+    def client(self) -> aioredis.Redis:
+        if self._client is None:
+            self._client = aioredis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=1.0,
+                                                   socket_timeout=2.0)
+        return self._client
+
+    # --- ASGI ----------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        started = time.perf_counter()
+        method = scope["method"]
+        route = NOT_FOUND_ROUTE
+        content_type = b"application/json"
+        try:
+            segments = split_path(scope.get("raw_path") or scope["path"].encode())
+            route, handler, allowed = self._match(segments)
+            if handler is None:
+                raise HTTPError(404, "not_found", f"path: no route for {scope['path'][:100]!r}", field="path")
+            if method not in allowed:
+                raise HTTPError(405, "method_not_allowed", f"method: {method} not allowed here; use {', '.join(allowed)}",
+                                field="method")
+            status, body = await handler(scope, receive, segments)
+            if route == "/metrics":
+                content_type = CONTENT_TYPE_LATEST.encode()
+        except HTTPError as exc:
+            status, body = exc.status, exc.body()
+        except RedisError as exc:
+            self.metrics.redis_errors.inc()
+            self.metrics.up.set(0)
+            status = 503
+            body = HTTPError(503, "redis_unavailable", f"Redis is unreachable ({type(exc).__name__}); retry shortly",
+                             retry_after_s=1).body()
+        except UnicodeDecodeError:
+            status, body = 400, HTTPError(400, "bad_request", "path: not valid UTF-8 after percent-decoding",
+                                          field="path").body()
+        await json_response(send, status, body, content_type)
+        self.metrics.duration.labels(route, method).observe(time.perf_counter() - started)
+        self.metrics.requests.labels(route, method, str(status)).inc()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await wait_for_redis(self.client, self.settings.redis_url, self.redis_wait_s)
+                    await check_layout(self.client, self.settings)
+                    self.metrics.up.set(1)
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._client is not None:
+                    await self._client.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def _match(self, s: list[str]) -> tuple[str, Handler | None, tuple[str, ...]]:
+        n = len(s)
+        if n == 4 and s[0] == "v1" and s[1] == "users" and s[3] == "recommendations":
+            return "/v1/users/{user_id}/recommendations", self._recommendations, ("GET",)
+        if n == 4 and s[0] == "v1" and s[1] == "users" and s[3] == "profile":
+            return "/v1/users/{user_id}/profile", self._profile, ("GET",)
+        if n == 4 and s[0] == "v1" and s[1] == "items" and s[3] == "similar":
+            return "/v1/items/{item_id}/similar", self._similar, ("GET",)
+        if s == ["v1", "trending"]:
+            return "/v1/trending", self._trending, ("GET",)
+        if s == ["v1", "events"]:
+            return "/v1/events", self._events, ("POST",)
+        if n == 1 and s[0] in self._simple:
+            return "/" + s[0], self._simple[s[0]], ("GET",)
+        return NOT_FOUND_ROUTE, None, ()
+
+    @property
+    def _simple(self) -> dict[str, Handler]:
+        return {"healthz": self._healthz, "readyz": self._readyz, "metrics": self._metrics,
+                "openapi.json": self._openapi_json}
+
+    # --- handlers --------------------------------------------------------------
+    @staticmethod
+    def _id(segment: str, field: str) -> str:
+        if not segment or len(segment) > 256:
+            raise HTTPError(400, "bad_parameter", f"{field}: must be 1-256 characters", field=field)
+        return segment
+
+    async def _recommendations(self, scope: Scope, receive: Receive, s: list[str]) -> tuple[int, bytes]:
+        user_id = self._id(s[2], "user_id")
+        q = Query(scope.get("query_string", b""))
+        n = q.integer("n", 10, 1, MAX_N)
+        answer = await merged_list(self.client, self.keys, self.keys.user_recs(user_id), "personal", n,
+                                   set(q.id_list("exclude")))
+        self.metrics.up.set(1)
+        route = "/v1/users/{user_id}/recommendations"
+        if answer.fallback:
+            self.metrics.fallbacks.labels(route, answer.fallback).inc()
+        body: dict[str, Any] = {"user_id": user_id, "source": answer.source, "fallback": answer.fallback,
+                                "items": answer.items}
+        if answer.accepted_ms:
+            age_s = max(0.0, time.time() - answer.accepted_ms / 1000.0)
+            self.metrics.list_age.observe(age_s)
+            body["updated_ms_ago"] = round(age_s * 1000.0, 1)
+        return 200, orjson.dumps(body)
+
+    async def _similar(self, scope: Scope, receive: Receive, s: list[str]) -> tuple[int, bytes]:
+        item_id = self._id(s[2], "item_id")
+        q = Query(scope.get("query_string", b""))
+        n = q.integer("n", 10, 1, MAX_N)
+        answer = await merged_list(self.client, self.keys, self.keys.item_similar(item_id), "similar", n,
+                                   {item_id, *q.id_list("exclude")})
+        self.metrics.up.set(1)
+        if answer.fallback:
+            self.metrics.fallbacks.labels("/v1/items/{item_id}/similar", answer.fallback).inc()
+        return 200, orjson.dumps({"item_id": item_id, "source": answer.source, "fallback": answer.fallback,
+                                  "items": answer.items})
+
+    async def _trending(self, scope: Scope, receive: Receive, s: list[str]) -> tuple[int, bytes]:
+        q = Query(scope.get("query_string", b""))
+        n = q.integer("n", 10, 1, MAX_N)
+        category = q.text("category")
+        items = await read_trending(self.client, self.keys, n, category)
+        self.metrics.up.set(1)
+        return 200, orjson.dumps({"category": category, "source": "trending", "items": items})
+
+    async def _profile(self, scope: Scope, receive: Receive, s: list[str]) -> tuple[int, bytes]:
+        user_id = self._id(s[2], "user_id")
+        profile = await read_profile(self.client, self.keys, user_id)
+        if profile is None:
+            raise HTTPError(404, "unknown_user", f"user_id: no profile for {user_id[:64]!r}", field="user_id")
+        return 200, orjson.dumps({"user_id": user_id, **profile})
+
+    async def _events(self, scope: Scope, receive: Receive, s: list[str]) -> tuple[int, bytes]:
+        body = await read_body(scope, receive, self.settings.max_body_bytes)
+        try:
+            events = parse_batch(body, self.settings)
+        except HTTPError as exc:
+            if exc.status == 422:
+                for error in exc.extra.get("errors", ()):
+                    self.metrics.events_rejected.labels(error["field"]).inc()
+            else:
+                self.metrics.events_rejected.labels(exc.field or "body").inc()
+            raise
+        ids = await append_events(self.client, self.settings, events)
+        self.metrics.up.set(1)
+        self.metrics.events_accepted.inc(len(ids))
+        return 202, orjson.dumps({"accepted": len(ids), "ids": ids})
+
+    async def _healthz(self, scope: Scope, receive: Receive, s: list[str]) -> tuple[int, bytes]:
+        return 200, b'{"status":"ok"}'
+
+    async def _readyz(self, scope: Scope, receive: Receive, s: list[str]) -> tuple[int, bytes]:
+        await self.client.ping()
+        self.metrics.up.set(1)
+        return 200, b'{"status":"ready"}'
+
+    async def _metrics(self, scope: Scope, receive: Receive, s: list[str]) -> tuple[int, bytes]:
+        return 200, generate_latest(self.metrics.registry)
+
+    async def _openapi_json(self, scope: Scope, receive: Receive, s: list[str]) -> tuple[int, bytes]:
+        return 200, self._openapi
+
+
+def app_from_env() -> LiverecoApp:
+    """The application configured from environment variables (uvicorn factory)."""
+    return LiverecoApp(Settings.from_env())
