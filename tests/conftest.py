@@ -58,3 +58,67 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data folder {SHARED_DATA} is missing (CI has it beside the repo)")
     return SHARED_DATA
+
+
+class LiveServer:
+    """The real ASGI app on a real uvicorn server in a background thread."""
+
+    def __init__(self, settings: Settings):
+        import threading
+
+        import uvicorn
+
+        from flows.embedded_redis import free_port
+        from serving.app import LiverecoApp
+
+        self.port = free_port()
+        self.app = LiverecoApp(settings, redis_wait_s=5.0)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, loop="asyncio", http="httptools",
+                                lifespan="on", access_log=False, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> LiveServer:
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("test server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        import http.client
+
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            answer = conn.getresponse()
+            return answer.status, {k.lower(): v for k, v in answer.getheaders()}, answer.read()
+        finally:
+            conn.close()
+
+    def json(self, method: str, path: str, body: object = None) -> tuple[int, object]:
+        import orjson
+
+        raw = None if body is None else (body if isinstance(body, bytes) else orjson.dumps(body))
+        status, _, payload = self.request(method, path, raw, {"content-type": "application/json"})
+        return status, orjson.loads(payload)
+
+
+@pytest.fixture
+def live_server(settings: Settings) -> Iterator[LiveServer]:
+    server = LiveServer(settings).start()
+    yield server
+    server.stop()
