@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -109,7 +110,7 @@ class LiveServer:
         finally:
             conn.close()
 
-    def json(self, method: str, path: str, body: object = None) -> tuple[int, object]:
+    def json(self, method: str, path: str, body: object = None) -> tuple[int, Any]:
         import orjson
 
         raw = None if body is None else (body if isinstance(body, bytes) else orjson.dumps(body))
