@@ -92,6 +92,8 @@ class Touch:
 
     item_id: str
     user_id: str
+    seq: int
+    """The user's accepted-event count: replies may come back out of order across workers."""
     weight: float
     ts: float
     accepted_ms: int
@@ -142,6 +144,7 @@ class UserHistoryLogic(StatefulBatchLogic[ParsedEvent, "list[Touch | Link]", byt
             touch = Touch(
                 item_id=event.item_id,
                 user_id=event.user_id,
+                seq=history.events,
                 weight=weight,
                 ts=event.ts,
                 accepted_ms=parsed.accepted_ms,
@@ -242,22 +245,39 @@ class ItemLogic(StatefulBatchLogic[Touch | Link, Any, bytes]):
         return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
 
 
+@dataclass(slots=True)
+class UserListState:
+    candidates: NeighbourCandidates
+    latest: Touch | None = None
+
+
 class UserListLogic(StatefulBatchLogic[NeighbourReply, UserListWrite, bytes]):
-    """User-keyed: merges the neighbours of the user's recent items into the candidate list."""
+    """User-keyed: merges the neighbours of the user's recent items into the candidate list.
+
+    With several workers, replies of one user's consecutive events come back
+    from different item workers and may arrive out of order. Every reply
+    refreshes the neighbour cache, but the list is always built from the
+    newest touch (highest ``seq``), so a late reply can only add evidence,
+    never roll the user's recent items back.
+    """
 
     def __init__(self, settings: Settings, resume: bytes | None):
         self.n = settings.candidates
-        self.candidates: NeighbourCandidates = _load(resume) or NeighbourCandidates()
+        self.state: UserListState = _load(resume) or UserListState(NeighbourCandidates())
 
     @override
     def on_batch(self, values: list[NeighbourReply]) -> tuple[Iterable[UserListWrite], bool]:
+        state = self.state
         for reply in values:
-            self.candidates.learn_one(reply.item_id, reply.neighbours)
+            state.candidates.learn_one(reply.item_id, reply.neighbours)
+            if state.latest is None or reply.touch.seq > state.latest.seq:
+                state.latest = reply.touch
         # Only the newest state matters for what is written: rank once per batch.
-        last = values[-1].touch
-        self.candidates.forget_except({item for item, _, _ in last.recent})
-        exclude = {*last.exclude, values[-1].item_id}
-        ranked = self.candidates.rank(last.recent, self.n, exclude)
+        last = state.latest
+        assert last is not None
+        state.candidates.forget_except({item for item, _, _ in last.recent})
+        exclude = {*last.exclude, last.item_id}
+        ranked = state.candidates.rank(last.recent, self.n, exclude)
         recs = encode_candidates(
             CandidateList([i for i, _ in ranked], [s for _, s in ranked], event_ts=last.ts,
                           accepted_ms=last.accepted_ms)
@@ -267,4 +287,4 @@ class UserListLogic(StatefulBatchLogic[NeighbourReply, UserListWrite, bytes]):
 
     @override
     def snapshot(self) -> bytes:
-        return pickle.dumps(self.candidates, protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)

@@ -66,6 +66,7 @@ class UserHistory:
         "_session_items",
         "_sessions",
         "dedup_window",
+        "events",
         "link_window",
         "purchased",
         "recent_items",
@@ -85,6 +86,7 @@ class UserHistory:
         self._session_items: deque[str] = deque(maxlen=link_window)
         self._sessions = 0
         self._last_ts: float | None = None
+        self.events = 0
         self.session_id = ""
         self.purchased: OrderedDict[str, float] = OrderedDict()
 
@@ -103,6 +105,7 @@ class UserHistory:
         """Record ``event`` with its interest ``weight``; ``None`` when it is a duplicate."""
         if self._is_duplicate(event.event_id):
             return None
+        self.events += 1
         if event.session_id is not None:
             new_session = event.session_id != self.session_id
             session_id = event.session_id

@@ -1,0 +1,105 @@
+"""The dataflow against a real Redis: source resume, sink, dead letters, de-duplication, 1 and 2 workers."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+from bytewax.testing import cluster_main, run_main
+
+from flows.dataflow import build_flow
+from flows.event_writer import EventWriter
+from flows.redis_source import RedisStreamSource
+from online.contract import Event, RedisKeys, Settings, decode_candidates
+
+T0 = 1_700_000_000.0
+
+
+def shop_events(users: int = 60) -> list[Event]:
+    """Users browse three items of one of five 'bundles', in order."""
+    events = []
+    for u in range(users):
+        bundle = u % 5
+        for step in range(3):
+            events.append(Event(f"u{u}", f"b{bundle}-i{step}", "view", T0 + u * 100 + step,
+                                context={"category": f"c{bundle}"}))
+    return events
+
+
+def run_flow(settings: Settings, workers: int = 1) -> None:
+    flow = build_flow(settings, stop_at_end=True)
+    if workers == 1:
+        run_main(flow)
+    else:
+        cluster_main(flow, [], 0, worker_count_per_proc=workers)
+
+
+def test_source_resumes_after_its_snapshot(redis_client: redis.Redis, settings: Settings, keys: RedisKeys) -> None:
+    stream = keys.stream(0)
+    ids = [redis_client.xadd(stream, {"e": f"{n}".encode()}).decode() for n in range(5)]
+    source = RedisStreamSource(settings.redis_url, keys, read_count=2, stop_at_end=True)
+    part = source.build_part("s", stream, None)
+    first = part.next_batch()
+    assert [e.entry_id for e in first] == ids[:2]
+    assert part.snapshot() == ids[1]
+    resumed = source.build_part("s", stream, part.snapshot())
+    assert [e.entry_id for e in resumed.next_batch()] == ids[2:4]
+    assert [e.entry_id for e in resumed.next_batch()] == ids[4:]
+    with pytest.raises(StopIteration):
+        resumed.next_batch()
+    live = RedisStreamSource(settings.redis_url, keys, poll_interval_s=0.05).build_part("s", stream, ids[-1])
+    assert live.next_batch() == []  # idle: returns at once, asks to be woken later
+    assert live.next_awake() is not None
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_events_become_lists_similar_items_and_trending(redis_client: redis.Redis, settings: Settings,
+                                                       keys: RedisKeys, workers: int) -> None:
+    EventWriter(redis_client, keys).append(shop_events())
+    run_flow(settings, workers)
+
+    recs = decode_candidates(redis_client.get(keys.user_recs("u7")))  # bundle 2, last view b2-i2
+    assert recs.items[:2] == ["b2-i1", "b2-i0"]  # newest first, the item just viewed left out
+    assert all(item.startswith("b2-") for item in recs.items)
+    assert recs.accepted_ms > 0
+    assert 0 < redis_client.ttl(keys.user_recs("u7")) <= settings.user_ttl_s
+
+    similar = decode_candidates(redis_client.get(keys.item_similar("b3-i0")))
+    assert similar.items[0] == "b3-i1"  # the item viewed right after it, most often
+    assert set(similar.items) == {"b3-i1", "b3-i2"}
+
+    assert redis_client.zcard(keys.trending()) == 15
+    top_in_c4 = [m.decode() for m in redis_client.zrevrange(keys.trending("c4"), 0, -1)]
+    assert sorted(top_in_c4) == ["b4-i0", "b4-i1", "b4-i2"]
+    users_with_lists = sum(1 for u in range(60) if redis_client.exists(keys.user_recs(f"u{u}")))
+    assert users_with_lists == 60
+
+
+def test_malformed_entries_go_to_the_dead_letter_stream(redis_client: redis.Redis, settings: Settings,
+                                                        keys: RedisKeys) -> None:
+    stream = keys.stream(0)
+    bad = [
+        ({"e": b"{not json"}, "e"),
+        ({"e": b'{"user_id":"u","type":"view"}'}, "item_id"),
+        ({"e": b"\xff\xfe"}, "e"),
+        ({"e": b'{"user_id":"u","item_id":"i","type":"view","ts":99999999999999}'}, "ts"),
+        ({"user_id": b"u", "item_id": b"i", "type": b"warp"}, "type"),
+    ]
+    for fields, _ in bad:
+        redis_client.xadd(stream, fields)
+    EventWriter(redis_client, keys).append(shop_events(5))
+    run_flow(settings)
+    letters = redis_client.xrange(keys.dead_letter())
+    assert [fields[b"field"].decode() for _, fields in letters] == [field for _, field in bad]
+    assert all(fields[b"reason"] and fields[b"raw"] for _, fields in letters)
+    assert letters[0][1][b"raw"] == b"e={not json"
+    # and the flow kept going: every good user has a list
+    assert all(redis_client.exists(keys.user_recs(f"u{u}")) for u in range(5))
+
+
+def test_duplicate_event_ids_count_once(redis_client: redis.Redis, settings: Settings, keys: RedisKeys) -> None:
+    writer = EventWriter(redis_client, keys)
+    once = Event("u1", "a", "view", T0, event_id="same")
+    writer.append([once, once, once, Event("u2", "b", "view", T0, event_id="other")])
+    run_flow(settings)
+    scores = dict(redis_client.zrange(keys.trending(), 0, -1, withscores=True))
+    assert scores[b"a"] == pytest.approx(scores[b"b"])  # three copies of one event weigh as one
