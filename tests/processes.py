@@ -1,0 +1,90 @@
+"""Run livereco's real processes (flow, server) for end-to-end and monitoring tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def process_env(redis_url: str, namespace: str, port: int, flow_metrics_port: int, partitions: int = 2,
+                **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "REDIS_URL": redis_url,
+        "LIVERECO_NAMESPACE": namespace,
+        "LIVERECO_PARTITIONS": str(partitions),
+        "LIVERECO_HOST": "127.0.0.1",
+        "LIVERECO_PORT": str(port),
+        "LIVERECO_FLOW_METRICS_PORT": str(flow_metrics_port),
+        "PYTHONPATH": str(ROOT),
+        **extra,
+    })
+    return env
+
+
+def wait_http(url: str, process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode} before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not answer within {timeout_s} s")
+        time.sleep(0.1)
+
+
+@contextmanager
+def livereco_process(env: dict[str, str], *argv: str, ready_url: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m flows.cli ARGV`` until the block ends; its output goes to the test's output on failure."""
+    process = subprocess.Popen([sys.executable, "-m", "flows.cli", *argv], env=env, cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_http(ready_url, process)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            out, _ = process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            out, _ = process.communicate()
+        sys.stdout.write(out.decode(errors="replace")[-4000:])
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def post(url: str, body: bytes) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=body, headers={"content-type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def metric_value(text: str, name: str, labels: str = "") -> float:
+    """The value of one sample in Prometheus text format (0 when absent)."""
+    prefix = f"{name}{{{labels}}}" if labels else name
+    for line in text.splitlines():
+        if line.startswith(prefix + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
