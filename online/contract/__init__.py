@@ -2,6 +2,7 @@
 
 from online.contract.candidates import CandidateList, decode_candidates, encode_candidates
 from online.contract.events import (
+    DEFAULT_LIMITS,
     DEFAULT_WEIGHTS,
     Event,
     EventError,
@@ -15,6 +16,7 @@ from online.contract.settings import SETTINGS_DOC, Settings
 from online.contract.streams import EVENT_FIELD, accepted_ms, decode_stream_fields, stream_fields
 
 __all__ = [
+    "DEFAULT_LIMITS",
     "DEFAULT_WEIGHTS",
     "EVENT_FIELD",
     "SETTINGS_DOC",

@@ -33,6 +33,7 @@ from datetime import datetime
 from typing import Any
 
 __all__ = [
+    "DEFAULT_LIMITS",
     "DEFAULT_WEIGHTS",
     "Event",
     "EventError",
