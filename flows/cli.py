@@ -140,9 +140,16 @@ def _stop(children: list[subprocess.Popen[bytes]]) -> None:
             child.wait()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _run_all(args: argparse.Namespace, settings: Settings) -> int:
     from flows.embedded_redis import EmbeddedRedis
 
+    # `kill`, a closed terminal or a supervisor stop everything as Ctrl-C does, leaving no orphans.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
     embedded = None
     env = dict(os.environ)
     if not settings.redis_url:
@@ -194,7 +201,7 @@ Ctrl-C stops everything.
         print("\nstopping...", file=sys.stderr)
         return 0
     finally:
-        _stop(children)
+        _stop(list(reversed(children)))  # producer, then server, then flow
         if embedded is not None:
             embedded.stop()
 
