@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import orjson
 import pytest
@@ -68,5 +69,5 @@ def test_run_serves_personal_lists_and_ctrl_c_stops_everything() -> None:
         run.wait(timeout=30)
     time.sleep(0.5)
     alive = [pid for pid in started if os.path.exists(f"/proc/{pid}") and
-             open(f"/proc/{pid}/stat").read().split()[2] != "Z"]
+             Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"]
     assert alive == [], f"processes left running after Ctrl-C: {alive}"
