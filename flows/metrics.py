@@ -14,9 +14,13 @@ __all__ = [
     "DUPLICATES",
     "EVENTS",
     "FRESHNESS",
+    "PREQUENTIAL_HITS",
+    "PREQUENTIAL_PREDICTIONS",
+    "PREQUENTIAL_RECIPROCAL_RANK",
     "REDIS_ERRORS",
     "SINK_WRITES",
     "SINK_WRITE_SECONDS",
+    "observe_score",
 ]
 
 LABEL_TYPE = "type"
@@ -44,6 +48,35 @@ REDIS_ERRORS = Counter(
     "livereco_flow_redis_errors_total", "Redis errors met (and retried) by the flow.", [LABEL_OPERATION]
 )
 
+PREQUENTIAL_KS = (5, 10, 20)
+PREQUENTIAL_PREDICTIONS = Counter(
+    "livereco_flow_prequential_predictions_total",
+    "Positive events scored against the list their user had just before them.",
+)
+PREQUENTIAL_HITS = Counter(
+    "livereco_flow_prequential_hits_total", "Scored events whose item was in the top k of that list.", ["k"]
+)
+PREQUENTIAL_RECIPROCAL_RANK = Counter(
+    "livereco_flow_prequential_reciprocal_rank_total",
+    "Sum of 1/rank over scored events with the item in the top k (divide by predictions for MRR@k).",
+    ["k"],
+)
+
+
+def observe_score(rank: int | None) -> None:
+    """Count one prequential score; HR@k = rate(hits{k}) / rate(predictions) over any window."""
+    PREQUENTIAL_PREDICTIONS.inc()
+    if rank is None:
+        return
+    for k in PREQUENTIAL_KS:
+        if rank <= k:
+            PREQUENTIAL_HITS.labels(str(k)).inc()
+            PREQUENTIAL_RECIPROCAL_RANK.labels(str(k)).inc(1.0 / rank)
+
+
+for _k in PREQUENTIAL_KS:
+    PREQUENTIAL_HITS.labels(str(_k))
+    PREQUENTIAL_RECIPROCAL_RANK.labels(str(_k))
 for _kind in ("user_list", "item_similar", "trending", "dead_letter"):
     SINK_WRITES.labels(_kind)
 for _op in ("read", "write"):

@@ -19,11 +19,11 @@ import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from typing_extensions import override
 
-from flows.metrics import FRESHNESS, REDIS_ERRORS, SINK_WRITE_SECONDS, SINK_WRITES
+from flows.metrics import FRESHNESS, REDIS_ERRORS, SINK_WRITE_SECONDS, SINK_WRITES, observe_score
 from flows.redis_client import connect
 from online.contract import RedisKeys
 
-__all__ = ["DeadLetter", "ItemSimilarWrite", "RedisSink", "TrendingWrite", "UserListWrite", "Write"]
+__all__ = ["DeadLetter", "ItemSimilarWrite", "PrequentialScore", "RedisSink", "TrendingWrite", "UserListWrite", "Write"]
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,18 @@ class DeadLetter:
     raw: bytes
 
 
-Write = UserListWrite | ItemSimilarWrite | TrendingWrite | DeadLetter
+@dataclass(frozen=True, slots=True)
+class PrequentialScore:
+    """Where the touched item stood in the list the user had just before the event (``None``: absent)."""
+
+    entry_id: str
+    user_id: str
+    item_id: str
+    rank: int | None
+    listed: tuple[str, ...]
+
+
+Write = UserListWrite | ItemSimilarWrite | TrendingWrite | DeadLetter | PrequentialScore
 
 
 class _RedisSinkPartition(StatelessSinkPartition[Write]):
@@ -88,6 +99,8 @@ class _RedisSinkPartition(StatelessSinkPartition[Write]):
                 users[w.user_id] = w
             elif isinstance(w, ItemSimilarWrite):
                 similar[w.item_id] = w.similar
+            elif isinstance(w, PrequentialScore):
+                observe_score(w.rank)
             elif isinstance(w, TrendingWrite):
                 trending.setdefault(self._keys.trending(), {})[w.item_id] = w.log_score
                 if w.category:

@@ -30,7 +30,14 @@ from bytewax.operators import StatefulBatchLogic
 from typing_extensions import override
 
 from flows.metrics import DEAD_LETTERS, DUPLICATES, EVENTS
-from flows.redis_sink import DeadLetter, ItemSimilarWrite, TrendingWrite, UserListWrite, encode_profile
+from flows.redis_sink import (
+    DeadLetter,
+    ItemSimilarWrite,
+    PrequentialScore,
+    TrendingWrite,
+    UserListWrite,
+    encode_profile,
+)
 from flows.redis_source import StreamEntry
 from online.contract import (
     CandidateList,
@@ -92,6 +99,7 @@ class Touch:
 
     item_id: str
     user_id: str
+    entry_id: str
     seq: int
     """The user's accepted-event count: replies may come back out of order across workers."""
     weight: float
@@ -144,6 +152,7 @@ class UserHistoryLogic(StatefulBatchLogic[ParsedEvent, "list[Touch | Link]", byt
             touch = Touch(
                 item_id=event.item_id,
                 user_id=event.user_id,
+                entry_id=parsed.entry_id,
                 seq=history.events,
                 weight=weight,
                 ts=event.ts,
@@ -249,10 +258,15 @@ class ItemLogic(StatefulBatchLogic[Touch | Link, Any, bytes]):
 class UserListState:
     candidates: NeighbourCandidates
     latest: Touch | None = None
+    listed: tuple[str, ...] = ()
 
 
-class UserListLogic(StatefulBatchLogic[NeighbourReply, UserListWrite, bytes]):
+class UserListLogic(StatefulBatchLogic[NeighbourReply, Any, bytes]):
     """User-keyed: merges the neighbours of the user's recent items into the candidate list.
+
+    Before a new event changes the list, the event is scored against the list
+    the user had just before it (prequential evaluation, :class:`PrequentialScore`):
+    the live flow exports these as metrics and ``livereco eval`` collects them.
 
     With several workers, replies of one user's consecutive events come back
     from different item workers and may arrive out of order. Every reply
@@ -263,27 +277,43 @@ class UserListLogic(StatefulBatchLogic[NeighbourReply, UserListWrite, bytes]):
 
     def __init__(self, settings: Settings, resume: bytes | None):
         self.n = settings.candidates
+        self.score_k = max(20, min(settings.candidates, 100))
+        self.recent_weight = settings.recent_weight
         self.state: UserListState = _load(resume) or UserListState(NeighbourCandidates())
 
     @override
-    def on_batch(self, values: list[NeighbourReply]) -> tuple[Iterable[UserListWrite], bool]:
+    def on_batch(self, values: list[NeighbourReply]) -> tuple[Iterable[Any], bool]:
         state = self.state
-        for reply in values:
+        out: list[Any] = []
+        write: UserListWrite | None = None
+        for reply in sorted(values, key=lambda r: r.touch.seq):
             state.candidates.learn_one(reply.item_id, reply.neighbours)
-            if state.latest is None or reply.touch.seq > state.latest.seq:
-                state.latest = reply.touch
-        # Only the newest state matters for what is written: rank once per batch.
-        last = state.latest
-        assert last is not None
+            touch = reply.touch
+            if state.latest is not None and touch.seq <= state.latest.seq:
+                continue  # a late reply: its neighbours are cached; the list follows the newest touch
+            if touch.weight > 0.0 and state.latest is not None:
+                listed = state.listed
+                rank = next((p + 1 for p, item in enumerate(listed) if item == touch.item_id), None)
+                out.append(PrequentialScore(touch.entry_id, touch.user_id, touch.item_id, rank, listed))
+            state.latest = touch
+            write = self._rank(touch)
+        if write is None and state.latest is not None:
+            write = self._rank(state.latest)  # late replies only: refresh with the new evidence
+        if write is not None:
+            out.append(write)
+        return out, StatefulBatchLogic.RETAIN
+
+    def _rank(self, last: Touch) -> UserListWrite:
+        state = self.state
         state.candidates.forget_except({item for item, _, _ in last.recent})
-        exclude = {*last.exclude, last.item_id}
-        ranked = state.candidates.rank(last.recent, self.n, exclude)
+        ranked = state.candidates.rank(last.recent, self.n, set(last.exclude), recent_weight=self.recent_weight)
+        state.listed = tuple(item for item, _ in ranked[: self.score_k])
         recs = encode_candidates(
             CandidateList([i for i, _ in ranked], [s for _, s in ranked], event_ts=last.ts,
                           accepted_ms=last.accepted_ms)
         )
         profile = encode_profile(last.session_id, last.recent)
-        return [UserListWrite(last.user_id, recs, profile, last.accepted_ms)], StatefulBatchLogic.RETAIN
+        return UserListWrite(last.user_id, recs, profile, last.accepted_ms)
 
     @override
     def snapshot(self) -> bytes:

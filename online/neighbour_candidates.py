@@ -46,26 +46,33 @@ class NeighbourCandidates:
         recent: Sequence[tuple[str, float, float]],
         n: int,
         exclude: Collection[str] = (),
+        recent_weight: float = 0.0,
     ) -> list[tuple[str, float]]:
         """Merge neighbour lists of ``recent`` (newest first) into the top ``n``.
 
         The j-th newest item counts ``1 / (j + 1)`` (the position decay used by
         session kNN methods) times ``log1p`` of its interest weight, so a purchase
         counts more than a view without drowning it; items with negative weight
-        (dislikes) are never recommended and contribute nothing.
+        (dislikes) are never recommended and contribute nothing. With
+        ``recent_weight`` = 0 they are left out; > 0 they are candidates themselves, at
+        that multiple of their own influence (people go back to what they just
+        looked at: a quarter of next clicks in RSC15 repeat the current item).
         """
         scores: dict[str, float] = {}
         negative = {item for item, weight, _ in recent if weight < 0.0}
         for position, (item, weight, _) in enumerate(recent):
             if weight <= 0.0:
                 continue
+            influence = math.log1p(weight) / (position + 1)
+            if recent_weight > 0.0:
+                scores[item] = scores.get(item, 0.0) + recent_weight * influence
             neighbours = self._neighbours.get(item)
             if not neighbours:
                 continue
             top = neighbours[0][1] or 1.0
-            influence = math.log1p(weight) / (position + 1)
             for other, evidence in neighbours:
                 scores[other] = scores.get(other, 0.0) + influence * evidence / top
-        for item in (*negative, *exclude):
+        seen = () if recent_weight > 0.0 else [item for item, _, _ in recent]
+        for item in (*negative, *exclude, *seen):
             scores.pop(item, None)
         return sorted(scores.items(), key=lambda kv: kv[1], reverse=True)[:n]

@@ -52,6 +52,7 @@ class Settings:
     user_ttl_s: int = _setting(30 * 86400, "LIVERECO_USER_TTL_S", "seconds a user's Redis keys live after their last event")
     recent_items: int = _setting(20, "LIVERECO_RECENT_ITEMS", "items remembered per user")
     candidates: int = _setting(50, "LIVERECO_CANDIDATES", "length of each user's stored candidate list")
+    recent_weight: float = _setting(1.0, "LIVERECO_RECENT_WEIGHT", "how strongly a user's own recent items are recommended back (0: never; request-time exclude= still applies)")
     neighbours: int = _setting(50, "LIVERECO_NEIGHBOURS", "co-visitation neighbours kept per item")
     covisit_half_life_s: float = _setting(7 * 86400.0, "LIVERECO_COVISIT_HALF_LIFE_S", "half-life of co-visitation evidence (event time)")
     trending_half_life_s: float = _setting(6 * 3600.0, "LIVERECO_TRENDING_HALF_LIFE_S", "half-life of trending popularity (event time)")
