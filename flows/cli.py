@@ -208,7 +208,7 @@ Ctrl-C stops everything.
 
 # --- entry point ---------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    from flows import replay, synthetic_shop
+    from flows import evaluation, replay, synthetic_shop
 
     parser = argparse.ArgumentParser(prog="livereco", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -226,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replay", help="stream a CSV/TSV/JSONL/.dat log into the event streams")
     replay.add_arguments(p)
     p.set_defaults(handler=replay.run)
+    p = sub.add_parser("eval", help="replay a log through the dataflow and score it (HR@K, MRR@K) with baselines")
+    evaluation.add_arguments(p)
+    p.set_defaults(handler=evaluation.run)
     p = sub.add_parser("produce", help="stream a synthetic shop's events to the server")
     synthetic_shop.add_arguments(p)
     p.set_defaults(handler=synthetic_shop.run)

@@ -17,9 +17,11 @@ from typing import TypeGuard
 
 from bytewax import operators as op
 from bytewax.dataflow import Dataflow, Stream
+from bytewax.inputs import Source
+from bytewax.outputs import Sink
 
 from flows.redis_sink import DeadLetter, RedisSink, Write
-from flows.redis_source import RedisStreamSource
+from flows.redis_source import RedisStreamSource, StreamEntry
 from flows.stages import (
     ItemLogic,
     ParsedEvent,
@@ -36,19 +38,28 @@ def _is_parsed(item: ParsedEvent | DeadLetter) -> TypeGuard[ParsedEvent]:
     return isinstance(item, ParsedEvent)
 
 
-def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = "livereco") -> Dataflow:
-    """The dataflow for ``settings``; ``stop_at_end`` ends it once the streams are drained."""
-    if not settings.redis_url:
-        raise ValueError("REDIS_URL is empty: the flow needs a Redis server (livereco run starts one)")
+def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = "livereco",
+               source: Source[StreamEntry] | None = None, sink: Sink[Write] | None = None,
+               learn_until_ts: float | None = None) -> Dataflow:
+    """The dataflow for ``settings``; ``stop_at_end`` ends it once the streams are drained.
+
+    ``source`` and ``sink`` replace the Redis ones (the evaluation driver feeds a
+    log in and collects scores); ``learn_until_ts`` freezes the item models for
+    events at or after that time (frozen evaluation: user sessions still follow).
+    """
+    if source is None or sink is None:
+        if not settings.redis_url:
+            raise ValueError("REDIS_URL is empty: the flow needs a Redis server (livereco run starts one)")
     weights = settings.weights
     flow = Dataflow(flow_id)
-    source = RedisStreamSource(
-        settings.redis_url,
-        settings.keys,
-        read_count=settings.read_count,
-        poll_interval_s=settings.poll_interval_ms / 1000.0,
-        stop_at_end=stop_at_end,
-    )
+    if source is None:
+        source = RedisStreamSource(
+            settings.redis_url,
+            settings.keys,
+            read_count=settings.read_count,
+            poll_interval_s=settings.poll_interval_ms / 1000.0,
+            stop_at_end=stop_at_end,
+        )
     entries = op.input("streams", flow, source)
     parsed = op.map("parse", entries, lambda entry: parse_entry(entry, weights))
     valid = op.branch("valid", parsed, _is_parsed)
@@ -56,21 +67,23 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
     by_user = op.key_on("by_user", valid.trues, lambda p: p.event.user_id)
     touched = op.stateful_batch("user_history", by_user, lambda resume: UserHistoryLogic(settings, resume))
     to_items = op.flat_map("to_items", touched, lambda kv: ((m.item_id, m) for m in kv[1]))
-    item_out = op.key_rm("item_out", op.stateful_batch("items", to_items, lambda resume: ItemLogic(settings, resume)))
+    item_out = op.key_rm("item_out", op.stateful_batch("items", to_items, lambda resume: ItemLogic(settings, resume, learn_until_ts)))
 
     replies = op.branch("replies", item_out, lambda x: hasattr(x, "touch"))
     back_to_user = op.key_on("by_user_again", replies.trues, lambda r: r.user_id)
     lists = op.stateful_batch("user_lists", back_to_user, lambda resume: UserListLogic(settings, resume))
 
     writes: Stream[Write] = op.merge("writes", op.key_rm("lists_out", lists), replies.falses, valid.falses)
-    op.output("redis", writes, RedisSink(
-        settings.redis_url,
-        settings.keys,
-        user_ttl_s=settings.user_ttl_s,
-        item_ttl_s=max(settings.user_ttl_s, int(4 * settings.covisit_half_life_s)),
-        trending_size=settings.trending_size,
-        dead_letter_maxlen=settings.dead_letter_maxlen,
-    ))
+    if sink is None:
+        sink = RedisSink(
+            settings.redis_url,
+            settings.keys,
+            user_ttl_s=settings.user_ttl_s,
+            item_ttl_s=max(settings.user_ttl_s, int(4 * settings.covisit_half_life_s)),
+            trending_size=settings.trending_size,
+            dead_letter_maxlen=settings.dead_letter_maxlen,
+        )
+    op.output("redis", writes, sink)
     return flow
 
 

@@ -207,8 +207,9 @@ class ItemLogic(StatefulBatchLogic[Touch | Link, Any, bytes]):
 
     backward_weight = 0.5
 
-    def __init__(self, settings: Settings, resume: bytes | None):
+    def __init__(self, settings: Settings, resume: bytes | None, learn_until_ts: float | None = None):
         self.k = settings.neighbours
+        self.learn_until_ts = float("inf") if learn_until_ts is None else learn_until_ts
         self.capacity = 2 * settings.neighbours
         self.half_life_s = settings.covisit_half_life_s
         self.popularity = ForwardDecay(settings.trending_half_life_s)
@@ -227,14 +228,17 @@ class ItemLogic(StatefulBatchLogic[Touch | Link, Any, bytes]):
         latest_ts = 0.0
         for msg in values:
             latest_ts = max(latest_ts, msg.ts)
+            learn = msg.ts < self.learn_until_ts
             if isinstance(msg, Link):
+                if not learn:
+                    continue
                 state.neighbours.learn_one(msg.other, msg.weight, msg.ts)
                 neighbours_changed = True
                 continue
             state.events += 1
             if msg.category:
                 state.category = msg.category
-            if msg.weight > 0.0:
+            if msg.weight > 0.0 and learn:
                 popular = True
                 state.popularity = self.popularity.add(state.popularity, msg.weight, msg.ts)
                 for distance, other in enumerate(msg.previous):

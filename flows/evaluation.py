@@ -1,0 +1,237 @@
+"""``livereco eval LOG``: replay a log through the real dataflow and score it prequentially.
+
+The dataflow's user-list stage scores every positive event against the list
+that user had just before it (see :class:`~flows.stages.UserListLogic`); this
+driver feeds a log through that same dataflow (an in-memory source instead of
+Redis streams, a collecting sink instead of Redis) and runs baselines through
+the same protocol and the same :class:`~online.metrics.PrequentialMetrics`.
+
+Protocols
+---------
+* **Session split** (a folder with ``train.*`` and ``test.*``, e.g. rsc15-100k):
+  learn on train in time order, then for every test session and every
+  position i ≥ 1, the list produced from the session's first i events is
+  scored against event i+1. HR@K / MRR@K over all items, no sampling.
+* **User log** (one file, e.g. MovieTweetings ``ratings.dat``): test-then-learn
+  over time; every positive event (rating ≥ ``--positive``) of a user seen
+  before is scored against that user's list just before it.
+
+Modes: *streaming* (the models keep learning on the test part, as in
+production) and *frozen* (item models learn only before the test part;
+sessions still follow the test events).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.testing import TestingSource, run_main
+from typing_extensions import override
+
+from flows.dataflow import build_flow
+from flows.redis_sink import PrequentialScore, Write
+from flows.redis_source import StreamEntry
+from flows.replay import iter_log_events
+from online.baselines import DecayedPopularity, LastItemCoVisitation, MostPopular
+from online.contract import Event, EventError, Settings, parse_event
+from online.metrics import PrequentialMetrics
+
+__all__ = ["EvalData", "add_arguments", "evaluate_baseline", "evaluate_livereco", "load", "run"]
+
+KS = (5, 10, 20)
+
+
+@dataclass
+class EvalData:
+    """Time-ordered events, where the test part starts, and which events are scored."""
+
+    name: str
+    events: list[Event]
+    test_start: int
+    scored: list[bool]
+    catalog: set[str] = field(default_factory=set)
+    popularity: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def test_start_ts(self) -> float:
+        return self.events[self.test_start].ts if self.test_start < len(self.events) else float("inf")
+
+
+def _read(path: Path, settings: Settings) -> list[Event]:
+    now = time.time()
+    events = []
+    for _, raw in iter_log_events(path):
+        try:
+            events.append(parse_event(raw, now=now, weights=settings.weights))
+        except EventError:
+            continue
+    events.sort(key=lambda e: e.ts)  # stable: ties keep file order
+    return events
+
+
+def _finish(name: str, events: list[Event], test_start: int, scored: list[bool]) -> EvalData:
+    train_counts = Counter(e.item_id for e in events[:test_start])
+    ranked = sorted(train_counts, key=train_counts.__getitem__)
+    popularity = {item: (i + 1) / len(ranked) for i, item in enumerate(ranked)}
+    return EvalData(name, events, test_start, scored, set(train_counts), popularity)
+
+
+def load(path: str | Path, settings: Settings, positive: float = 7.0) -> EvalData:
+    """A session split (folder with train/test files) or a single user log."""
+    path = Path(path)
+    if path.is_dir():
+        train = sorted(path.glob("train.*"))
+        test = sorted(path.glob("test.*"))
+        if train and test:
+            train_events, test_events = _read(train[0], settings), _read(test[0], settings)
+            seen_users: set[str] = set()
+            scored = [False] * len(train_events)
+            for e in test_events:
+                scored.append(e.user_id in seen_users)
+                seen_users.add(e.user_id)
+            return _finish(path.name, train_events + test_events, len(train_events), scored)
+        logs = sorted(path.glob("ratings.*"))
+        if not logs:
+            raise FileNotFoundError(f"{path}: expected train.* and test.* files, or a ratings.* log")
+        path = logs[0]
+    events = _read(path, settings)
+    users: set[str] = set()
+    scored = []
+    for e in events:
+        is_positive = e.value >= positive if e.type == "rating" and e.value is not None else \
+            settings.weights.weight_of(e) > 0
+        scored.append(is_positive and e.user_id in users)
+        users.add(e.user_id)
+    return _finish(path.name, events, 0, scored)
+
+
+class _CollectingPartition(StatelessSinkPartition[Write]):
+    def __init__(self, scores: dict[int, PrequentialScore]):
+        self.scores = scores
+
+    @override
+    def write_batch(self, items: list[Write]) -> None:
+        for w in items:
+            if isinstance(w, PrequentialScore):
+                self.scores[int(w.entry_id.rsplit("-", 1)[1])] = w
+
+
+class _CollectingSink(DynamicSink[Write]):
+    def __init__(self) -> None:
+        self.scores: dict[int, PrequentialScore] = {}
+
+    @override
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _CollectingPartition:
+        return _CollectingPartition(self.scores)
+
+
+def _entries(events: Sequence[Event]) -> Iterable[StreamEntry]:
+    for index, event in enumerate(events):
+        yield StreamEntry("eval", f"{int(event.ts * 1000)}-{index}", {b"e": orjson.dumps(event.to_dict())})
+
+
+def evaluate_livereco(data: EvalData, settings: Settings, frozen: bool = False) -> tuple[PrequentialMetrics, float]:
+    """Run the real dataflow over ``data``; returns the metrics and events/s."""
+    sink = _CollectingSink()
+    # One event per source batch: every event meets the state all earlier events left.
+    source = TestingSource(_entries(data.events), batch_size=1)
+    flow = build_flow(settings, source=source, sink=sink, flow_id="livereco-eval",
+                      learn_until_ts=data.test_start_ts if frozen else None)
+    started = time.perf_counter()
+    run_main(flow)
+    seconds = time.perf_counter() - started
+    metrics = PrequentialMetrics(KS)
+    for index, is_scored in enumerate(data.scored):
+        if is_scored:
+            score = sink.scores.get(index)
+            metrics.update(score.listed if score else (), data.events[index].item_id, data.popularity)
+    return metrics, len(data.events) / seconds
+
+
+class Recommender(Protocol):
+    def learn_one(self, event: Event) -> None: ...
+    def recommend(self, user_id: str, n: int) -> list[str]: ...
+
+
+def evaluate_baseline(model: Recommender, data: EvalData, frozen: bool = False) -> PrequentialMetrics:
+    """Predict-then-learn over ``data`` with ``model``; frozen models only follow sessions in the test part."""
+    metrics = PrequentialMetrics(KS)
+    for index, event in enumerate(data.events):
+        if data.scored[index]:
+            metrics.update(model.recommend(event.user_id, KS[-1]), event.item_id, data.popularity)
+        if frozen and index >= data.test_start:
+            observe = getattr(model, "observe_one", None)
+            if observe is not None:
+                observe(event)
+            continue
+        model.learn_one(event)
+    return metrics
+
+
+BASELINES: dict[str, Any] = {
+    "most-popular": MostPopular,
+    "decayed-popularity": DecayedPopularity,
+    "last-item-covisitation": LastItemCoVisitation,
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("log", help="a folder with train.* and test.* (session split) or a single log file")
+    parser.add_argument("--mode", choices=("streaming", "frozen", "both"), default="both")
+    parser.add_argument("--models", default="livereco," + ",".join(BASELINES),
+                        help="comma-separated: livereco and any of " + ", ".join(BASELINES))
+    parser.add_argument("--positive", type=float, default=7.0, help="ratings at or above this are positives")
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        data = load(args.log, settings, args.positive)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"livereco eval: {exc}", file=sys.stderr)
+        return 2
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in models if m != "livereco" and m not in BASELINES]
+    if unknown:
+        print(f"livereco eval: unknown model {unknown[0]!r}", file=sys.stderr)
+        return 2
+    modes = ("streaming", "frozen") if args.mode == "both" else (args.mode,)
+    eval_settings = replace(settings, flow_metrics_port=0)
+    rows: list[dict[str, Any]] = []
+    speed = 0.0
+    for mode in modes:
+        for name in models:
+            started = time.perf_counter()
+            if name == "livereco":
+                metrics, eps = evaluate_livereco(data, eval_settings, frozen=mode == "frozen")
+                speed = speed or eps
+            else:
+                metrics = evaluate_baseline(BASELINES[name](), data, frozen=mode == "frozen")
+            row = {"model": name, "mode": mode, **metrics.report(len(data.catalog)),
+                   "seconds": round(time.perf_counter() - started, 2)}
+            rows.append(row)
+            if not args.json:
+                print(f"  done: {name} ({mode}) in {row['seconds']} s", file=sys.stderr)
+    if args.json:
+        print(orjson.dumps({"log": str(args.log), "events": len(data.events), "results": rows,
+                            "livereco_events_per_s": round(speed, 1)}, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    cols = ["HR@5", "MRR@5", "HR@10", "MRR@10", "HR@20", "MRR@20", "coverage@20", "popularity"]
+    print(f"{data.name}: {len(data.events):,} events, {sum(data.scored):,} predictions scored")
+    print(f"{'model':<24}{'mode':<11}" + "".join(f"{c:>12}" for c in cols))
+    for row in rows:
+        print(f"{row['model']:<24}{row['mode']:<11}" + "".join(f"{row.get(c, 0.0):>12.4f}" for c in cols))
+    if speed:
+        print(f"livereco dataflow: {speed:,.0f} events/s")
+    return 0
+
+
