@@ -47,9 +47,8 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
     log in and collects scores); ``learn_until_ts`` freezes the item models for
     events at or after that time (frozen evaluation: user sessions still follow).
     """
-    if source is None or sink is None:
-        if not settings.redis_url:
-            raise ValueError("REDIS_URL is empty: the flow needs a Redis server (livereco run starts one)")
+    if (source is None or sink is None) and not settings.redis_url:
+        raise ValueError("REDIS_URL is empty: the flow needs a Redis server (livereco run starts one)")
     weights = settings.weights
     flow = Dataflow(flow_id)
     if source is None:
