@@ -21,7 +21,7 @@ from typing_extensions import override
 
 from flows.metrics import FRESHNESS, REDIS_ERRORS, SINK_WRITE_SECONDS, SINK_WRITES, observe_score
 from flows.redis_client import connect
-from online.contract import RedisKeys
+from online.contract import CandidateList, RedisKeys, encode_candidates
 
 __all__ = ["DeadLetter", "ItemSimilarWrite", "PrequentialScore", "RedisSink", "TrendingWrite", "UserListWrite", "Write"]
 
@@ -30,18 +30,35 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class UserListWrite:
-    """A user's fresh candidate list (and profile), produced by an event accepted at ``accepted_ms``."""
+    """A user's fresh candidate list (and profile), produced by an event accepted at ``accepted_ms``.
+
+    Encoded by the sink, after writes to the same key in a batch are coalesced.
+    """
 
     user_id: str
-    recs: bytes
-    profile: bytes
+    ranked: list[tuple[str, float]]
+    event_ts: float
     accepted_ms: int
+    session_id: str
+    recent: list[tuple[str, float, float]]
+
+    def recs_blob(self) -> bytes:
+        return encode_candidates(CandidateList([i for i, _ in self.ranked], [s for _, s in self.ranked],
+                                               event_ts=self.event_ts, accepted_ms=self.accepted_ms))
+
+    def profile_blob(self) -> bytes:
+        return encode_profile(self.session_id, self.recent)
 
 
 @dataclass(frozen=True, slots=True)
 class ItemSimilarWrite:
     item_id: str
-    similar: bytes
+    neighbours: list[tuple[str, float]]
+    event_ts: float
+
+    def blob(self) -> bytes:
+        return encode_candidates(CandidateList([i for i, _ in self.neighbours], [s for _, s in self.neighbours],
+                                               event_ts=self.event_ts))
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,14 +108,14 @@ class _RedisSinkPartition(StatelessSinkPartition[Write]):
     @override
     def write_batch(self, items: list[Write]) -> None:
         users: dict[str, UserListWrite] = {}
-        similar: dict[str, bytes] = {}
+        similar: dict[str, ItemSimilarWrite] = {}
         trending: dict[str, dict[str, float]] = {}
         dead: list[DeadLetter] = []
         for w in items:
             if isinstance(w, UserListWrite):
                 users[w.user_id] = w
             elif isinstance(w, ItemSimilarWrite):
-                similar[w.item_id] = w.similar
+                similar[w.item_id] = w
             elif isinstance(w, PrequentialScore):
                 observe_score(w.rank)
             elif isinstance(w, TrendingWrite):
@@ -110,10 +127,10 @@ class _RedisSinkPartition(StatelessSinkPartition[Write]):
         keys = self._keys
         pipe = self._client.pipeline(transaction=False)
         for uid, u in users.items():
-            pipe.set(keys.user_recs(uid), u.recs, ex=self._user_ttl_s)
-            pipe.set(keys.user_profile(uid), u.profile, ex=self._user_ttl_s)
-        for iid, blob in similar.items():
-            pipe.set(keys.item_similar(iid), blob, ex=self._item_ttl_s)
+            pipe.set(keys.user_recs(uid), u.recs_blob(), ex=self._user_ttl_s)
+            pipe.set(keys.user_profile(uid), u.profile_blob(), ex=self._user_ttl_s)
+        for iid, item in similar.items():
+            pipe.set(keys.item_similar(iid), item.blob(), ex=self._item_ttl_s)
         for key, members in trending.items():
             pipe.zadd(key, members)
             pipe.zremrangebyrank(key, 0, -(self._trending_size + 1))

@@ -36,18 +36,15 @@ from flows.redis_sink import (
     PrequentialScore,
     TrendingWrite,
     UserListWrite,
-    encode_profile,
 )
 from flows.redis_source import StreamEntry
 from online.contract import (
-    CandidateList,
     Event,
     EventError,
     EventTypeWeights,
     Settings,
     accepted_ms,
     decode_stream_fields,
-    encode_candidates,
     parse_event,
 )
 from online.covisitation import CoVisitationNeighbours
@@ -84,9 +81,14 @@ def parse_entry(entry: StreamEntry, weights: EventTypeWeights) -> ParsedEvent | 
         DEAD_LETTERS.labels(exc.field if exc.field in _REASON_FIELDS else "other").inc()
         raw = b"\n".join(k + b"=" + v for k, v in entry.fields.items())[:_RAW_LIMIT]
         return DeadLetter(entry.stream, entry.entry_id, exc.field, str(exc), raw)
-    EVENTS.labels(event.type).inc()
+    counter = _EVENT_COUNTERS.get(event.type)
+    if counter is None:
+        counter = _EVENT_COUNTERS[event.type] = EVENTS.labels(event.type)
+    counter.inc()
     return ParsedEvent(event, entry.entry_id, accepted_ms(entry.entry_id))
 
+
+_EVENT_COUNTERS: dict[str, Any] = {}  # label children, looked up once per type (labels() is slow per event)
 
 _REASON_FIELDS = frozenset(
     ("event", "e", "user_id", "item_id", "type", "ts", "session_id", "value", "event_id", "context")
@@ -132,6 +134,9 @@ def _load(resume: bytes | None) -> Any:
 class UserHistoryLogic(StatefulBatchLogic[ParsedEvent, "list[Touch | Link]", bytes]):
     """User-keyed: de-duplication, sessions, recent items; emits the touch and the forward links."""
 
+    distance_decay = 1.0
+    """Evidence that item b follows a at distance d in a session: ``weight / (d + 1) ** distance_decay``."""
+
     def __init__(self, settings: Settings, resume: bytes | None):
         self.weights = settings.weights
         self.history: UserHistory = _load(resume) or UserHistory(settings.recent_items, settings.session_gap_s)
@@ -165,7 +170,8 @@ class UserHistoryLogic(StatefulBatchLogic[ParsedEvent, "list[Touch | Link]", byt
             )
             messages: list[Touch | Link] = [touch]
             messages.extend(
-                Link(other, event.item_id, weight / (distance + 1), event.ts) for distance, other in enumerate(previous)
+                Link(other, event.item_id, weight / (distance + 1) ** self.distance_decay, event.ts)
+                for distance, other in enumerate(previous)
             )
             out.append(messages)
         return out, StatefulBatchLogic.RETAIN
@@ -206,9 +212,12 @@ class ItemLogic(StatefulBatchLogic[Touch | Link, Any, bytes]):
     """
 
     backward_weight = 0.5
+    reply_neighbours = 25
+    """Neighbours sent back to the user stage per touch (the similar list keeps ``LIVERECO_NEIGHBOURS``)."""
 
     def __init__(self, settings: Settings, resume: bytes | None, learn_until_ts: float | None = None):
         self.k = settings.neighbours
+        self.reply_k = min(self.k, self.reply_neighbours)
         self.learn_until_ts = float("inf") if learn_until_ts is None else learn_until_ts
         self.capacity = 2 * settings.neighbours
         self.half_life_s = settings.covisit_half_life_s
@@ -244,13 +253,12 @@ class ItemLogic(StatefulBatchLogic[Touch | Link, Any, bytes]):
                 for distance, other in enumerate(msg.previous):
                     state.neighbours.learn_one(other, self.backward_weight * msg.weight / (distance + 1), msg.ts)
                     neighbours_changed = True
-            out.append(NeighbourReply(state.item_id, state.neighbours.top(self.k, msg.ts), msg))
+            out.append(NeighbourReply(state.item_id, state.neighbours.top(self.reply_k), msg))
         if popular and state.popularity is not None:
             out.append(TrendingWrite(state.item_id, state.category, state.popularity))
         if neighbours_changed:
-            top = state.neighbours.top(self.k, latest_ts)
-            blob = encode_candidates(CandidateList([i for i, _ in top], [s for _, s in top], event_ts=latest_ts))
-            out.append(ItemSimilarWrite(state.item_id, blob))
+            top = state.neighbours.top(self.k)
+            out.append(ItemSimilarWrite(state.item_id, top, latest_ts))
         return out, StatefulBatchLogic.RETAIN
 
     @override
@@ -283,6 +291,7 @@ class UserListLogic(StatefulBatchLogic[NeighbourReply, Any, bytes]):
         self.n = settings.candidates
         self.score_k = max(20, min(settings.candidates, 100))
         self.recent_weight = settings.recent_weight
+        self.position_decay = settings.position_decay
         self.state: UserListState = _load(resume) or UserListState(NeighbourCandidates())
 
     @override
@@ -310,14 +319,10 @@ class UserListLogic(StatefulBatchLogic[NeighbourReply, Any, bytes]):
     def _rank(self, last: Touch) -> UserListWrite:
         state = self.state
         state.candidates.forget_except({item for item, _, _ in last.recent})
-        ranked = state.candidates.rank(last.recent, self.n, set(last.exclude), recent_weight=self.recent_weight)
+        ranked = state.candidates.rank(last.recent, self.n, set(last.exclude), recent_weight=self.recent_weight,
+                                           position_decay=self.position_decay)
         state.listed = tuple(item for item, _ in ranked[: self.score_k])
-        recs = encode_candidates(
-            CandidateList([i for i, _ in ranked], [s for _, s in ranked], event_ts=last.ts,
-                          accepted_ms=last.accepted_ms)
-        )
-        profile = encode_profile(last.session_id, last.recent)
-        return UserListWrite(last.user_id, recs, profile, last.accepted_ms)
+        return UserListWrite(last.user_id, ranked, last.ts, last.accepted_ms, last.session_id, last.recent)
 
     @override
     def snapshot(self) -> bytes:

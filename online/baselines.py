@@ -72,6 +72,10 @@ class LastItemCoVisitation:
             self.following[event.item_id][previous] += 0  # known item, even with no successor yet
         self.last[event.user_id] = event.item_id
 
+    def observe_one(self, event: Event) -> None:
+        """Follow the session without learning (frozen evaluation)."""
+        self.last[event.user_id] = event.item_id
+
     def recommend(self, user_id: str, n: int) -> list[str]:
         last = self.last.get(user_id)
         if last is None or last not in self.following:

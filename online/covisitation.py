@@ -11,13 +11,16 @@ Examples
 >>> n = CoVisitationNeighbours(capacity=3, half_life_s=86400.0)
 >>> for other, ts in [("b", 0.0), ("b", 5.0), ("b", 10.0), ("c", 20.0), ("d", 30.0), ("e", 40.0)]:
 ...     n.learn_one(other, 1.0, ts)
->>> [item for item, _ in n.top(2, now=40.0)]
-['b', 'e']
+>>> [(item, round(evidence, 3)) for item, evidence in n.top(2)]
+[('b', 1.0), ('e', 0.667)]
 >>> len(n)
 3
 """
 
 from __future__ import annotations
+
+import heapq
+import math
 
 from online.forward_decay import ForwardDecay
 
@@ -35,7 +38,7 @@ class CoVisitationNeighbours:
         Half-life of the evidence, in event time.
     """
 
-    __slots__ = ("_decay", "_scores", "capacity")
+    __slots__ = ("_best", "_decay", "_scores", "capacity")
 
     def __init__(self, capacity: int = 100, half_life_s: float = 7 * 86400.0):
         if capacity < 1:
@@ -43,6 +46,7 @@ class CoVisitationNeighbours:
         self.capacity = capacity
         self._decay = ForwardDecay(half_life_s)
         self._scores: dict[str, float] = {}
+        self._best: list[tuple[str, float]] | None = None
 
     def __len__(self) -> int:
         return len(self._scores)
@@ -60,11 +64,26 @@ class CoVisitationNeighbours:
             weakest = min(scores, key=scores.__getitem__)
             previous = scores.pop(weakest)
         scores[other] = self._decay.add(previous, weight, ts)
+        self._best = None
 
-    def top(self, k: int, now: float) -> list[tuple[str, float]]:
-        """The ``k`` strongest neighbours with their decayed evidence at ``now``."""
-        best = sorted(self._scores.items(), key=lambda kv: kv[1], reverse=True)[:k]
-        return [(item, self._decay.value(score, now)) for item, score in best]
+    def top(self, k: int) -> list[tuple[str, float]]:
+        """The ``k`` strongest neighbours, with evidence relative to the strongest (1.0).
+
+        Forward decay makes both the order and these ratios independent of the
+        time they are read at, so the list is cached until new evidence arrives.
+        """
+        cached = self._best
+        if cached is None or len(cached) < min(k, len(self._scores)):
+            scores = self._scores
+            best = heapq.nlargest(max(k, len(cached or ())), scores, key=scores.__getitem__)
+            strongest = scores[best[0]] if best else 0.0
+            cached = self._best = [(item, math.exp(scores[item] - strongest)) for item in best]
+        return cached[:k]
+
+    def value(self, other: str, now: float) -> float:
+        """The decayed evidence for ``other`` at ``now`` (0.0 when unknown)."""
+        score = self._scores.get(other)
+        return 0.0 if score is None else self._decay.value(score, now)
 
     def __getstate__(self) -> tuple[int, float, dict[str, float]]:
         return (self.capacity, self._decay.half_life_s, self._scores)
@@ -72,3 +91,4 @@ class CoVisitationNeighbours:
     def __setstate__(self, state: tuple[int, float, dict[str, float]]) -> None:
         self.capacity, half_life_s, self._scores = state
         self._decay = ForwardDecay(half_life_s)
+        self._best = None

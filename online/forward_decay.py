@@ -23,7 +23,7 @@ Examples
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["ForwardDecay"]
 
@@ -33,15 +33,13 @@ class ForwardDecay:
     """Exponential decay with a half-life, on log-domain forward-decayed scores."""
 
     half_life_s: float
+    rate: float = field(init=False, repr=False)
+    """Decay rate per second (1 / time constant)."""
 
     def __post_init__(self) -> None:
         if not self.half_life_s > 0:
             raise ValueError(f"half_life_s must be positive, got {self.half_life_s}")
-
-    @property
-    def rate(self) -> float:
-        """Decay rate per second (1 / time constant)."""
-        return math.log(2.0) / self.half_life_s
+        object.__setattr__(self, "rate", math.log(2.0) / self.half_life_s)
 
     def log_weight(self, weight: float, ts: float) -> float:
         """The log score of one positive ``weight`` observed at ``ts``."""

@@ -58,7 +58,10 @@ def test_three_views_make_a_personal_list_within_a_second(system: tuple[str, str
     wait_for(personal, 5)
     assert time.monotonic() - posted < 1.0
     answer = orjson.loads(get(f"{base}/v1/users/{user}/recommendations?n=5")[1])
-    assert "sku-3" not in [i["item_id"] for i in answer["items"]]  # the item just viewed
+    assert answer["items"][0]["item_id"] == "sku-3"  # people go back to what they just viewed
+    answer = orjson.loads(get(f"{base}/v1/users/{user}/recommendations?n=5&exclude=sku-1,sku-2,sku-3")[1])
+    assert answer["source"] == "personal"
+    assert not {"sku-1", "sku-2", "sku-3"} & {i["item_id"] for i in answer["items"]}
     profile = orjson.loads(get(f"{base}/v1/users/{user}/profile")[1])
     assert [r["item_id"] for r in profile["recent"]] == ["sku-3", "sku-2", "sku-1"]
 
