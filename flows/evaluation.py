@@ -41,7 +41,7 @@ from flows.dataflow import build_flow
 from flows.redis_sink import PrequentialScore, Write
 from flows.redis_source import StreamEntry
 from flows.replay import iter_log_events
-from online.baselines import DecayedPopularity, LastItemCoVisitation, MostPopular
+from online.baselines import DecayedPopularity, LastItemCoVisitation, MatrixFactorisation, MostPopular
 from online.contract import Event, EventError, Settings, parse_event
 from online.metrics import PrequentialMetrics
 
@@ -187,6 +187,7 @@ BASELINES: dict[str, Any] = {
     "most-popular": MostPopular,
     "decayed-popularity": DecayedPopularity,
     "last-item-covisitation": LastItemCoVisitation,
+    "river-mf": MatrixFactorisation,
 }
 
 

@@ -106,7 +106,7 @@ def test_eval_command_prints_json(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["eval", str(tmp_path), "--mode", "streaming", "--json"]) == 0
     report = orjson.loads(capsys.readouterr().out)
     models = {r["model"] for r in report["results"]}
-    assert models == {"livereco", "most-popular", "decayed-popularity", "last-item-covisitation"}
+    assert models == {"livereco", "most-popular", "decayed-popularity", "last-item-covisitation", "river-mf"}
     assert all(0.0 <= r["HR@20"] <= 1.0 for r in report["results"])
 
 
