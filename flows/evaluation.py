@@ -79,7 +79,8 @@ def _read(path: Path, settings: Settings) -> list[Event]:
 
 
 def _finish(name: str, events: list[Event], test_start: int, scored: list[bool]) -> EvalData:
-    train_counts = Counter(e.item_id for e in events[:test_start])
+    # Test-then-learn logs have no training part: the whole log is the catalog.
+    train_counts = Counter(e.item_id for e in (events[:test_start] if test_start else events))
     ranked = sorted(train_counts, key=train_counts.__getitem__)
     popularity = {item: (i + 1) / len(ranked) for i, item in enumerate(ranked)}
     return EvalData(name, events, test_start, scored, set(train_counts), popularity)
