@@ -20,7 +20,7 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
-from flows.redis_sink import DeadLetter, RedisSink, Write
+from flows.redis_sink import DeadLetter, RedisSink, SinkOptions, Write
 from flows.redis_source import RedisStreamSource, StreamEntry
 from flows.stages import (
     ItemLogic,
@@ -74,14 +74,13 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
 
     writes: Stream[Write] = op.merge("writes", op.key_rm("lists_out", lists), replies.falses, valid.falses)
     if sink is None:
-        sink = RedisSink(
-            settings.redis_url,
+        sink = RedisSink(settings.redis_url, SinkOptions(
             settings.keys,
             user_ttl_s=settings.user_ttl_s,
             item_ttl_s=max(settings.user_ttl_s, int(4 * settings.covisit_half_life_s)),
             trending_size=settings.trending_size,
             dead_letter_maxlen=settings.dead_letter_maxlen,
-        )
+        ))
     op.output("redis", writes, sink)
     return flow
 

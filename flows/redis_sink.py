@@ -23,7 +23,7 @@ from flows.metrics import FRESHNESS, REDIS_ERRORS, SINK_WRITE_SECONDS, SINK_WRIT
 from flows.redis_client import connect
 from online.contract import CandidateList, RedisKeys, encode_candidates
 
-__all__ = ["DeadLetter", "ItemSimilarWrite", "PrequentialScore", "RedisSink", "TrendingWrite", "UserListWrite", "Write"]
+__all__ = ["DeadLetter", "ItemSimilarWrite", "PrequentialScore", "RedisSink", "SinkOptions", "TrendingWrite", "UserListWrite", "Write"]
 
 log = logging.getLogger(__name__)
 
@@ -95,15 +95,25 @@ class PrequentialScore:
 Write = UserListWrite | ItemSimilarWrite | TrendingWrite | DeadLetter | PrequentialScore
 
 
+@dataclass(frozen=True, slots=True)
+class SinkOptions:
+    """Where and how long the sink writes."""
+
+    keys: RedisKeys
+    user_ttl_s: int
+    item_ttl_s: int
+    trending_size: int
+    dead_letter_maxlen: int
+
+
 class _RedisSinkPartition(StatelessSinkPartition[Write]):
-    def __init__(self, client: redis.Redis, keys: RedisKeys, user_ttl_s: int, item_ttl_s: int,
-                 trending_size: int, dead_letter_maxlen: int):
+    def __init__(self, client: redis.Redis, options: SinkOptions):
         self._client = client
-        self._keys = keys
-        self._user_ttl_s = user_ttl_s
-        self._item_ttl_s = item_ttl_s
-        self._trending_size = trending_size
-        self._dead_letter_maxlen = dead_letter_maxlen
+        self._keys = options.keys
+        self._user_ttl_s = options.user_ttl_s
+        self._item_ttl_s = options.item_ttl_s
+        self._trending_size = options.trending_size
+        self._dead_letter_maxlen = options.dead_letter_maxlen
 
     @override
     def write_batch(self, items: list[Write]) -> None:
@@ -174,19 +184,13 @@ class _RedisSinkPartition(StatelessSinkPartition[Write]):
 class RedisSink(DynamicSink[Write]):
     """Writes candidate lists, neighbour lists, trending and dead letters to Redis."""
 
-    def __init__(self, redis_url: str, keys: RedisKeys, *, user_ttl_s: int, item_ttl_s: int,
-                 trending_size: int, dead_letter_maxlen: int):
+    def __init__(self, redis_url: str, options: SinkOptions):
         self.redis_url = redis_url
-        self.keys = keys
-        self.user_ttl_s = user_ttl_s
-        self.item_ttl_s = item_ttl_s
-        self.trending_size = trending_size
-        self.dead_letter_maxlen = dead_letter_maxlen
+        self.options = options
 
     @override
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _RedisSinkPartition:
-        return _RedisSinkPartition(connect(self.redis_url), self.keys, self.user_ttl_s, self.item_ttl_s,
-                                   self.trending_size, self.dead_letter_maxlen)
+        return _RedisSinkPartition(connect(self.redis_url), self.options)
 
 
 def encode_profile(session_id: str, recent: list[tuple[str, float, float]]) -> bytes:
