@@ -20,16 +20,18 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
-from flows.redis_sink import DeadLetter, RedisSink, SinkOptions, Write
+from flows.redis_sink import DeadLetter, RedisSink, SinkOptions, TrendingWrite, Write
 from flows.redis_source import RedisStreamSource, StreamEntry
 from flows.stages import (
     ItemLogic,
+    NeighbourReply,
     ParsedEvent,
+    TrendingReplicaLogic,
     UserHistoryLogic,
     UserListLogic,
     parse_entry,
 )
-from online.contract import Settings
+from online.contract import Settings, stable_hash
 
 __all__ = ["build_flow", "flow_from_env"]
 
@@ -69,7 +71,22 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
     item_out = op.key_rm("item_out", op.stateful_batch("items", to_items, lambda resume: ItemLogic(settings, resume, learn_until_ts)))
 
     replies = op.branch("replies", item_out, lambda x: hasattr(x, "touch"))
-    back_to_user = op.key_on("by_user_again", replies.trues, lambda r: r.user_id)
+    shards = settings.trending_shards
+
+    def to_replicas(x: object) -> list[tuple[str, TrendingWrite | NeighbourReply]]:
+        if isinstance(x, NeighbourReply):
+            return [(f"shard{stable_hash(x.user_id) % shards}", x)]
+        if isinstance(x, TrendingWrite):
+            return [(f"shard{s}", x) for s in range(shards)]
+        return []
+
+    if settings.trending_weight > 0.0:
+        replicas = op.stateful_batch("trending_replicas", op.flat_map("to_replicas", item_out, to_replicas),
+                                     lambda resume: TrendingReplicaLogic(settings, resume))
+        to_user = op.key_rm("replicas_out", replicas)
+    else:  # no trending in user lists: skip the replicas and their fan-out
+        to_user = replies.trues
+    back_to_user = op.key_on("by_user_again", to_user, lambda r: r.user_id)
     lists = op.stateful_batch("user_lists", back_to_user, lambda resume: UserListLogic(settings, resume))
 
     writes: Stream[Write] = op.merge("writes", op.key_rm("lists_out", lists), replies.falses, valid.falses)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
@@ -50,6 +50,7 @@ from online.contract import (
 from online.covisitation import CoVisitationNeighbours
 from online.forward_decay import ForwardDecay
 from online.neighbour_candidates import NeighbourCandidates
+from online.trending import TrendingTop
 from online.user_history import UserHistory
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "NeighbourReply",
     "ParsedEvent",
     "Touch",
+    "TrendingReplicaLogic",
     "UserHistoryLogic",
     "UserListLogic",
     "parse_entry",
@@ -121,6 +123,7 @@ class NeighbourReply:
     item_id: str
     neighbours: list[tuple[str, float]]
     touch: Touch
+    trending: list[tuple[str, float]] | None = None
 
     @property
     def user_id(self) -> str:
@@ -271,6 +274,7 @@ class UserListState:
     candidates: NeighbourCandidates
     latest: Touch | None = None
     listed: tuple[str, ...] = ()
+    trending: list[tuple[str, float]] = field(default_factory=list)
 
 
 class UserListLogic(StatefulBatchLogic[NeighbourReply, Any, bytes]):
@@ -292,6 +296,7 @@ class UserListLogic(StatefulBatchLogic[NeighbourReply, Any, bytes]):
         self.score_k = max(20, min(settings.candidates, 100))
         self.recent_weight = settings.recent_weight
         self.position_decay = settings.position_decay
+        self.trending_weight = settings.trending_weight
         self.state: UserListState = _load(resume) or UserListState(NeighbourCandidates())
 
     @override
@@ -301,6 +306,8 @@ class UserListLogic(StatefulBatchLogic[NeighbourReply, Any, bytes]):
         write: UserListWrite | None = None
         for reply in sorted(values, key=lambda r: r.touch.seq):
             state.candidates.learn_one(reply.item_id, reply.neighbours)
+            if reply.trending is not None:
+                state.trending = reply.trending
             touch = reply.touch
             if state.latest is not None and touch.seq <= state.latest.seq:
                 continue  # a late reply: its neighbours are cached; the list follows the newest touch
@@ -320,10 +327,40 @@ class UserListLogic(StatefulBatchLogic[NeighbourReply, Any, bytes]):
         state = self.state
         state.candidates.forget_except({item for item, _, _ in last.recent})
         ranked = state.candidates.rank(last.recent, self.n, set(last.exclude), recent_weight=self.recent_weight,
-                                           position_decay=self.position_decay)
+                                           position_decay=self.position_decay, trending=state.trending,
+                                           trending_weight=self.trending_weight)
         state.listed = tuple(item for item, _ in ranked[: self.score_k])
         return UserListWrite(last.user_id, ranked, last.ts, last.accepted_ms, last.session_id, last.recent)
 
     @override
     def snapshot(self) -> bytes:
         return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class TrendingReplicaLogic(StatefulBatchLogic[TrendingWrite | NeighbourReply, NeighbourReply, bytes]):
+    """Shard-keyed replica of the global trending list; stamps it on replies going to users.
+
+    Every popularity update reaches every replica; each reply passes through
+    the replica of its user's shard on its way to the user-list stage. This is
+    how a global model lives in a partitioned dataflow: replicated state keyed
+    by shard, not a module-level object.
+    """
+
+    def __init__(self, settings: Settings, resume: bytes | None):
+        self.n = settings.candidates
+        self.top: TrendingTop = _load(resume) or TrendingTop(capacity=4 * settings.candidates)
+
+    @override
+    def on_batch(self, values: list[TrendingWrite | NeighbourReply]) -> tuple[Iterable[NeighbourReply], bool]:
+        out: list[NeighbourReply] = []
+        for value in values:
+            if isinstance(value, TrendingWrite):
+                self.top.learn_one(value.item_id, value.log_score)
+            else:
+                value.trending = self.top.top(self.n)
+                out.append(value)
+        return out, StatefulBatchLogic.RETAIN
+
+    @override
+    def snapshot(self) -> bytes:
+        return pickle.dumps(self.top, protocol=pickle.HIGHEST_PROTOCOL)

@@ -115,3 +115,13 @@ def test_seen_items_left_out_when_recent_weight_is_zero(redis_client: redis.Redi
     EventWriter(redis_client, settings.keys).append(events)
     run_flow(settings)
     assert decode_candidates(redis_client.get(settings.keys.user_recs("partial"))).items == ["b1-i2"]
+
+
+def test_trending_replicas_put_popular_items_in_lists(redis_client: redis.Redis, settings: Settings) -> None:
+    settings = dataclasses.replace(settings, trending_weight=1.0, recent_weight=0.0, partitions=1, read_count=1)
+    crowd = [Event(f"fan{u}", "blockbuster", "view", T0 + u) for u in range(30)]
+    loner = [Event("loner", "obscure-1", "view", T0 + 100), Event("loner", "obscure-2", "view", T0 + 101)]
+    EventWriter(redis_client, settings.keys).append(crowd + loner)
+    run_flow(settings, workers=2)
+    recs = decode_candidates(redis_client.get(settings.keys.user_recs("loner")))
+    assert recs.items[0] == "blockbuster"  # nothing co-visited with their items, but everyone watches this
