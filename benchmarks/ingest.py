@@ -28,6 +28,7 @@ from benchmarks.machine import machine_line
 from flows.dataflow import build_flow
 from flows.embedded_redis import EmbeddedRedis, free_port
 from flows.event_writer import EventWriter
+from flows.readiness import wait_until_answering
 from flows.synthetic_shop import Catalog, ShopSimulator
 from online.contract import Event, Settings, parse_event
 
@@ -69,12 +70,7 @@ def freshness(url: str, events: list[Event], rate: float, seconds: float, namesp
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         metrics = f"http://127.0.0.1:{port}/metrics"
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(metrics, timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_until_answering(metrics, [flow])
         writer = EventWriter(redis.Redis.from_url(url), Settings.from_env({}, namespace=namespace).keys)
         batch = max(1, int(rate / 100))  # appends every 10 ms
         started = time.perf_counter()

@@ -21,13 +21,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import redis
 
 from benchmarks.machine import machine_line
 from flows.embedded_redis import EmbeddedRedis, free_port
+from flows.readiness import wait_until_answering
 from online.contract import CandidateList, RedisKeys, encode_candidates
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,12 +78,7 @@ def bench_stack(redis_url: str, namespace: str, http: str, loop: str, args: argp
         env=env, cwd=ROOT)
     try:
         base = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"{base}/readyz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_until_answering(f"{base}/readyz", [server])
         run_wrk(base, 2, args.connections, script)  # warm-up
         return [run_wrk(base, args.duration, args.connections, script) for _ in range(args.repeat)]
     finally:

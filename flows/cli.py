@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
@@ -112,20 +111,6 @@ def _run_redis(args: argparse.Namespace, settings: Settings) -> int:
 
 
 # --- livereco run --------------------------------------------------------------------------------------------
-def _wait_ready(url: str, children: list[subprocess.Popen[bytes]], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if any(c.poll() is not None for c in children):
-            return False
-        try:
-            with urllib.request.urlopen(url, timeout=1) as answer:
-                if answer.status == 200:
-                    return True
-        except OSError:
-            time.sleep(0.2)
-    return False
-
-
 def _stop(children: list[subprocess.Popen[bytes]]) -> None:
     for child in children:
         if child.poll() is None:
@@ -146,6 +131,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def _run_all(args: argparse.Namespace, settings: Settings) -> int:
     from flows.embedded_redis import EmbeddedRedis
+    from flows.readiness import wait_until_answering
 
     # `kill`, a closed terminal or a supervisor stop everything as Ctrl-C does, leaving no orphans.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -169,8 +155,10 @@ def _run_all(args: argparse.Namespace, settings: Settings) -> int:
     try:
         start("flow")
         start("serve")
-        if not _wait_ready(f"{base}/readyz", children, timeout_s=60):
-            print("livereco run: the server did not become ready; see the messages above", file=sys.stderr)
+        try:
+            wait_until_answering(f"{base}/readyz", children, timeout_s=60)
+        except (RuntimeError, TimeoutError) as exc:
+            print(f"livereco run: the server did not become ready ({exc}); see the messages above", file=sys.stderr)
             return 1
         if args.rate > 0:
             start("produce", "--rate", str(args.rate))

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from flows.readiness import wait_until_answering
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,29 +31,13 @@ def process_env(redis_url: str, namespace: str, port: int, flow_metrics_port: in
     return env
 
 
-def wait_http(url: str, process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args!r} exited with {process.returncode} before {url} answered")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{url} did not answer within {timeout_s} s")
-        time.sleep(0.1)
-
-
 @contextmanager
 def livereco_process(env: dict[str, str], *argv: str, ready_url: str) -> Iterator[subprocess.Popen[bytes]]:
     """``python -m flows.cli ARGV`` until the block ends; its output goes to the test's output on failure."""
     process = subprocess.Popen([sys.executable, "-m", "flows.cli", *argv], env=env, cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        wait_http(ready_url, process)
+        wait_until_answering(ready_url, [process])
         yield process
     finally:
         process.terminate()
