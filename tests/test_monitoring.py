@@ -17,6 +17,7 @@ import orjson
 import pytest
 
 from flows.embedded_redis import free_port
+from flows.readiness import wait_until_answering
 from tests.processes import ROOT, get, livereco_process, post, process_env
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.slow]
@@ -70,6 +71,7 @@ scrape_configs:
             for _ in range(20):
                 get(f"{base}/v1/users/u1/recommendations")
             prom_url = f"http://127.0.0.1:{prom_port}"
+            wait_until_answering(f"{prom_url}/-/ready", [prom])  # it answers 503 while starting
             checks = {
                 "freshness": "sum(livereco_flow_freshness_seconds_count)",
                 "latency": 'sum(livereco_serving_request_duration_seconds_count{route="/v1/users/{user_id}/recommendations"})',
