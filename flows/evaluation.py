@@ -60,51 +60,62 @@ class EvalData:
     scored: list[bool]
     catalog: set[str] = field(default_factory=set)
     popularity: dict[str, float] = field(default_factory=dict)
+    rejected: int = 0
+    """Log lines that were not valid events (counted and reported, never silently dropped)."""
 
     @property
     def test_start_ts(self) -> float:
         return self.events[self.test_start].ts if self.test_start < len(self.events) else float("inf")
 
 
-def _read(path: Path, settings: Settings) -> list[Event]:
+def _read(path: Path, settings: Settings, rejected: list[str]) -> list[Event]:
+    """Valid events of ``path`` in time order; each bad line is appended to ``rejected`` as ``file:line: reason``."""
     now = time.time()
     events = []
-    for _, raw in iter_log_events(path):
+
+    def reject(line: int, error: EventError) -> None:
+        rejected.append(f"{path}:{line}: {error}")
+
+    for line, raw in iter_log_events(path, on_error=reject):
         try:
             events.append(parse_event(raw, now=now, weights=settings.weights))
-        except EventError:
-            continue
+        except EventError as error:
+            reject(line, error)
     events.sort(key=lambda e: e.ts)  # stable: ties keep file order
     return events
 
 
-def _finish(name: str, events: list[Event], test_start: int, scored: list[bool]) -> EvalData:
+def _finish(name: str, events: list[Event], test_start: int, scored: list[bool], rejected: list[str]) -> EvalData:
     # Test-then-learn logs have no training part: the whole log is the catalog.
     train_counts = Counter(e.item_id for e in (events[:test_start] if test_start else events))
     ranked = sorted(train_counts, key=train_counts.__getitem__)
     popularity = {item: (i + 1) / len(ranked) for i, item in enumerate(ranked)}
-    return EvalData(name, events, test_start, scored, set(train_counts), popularity)
+    if rejected:
+        print(f"livereco eval: {len(rejected)} log lines are not valid events and were skipped; first: {rejected[0]}",
+              file=sys.stderr)
+    return EvalData(name, events, test_start, scored, set(train_counts), popularity, len(rejected))
 
 
 def load(path: str | Path, settings: Settings, positive: float = 7.0) -> EvalData:
     """A session split (folder with train/test files) or a single user log."""
     path = Path(path)
+    rejected: list[str] = []
     if path.is_dir():
         train = sorted(path.glob("train.*"))
         test = sorted(path.glob("test.*"))
         if train and test:
-            train_events, test_events = _read(train[0], settings), _read(test[0], settings)
+            train_events, test_events = _read(train[0], settings, rejected), _read(test[0], settings, rejected)
             seen_users: set[str] = set()
             scored = [False] * len(train_events)
             for e in test_events:
                 scored.append(e.user_id in seen_users)
                 seen_users.add(e.user_id)
-            return _finish(path.name, train_events + test_events, len(train_events), scored)
+            return _finish(path.name, train_events + test_events, len(train_events), scored, rejected)
         logs = sorted(path.glob("ratings.*"))
         if not logs:
             raise FileNotFoundError(f"{path}: expected train.* and test.* files, or a ratings.* log")
         path = logs[0]
-    events = _read(path, settings)
+    events = _read(path, settings, rejected)
     users: set[str] = set()
     scored = []
     for e in events:
@@ -112,7 +123,7 @@ def load(path: str | Path, settings: Settings, positive: float = 7.0) -> EvalDat
             settings.weights.weight_of(e) > 0
         scored.append(is_positive and e.user_id in users)
         users.add(e.user_id)
-    return _finish(path.name, events, 0, scored)
+    return _finish(path.name, events, 0, scored, rejected)
 
 
 class _CollectingPartition(StatelessSinkPartition[Write]):
@@ -230,11 +241,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             if not args.json:
                 print(f"  done: {name} ({mode}) in {row['seconds']} s", file=sys.stderr)
     if args.json:
-        print(orjson.dumps({"log": str(args.log), "events": len(data.events), "results": rows,
+        print(orjson.dumps({"log": str(args.log), "events": len(data.events), "rejected_lines": data.rejected,
+                            "results": rows,
                             "livereco_events_per_s": round(speed, 1)}, option=orjson.OPT_INDENT_2).decode())
         return 0
     cols = ["HR@5", "MRR@5", "HR@10", "MRR@10", "HR@20", "MRR@20", "coverage@20", "popularity"]
-    print(f"{data.name}: {len(data.events):,} events, {sum(data.scored):,} predictions scored")
+    print(f"{data.name}: {len(data.events):,} events ({data.rejected:,} bad lines skipped), "
+          f"{sum(data.scored):,} predictions scored")
     print(f"{'model':<24}{'mode':<11}" + "".join(f"{c:>12}" for c in cols))
     for row in rows:
         print(f"{row['model']:<24}{row['mode']:<11}" + "".join(f"{row.get(c, 0.0):>12.4f}" for c in cols))

@@ -113,3 +113,14 @@ def test_eval_command_prints_json(tmp_path: Path, capsys: pytest.CaptureFixture[
 def test_eval_command_names_a_missing_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["eval", str(tmp_path)]) == 2
     assert str(tmp_path) in capsys.readouterr().err
+
+
+def test_bad_log_lines_are_counted_and_named_not_dropped_silently(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    write_split(tmp_path, session_log(60), test_from=50)
+    with (tmp_path / "train.tsv").open("ab") as log:
+        log.write(b"s999\t\tnot-a-time\n\xff\xfe\t1\t2\n")
+    data = load(tmp_path, Settings.from_env({}))
+    assert data.rejected == 2
+    err = capsys.readouterr().err
+    assert "2 log lines are not valid events" in err and "train.tsv:" in err
