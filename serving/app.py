@@ -80,6 +80,8 @@ class LiverecoApp:
         self.redis_wait_s = redis_wait_s
         self._client = client
         self._openapi = orjson.dumps(openapi_document(settings))
+        self._single_segment: dict[str, Handler] = {"healthz": self._healthz, "readyz": self._readyz,
+                                                    "metrics": self._metrics, "openapi.json": self._openapi_json}
 
     @property
     def client(self) -> aioredis.Redis:
@@ -155,14 +157,9 @@ class LiverecoApp:
             return "/v1/trending", self._trending, ("GET",)
         if s == ["v1", "events"]:
             return "/v1/events", self._events, ("POST",)
-        if n == 1 and s[0] in self._simple:
-            return "/" + s[0], self._simple[s[0]], ("GET",)
+        if n == 1 and s[0] in self._single_segment:
+            return "/" + s[0], self._single_segment[s[0]], ("GET",)
         return NOT_FOUND_ROUTE, None, ()
-
-    @property
-    def _simple(self) -> dict[str, Handler]:
-        return {"healthz": self._healthz, "readyz": self._readyz, "metrics": self._metrics,
-                "openapi.json": self._openapi_json}
 
     # --- handlers --------------------------------------------------------------
     @staticmethod
