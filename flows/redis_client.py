@@ -1,20 +1,149 @@
-"""Connecting to Redis the same way everywhere in the flow side.
+"""Connecting to Redis the same way everywhere in the flow side, single server or Redis Cluster.
+
+``REDIS_URL`` selects the mode by its scheme alone:
+
+* ``redis://``, ``rediss://``, ``unix://`` — one Redis server (:class:`redis.Redis`);
+* ``redis+cluster://[user[:password]@]host:port[,host:port...][/]`` — a Redis
+  Cluster (:class:`redis.RedisCluster`), with ``rediss+cluster://`` for TLS.
+  The hosts are seed nodes: any one that answers is enough, the client learns
+  the rest of the cluster from it. A cluster has only database 0.
 
 Examples
 --------
 >>> connect("redis://127.0.0.1:1/0").connection_pool.connection_kwargs["port"]
 1
+>>> parse_cluster_url("redis+cluster://app:s%40cret@10.0.0.1:7000,10.0.0.2,[::1]:7002/")
+ClusterURL(nodes=(('10.0.0.1', 7000), ('10.0.0.2', 6379), ('::1', 7002)), username='app', password='s@cret', ssl=False)
+>>> parse_cluster_url("redis+cluster:///")
+Traceback (most recent call last):
+...
+ValueError: REDIS_URL 'redis+cluster:///': names no cluster node; expected redis+cluster://host:port[,host:port...]/
+>>> is_cluster_url("rediss+cluster://h:7000"), is_cluster_url("redis://h:6379/0")
+(True, False)
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
 import redis
+from redis.cluster import ClusterNode, ClusterPipeline
+from redis.exceptions import ClusterDownError, RedisClusterException, TryAgainError
 
-__all__ = ["connect"]
+__all__ = ["CLUSTER_SCHEMES", "REDIS_EXCEPTIONS", "TRANSIENT_ERRORS", "ClusterURL", "Pipeline", "RedisClient", "connect",
+           "is_cluster_url", "parse_cluster_url", "redact"]
+
+CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}
+"""URL schemes that mean Redis Cluster, and whether each uses TLS."""
+
+RedisClient = redis.Redis | redis.RedisCluster
+"""What :func:`connect` returns: both have the commands and ``pipeline(transaction=False)`` livereco uses."""
+
+REDIS_EXCEPTIONS: tuple[type[Exception], ...] = (redis.RedisError, RedisClusterException)
+"""Everything a Redis outage can raise. The cluster client raises ``RedisClusterException``
+(not a ``RedisError``) when no node answers or a slot has no owner."""
+
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError,
+    ClusterDownError, TryAgainError, RedisClusterException,
+)
+"""Errors worth retrying the same writes for: the server (or a cluster master) is away, loading,
+or the cluster is re-forming. Not ``ResponseError`` in general: a rejected command stays rejected."""
+
+Pipeline = redis.client.Pipeline | ClusterPipeline
+"""What ``pipeline()`` returns for either client."""
 
 
-def connect(url: str) -> redis.Redis:
-    """A client for ``url`` with bounded timeouts so a dead Redis is noticed, not waited on."""
+@dataclass(frozen=True, slots=True)
+class ClusterURL:
+    """The parts of a ``redis+cluster://`` URL."""
+
+    nodes: tuple[tuple[str, int], ...]
+    username: str | None
+    password: str | None
+    ssl: bool
+
+
+def is_cluster_url(url: str) -> bool:
+    return url.split("://", 1)[0].lower() in CLUSTER_SCHEMES
+
+
+def _node(shown: str, text: str) -> tuple[str, int]:
+    host, port = text, "6379"
+    if text.startswith("["):  # [IPv6]:port
+        end = text.find("]")
+        if end < 0:
+            raise ValueError(f"REDIS_URL {shown!r}: node {text!r} has an unclosed '['")
+        host, rest = text[1:end], text[end + 1:]
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError(f"REDIS_URL {shown!r}: node {text!r}: expected [address]:port")
+            port = rest[1:]
+    elif ":" in text:
+        host, port = text.rsplit(":", 1)
+    if not host:
+        raise ValueError(f"REDIS_URL {shown!r}: node {text!r} has no host")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"REDIS_URL {shown!r}: node {text!r}: port must be a number from 1 to 65535")
+    return host, int(port)
+
+
+def redact(url: str) -> str:
+    """``url`` with its password replaced, for messages.
+
+    >>> redact("redis+cluster://app:secret@h:7000/")
+    'redis+cluster://app:***@h:7000/'
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    userinfo, host = rest.rsplit("@", 1)
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{host}"
+
+
+def parse_cluster_url(url: str) -> ClusterURL:
+    """Split ``redis+cluster://[user[:password]@]host[:port][,host[:port]...][/[0]]`` (default port 6379)."""
+    shown = redact(url)
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in CLUSTER_SCHEMES:
+        raise ValueError(f"REDIS_URL {shown!r}: not a cluster URL; expected {' or '.join(CLUSTER_SCHEMES)}://")
+    parts = urlsplit("x://" + rest.rsplit("@", 1)[-1])  # hosts only: a password may hold any character
+    if parts.query or parts.fragment:
+        raise ValueError(f"REDIS_URL {shown!r}: query options are not supported in a cluster URL")
+    if parts.path.strip("/") not in ("", "0"):
+        raise ValueError(f"REDIS_URL {shown!r}: Redis Cluster has only database 0, not {parts.path.strip('/')!r}")
+    username = password = None
+    if "@" in rest:
+        userinfo = rest.rsplit("@", 1)[0]
+        user, colon, secret = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if colon else None
+    hosts = [h.strip() for h in parts.netloc.split(",")]
+    if not any(hosts):
+        raise ValueError(f"REDIS_URL {shown!r}: names no cluster node; expected {scheme}://host:port[,host:port...]/")
+    if not all(hosts):
+        raise ValueError(f"REDIS_URL {shown!r}: an empty node between commas")
+    return ClusterURL(tuple(_node(shown, h) for h in hosts), username, password, CLUSTER_SCHEMES[scheme.lower()])
+
+
+def connect(url: str) -> RedisClient:
+    """A client for ``url`` with bounded timeouts so a dead Redis is noticed, not waited on.
+
+    A cluster client asks a seed node for the slot map when it is made, so an
+    unreachable cluster raises :class:`redis.ConnectionError` here, naming the URL.
+    """
     if not url:
         raise ValueError("REDIS_URL is empty: start an embedded Redis first (livereco run does)")
-    return redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=10.0, health_check_interval=30)
+    if not is_cluster_url(url):
+        return redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=10.0, health_check_interval=30)
+    parsed = parse_cluster_url(url)
+    try:
+        return redis.RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in parsed.nodes],
+            username=parsed.username, password=parsed.password, ssl=parsed.ssl,
+            socket_connect_timeout=2.0, socket_timeout=10.0, health_check_interval=30,
+        )
+    except RedisClusterException as exc:
+        raise redis.ConnectionError(f"Redis Cluster at {redact(url)}: {exc}") from exc

@@ -15,12 +15,11 @@ import time
 from dataclasses import dataclass
 
 import orjson
-import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from typing_extensions import override
 
 from flows.metrics import FRESHNESS, REDIS_ERRORS, SINK_WRITE_SECONDS, SINK_WRITES, observe_score
-from flows.redis_client import connect
+from flows.redis_client import TRANSIENT_ERRORS, Pipeline, RedisClient, connect
 from online.contract import CandidateList, RedisKeys, encode_candidates
 
 __all__ = ["DeadLetter", "ItemSimilarWrite", "PrequentialScore", "RedisSink", "SinkOptions", "TrendingWrite", "UserListWrite", "Write"]
@@ -107,7 +106,7 @@ class SinkOptions:
 
 
 class _RedisSinkPartition(StatelessSinkPartition[Write]):
-    def __init__(self, client: redis.Redis, options: SinkOptions):
+    def __init__(self, client: RedisClient, options: SinkOptions):
         self._client = client
         self._keys = options.keys
         self._user_ttl_s = options.user_ttl_s
@@ -162,7 +161,7 @@ class _RedisSinkPartition(StatelessSinkPartition[Write]):
         SINK_WRITES.labels("trending").inc(sum(len(m) for m in trending.values()))
         SINK_WRITES.labels("dead_letter").inc(len(dead))
 
-    def _execute(self, pipe: redis.client.Pipeline) -> None:
+    def _execute(self, pipe: Pipeline) -> None:
         backoff_s = 0.05
         while True:
             started = time.perf_counter()
@@ -170,7 +169,7 @@ class _RedisSinkPartition(StatelessSinkPartition[Write]):
                 pipe.execute()
                 SINK_WRITE_SECONDS.observe(time.perf_counter() - started)
                 return
-            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+            except TRANSIENT_ERRORS as exc:
                 REDIS_ERRORS.labels("write").inc()
                 log.warning("writing %d commands to Redis failed (%s); retrying in %.2f s", len(pipe), exc, backoff_s)
                 time.sleep(backoff_s)

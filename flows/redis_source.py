@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import redis
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from typing_extensions import override
 
 from flows.metrics import REDIS_ERRORS
-from flows.redis_client import connect
+from flows.redis_client import REDIS_EXCEPTIONS, RedisClient, connect
 from online.contract import RedisKeys
 
 __all__ = ["RedisStreamSource", "StreamEntry"]
@@ -39,7 +38,7 @@ class StreamEntry:
 
 
 class _StreamPartition(StatefulSourcePartition[StreamEntry, str]):
-    def __init__(self, client: redis.Redis, stream: str, last_id: str, read_count: int,
+    def __init__(self, client: RedisClient, stream: str, last_id: str, read_count: int,
                  poll_interval_s: float, stop_at_end: bool):
         self._client = client
         self._stream = stream
@@ -54,7 +53,7 @@ class _StreamPartition(StatefulSourcePartition[StreamEntry, str]):
     def next_batch(self) -> list[StreamEntry]:
         try:
             reply: Any = self._client.xread({self._stream: self._last_id}, count=self._read_count)
-        except redis.RedisError as exc:
+        except REDIS_EXCEPTIONS as exc:
             REDIS_ERRORS.labels("read").inc()
             self._backoff_s = min(_MAX_BACKOFF_S, max(0.05, self._backoff_s * 2))
             log.warning("reading %s failed (%s); retrying in %.2f s", self._stream, exc, self._backoff_s)

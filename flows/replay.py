@@ -57,7 +57,7 @@ import orjson
 import redis
 
 from flows.event_writer import EventWriter
-from flows.redis_client import connect
+from flows.redis_client import RedisClient, connect
 from online.contract import Event, EventError, EventLimits, Settings, parse_event
 
 __all__ = [
@@ -515,7 +515,7 @@ class _Stop(Exception):
 def replay(
     path: str | Path,
     settings: Settings,
-    client: redis.Redis,
+    client: RedisClient,
     *,
     fmt: str = "auto",
     columns: Columns | str | None = None,

@@ -22,9 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from redis.exceptions import RedisError
 
 from online.contract import Settings
 from serving.http import HTTPError, Query, Receive, Scope, Send, json_response, read_body, split_path
@@ -32,6 +30,7 @@ from serving.ingest import append_events, parse_batch
 from serving.lists import merged_list, read_profile, read_trending
 from serving.metrics import NOT_FOUND_ROUTE, ServingMetrics
 from serving.openapi import openapi_document
+from serving.redis_connect import REDIS_EXCEPTIONS, AsyncRedisClient, connect_async, ping
 
 __all__ = ["LiverecoApp", "app_from_env", "wait_for_redis"]
 
@@ -41,15 +40,15 @@ MAX_N = 500
 Handler = Callable[[Scope, Receive, list[str]], Awaitable[tuple[int, bytes]]]
 
 
-async def wait_for_redis(client: aioredis.Redis, url: str, timeout_s: float) -> None:
+async def wait_for_redis(client: AsyncRedisClient, url: str, timeout_s: float) -> None:
     """Ping until Redis answers; after ``timeout_s`` raise naming the URL."""
     deadline = time.monotonic() + timeout_s
     delay = 0.05
     while True:
         try:
-            await client.ping()
+            await ping(client)
             return
-        except RedisError as exc:
+        except REDIS_EXCEPTIONS as exc:
             if time.monotonic() + delay > deadline:
                 raise RuntimeError(f"Redis at {url} did not answer within {timeout_s:.0f} s: {exc}") from exc
             log.warning("waiting for Redis at %s (%s)", url, exc)
@@ -57,7 +56,7 @@ async def wait_for_redis(client: aioredis.Redis, url: str, timeout_s: float) -> 
             delay = min(1.0, delay * 2)
 
 
-async def check_layout(client: aioredis.Redis, settings: Settings) -> None:
+async def check_layout(client: AsyncRedisClient, settings: Settings) -> None:
     """Refuse to run against streams partitioned differently (users would land in unread partitions)."""
     meta = settings.keys.meta()
     await client.hsetnx(meta, "partitions", settings.partitions)
@@ -72,7 +71,7 @@ async def check_layout(client: aioredis.Redis, settings: Settings) -> None:
 class LiverecoApp:
     """Routes requests to handlers, times them, and turns errors into JSON answers."""
 
-    def __init__(self, settings: Settings, client: aioredis.Redis | None = None,
+    def __init__(self, settings: Settings, client: AsyncRedisClient | None = None,
                  metrics: ServingMetrics | None = None, redis_wait_s: float = 30.0):
         self.settings = settings
         self.keys = settings.keys
@@ -84,10 +83,9 @@ class LiverecoApp:
                                                     "metrics": self._metrics, "openapi.json": self._openapi_json}
 
     @property
-    def client(self) -> aioredis.Redis:
+    def client(self) -> AsyncRedisClient:
         if self._client is None:
-            self._client = aioredis.Redis.from_url(self.settings.redis_url, socket_connect_timeout=1.0,
-                                                   socket_timeout=2.0)
+            self._client = connect_async(self.settings.redis_url, socket_connect_timeout=1.0, socket_timeout=2.0)
         return self._client
 
     # --- ASGI ----------------------------------------------------------------
@@ -114,7 +112,7 @@ class LiverecoApp:
                 content_type = CONTENT_TYPE_LATEST.encode()
         except HTTPError as exc:
             status, body = exc.status, exc.body()
-        except RedisError as exc:
+        except REDIS_EXCEPTIONS as exc:
             self.metrics.redis_errors.inc()
             self.metrics.up.set(0)
             status = 503
@@ -233,7 +231,7 @@ class LiverecoApp:
         return 200, b'{"status":"ok"}'
 
     async def _readyz(self, scope: Scope, receive: Receive, s: list[str]) -> tuple[int, bytes]:
-        await self.client.ping()
+        await ping(self.client)
         self.metrics.up.set(1)
         return 200, b'{"status":"ready"}'
 

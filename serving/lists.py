@@ -2,6 +2,9 @@
 
 Every lookup is one pipelined round trip: the personal (or neighbour) list
 together with the trending list it may fall back to or be padded with.
+In Redis Cluster the list (tagged ``{u:<user>}`` or ``{i:<item>}``) and the
+trending list usually live on different masters; the cluster pipeline sends
+each its part concurrently, so it is still one round trip of wall time.
 Rules applied here, at request time: exclusions (``exclude=``), never the
 subject item itself, de-duplication, and padding a short list with trending
 items (each item says where it came from).
@@ -14,9 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 
 from online.contract import CandidateList, RedisKeys, decode_candidates
+from serving.redis_connect import AsyncRedisClient
 
 __all__ = ["ListAnswer", "merged_list", "read_profile", "read_trending"]
 
@@ -49,7 +52,7 @@ def _fill(answer: ListAnswer, ranked: list[tuple[str, float]], source: str, n: i
         answer.items.append({"item_id": item, "score": score, "source": source})
 
 
-async def merged_list(client: aioredis.Redis, keys: RedisKeys, list_key: str, own_source: str, n: int,
+async def merged_list(client: AsyncRedisClient, keys: RedisKeys, list_key: str, own_source: str, n: int,
                       exclude: set[str], trending_category: str | None = None) -> ListAnswer:
     """The list under ``list_key`` without ``exclude``, padded from trending up to ``n``."""
     pipe = client.pipeline(transaction=False)
@@ -72,12 +75,12 @@ async def merged_list(client: aioredis.Redis, keys: RedisKeys, list_key: str, ow
     return answer
 
 
-async def read_trending(client: aioredis.Redis, keys: RedisKeys, n: int, category: str | None) -> list[dict[str, Any]]:
+async def read_trending(client: AsyncRedisClient, keys: RedisKeys, n: int, category: str | None) -> list[dict[str, Any]]:
     scores = await client.zrevrange(keys.trending(category), 0, n - 1, withscores=True)
     return [{"item_id": item, "score": score} for item, score in _relative(scores)]
 
 
-async def read_profile(client: aioredis.Redis, keys: RedisKeys, user_id: str) -> dict[str, Any] | None:
+async def read_profile(client: AsyncRedisClient, keys: RedisKeys, user_id: str) -> dict[str, Any] | None:
     blob = await client.get(keys.user_profile(user_id))
     if blob is None:
         return None
