@@ -721,7 +721,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     try:
         client = connect(settings.redis_url)
-    except ValueError as exc:
+    except (ValueError, redis.ConnectionError) as exc:  # a cluster client asks for the slot map right away
         print(f"livereco replay: {exc}", file=sys.stderr)
         return 2
     try:
