@@ -17,6 +17,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from flows.recovery import DEFAULT_PARTITIONS
 from online.contract import Settings
 
 __all__ = ["main"]
@@ -37,16 +38,53 @@ def _add_flow_args(p: argparse.ArgumentParser) -> None:
                  help="Bytewax workers (threads) in this process")
     _env_default(p, "-i", "--process-id", env="BYTEWAX_PROCESS_ID", type=int,
                  help="this process's index in a cluster (with -a)")
-    _env_default(p, "-a", "--addresses", env="BYTEWAX_ADDRESSES",
-                 help="'host:port;host:port' of every process in the cluster, this one included")
+    p.add_argument("-a", "--addresses", action="append", default=None, metavar="HOST:PORT",
+                   help="address of every process in the cluster, this one included, in process-id order: repeat"
+                   " -a, or one 'host:port;host:port' [env: BYTEWAX_ADDRESSES]")
     _env_default(p, "-r", "--recovery-directory", env="BYTEWAX_RECOVERY_DIRECTORY", type=Path,
-                 help="directory of initialised Bytewax recovery partitions (turns recovery on)")
+                 help="Bytewax recovery store (turns recovery on); created and initialised when missing or empty")
+    _env_default(p, "--recovery-partitions", env="BYTEWAX_RECOVERY_PARTITIONS", type=int,
+                 help="partitions of a new recovery store (fixed once created; default: the larger of"
+                 f" {DEFAULT_PARTITIONS} and the cluster's workers); an existing store with another count is refused")
     _env_default(p, "-s", "--snapshot-interval", env="BYTEWAX_SNAPSHOT_INTERVAL", type=float, default=10.0,
                  help="seconds between snapshots (the epoch length)")
     _env_default(p, "-b", "--backup-interval", env="BYTEWAX_RECOVERY_BACKUP_INTERVAL", type=float, default=0.0,
                  help="seconds old snapshots are kept for backups")
     p.add_argument("--stop-at-end", action="store_true",
                    help="stop once every stream has been read to its end (replays, evaluations)")
+
+
+def _flow_addresses(args: argparse.Namespace) -> list[str] | None:
+    raw = args.addresses if args.addresses is not None else [os.environ.get("BYTEWAX_ADDRESSES", "")]
+    addresses = [a.strip() for entry in raw for a in entry.split(";") if a.strip()]
+    return addresses or None
+
+
+def _prepare_recovery(args: argparse.Namespace, addresses: list[str] | None) -> str | None:
+    """Create and initialise the recovery store if needed; an error message when it cannot be used.
+
+    Process 0 creates a missing store (processes sharing one directory wait
+    for it); the others only check it. A new store gets ``--recovery-partitions``,
+    or by default the larger of DEFAULT_PARTITIONS and the cluster's worker count.
+    """
+    from flows.recovery import RecoveryStoreError, prepare_store
+
+    directory: Path = args.recovery_directory
+    workers = (len(addresses) if addresses else 1) * args.workers_per_process
+    first = (args.process_id or 0) == 0
+    try:
+        count, created = prepare_store(directory, args.recovery_partitions,
+                                       default=max(DEFAULT_PARTITIONS, workers),
+                                       initialise=first, wait_s=0.0 if first else 30.0)
+    except (RecoveryStoreError, OSError) as exc:
+        return str(exc)
+    if created:
+        log.info("initialised recovery store %s with %d partitions", directory, count)
+    elif count:
+        log.info("recovery store %s (%d partitions): resuming from its last snapshot", directory, count)
+    else:
+        log.info("no recovery partitions in %s for this process: the cluster's other processes hold them", directory)
+    return None
 
 
 def _run_flow(args: argparse.Namespace, settings: Settings) -> int:
@@ -59,20 +97,32 @@ def _run_flow(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.redis_url:
         print("livereco flow: REDIS_URL is not set (livereco run starts an embedded Redis)", file=sys.stderr)
         return 2
+    addresses = _flow_addresses(args)
     process_id = args.process_id or 0
+    if addresses and (args.process_id is None or not 0 <= process_id < len(addresses)):
+        print(f"livereco flow: -i must be a process id from 0 to {len(addresses) - 1} with {len(addresses)}"
+              " addresses", file=sys.stderr)
+        return 2
+    if not addresses and process_id != 0:
+        print("livereco flow: -i needs the cluster's addresses (-a)", file=sys.stderr)
+        return 2
+    recovery = None
+    if args.recovery_directory is not None:
+        problem = _prepare_recovery(args, addresses)
+        if problem is not None:
+            print(f"livereco flow: {problem}", file=sys.stderr)
+            return 2
+        recovery = RecoveryConfig(str(args.recovery_directory), timedelta(seconds=args.backup_interval))
     if settings.flow_metrics_port:
         port = settings.flow_metrics_port + process_id
         start_http_server(port, addr=settings.host)
         log.info("flow metrics on http://%s:%d/metrics", settings.host, port)
-    recovery = None
-    if args.recovery_directory is not None:
-        recovery = RecoveryConfig(str(args.recovery_directory), timedelta(seconds=args.backup_interval))
     flow = build_flow(settings, stop_at_end=args.stop_at_end)
     cli_main(
         flow,
         workers_per_process=args.workers_per_process,
-        process_id=args.process_id,
-        addresses=args.addresses.split(";") if args.addresses else None,
+        process_id=process_id if addresses else None,
+        addresses=addresses,
         epoch_interval=timedelta(seconds=args.snapshot_interval),
         recovery_config=recovery,
     )
