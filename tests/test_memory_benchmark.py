@@ -1,0 +1,73 @@
+"""The memory benchmark's parts at tiny sizes: the generator, the RSS soak and the Redis measurements."""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Iterator
+from itertools import islice
+
+import orjson
+import pytest
+
+from benchmarks.memory import (
+    ALTERNATIVES,
+    alternative_footprints,
+    flow_footprint,
+    full_footprint,
+    soak,
+    soak_entries,
+    user_id,
+    users_seen_after,
+)
+from flows.embedded_redis import EmbeddedRedis
+from online.contract import Settings, parse_event
+
+
+@pytest.fixture(scope="module")
+def own_redis_url() -> Iterator[str]:
+    """A server of its own: the measurements flush it and read used_memory deltas."""
+    with EmbeddedRedis() as server:
+        yield server.url
+
+
+def test_events_are_lazy_valid_and_every_user_comes_round() -> None:
+    entries = soak_entries(2_000, users=100, items=300, seed=1)
+    assert isinstance(entries, types.GeneratorType)
+    events = [parse_event(orjson.loads(e.fields[b"e"])) for e in entries]
+    assert len(events) == 2_000
+    assert [e.ts for e in events] == sorted(e.ts for e in events)
+    assert {e.user_id for e in events} == {user_id(u) for u in range(100)}
+    assert len({e.item_id for e in events}) > 50
+    first = {orjson.loads(e.fields[b"e"])["user_id"] for e in islice(soak_entries(1_000, 1_000, 300), 1_000)}
+    assert len(first) <= users_seen_after(1_000, 1_000) + 64  # + the sessions still open
+
+
+def test_soak_samples_rss_every_interval() -> None:
+    settings = Settings.from_env({}, redis_url="", flow_metrics_port=0)
+    result = soak(settings, events=3_000, users=300, items=500, sample_every=1_000)
+    assert [s.events for s in result.samples] == [1_000, 2_000, 3_000]
+    assert all(s.rss_mib > 0 for s in result.samples)
+    assert result.baseline_mib > 0
+    assert result.writes["UserListWrite"] > 0
+    assert result.writes["ItemSimilarWrite"] > 0
+    assert result.events_per_s > 0
+
+
+def test_redis_footprint_of_the_flow(own_redis_url: str) -> None:
+    flow = flow_footprint(own_redis_url, users=100, items=500)
+    assert flow.recs_keys == flow.profile_keys == 100
+    assert flow.similar_keys > 0
+    assert flow.user_bytes > flow.recs_blob + flow.profile_blob > 0
+    assert flow.used_memory_per_user > 0
+    assert 0 < flow.candidates <= 50
+    assert flow.item_bytes > flow.similar_blob > 0
+
+
+def test_full_lists_and_alternatives(own_redis_url: str) -> None:
+    full = full_footprint(own_redis_url, users=200, items=50)
+    assert full.user_bytes > full.recs_blob + full.profile_blob
+    assert full.recs_key_usage > full.recs_blob > 500  # 50 candidates
+    assert full.item_bytes > 0
+    alternatives = alternative_footprints(own_redis_url, users=100)
+    assert [name for name, _ in alternatives] == list(ALTERNATIVES)
+    assert all(per_user > 0 for _, per_user in alternatives)
