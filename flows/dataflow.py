@@ -7,8 +7,11 @@ Bytewax's own runner::
 
 Stages and their keys::
 
-    streams ─► parse ─┬─► user history (user) ─► item state (item) ─┬─► user list (user) ─┐
-                      └─► dead letters ─────────────────────────────┴─► trending, similar ─┴─► Redis
+    streams ─► parse ─┬─► user history (user) ─► item state (item) ─┬─► user list (user) ─┬─► personal list ─┐
+                      │                                             │                     └─► outcome ─┐    │
+                      │                                             └─► popularity ─► ranker (shard) ◄─┘    │
+                      │                                                  trending, similar ─┤ scores, weights│
+                      └─► dead letters ───────────────────────────────────────────────────────┴──────────────┴─► Redis
 """
 
 from __future__ import annotations
@@ -24,9 +27,9 @@ from flows.redis_sink import DeadLetter, RedisSink, SinkOptions, TrendingWrite, 
 from flows.redis_source import RedisStreamSource, StreamEntry
 from flows.stages import (
     ItemLogic,
-    NeighbourReply,
+    Outcome,
     ParsedEvent,
-    TrendingReplicaLogic,
+    RankerLogic,
     UserHistoryLogic,
     UserListLogic,
     parse_entry,
@@ -38,6 +41,10 @@ __all__ = ["build_flow", "flow_from_env"]
 
 def _is_parsed(item: ParsedEvent | DeadLetter) -> TypeGuard[ParsedEvent]:
     return isinstance(item, ParsedEvent)
+
+
+def _is_outcome(item: object) -> TypeGuard[Outcome]:
+    return isinstance(item, Outcome)
 
 
 def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = "livereco",
@@ -71,25 +78,23 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
     item_out = op.key_rm("item_out", op.stateful_batch("items", to_items, lambda resume: ItemLogic(settings, resume, learn_until_ts)))
 
     replies = op.branch("replies", item_out, lambda x: hasattr(x, "touch"))
-    shards = settings.trending_shards
+    back_to_user = op.key_on("by_user_again", replies.trues, lambda r: r.user_id)
+    lists = op.key_rm("lists_out", op.stateful_batch("user_lists", back_to_user,
+                                                       lambda resume: UserListLogic(settings, resume)))
+    outcomes = op.branch("outcomes", lists, _is_outcome)
 
-    def to_replicas(x: object) -> list[tuple[str, TrendingWrite | NeighbourReply]]:
-        if isinstance(x, NeighbourReply):
+    shards = settings.ranker_shards
+    popularity = op.filter("popularity", replies.falses, lambda x: isinstance(x, TrendingWrite))
+
+    def to_shards(x: TrendingWrite | Outcome) -> list[tuple[str, TrendingWrite | Outcome]]:
+        if isinstance(x, Outcome):
             return [(f"shard{stable_hash(x.user_id) % shards}", x)]
-        if isinstance(x, TrendingWrite):
-            return [(f"shard{s}", x) for s in range(shards)]
-        return []
+        return [(f"shard{s}", x) for s in range(shards)]
 
-    if settings.trending_weight > 0.0:
-        replicas = op.stateful_batch("trending_replicas", op.flat_map("to_replicas", item_out, to_replicas),
-                                     lambda resume: TrendingReplicaLogic(settings, resume))
-        to_user = op.key_rm("replicas_out", replicas)
-    else:  # no trending in user lists: skip the replicas and their fan-out
-        to_user = replies.trues
-    back_to_user = op.key_on("by_user_again", to_user, lambda r: r.user_id)
-    lists = op.stateful_batch("user_lists", back_to_user, lambda resume: UserListLogic(settings, resume))
+    ranker_in = op.flat_map("to_shards", op.merge("ranker_in", popularity, outcomes.trues), to_shards)
+    ranked = op.key_rm("ranker_out", op.stateful_batch("ranker", ranker_in, lambda resume: RankerLogic(settings, resume)))
 
-    writes: Stream[Write] = op.merge("writes", op.key_rm("lists_out", lists), replies.falses, valid.falses)
+    writes: Stream[Write] = op.merge("writes", outcomes.falses, ranked, replies.falses, valid.falses)
     if sink is None:
         sink = RedisSink(settings.redis_url, SinkOptions(
             settings.keys,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -22,7 +22,8 @@ from flows.metrics import FRESHNESS, REDIS_ERRORS, SINK_WRITE_SECONDS, SINK_WRIT
 from flows.redis_client import TRANSIENT_ERRORS, Pipeline, RedisClient, connect
 from online.contract import CandidateList, RedisKeys, encode_candidates
 
-__all__ = ["DeadLetter", "ItemSimilarWrite", "PrequentialScore", "RedisSink", "SinkOptions", "TrendingWrite", "UserListWrite", "Write"]
+__all__ = ["DeadLetter", "ItemSimilarWrite", "PrequentialScore", "RankerWrite", "RedisSink", "SinkOptions", "TrendingWrite",
+           "UserListWrite", "Write"]
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +41,13 @@ class UserListWrite:
     accepted_ms: int
     session_id: str
     recent: list[tuple[str, float, float]]
+    repeats: list[int] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
 
     def recs_blob(self) -> bytes:
         return encode_candidates(CandidateList([i for i, _ in self.ranked], [s for _, s in self.ranked],
-                                               event_ts=self.event_ts, accepted_ms=self.accepted_ms))
+                                               event_ts=self.event_ts, accepted_ms=self.accepted_ms,
+                                               repeats=self.repeats, exclude=self.exclude))
 
     def profile_blob(self) -> bytes:
         return encode_profile(self.session_id, self.recent)
@@ -67,6 +71,20 @@ class TrendingWrite:
     item_id: str
     category: str | None
     log_score: float
+    ts: float = 0.0
+    """Event time of the newest event counted in ``log_score``."""
+
+
+@dataclass(frozen=True, slots=True)
+class RankerWrite:
+    """One ranker replica's current blend weights, for the server to apply at request time."""
+
+    shard: int
+    weights: dict[str, float]
+    pairs: int
+
+    def blob(self) -> bytes:
+        return orjson.dumps({"weights": self.weights, "pairs": self.pairs})
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +109,7 @@ class PrequentialScore:
     listed: tuple[str, ...]
 
 
-Write = UserListWrite | ItemSimilarWrite | TrendingWrite | DeadLetter | PrequentialScore
+Write = UserListWrite | ItemSimilarWrite | TrendingWrite | DeadLetter | PrequentialScore | RankerWrite
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +138,7 @@ class _RedisSinkPartition(StatelessSinkPartition[Write]):
         similar: dict[str, ItemSimilarWrite] = {}
         trending: dict[str, dict[str, float]] = {}
         dead: list[DeadLetter] = []
+        rankers: dict[int, RankerWrite] = {}
         for w in items:
             if isinstance(w, UserListWrite):
                 users[w.user_id] = w
@@ -127,6 +146,8 @@ class _RedisSinkPartition(StatelessSinkPartition[Write]):
                 similar[w.item_id] = w
             elif isinstance(w, PrequentialScore):
                 observe_score(w.rank)
+            elif isinstance(w, RankerWrite):
+                rankers[w.shard] = w
             elif isinstance(w, TrendingWrite):
                 trending.setdefault(self._keys.trending(), {})[w.item_id] = w.log_score
                 if w.category:
@@ -143,6 +164,8 @@ class _RedisSinkPartition(StatelessSinkPartition[Write]):
         for key, members in trending.items():
             pipe.zadd(key, members)
             pipe.zremrangebyrank(key, 0, -(self._trending_size + 1))
+        if rankers:
+            pipe.hset(keys.ranker(), mapping={f"shard{r.shard}": r.blob() for r in rankers.values()})
         for d in dead:
             pipe.xadd(
                 keys.dead_letter(),

@@ -11,8 +11,12 @@ The path of one event (see the README's architecture section):
    co-visitation neighbours in both directions, and a :class:`NeighbourReply`
    back to the user with the item's current neighbours.
 4. :class:`UserListLogic` (keyed by user): caches the neighbour lists of the
-   user's recent items, merges them into the fresh candidate list, and hands
-   it to the sink.
+   user's recent items, merges them into the fresh personal candidates, and
+   hands them to the sink; each positive event becomes an :class:`Outcome`.
+5. :class:`RankerLogic` (keyed by shard of users): a replica of trending and
+   an online ranker. It rebuilds the list the server would have served before
+   each outcome (personal candidates blended with trending), scores the
+   event against it, learns, and publishes the ranker's weights.
 
 All state lives in these per-key logics, so Bytewax partitions it across
 workers and processes and snapshots it for recovery. Snapshots are pickled
@@ -21,6 +25,7 @@ bytes: immutable, and cheap to take for keys that changed in an epoch.
 
 from __future__ import annotations
 
+import heapq
 import pickle
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -34,6 +39,7 @@ from flows.redis_sink import (
     DeadLetter,
     ItemSimilarWrite,
     PrequentialScore,
+    RankerWrite,
     TrendingWrite,
     UserListWrite,
 )
@@ -46,10 +52,12 @@ from online.contract import (
     accepted_ms,
     decode_stream_fields,
     parse_event,
+    stable_hash,
 )
 from online.covisitation import CoVisitationNeighbours
 from online.forward_decay import ForwardDecay
 from online.neighbour_candidates import NeighbourCandidates
+from online.ranker import BlendRanker, Pool
 from online.trending import TrendingTop
 from online.user_history import UserHistory
 
@@ -57,9 +65,11 @@ __all__ = [
     "ItemLogic",
     "ItemState",
     "NeighbourReply",
+    "Outcome",
     "ParsedEvent",
+    "PersonalPool",
+    "RankerLogic",
     "Touch",
-    "TrendingReplicaLogic",
     "UserHistoryLogic",
     "UserListLogic",
     "parse_entry",
@@ -123,7 +133,6 @@ class NeighbourReply:
     item_id: str
     neighbours: list[tuple[str, float]]
     touch: Touch
-    trending: list[tuple[str, float]] | None = None
 
     @property
     def user_id(self) -> str:
@@ -236,7 +245,7 @@ class ItemLogic(StatefulBatchLogic[Touch | Link, Any, bytes]):
     def on_batch(self, values: list[Touch | Link]) -> tuple[Iterable[Any], bool]:
         state = self._state_for(values[0].item_id)
         out: list[Any] = []
-        neighbours_changed = popular = False
+        neighbours_changed = False
         latest_ts = 0.0
         for msg in values:
             latest_ts = max(latest_ts, msg.ts)
@@ -251,14 +260,13 @@ class ItemLogic(StatefulBatchLogic[Touch | Link, Any, bytes]):
             if msg.category:
                 state.category = msg.category
             if msg.weight > 0.0 and learn:
-                popular = True
                 state.popularity = self.popularity.add(state.popularity, msg.weight, msg.ts)
+                # One update per event, stamped with its time: ranker replicas apply them in event time.
+                out.append(TrendingWrite(state.item_id, state.category, state.popularity, msg.ts))
                 for distance, other in enumerate(msg.previous):
                     state.neighbours.learn_one(other, self.backward_weight * msg.weight / (distance + 1), msg.ts)
                     neighbours_changed = True
             out.append(NeighbourReply(state.item_id, state.neighbours.top(self.reply_k), msg))
-        if popular and state.popularity is not None:
-            out.append(TrendingWrite(state.item_id, state.category, state.popularity))
         if neighbours_changed:
             top = state.neighbours.top(self.k)
             out.append(ItemSimilarWrite(state.item_id, top, latest_ts))
@@ -270,19 +278,39 @@ class ItemLogic(StatefulBatchLogic[Touch | Link, Any, bytes]):
 
 
 @dataclass(slots=True)
+class PersonalPool:
+    """The personal part of a user's list, as stored for the server: candidates, repeats, exclusions."""
+
+    ranked: list[tuple[str, float]]
+    repeats: frozenset[str]
+    exclude: frozenset[str]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The user went to ``item_id``; ``previous`` is what their list was made of just before."""
+
+    user_id: str
+    entry_id: str
+    item_id: str
+    ts: float
+    previous: PersonalPool
+
+
+@dataclass(slots=True)
 class UserListState:
     candidates: NeighbourCandidates
     latest: Touch | None = None
-    listed: tuple[str, ...] = ()
-    trending: list[tuple[str, float]] = field(default_factory=list)
+    previous: PersonalPool | None = None
 
 
 class UserListLogic(StatefulBatchLogic[NeighbourReply, Any, bytes]):
-    """User-keyed: merges the neighbours of the user's recent items into the candidate list.
+    """User-keyed: merges the neighbours of the user's recent items into the personal candidates.
 
-    Before a new event changes the list, the event is scored against the list
-    the user had just before it (prequential evaluation, :class:`PrequentialScore`):
-    the live flow exports these as metrics and ``livereco eval`` collects them.
+    Every positive event also becomes an :class:`Outcome` carrying the
+    personal pool the user had just before it; the ranker stage blends that
+    pool with trending exactly as the server does, scores the event against
+    the result (prequential evaluation) and learns from it.
 
     With several workers, replies of one user's consecutive events come back
     from different item workers and may arrive out of order. Every reply
@@ -293,10 +321,8 @@ class UserListLogic(StatefulBatchLogic[NeighbourReply, Any, bytes]):
 
     def __init__(self, settings: Settings, resume: bytes | None):
         self.n = settings.candidates
-        self.score_k = max(20, min(settings.candidates, 100))
         self.recent_weight = settings.recent_weight
         self.position_decay = settings.position_decay
-        self.trending_weight = settings.trending_weight
         self.state: UserListState = _load(resume) or UserListState(NeighbourCandidates())
 
     @override
@@ -306,15 +332,11 @@ class UserListLogic(StatefulBatchLogic[NeighbourReply, Any, bytes]):
         write: UserListWrite | None = None
         for reply in sorted(values, key=lambda r: r.touch.seq):
             state.candidates.learn_one(reply.item_id, reply.neighbours)
-            if reply.trending is not None:
-                state.trending = reply.trending
             touch = reply.touch
             if state.latest is not None and touch.seq <= state.latest.seq:
                 continue  # a late reply: its neighbours are cached; the list follows the newest touch
-            if touch.weight > 0.0 and state.latest is not None:
-                listed = state.listed
-                rank = next((p + 1 for p, item in enumerate(listed) if item == touch.item_id), None)
-                out.append(PrequentialScore(touch.entry_id, touch.user_id, touch.item_id, rank, listed))
+            if touch.weight > 0.0 and state.previous is not None:
+                out.append(Outcome(touch.user_id, touch.entry_id, touch.item_id, touch.ts, state.previous))
             state.latest = touch
             write = self._rank(touch)
         if write is None and state.latest is not None:
@@ -325,42 +347,100 @@ class UserListLogic(StatefulBatchLogic[NeighbourReply, Any, bytes]):
 
     def _rank(self, last: Touch) -> UserListWrite:
         state = self.state
-        state.candidates.forget_except({item for item, _, _ in last.recent})
-        ranked = state.candidates.rank(last.recent, self.n, set(last.exclude), recent_weight=self.recent_weight,
-                                           position_decay=self.position_decay, trending=state.trending,
-                                           trending_weight=self.trending_weight)
-        state.listed = tuple(item for item, _ in ranked[: self.score_k])
-        return UserListWrite(last.user_id, ranked, last.ts, last.accepted_ms, last.session_id, last.recent)
+        recent_items = [item for item, _, _ in last.recent]
+        state.candidates.forget_except(set(recent_items))
+        exclude = set(last.exclude)
+        exclude.update(item for item, weight, _ in last.recent if weight < 0.0)
+        if self.recent_weight <= 0.0:
+            exclude.update(recent_items)
+        ranked = state.candidates.rank(last.recent, self.n, exclude, recent_weight=self.recent_weight,
+                                       position_decay=self.position_decay)
+        repeats = frozenset(recent_items).intersection(item for item, _ in ranked) if self.recent_weight > 0.0 \
+            else frozenset()
+        state.previous = PersonalPool(ranked, repeats, frozenset(exclude))
+        return UserListWrite(last.user_id, ranked, last.ts, last.accepted_ms, last.session_id, last.recent,
+                             repeats=[p for p, (item, _) in enumerate(ranked) if item in repeats],
+                             exclude=sorted(exclude))
 
     @override
     def snapshot(self) -> bytes:
         return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-class TrendingReplicaLogic(StatefulBatchLogic[TrendingWrite | NeighbourReply, NeighbourReply, bytes]):
-    """Shard-keyed replica of the global trending list; stamps it on replies going to users.
+@dataclass(slots=True)
+class RankerState:
+    trending: TrendingTop
+    ranker: BlendRanker
+    shard: int = -1
+    pending: list[tuple[float, int, str, float]] = field(default_factory=list)
+    """Trending updates newer than the latest outcome seen (a heap by event time)."""
+    sequence: int = 0
+    now: float = float("-inf")
+    """Event time of the newest outcome: trending updates up to it are applied."""
 
-    Every popularity update reaches every replica; each reply passes through
-    the replica of its user's shard on its way to the user-list stage. This is
-    how a global model lives in a partitioned dataflow: replicated state keyed
-    by shard, not a module-level object.
+
+class RankerLogic(StatefulBatchLogic[TrendingWrite | Outcome, Any, bytes]):
+    """Shard-keyed: a replica of trending and an online ranker, scoring and learning from outcomes.
+
+    Every popularity update reaches every replica; a user's outcomes reach
+    the replica of their shard. For each outcome the replica rebuilds the list
+    the server would have served just before the event (:func:`online.ranker.blend`
+    over the user's previous personal pool and trending as of the event's time),
+    records where the item stood in it (:class:`PrequentialScore`), and learns
+    from it. Trending updates are applied in event time, up to the outcome
+    being scored, so no popularity from later events leaks into a score even
+    when they overtake it across stages. The weights go to Redis
+    (:class:`RankerWrite`) for the server. This is how a global model lives in
+    a partitioned dataflow: replicas keyed by shard, not a module-level object.
     """
+
+    max_pending = 100_000
+    """Trending updates held back waiting for event time to reach them; beyond this the oldest apply."""
 
     def __init__(self, settings: Settings, resume: bytes | None):
         self.n = settings.candidates
-        self.top: TrendingTop = _load(resume) or TrendingTop(capacity=4 * settings.candidates)
+        self.score_k = max(20, min(settings.candidates, 100))
+        self.shards = settings.ranker_shards
+        self.state: RankerState = _load(resume) or RankerState(
+            TrendingTop(capacity=4 * settings.candidates),
+            BlendRanker(settings.ranker_learning_rate, settings.ranker_negatives),
+        )
+
+    def _advance(self, until: float) -> None:
+        state = self.state
+        pending = state.pending
+        while pending and (pending[0][0] < until or len(pending) > self.max_pending):
+            _, _, item, log_score = heapq.heappop(pending)
+            state.trending.learn_one(item, log_score)
 
     @override
-    def on_batch(self, values: list[TrendingWrite | NeighbourReply]) -> tuple[Iterable[NeighbourReply], bool]:
-        out: list[NeighbourReply] = []
+    def on_batch(self, values: list[TrendingWrite | Outcome]) -> tuple[Iterable[Any], bool]:
+        state = self.state
+        out: list[Any] = []
+        learned = state.ranker.learned
+        outcomes: list[Outcome] = []
         for value in values:
             if isinstance(value, TrendingWrite):
-                self.top.learn_one(value.item_id, value.log_score)
+                state.sequence += 1
+                heapq.heappush(state.pending, (value.ts, state.sequence, value.item_id, value.log_score))
             else:
-                value.trending = self.top.top(self.n)
-                out.append(value)
+                outcomes.append(value)
+        for outcome in sorted(outcomes, key=lambda o: o.ts):
+            if state.shard < 0:
+                state.shard = stable_hash(outcome.user_id) % self.shards
+            state.now = max(state.now, outcome.ts)
+            self._advance(state.now)
+            previous = outcome.previous
+            pool = Pool(previous.ranked, state.trending.top(self.n + len(previous.exclude)), previous.repeats,
+                        previous.exclude)
+            listed = tuple(state.ranker.learn_one(pool, outcome.item_id, self.score_k))  # ranked before learning
+            rank = next((p + 1 for p, item in enumerate(listed) if item == outcome.item_id), None)
+            out.append(PrequentialScore(outcome.entry_id, outcome.user_id, outcome.item_id, rank, listed))
+        self._advance(state.now)
+        if state.ranker.learned != learned and state.shard >= 0:
+            out.append(RankerWrite(state.shard, state.ranker.weights, state.ranker.learned))
         return out, StatefulBatchLogic.RETAIN
 
     @override
     def snapshot(self) -> bytes:
-        return pickle.dumps(self.top, protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)

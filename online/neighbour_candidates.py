@@ -55,8 +55,6 @@ class NeighbourCandidates:
         exclude: Collection[str] = (),
         recent_weight: float = 0.0,
         position_decay: float = 1.0,
-        trending: Sequence[tuple[str, float]] = (),
-        trending_weight: float = 0.0,
     ) -> list[tuple[str, float]]:
         """Merge neighbour lists of ``recent`` (newest first) into the top ``n``.
 
@@ -68,8 +66,6 @@ class NeighbourCandidates:
         ``recent_weight`` = 0 they are left out; > 0 they are candidates themselves, at
         that multiple of their own influence (people go back to what they just
         looked at: a quarter of next clicks in RSC15 repeat the current item).
-        ``trending`` (item, popularity relative to the top item) adds
-        ``trending_weight`` times that popularity: what everyone watches this week.
         """
         scores: dict[str, float] = {}
         negative = {item for item, weight, _ in recent if weight < 0.0}
@@ -85,9 +81,6 @@ class NeighbourCandidates:
             top = neighbours[0][1] or 1.0
             for other, evidence in neighbours:
                 scores[other] = scores.get(other, 0.0) + influence * evidence / top
-        if trending_weight > 0.0:
-            for item, popularity in trending:
-                scores[item] = scores.get(item, 0.0) + trending_weight * popularity
         seen = () if recent_weight > 0.0 else [item for item, _, _ in recent]
         for item in (*negative, *exclude, *seen):
             scores.pop(item, None)

@@ -26,34 +26,52 @@ __all__ = ["TrendingTop"]
 
 
 class TrendingTop:
-    """At most ``capacity`` items with the largest log scores."""
+    """At most ``capacity`` items with the largest log scores.
 
-    __slots__ = ("_cache", "_scores", "capacity")
+    Updates that cannot change the answer are cheap: an item below the
+    weakest kept score is rejected without a scan, and the cached top list is
+    only rebuilt when an update touches an item in it or beats its last one.
+    """
+
+    __slots__ = ("_cache", "_cached", "_cut", "_floor", "_scores", "capacity")
 
     def __init__(self, capacity: int = 200):
         self.capacity = capacity
         self._scores: dict[str, float] = {}
+        self._floor = float("-inf")
+        """A lower bound of the weakest kept score (scores only grow, so it stays one)."""
         self._cache: list[tuple[str, float]] | None = None
+        self._cached: frozenset[str] = frozenset()
+        self._cut = float("-inf")
+        """The log score of the last cached item: a new score below it leaves the cache valid."""
 
     def learn_one(self, item: str, log_score: float) -> None:
         """Record ``item``'s latest log score (scores of an item only grow)."""
         scores = self._scores
         if item not in scores and len(scores) >= self.capacity:
+            if log_score <= self._floor:
+                return
             weakest = min(scores, key=scores.__getitem__)
-            if scores[weakest] >= log_score:
+            self._floor = scores[weakest]
+            if self._floor >= log_score:
                 return
             del scores[weakest]
+            if weakest in self._cached:
+                self._cache = None
         scores[item] = log_score
-        self._cache = None
+        if self._cache is not None and (item in self._cached or log_score > self._cut):
+            self._cache = None
 
     def top(self, n: int) -> list[tuple[str, float]]:
         """The ``n`` most popular items, popularity relative to the first (1.0)."""
         cache = self._cache
         if cache is None or len(cache) < min(n, len(self._scores)):
             scores = self._scores
-            best = heapq.nlargest(n, scores, key=scores.__getitem__)
+            best = heapq.nlargest(max(n, len(cache) if cache else 0), scores, key=scores.__getitem__)
             first = scores[best[0]] if best else 0.0
             cache = self._cache = [(item, math.exp(scores[item] - first)) for item in best]
+            self._cached = frozenset(best)
+            self._cut = scores[best[-1]] if best and len(best) < len(scores) else float("-inf")
         return cache[:n]
 
     def __len__(self) -> int:

@@ -30,6 +30,7 @@ from serving.ingest import append_events, parse_batch
 from serving.lists import merged_list, read_profile, read_trending
 from serving.metrics import NOT_FOUND_ROUTE, ServingMetrics
 from serving.openapi import openapi_document
+from serving.ranker_weights import RankerWeights
 from serving.redis_connect import REDIS_EXCEPTIONS, AsyncRedisClient, connect_async, ping
 
 __all__ = ["LiverecoApp", "app_from_env", "wait_for_redis"]
@@ -77,6 +78,7 @@ class LiverecoApp:
         self.keys = settings.keys
         self.metrics = metrics or ServingMetrics()
         self.redis_wait_s = redis_wait_s
+        self.ranker_weights = RankerWeights(settings.ranker_shards)
         self._client = client
         self._openapi = orjson.dumps(openapi_document(settings))
         self._single_segment: dict[str, Handler] = {"healthz": self._healthz, "readyz": self._readyz,
@@ -170,8 +172,10 @@ class LiverecoApp:
         user_id = self._id(s[2], "user_id")
         q = Query(scope.get("query_string", b""))
         n = q.integer("n", 10, 1, MAX_N)
+        await self.ranker_weights.refresh(self.client, self.keys)
         answer = await merged_list(self.client, self.keys, self.keys.user_recs(user_id), "personal", n,
-                                   set(q.id_list("exclude")))
+                                   set(q.id_list("exclude")), weights=self.ranker_weights.for_user(user_id),
+                                   depth=self.settings.candidates)
         self.metrics.up.set(1)
         route = "/v1/users/{user_id}/recommendations"
         if answer.fallback:

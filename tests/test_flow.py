@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import orjson
 import pytest
 import redis
 from bytewax.testing import cluster_main, run_main
@@ -117,11 +118,17 @@ def test_seen_items_left_out_when_recent_weight_is_zero(redis_client: redis.Redi
     assert decode_candidates(redis_client.get(settings.keys.user_recs("partial"))).items == ["b1-i2"]
 
 
-def test_trending_replicas_put_popular_items_in_lists(redis_client: redis.Redis, settings: Settings) -> None:
-    settings = dataclasses.replace(settings, trending_weight=1.0, recent_weight=0.0, partitions=1, read_count=1)
-    crowd = [Event(f"fan{u}", "blockbuster", "view", T0 + u) for u in range(30)]
-    loner = [Event("loner", "obscure-1", "view", T0 + 100), Event("loner", "obscure-2", "view", T0 + 101)]
-    EventWriter(redis_client, settings.keys).append(crowd + loner)
+def test_the_ranker_learns_that_users_follow_the_crowd_and_publishes_its_weights(
+        redis_client: redis.Redis, settings: Settings) -> None:
+    # Every fan views an item of their own, then the blockbuster: nothing personal predicts it, trending does.
+    settings = dataclasses.replace(settings, recent_weight=0.0, partitions=1, read_count=1, ranker_shards=1)
+    fans = [e for u in range(40) for e in (Event(f"fan{u}", f"own{u}", "view", T0 + 10 * u),
+                                            Event(f"fan{u}", "blockbuster", "view", T0 + 10 * u + 1))]
+    EventWriter(redis_client, settings.keys).append(fans)
     run_flow(settings, workers=2)
-    recs = decode_candidates(redis_client.get(settings.keys.user_recs("loner")))
-    assert recs.items[0] == "blockbuster"  # nothing co-visited with their items, but everyone watches this
+    published = orjson.loads(redis_client.hget(settings.keys.ranker(), "shard0"))
+    assert published["pairs"] > 0
+    weights = published["weights"]
+    assert weights["trending"] + weights["trending_rank"] > 0.0  # popularity learned to be worth following
+    recs = decode_candidates(redis_client.get(settings.keys.user_recs("fan3")))
+    assert set(recs.exclude) == {"own3", "blockbuster"}  # consumed items stay out, trending included

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import orjson
@@ -93,6 +94,25 @@ def test_unknown_user_gets_trending(live_server: LiveServer, redis_client: redis
     assert body["source"] == "trending" and body["fallback"] == "unknown"
     assert [i["item_id"] for i in body["items"]] == ["t1", "t2"]
     assert body["items"][0]["score"] == 1.0
+
+
+def test_the_served_list_blends_the_stored_list_with_live_trending_by_the_flows_weights(
+        live_server: LiveServer, redis_client: redis.Redis, keys: RedisKeys, settings: Settings) -> None:
+    from online.contract import stable_hash
+
+    seed_trending(redis_client, keys, ["bought", "t1", "t2"])
+    stored = CandidateList(["p1", "p2"], [2.0, 1.0], exclude=["bought"])
+    redis_client.set(keys.user_recs("u"), encode_candidates(stored))
+    status, body = live_server.json("GET", "/v1/users/u/recommendations?n=3")
+    assert [(i["item_id"], i["source"]) for i in body["items"]] == [("p1", "personal"), ("p2", "personal"),
+                                                                    ("t1", "trending")]  # untrained: padded
+    shard = stable_hash("u") % settings.ranker_shards
+    redis_client.hset(keys.ranker(), f"shard{shard}", orjson.dumps({"weights": {"trending": 1.0}, "pairs": 1}))
+    live_server.app.ranker_weights.max_age_s = 0.0  # read the new weights now, not within the second
+    status, body = live_server.json("GET", "/v1/users/u/recommendations?n=3")
+    assert status == 200 and body["source"] == "personal"
+    assert [i["item_id"] for i in body["items"]] == ["t1", "t2", "p1"]  # "bought" is the user's own exclusion
+    assert body["items"][0]["score"] == pytest.approx(math.exp(-1.0), abs=1e-6)  # relative to "bought", still the top
 
 
 def test_personal_list_with_exclusions_and_padding(live_server: LiveServer, redis_client: redis.Redis,

@@ -11,6 +11,8 @@ Examples
 >>> decoded = decode_candidates(blob)
 >>> decoded.items, decoded.scores, decoded.accepted_ms
 (['b', 'c'], [0.9, 0.4], 1700000000123)
+>>> decode_candidates(encode_candidates(CandidateList(["b"], [1.0], repeats=[0], exclude=["z"]))).exclude
+['z']
 >>> decode_candidates(b"not json")
 Traceback (most recent call last):
 ...
@@ -37,6 +39,10 @@ class CandidateList:
     event_ts: float = 0.0
     accepted_ms: int = 0
     sources: list[str] = field(default_factory=list)
+    repeats: list[int] = field(default_factory=list)
+    """Positions of items that are the user's own recent items (a ranker feature)."""
+    exclude: list[str] = field(default_factory=list)
+    """Items never to show this user (purchased, disliked, consumed), trending included."""
 
     def __post_init__(self) -> None:
         if len(self.items) != len(self.scores):
@@ -55,6 +61,10 @@ def encode_candidates(candidates: CandidateList) -> bytes:
     }
     if candidates.sources:
         payload["g"] = candidates.sources
+    if candidates.repeats:
+        payload["r"] = candidates.repeats
+    if candidates.exclude:
+        payload["x"] = candidates.exclude
     return orjson.dumps(payload)
 
 
@@ -71,4 +81,6 @@ def decode_candidates(blob: bytes | str) -> CandidateList:
         event_ts=payload.get("t", 0.0),
         accepted_ms=payload.get("a", 0),
         sources=payload.get("g", []),
+        repeats=payload.get("r", []),
+        exclude=payload.get("x", []),
     )

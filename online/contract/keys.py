@@ -82,6 +82,10 @@ class RedisKeys:
         return f"{self.namespace}:{{i:{item_id}}}:similar"
 
     # --- global ------------------------------------------------------
+    def ranker(self) -> str:
+        """A hash: ranker shard -> its current blend weights (JSON), read by the server."""
+        return f"{self.namespace}:ranker"
+
     def trending(self, category: str | None = None) -> str:
         if category is None:
             return f"{self.namespace}:trending"

@@ -54,8 +54,9 @@ class Settings:
     candidates: int = _setting(50, "LIVERECO_CANDIDATES", "length of each user's stored candidate list")
     recent_weight: float = _setting(3.0, "LIVERECO_RECENT_WEIGHT", "how strongly a user's own recent items are recommended back (0: never; request-time exclude= still applies)")
     position_decay: float = _setting(2.0, "LIVERECO_POSITION_DECAY", "the j-th newest recent item counts 1 / (j + 1) ** this when merging neighbour lists")
-    trending_weight: float = _setting(0.0, "LIVERECO_TRENDING_WEIGHT", "weight of globally trending items in each user's list (0: none; the server still pads with trending)")
-    trending_shards: int = _setting(2, "LIVERECO_TRENDING_SHARDS", "replicas of the trending top list in the flow, each serving a shard of users")
+    ranker_learning_rate: float = _setting(0.05, "LIVERECO_RANKER_LEARNING_RATE", "SGD step of the online ranker that blends personal candidates with live trending (0: no learning; personal first, padded with trending)")
+    ranker_negatives: int = _setting(2, "LIVERECO_RANKER_NEGATIVES", "items the ranker compares with each item a user went to")
+    ranker_shards: int = _setting(2, "LIVERECO_RANKER_SHARDS", "ranker replicas in the flow (each with a copy of trending), each learning from a shard of users")
     neighbours: int = _setting(50, "LIVERECO_NEIGHBOURS", "co-visitation neighbours kept per item")
     covisit_half_life_s: float = _setting(7 * 86400.0, "LIVERECO_COVISIT_HALF_LIFE_S", "half-life of co-visitation evidence (event time)")
     trending_half_life_s: float = _setting(6 * 3600.0, "LIVERECO_TRENDING_HALF_LIFE_S", "half-life of trending popularity (event time)")
@@ -88,10 +89,13 @@ class Settings:
     def validate(self) -> None:
         positive = ("partitions", "max_body_bytes", "max_batch", "stream_maxlen", "user_ttl_s",
                     "recent_items", "candidates", "neighbours", "covisit_half_life_s",
-                    "trending_half_life_s", "trending_size", "trending_shards", "session_gap_s", "read_count")
+                    "trending_half_life_s", "trending_size", "ranker_shards", "session_gap_s", "read_count")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{_env_of(name)}={getattr(self, name)!r}: must be positive")
+        for name in ("ranker_learning_rate", "ranker_negatives"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{_env_of(name)}={getattr(self, name)!r}: must not be negative")
         self.keys  # noqa: B018 - validates namespace and partitions
         self.weights  # noqa: B018 - validates the weight spec
 
