@@ -302,6 +302,8 @@ class UserListState:
     candidates: NeighbourCandidates
     latest: Touch | None = None
     previous: PersonalPool | None = None
+    pending: dict[int, NeighbourReply] = field(default_factory=dict)
+    """Replies that overtook an earlier one of the same user (several workers), by sequence number."""
 
 
 class UserListLogic(StatefulBatchLogic[NeighbourReply, Any, bytes]):
@@ -314,9 +316,9 @@ class UserListLogic(StatefulBatchLogic[NeighbourReply, Any, bytes]):
 
     With several workers, replies of one user's consecutive events come back
     from different item workers and may arrive out of order. Every reply
-    refreshes the neighbour cache, but the list is always built from the
-    newest touch (highest ``seq``), so a late reply can only add evidence,
-    never roll the user's recent items back.
+    refreshes the neighbour cache at once, but replies are taken in sequence
+    order: one that overtook an earlier reply waits for it, so every event is
+    scored against the list just before it, whatever the number of workers.
     """
 
     def __init__(self, settings: Settings, resume: bytes | None):
@@ -325,24 +327,34 @@ class UserListLogic(StatefulBatchLogic[NeighbourReply, Any, bytes]):
         self.position_decay = settings.position_decay
         self.state: UserListState = _load(resume) or UserListState(NeighbourCandidates())
 
+    max_pending = 256
+    """Replies held back waiting for an earlier one; beyond this the oldest is taken without it."""
+
     @override
     def on_batch(self, values: list[NeighbourReply]) -> tuple[Iterable[Any], bool]:
         state = self.state
-        out: list[Any] = []
-        write: UserListWrite | None = None
-        for reply in sorted(values, key=lambda r: r.touch.seq):
+        pending = state.pending
+        for reply in values:
             state.candidates.learn_one(reply.item_id, reply.neighbours)
-            touch = reply.touch
-            if state.latest is not None and touch.seq <= state.latest.seq:
-                continue  # a late reply: its neighbours are cached; the list follows the newest touch
+            if state.latest is None or reply.touch.seq > state.latest.seq:
+                pending[reply.touch.seq] = reply
+        out: list[Any] = []
+        touch: Touch | None = None
+        while pending:
+            expected = state.latest.seq + 1 if state.latest is not None else 1  # a user's first event is seq 1
+            ready = pending.pop(expected, None)
+            if ready is None:
+                if len(pending) <= self.max_pending:
+                    break  # wait for the missing reply: every touch sends exactly one
+                ready = pending.pop(min(pending))
+            touch = ready.touch
             if touch.weight > 0.0 and state.previous is not None:
                 out.append(Outcome(touch.user_id, touch.entry_id, touch.item_id, touch.ts, state.previous))
             state.latest = touch
-            write = self._rank(touch)
-        if write is None and state.latest is not None:
-            write = self._rank(state.latest)  # late replies only: refresh with the new evidence
-        if write is not None:
-            out.append(write)
+            if pending:  # the next outcome needs this list; only the newest one is written
+                self._rank(touch)
+        if touch is not None:
+            out.append(self._rank(touch))
         return out, StatefulBatchLogic.RETAIN
 
     def _rank(self, last: Touch) -> UserListWrite:

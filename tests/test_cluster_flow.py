@@ -58,10 +58,6 @@ def test_one_process_scores_every_event_but_each_users_first(runs: dict[int, Clu
     assert 0.3 < runs[1].hr(20) < 0.9  # rsc15 sessions: next-click HR@20 is high
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "UserListLogic (flows/stages.py) does not score a reply that arrives after a later touch of the same user "
-    "(replies come back from item workers of both processes out of order): about a third of the events go "
-    "unscored with 2 processes. Fix proposed in the cluster/recovery report: process replies in seq order."))
 def test_two_processes_score_the_same_events_and_give_the_same_hr20(runs: dict[int, ClusterRun]) -> None:
     assert runs[2].predictions == runs[1].predictions
     assert abs(runs[2].hr(20) - runs[1].hr(20)) <= 0.01
