@@ -7,7 +7,7 @@ configured event types, and dead-letter reasons named after contract fields.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
     "DEAD_LETTERS",
@@ -20,6 +20,9 @@ __all__ = [
     "REDIS_ERRORS",
     "SINK_WRITES",
     "SINK_WRITE_SECONDS",
+    "STREAM_LAG_ENTRIES",
+    "STREAM_LAG_SECONDS",
+    "STREAM_LENGTH",
     "observe_score",
 ]
 
@@ -47,6 +50,18 @@ SINK_WRITE_SECONDS = Histogram(
 REDIS_ERRORS = Counter(
     "livereco_flow_redis_errors_total", "Redis errors met (and retried) by the flow.", [LABEL_OPERATION]
 )
+
+LABEL_STREAM = "stream"
+STREAM_LAG_ENTRIES = Gauge(
+    "livereco_flow_stream_lag_entries",
+    "Entries in the stream after the last one the flow read (counted up to 10,000).", [LABEL_STREAM])
+STREAM_LAG_SECONDS = Gauge(
+    "livereco_flow_stream_lag_seconds",
+    "Time between the last entry the flow read and the newest entry of the stream (0 when caught up).",
+    [LABEL_STREAM])
+STREAM_LENGTH = Gauge(
+    "livereco_flow_stream_length_entries",
+    "Entries the stream retains (producers trim it to about LIVERECO_STREAM_MAXLEN).", [LABEL_STREAM])
 
 PREQUENTIAL_KS = (5, 10, 20)
 PREQUENTIAL_PREDICTIONS = Counter(

@@ -5,11 +5,19 @@ a non-blocking ``XREAD`` after the last entry id it handed on, and when the
 stream is idle it asks to be woken after ``poll_interval_s``. That entry id
 is the partition's resume state, so with recovery on, a restarted flow
 re-reads exactly what came after the last consistent snapshot.
+
+Every second each partition also exports its lag: entries in the stream
+after the last one read (counted in Redis, capped at :data:`LAG_CAP`), the
+seconds between that entry and the newest, and the stream's length. The
+producers trim each stream to about ``LIVERECO_STREAM_MAXLEN`` entries, so
+``lag_entries / length`` near 1 means events are about to be trimmed unread
+(the ``LiverecoFlowNearTrim`` alert).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,7 +25,7 @@ from typing import Any
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from typing_extensions import override
 
-from flows.metrics import REDIS_ERRORS
+from flows.metrics import REDIS_ERRORS, STREAM_LAG_ENTRIES, STREAM_LAG_SECONDS, STREAM_LENGTH
 from flows.redis_client import REDIS_EXCEPTIONS, RedisClient, connect
 from online.contract import RedisKeys
 
@@ -26,6 +34,12 @@ __all__ = ["RedisStreamSource", "StreamEntry"]
 log = logging.getLogger(__name__)
 
 _MAX_BACKOFF_S = 2.0
+
+LAG_INTERVAL_S = 1.0
+"""How often each partition measures its lag."""
+LAG_CAP = 10_000
+"""Entries counted past the last one read; a lag gauge at this value means "at least"."""
+_COUNT_AFTER = "return #redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', tonumber(ARGV[2]))"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +62,7 @@ class _StreamPartition(StatefulSourcePartition[StreamEntry, str]):
         self._stop_at_end = stop_at_end
         self._awake: datetime | None = None
         self._backoff_s = 0.0
+        self._lag_due = 0.0
 
     @override
     def next_batch(self) -> list[StreamEntry]:
@@ -61,6 +76,8 @@ class _StreamPartition(StatefulSourcePartition[StreamEntry, str]):
             return []
         self._backoff_s = 0.0
         if not reply:
+            if time.monotonic() >= self._lag_due:
+                self._measure_lag()
             if self._stop_at_end:
                 raise StopIteration
             self._awake = datetime.now(UTC) + self._poll
@@ -70,7 +87,28 @@ class _StreamPartition(StatefulSourcePartition[StreamEntry, str]):
         stream = self._stream
         batch = [StreamEntry(stream, eid.decode(), fields) for eid, fields in entries]
         self._last_id = batch[-1].entry_id
+        if time.monotonic() >= self._lag_due:
+            self._measure_lag()
         return batch
+
+    def _measure_lag(self) -> None:
+        """Export how far behind this partition is: entries (capped), seconds, and what the stream retains."""
+        self._lag_due = time.monotonic() + LAG_INTERVAL_S
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.eval(_COUNT_AFTER, 1, self._stream, "(" + self._last_id if self._last_id != "0-0" else "-",
+                      LAG_CAP)
+            pipe.xrevrange(self._stream, count=1)
+            pipe.xlen(self._stream)
+            behind, newest, length = pipe.execute()
+        except REDIS_EXCEPTIONS as exc:
+            log.debug("measuring the lag of %s failed: %s", self._stream, exc)
+            return
+        STREAM_LAG_ENTRIES.labels(self._stream).set(int(behind))
+        STREAM_LENGTH.labels(self._stream).set(int(length))
+        newest_ms = int(newest[0][0].split(b"-")[0]) if newest else 0
+        read_ms = int(self._last_id.split("-")[0])
+        STREAM_LAG_SECONDS.labels(self._stream).set(max(0, newest_ms - read_ms) / 1000.0 if behind else 0.0)
 
     @override
     def next_awake(self) -> datetime | None:

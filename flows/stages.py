@@ -360,7 +360,7 @@ class UserListLogic(StatefulBatchLogic[NeighbourReply, Any, bytes]):
     def _rank(self, last: Touch) -> UserListWrite:
         state = self.state
         recent_items = [item for item, _, _ in last.recent]
-        state.candidates.forget_except(set(recent_items))
+        state.candidates.forget_except(set(recent_items[: state.candidates.merge_depth]))  # only these are merged
         exclude = set(last.exclude)
         exclude.update(item for item, weight, _ in last.recent if weight < 0.0)
         if self.recent_weight <= 0.0:

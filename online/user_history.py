@@ -25,8 +25,10 @@ True
 
 from __future__ import annotations
 
+from array import array
 from collections import OrderedDict, deque
 from dataclasses import dataclass
+from hashlib import blake2b
 
 from online.contract import Event
 
@@ -55,14 +57,16 @@ class UserHistory:
     link_window
         Items of the current session that the next item is paired with.
     dedup_window
-        Event ids remembered to drop producer retries.
+        Event ids remembered to drop producer retries (a retry after this many
+        newer events of the same user counts again). Kept as 64-bit hashes in
+        a ring: 8 bytes each, so 64 ids cost 512 bytes, not the ~10 KB of strings.
     """
 
     __slots__ = (
         "_last_ts",
         "_recent",
-        "_seen_ids",
-        "_seen_order",
+        "_seen",
+        "_seen_next",
         "_session_items",
         "_sessions",
         "dedup_window",
@@ -75,14 +79,14 @@ class UserHistory:
     )
 
     def __init__(self, recent_items: int = 20, session_gap_s: float = 1800.0, link_window: int = 5,
-                 dedup_window: int = 256):
+                 dedup_window: int = 64):
         self.recent_items = recent_items
         self.session_gap_s = session_gap_s
         self.link_window = link_window
         self.dedup_window = dedup_window
         self._recent: OrderedDict[str, list[float]] = OrderedDict()  # item -> [weight, ts]
-        self._seen_ids: set[str] = set()
-        self._seen_order: deque[str] = deque()
+        self._seen = array("Q", bytes(8 * dedup_window))  # ring of 64-bit event-id hashes (0: empty)
+        self._seen_next = 0
         self._session_items: deque[str] = deque(maxlen=link_window)
         self._sessions = 0
         self._last_ts: float | None = None
@@ -91,14 +95,13 @@ class UserHistory:
         self.purchased: OrderedDict[str, float] = OrderedDict()
 
     def _is_duplicate(self, event_id: str | None) -> bool:
-        if event_id is None:
+        if event_id is None or not self.dedup_window:
             return False
-        if event_id in self._seen_ids:
+        digest = int.from_bytes(blake2b(event_id.encode(), digest_size=8).digest(), "little") or 1
+        if digest in self._seen:
             return True
-        self._seen_ids.add(event_id)
-        self._seen_order.append(event_id)
-        if len(self._seen_order) > self.dedup_window:
-            self._seen_ids.discard(self._seen_order.popleft())
+        self._seen[self._seen_next] = digest
+        self._seen_next = (self._seen_next + 1) % self.dedup_window
         return False
 
     def learn_one(self, event: Event, weight: float) -> Observation | None:

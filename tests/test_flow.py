@@ -54,6 +54,25 @@ def test_source_resumes_after_its_snapshot(redis_client: redis.Redis, settings: 
     assert live.next_awake() is not None
 
 
+def test_source_exports_its_lag_in_entries_and_seconds(redis_client: redis.Redis, settings: Settings,
+                                                       keys: RedisKeys) -> None:
+    from flows.metrics import STREAM_LAG_ENTRIES, STREAM_LAG_SECONDS, STREAM_LENGTH
+
+    stream = keys.stream(0)
+    for n in range(7):
+        redis_client.xadd(stream, {"e": b"x"}, id=f"{1_000 + 500 * n}-0")  # entries half a second apart
+    part = RedisStreamSource(settings.redis_url, keys, read_count=2).build_part("s", stream, None)
+    part.next_batch()  # reads 2 of 7, then measures
+    assert STREAM_LAG_ENTRIES.labels(stream)._value.get() == 5
+    assert STREAM_LAG_SECONDS.labels(stream)._value.get() == pytest.approx(2.5)  # entry 1.5 s -> newest 4.0 s
+    assert STREAM_LENGTH.labels(stream)._value.get() == 7
+    part._lag_due = 0.0
+    while part.next_batch():
+        part._lag_due = 0.0
+    assert STREAM_LAG_ENTRIES.labels(stream)._value.get() == 0
+    assert STREAM_LAG_SECONDS.labels(stream)._value.get() == 0.0
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_events_become_lists_similar_items_and_trending(redis_client: redis.Redis, settings: Settings,
                                                        keys: RedisKeys, workers: int) -> None:
