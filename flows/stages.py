@@ -315,10 +315,10 @@ class UserListLogic(StatefulBatchLogic[NeighbourReply, Any, bytes]):
     the result (prequential evaluation) and learns from it.
 
     With several workers, replies of one user's consecutive events come back
-    from different item workers and may arrive out of order. Every reply
-    refreshes the neighbour cache at once, but replies are taken in sequence
-    order: one that overtook an earlier reply waits for it, so every event is
-    scored against the list just before it, whatever the number of workers.
+    from different item workers and may arrive out of order. Replies are
+    taken in sequence order: one that overtook an earlier reply waits for it,
+    so every event is scored against the list just before it, whatever the
+    number of workers.
     """
 
     def __init__(self, settings: Settings, resume: bytes | None):
@@ -335,9 +335,10 @@ class UserListLogic(StatefulBatchLogic[NeighbourReply, Any, bytes]):
         state = self.state
         pending = state.pending
         for reply in values:
-            state.candidates.learn_one(reply.item_id, reply.neighbours)
             if state.latest is None or reply.touch.seq > state.latest.seq:
-                pending[reply.touch.seq] = reply
+                pending[reply.touch.seq] = reply  # its neighbours are learned when its turn comes
+            else:  # a duplicate after a restart: its neighbours are still news
+                state.candidates.learn_one(reply.item_id, reply.neighbours)
         out: list[Any] = []
         touch: Touch | None = None
         while pending:
@@ -348,6 +349,8 @@ class UserListLogic(StatefulBatchLogic[NeighbourReply, Any, bytes]):
                     break  # wait for the missing reply: every touch sends exactly one
                 ready = pending.pop(min(pending))
             touch = ready.touch
+            # Learned only now: ranking an earlier touch forgets lists of items outside its recent items.
+            state.candidates.learn_one(ready.item_id, ready.neighbours)
             if touch.weight > 0.0 and state.previous is not None:
                 out.append(Outcome(touch.user_id, touch.entry_id, touch.item_id, touch.ts, state.previous))
             state.latest = touch
@@ -360,7 +363,7 @@ class UserListLogic(StatefulBatchLogic[NeighbourReply, Any, bytes]):
     def _rank(self, last: Touch) -> UserListWrite:
         state = self.state
         recent_items = [item for item, _, _ in last.recent]
-        state.candidates.forget_except(set(recent_items[: state.candidates.merge_depth]))  # only these are merged
+        state.candidates.forget_except(set(recent_items))
         exclude = set(last.exclude)
         exclude.update(item for item, weight, _ in last.recent if weight < 0.0)
         if self.recent_weight <= 0.0:

@@ -11,7 +11,9 @@ from bytewax.testing import cluster_main, run_main
 
 from flows.dataflow import build_flow
 from flows.event_writer import EventWriter
+from flows.redis_sink import UserListWrite
 from flows.redis_source import RedisStreamSource
+from flows.stages import NeighbourReply, Outcome, Touch, UserListLogic
 from online.contract import Event, RedisKeys, Settings, decode_candidates
 
 T0 = 1_700_000_000.0
@@ -151,3 +153,28 @@ def test_the_ranker_learns_that_users_follow_the_crowd_and_publishes_its_weights
     assert weights["trending"] + weights["trending_rank"] > 0.0  # popularity learned to be worth following
     recs = decode_candidates(redis_client.get(settings.keys.user_recs("fan3")))
     assert set(recs.exclude) == {"own3", "blockbuster"}  # consumed items stay out, trending included
+
+
+def _reply(seq: int, item: str, recent: list[str], neighbours: list[tuple[str, float]]) -> NeighbourReply:
+    touch = Touch(item_id=item, user_id="u", entry_id=f"{seq}-0", seq=seq, weight=1.0, ts=T0 + seq,
+                  accepted_ms=0, category=None, previous=[], session_id="s1",
+                  recent=[(i, 1.0, T0 + seq) for i in recent], exclude=[])
+    return NeighbourReply(item, neighbours, touch)
+
+
+def _lists(settings: Settings, batches: list[list[NeighbourReply]]) -> tuple[list[str], int]:
+    logic = UserListLogic(settings, None)
+    out: list[object] = []
+    for batch in batches:
+        out.extend(logic.on_batch(batch)[0])
+    written = [w for w in out if isinstance(w, UserListWrite)]
+    return [item for item, _ in written[-1].ranked], sum(isinstance(w, Outcome) for w in out)
+
+
+def test_user_lists_are_the_same_whether_replies_come_together_apart_or_out_of_order(settings: Settings) -> None:
+    replies = [_reply(1, "a", ["a"], [("x", 1.0)]), _reply(2, "b", ["b", "a"], [("y", 1.0)]),
+               _reply(3, "c", ["c", "b", "a"], [("z", 1.0)])]
+    apart = _lists(settings, [[r] for r in replies])
+    assert apart[1] == 2 and {"x", "y", "z"} <= set(apart[0])
+    assert _lists(settings, [replies]) == apart  # one batch
+    assert _lists(settings, [[replies[2]], [replies[0]], [replies[1]]]) == apart  # the third overtook the others
