@@ -12,9 +12,9 @@ relative to the top trending item and its reciprocal rank there, whether it is
 a *repeat* (one of the user's own recent items), and whether both generators
 proposed it. The score is a linear function of them. :class:`BlendRanker`
 learns the weights online with a River logistic regression on pairs: for
-each event, the item the user went to against items the previous list showed
-instead (the best-placed ones and a random one), i.e. a pairwise (RankNet-style)
-logistic loss. Until it has learned, every score is 0 and ties keep the
+each event, the item the user went to against impressions they passed over
+(drawn from the top of the list they were shown), i.e. a pairwise
+(RankNet-style) logistic loss. Until it has learned, every score is 0 and ties keep the
 personal order first, then the trending order: personal candidates padded
 with trending, the behaviour of a server without a ranker.
 
@@ -63,13 +63,18 @@ class Pool:
     exclude: Collection[str] = frozenset()
 
 
+def _best_score(personal: Sequence[tuple[str, float]]) -> float:
+    """What personal scores are divided by: the best one (1.0 for an empty or non-positive list)."""
+    return personal[0][1] if personal and personal[0][1] > 0.0 else 1.0
+
+
 def _candidates(pool: Pool) -> dict[str, list[float]]:
     """item -> its features in :data:`FEATURES` order, then its tie-break order."""
     out: dict[str, list[float]] = {}
     exclude = pool.exclude
     repeats = pool.repeats
     personal = pool.personal
-    top = personal[0][1] if personal and personal[0][1] > 0.0 else 1.0
+    top = _best_score(personal)
     for rank, (item, score) in enumerate(personal):
         if item not in exclude:
             out[item] = [score / top, 1.0 / (rank + 1), 0.0, 0.0, 1.0 if item in repeats else 0.0, 0.0, rank]
@@ -117,7 +122,7 @@ def blend(pool: Pool, weights: Mapping[str, float], n: int) -> list[tuple[str, f
     ranked = _ranked(candidates, weights, n)
     if any(weights.values()):
         return [(item, -negative, "personal" if order < personal else "trending") for negative, order, item in ranked]
-    top = pool.personal[0][1] if pool.personal and pool.personal[0][1] > 0.0 else 1.0
+    top = _best_score(pool.personal)
     return [(item, candidates[item][0] * top, "personal") if order < personal else
             (item, candidates[item][2], "trending") for _, order, item in ranked]
 
