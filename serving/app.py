@@ -175,7 +175,9 @@ class LiverecoApp:
         await self.ranker_weights.refresh(self.client, self.keys)
         answer = await merged_list(self.client, self.keys, self.keys.user_recs(user_id), "personal", n,
                                    set(q.id_list("exclude")), weights=self.ranker_weights.for_user(user_id),
-                                   depth=self.settings.candidates)
+                                   depth=self.settings.candidates,
+                                   # purchased and recent items (disliked ones are among the recent): the flow's bound
+                                   stored_exclude_max=2 * self.settings.recent_items)
         self.metrics.up.set(1)
         route = "/v1/users/{user_id}/recommendations"
         if answer.fallback:

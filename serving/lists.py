@@ -48,20 +48,23 @@ def _relative(scores: Any) -> list[tuple[str, float]]:
 
 async def merged_list(client: AsyncRedisClient, keys: RedisKeys, list_key: str, own_source: str, n: int,
                       exclude: set[str], trending_category: str | None = None,
-                      weights: Mapping[str, float] | None = None, depth: int = 0) -> ListAnswer:
+                      weights: Mapping[str, float] | None = None, depth: int = 0,
+                      stored_exclude_max: int = 0) -> ListAnswer:
     """The list under ``list_key`` blended with live trending by ``weights``, without ``exclude``.
 
     The stored list's own exclusions (purchased, disliked, consumed items)
     apply to trending too. The trending pool is ``max(n, depth)`` items beyond
     the exclusions, as in the flow's ranker stage (``depth``: the flow's
     ``LIVERECO_CANDIDATES``), so the list served here is the list the flow
-    scores. Without weights (an untrained ranker, or similar items) the own
-    list comes first and trending pads it.
+    scores. ``stored_exclude_max`` bounds the stored list's own exclusions,
+    so one read fetches enough trending items whatever they turn out to be.
+    Without weights (an untrained ranker, or similar items) the own list
+    comes first and trending pads it.
     """
     pool_size = max(n, depth)
     pipe = client.pipeline(transaction=False)
     pipe.get(list_key)
-    pipe.zrevrange(keys.trending(trending_category), 0, pool_size + len(exclude) + _STORED_EXCLUDE_ALLOWANCE - 1,
+    pipe.zrevrange(keys.trending(trending_category), 0, pool_size + len(exclude) + stored_exclude_max - 1,
                    withscores=True)
     blob, trending = await pipe.execute()
     candidates: CandidateList | None = decode_candidates(blob) if blob else None
@@ -82,10 +85,6 @@ async def merged_list(client: AsyncRedisClient, keys: RedisKeys, list_key: str, 
     elif available < n:
         answer.fallback = "short"
     return answer
-
-
-_STORED_EXCLUDE_ALLOWANCE = 64
-"""Trending items read beyond the request's needs, for the stored list's own exclusions."""
 
 
 async def read_trending(client: AsyncRedisClient, keys: RedisKeys, n: int, category: str | None) -> list[dict[str, Any]]:
