@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import urllib.request
@@ -10,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from benchmarks.cluster_check import flow_env
+from flows.embedded_redis import free_port
 from flows.readiness import wait_until_answering
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -17,18 +18,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def process_env(redis_url: str, namespace: str, port: int, flow_metrics_port: int, partitions: int = 2,
                 **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({
-        "REDIS_URL": redis_url,
-        "LIVERECO_NAMESPACE": namespace,
-        "LIVERECO_PARTITIONS": str(partitions),
-        "LIVERECO_HOST": "127.0.0.1",
-        "LIVERECO_PORT": str(port),
-        "LIVERECO_FLOW_METRICS_PORT": str(flow_metrics_port),
-        "PYTHONPATH": str(ROOT),
-        **extra,
-    })
-    return env
+    """The flow's environment (:func:`benchmarks.cluster_check.flow_env`) plus the server's port and ``extra``."""
+    return {**flow_env(redis_url, namespace, flow_metrics_port, partitions), "LIVERECO_PORT": str(port), **extra}
+
+
+@contextmanager
+def flow_and_server(redis_url: str, namespace: str) -> Iterator[tuple[str, str]]:
+    """Real ``livereco flow`` and ``livereco serve`` processes; yields the server's base URL and the flow's metrics URL."""
+    port, metrics_port = free_port(), free_port()
+    env = process_env(redis_url, namespace, port, metrics_port)
+    base, flow_metrics = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics"
+    with livereco_process(env, "flow", ready_url=flow_metrics), \
+         livereco_process(env, "serve", ready_url=f"{base}/readyz"):
+        yield base, flow_metrics
 
 
 @contextmanager

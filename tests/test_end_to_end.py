@@ -9,21 +9,16 @@ import orjson
 import pytest
 import redis
 
-from flows.embedded_redis import free_port
 from online.contract import RedisKeys
-from tests.processes import get, livereco_process, metric_value, post, process_env
+from tests.processes import flow_and_server, get, metric_value, post
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def system(redis_url: str, namespace: str) -> Iterator[tuple[str, str]]:
-    port, metrics_port = free_port(), free_port()
-    env = process_env(redis_url, namespace, port, metrics_port)
-    base, flow_metrics = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics"
-    with livereco_process(env, "flow", ready_url=flow_metrics), \
-         livereco_process(env, "serve", ready_url=f"{base}/readyz"):
-        yield base, flow_metrics
+    with flow_and_server(redis_url, namespace) as urls:
+        yield urls
 
 
 def wait_for(predicate: object, timeout_s: float) -> float:

@@ -26,7 +26,7 @@ from serving.app import check_layout
 from serving.redis_connect import connect_async
 from tests import test_end_to_end as e2e
 from tests.conftest import LiveServer
-from tests.processes import livereco_process, process_env
+from tests.processes import flow_and_server
 
 pytestmark = pytest.mark.slow
 
@@ -59,12 +59,8 @@ def system_namespace() -> str:
 @pytest.fixture(scope="module")
 def system(redis_url: str, system_namespace: str) -> Iterator[tuple[str, str]]:
     """The real ``livereco flow`` and ``livereco serve`` processes on the cluster, shared by the e2e tests."""
-    port, metrics_port = free_port(), free_port()
-    env = process_env(redis_url, system_namespace, port, metrics_port)
-    base, flow_metrics = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics"
-    with livereco_process(env, "flow", ready_url=flow_metrics), \
-         livereco_process(env, "serve", ready_url=f"{base}/readyz"):
-        yield base, flow_metrics
+    with flow_and_server(redis_url, system_namespace) as urls:
+        yield urls
 
 
 def fresh_settings(redis_url: str, partitions: int = 4) -> Settings:
