@@ -76,8 +76,7 @@ class _StreamPartition(StatefulSourcePartition[StreamEntry, str]):
             return []
         self._backoff_s = 0.0
         if not reply:
-            if time.monotonic() >= self._lag_due:
-                self._measure_lag()
+            self._measure_lag()
             if self._stop_at_end:
                 raise StopIteration
             self._awake = datetime.now(UTC) + self._poll
@@ -87,13 +86,15 @@ class _StreamPartition(StatefulSourcePartition[StreamEntry, str]):
         stream = self._stream
         batch = [StreamEntry(stream, eid.decode(), fields) for eid, fields in entries]
         self._last_id = batch[-1].entry_id
-        if time.monotonic() >= self._lag_due:
-            self._measure_lag()
+        self._measure_lag()
         return batch
 
     def _measure_lag(self) -> None:
-        """Export how far behind this partition is: entries (capped), seconds, and what the stream retains."""
-        self._lag_due = time.monotonic() + LAG_INTERVAL_S
+        """Every ``LAG_INTERVAL_S``, export how far behind this partition is: entries (capped), seconds, stream length."""
+        now = time.monotonic()
+        if now < self._lag_due:
+            return
+        self._lag_due = now + LAG_INTERVAL_S
         try:
             # Three small calls, not a pipeline: cluster pipelines cannot carry EVAL.
             behind: Any = self._client.eval(_COUNT_AFTER, 1, self._stream,

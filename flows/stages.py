@@ -139,6 +139,11 @@ class NeighbourReply:
         return self.touch.user_id
 
 
+def _dump(state: object) -> bytes:
+    """A snapshot: the state pickled now, so later changes cannot alter it."""
+    return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
 def _load(resume: bytes | None) -> Any:
     return pickle.loads(resume) if resume is not None else None
 
@@ -190,7 +195,7 @@ class UserHistoryLogic(StatefulBatchLogic[ParsedEvent, "list[Touch | Link]", byt
 
     @override
     def snapshot(self) -> bytes:
-        return pickle.dumps(self.history, protocol=pickle.HIGHEST_PROTOCOL)
+        return _dump(self.history)
 
 
 @dataclass(slots=True)
@@ -274,7 +279,7 @@ class ItemLogic(StatefulBatchLogic[Touch | Link, Any, bytes]):
 
     @override
     def snapshot(self) -> bytes:
-        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+        return _dump(self.state)
 
 
 @dataclass(slots=True)
@@ -379,7 +384,7 @@ class UserListLogic(StatefulBatchLogic[NeighbourReply, Any, bytes]):
 
     @override
     def snapshot(self) -> bytes:
-        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+        return _dump(self.state)
 
 
 @dataclass(slots=True)
@@ -458,4 +463,4 @@ class RankerLogic(StatefulBatchLogic[TrendingWrite | Outcome, Any, bytes]):
 
     @override
     def snapshot(self) -> bytes:
-        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+        return _dump(self.state)
