@@ -127,3 +127,8 @@ def test_settings_name_the_bad_variable() -> None:
         Settings.from_env({"LIVERECO_COVISIT_HALF_LIFE_S": "soon"})
     with pytest.raises(ValueError, match="event weight"):
         Settings.from_env({"LIVERECO_EVENT_WEIGHTS": "view"})
+    with pytest.raises(ValueError, match=r"LIVERECO_RANKER_LEARNING_RATE=-0\.1: must not be negative"):
+        Settings.from_env({"LIVERECO_RANKER_LEARNING_RATE": "-0.1"})
+    with pytest.raises(ValueError, match="LIVERECO_RANKER_SHARDS=0: must be positive"):
+        Settings.from_env({"LIVERECO_RANKER_SHARDS": "0"})
+    assert Settings.from_env({"LIVERECO_RANKER_LEARNING_RATE": "0"}).ranker_learning_rate == 0.0  # no learning

@@ -115,6 +115,18 @@ def test_the_served_list_blends_the_stored_list_with_live_trending_by_the_flows_
     assert body["items"][0]["score"] == pytest.approx(math.exp(-1.0), abs=1e-6)  # relative to "bought", still the top
 
 
+def test_malformed_ranker_weights_in_redis_leave_the_list_unblended_not_broken(
+        live_server: LiveServer, redis_client: redis.Redis, keys: RedisKeys) -> None:
+    seed_trending(redis_client, keys, ["t1"])
+    redis_client.set(keys.user_recs("u"), encode_candidates(CandidateList(["p1"], [1.0])))
+    redis_client.hset(keys.ranker(), mapping={"shard0": b"not json", "shard1": b'{"weights": 3}', "junk": b"{}"})
+    live_server.app.ranker_weights.max_age_s = 0.0
+    status, body = live_server.json("GET", "/v1/users/u/recommendations?n=2")
+    assert status == 200
+    assert [(i["item_id"], i["source"]) for i in body["items"]] == [("p1", "personal"), ("t1", "trending")]
+    assert redis_client.hget(keys.ranker(), "shard0") == b"not json"  # read, never rewritten or dropped
+
+
 def test_personal_list_with_exclusions_and_padding(live_server: LiveServer, redis_client: redis.Redis,
                                                    keys: RedisKeys) -> None:
     seed_trending(redis_client, keys, ["p2", "t1", "t2"])
