@@ -38,7 +38,7 @@ from bytewax.testing import TestingSource, run_main
 from typing_extensions import override
 
 from flows.dataflow import build_flow
-from flows.redis_sink import PrequentialScore, Write
+from flows.redis_sink import PrequentialScore, RankerWrite, Write
 from flows.redis_source import StreamEntry
 from flows.replay import iter_log_events
 from online.baselines import DecayedPopularity, LastItemCoVisitation, MatrixFactorisation, MostPopular
@@ -127,23 +127,28 @@ def load(path: str | Path, settings: Settings, positive: float = 7.0) -> EvalDat
 
 
 class _CollectingPartition(StatelessSinkPartition[Write]):
-    def __init__(self, scores: dict[int, PrequentialScore]):
+    def __init__(self, scores: dict[int, PrequentialScore], ranker_weights: dict[int, dict[str, float]]):
         self.scores = scores
+        self.ranker_weights = ranker_weights
 
     @override
     def write_batch(self, items: list[Write]) -> None:
         for w in items:
             if isinstance(w, PrequentialScore):
                 self.scores[int(w.entry_id.rsplit("-", 1)[1])] = w
+            elif isinstance(w, RankerWrite):
+                self.ranker_weights[w.shard] = w.weights
 
 
 class _CollectingSink(DynamicSink[Write]):
     def __init__(self) -> None:
         self.scores: dict[int, PrequentialScore] = {}
+        self.ranker_weights: dict[int, dict[str, float]] = {}
+        """Each ranker shard's last published weights."""
 
     @override
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _CollectingPartition:
-        return _CollectingPartition(self.scores)
+        return _CollectingPartition(self.scores, self.ranker_weights)
 
 
 def _entries(events: Sequence[Event]) -> Iterable[StreamEntry]:
@@ -152,8 +157,8 @@ def _entries(events: Sequence[Event]) -> Iterable[StreamEntry]:
 
 
 def evaluate_livereco(data: EvalData, settings: Settings, frozen: bool = False,
-                      batch_size: int | None = None) -> tuple[PrequentialMetrics, float]:
-    """Run the real dataflow over ``data``; returns the metrics and events/s.
+                      batch_size: int | None = None) -> tuple[PrequentialMetrics, float, dict[int, dict[str, float]]]:
+    """Run the real dataflow over ``data``; returns the metrics, events/s and each ranker shard's final weights.
 
     Events enter in batches of ``batch_size`` (default: ``settings.read_count``,
     as the live source reads them), so the evaluation sees what production
@@ -172,7 +177,7 @@ def evaluate_livereco(data: EvalData, settings: Settings, frozen: bool = False,
         if is_scored:
             score = sink.scores.get(index)
             metrics.update(score.listed if score else (), data.events[index].item_id, data.popularity)
-    return metrics, len(data.events) / seconds
+    return metrics, len(data.events) / seconds, sink.ranker_weights
 
 
 class Recommender(Protocol):
@@ -230,13 +235,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     for mode in modes:
         for name in models:
             started = time.perf_counter()
+            weights: dict[int, dict[str, float]] = {}
             if name == "livereco":
-                metrics, eps = evaluate_livereco(data, eval_settings, frozen=mode == "frozen")
+                metrics, eps, weights = evaluate_livereco(data, eval_settings, frozen=mode == "frozen")
                 speed = speed or eps
             else:
                 metrics = evaluate_baseline(BASELINES[name](), data, frozen=mode == "frozen")
             row = {"model": name, "mode": mode, **metrics.report(len(data.catalog)),
                    "seconds": round(time.perf_counter() - started, 2)}
+            if weights:
+                row["ranker_weights"] = {f"shard{shard}": {k: round(v, 3) for k, v in w.items()}
+                                         for shard, w in sorted(weights.items())}
             rows.append(row)
             if not args.json:
                 print(f"  done: {name} ({mode}) in {row['seconds']} s", file=sys.stderr)
@@ -251,6 +260,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     print(f"{'model':<24}{'mode':<11}" + "".join(f"{c:>12}" for c in cols))
     for row in rows:
         print(f"{row['model']:<24}{row['mode']:<11}" + "".join(f"{row.get(c, 0.0):>12.4f}" for c in cols))
+    for row in rows:
+        for shard, w in row.get("ranker_weights", {}).items():
+            print(f"livereco ranker ({row['mode']}, {shard}): " + ", ".join(f"{k} {v:g}" for k, v in w.items()))
     if speed:
         print(f"livereco dataflow: {speed:,.0f} events/s")
     return 0

@@ -56,7 +56,7 @@ def test_livereco_learns_the_chains_and_beats_popularity(tmp_path: Path) -> None
     write_split(tmp_path, session_log(400), test_from=300)
     settings = Settings.from_env({}, flow_metrics_port=0)
     data = load(tmp_path, settings)
-    live, speed = evaluate_livereco(data, settings)
+    live, speed, ranker_weights = evaluate_livereco(data, settings)
     popular = evaluate_baseline(MostPopular(), data)
     covis = evaluate_baseline(LastItemCoVisitation(), data)
     assert live.predictions == popular.predictions == sum(data.scored)
@@ -64,7 +64,9 @@ def test_livereco_learns_the_chains_and_beats_popularity(tmp_path: Path) -> None
     assert live.report()["MRR@20"] > popular.report()["MRR@20"] + 0.2
     assert covis.report()["HR@5"] > 0.9
     assert speed > 0
-    frozen, _ = evaluate_livereco(data, settings, frozen=True)
+    assert set(ranker_weights) == set(range(settings.ranker_shards))  # every shard learned and published
+    assert all(w["personal_rank"] > 0.0 for w in ranker_weights.values())  # chains: the personal order is right
+    frozen, _, _ = evaluate_livereco(data, settings, frozen=True)
     assert frozen.predictions == live.predictions
 
 
@@ -84,7 +86,7 @@ def test_live_metrics_equal_offline_metrics_for_the_same_log(redis_client: redis
     for e in events:
         scored.append(e.user_id in users)
         users.add(e.user_id)
-    offline, _ = evaluate_livereco(EvalData("same", events, 0, scored), settings)
+    offline, _, _ = evaluate_livereco(EvalData("same", events, 0, scored), settings)
 
     def counters() -> tuple[float, float, float]:
         return (REGISTRY.get_sample_value("livereco_flow_prequential_predictions_total") or 0.0,
