@@ -117,7 +117,7 @@ def _run_flow(args: argparse.Namespace, settings: Settings) -> int:
         port = settings.flow_metrics_port + process_id
         start_http_server(port, addr=settings.host)
         log.info("flow metrics on http://%s:%d/metrics", settings.host, port)
-    flow = build_flow(settings, stop_at_end=args.stop_at_end)
+    flow = build_flow(settings, stop_at_end=args.stop_at_end, recoverable=recovery is not None)
     cli_main(
         flow,
         workers_per_process=args.workers_per_process,

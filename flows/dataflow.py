@@ -49,12 +49,13 @@ def _is_outcome(item: object) -> TypeGuard[Outcome]:
 
 def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = "livereco",
                source: Source[StreamEntry] | None = None, sink: Sink[Write] | None = None,
-               learn_until_ts: float | None = None) -> Dataflow:
+               learn_until_ts: float | None = None, recoverable: bool = True) -> Dataflow:
     """The dataflow for ``settings``; ``stop_at_end`` ends it once the streams are drained.
 
     ``source`` and ``sink`` replace the Redis ones (the evaluation driver feeds a
     log in and collects scores); ``learn_until_ts`` freezes the item models for
     events at or after that time (frozen evaluation: user sessions still follow).
+    ``recoverable=False`` (a run without a recovery store) skips pickling snapshots nobody keeps.
     """
     if (source is None or sink is None) and not settings.redis_url:
         raise ValueError("REDIS_URL is empty: the flow needs a Redis server (livereco run starts one)")
@@ -73,14 +74,14 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
     valid = op.branch("valid", parsed, _is_parsed)
 
     by_user = op.key_on("by_user", valid.trues, lambda p: p.event.user_id)
-    touched = op.stateful_batch("user_history", by_user, lambda resume: UserHistoryLogic(settings, resume))
+    touched = op.stateful_batch("user_history", by_user, lambda resume: UserHistoryLogic(settings, resume, recoverable))
     to_items = op.flat_map("to_items", touched, lambda kv: ((m.item_id, m) for m in kv[1]))
-    item_out = op.key_rm("item_out", op.stateful_batch("items", to_items, lambda resume: ItemLogic(settings, resume, learn_until_ts)))
+    item_out = op.key_rm("item_out", op.stateful_batch("items", to_items, lambda resume: ItemLogic(settings, resume, learn_until_ts, recoverable)))
 
     replies = op.branch("replies", item_out, lambda x: hasattr(x, "touch"))
     back_to_user = op.key_on("by_user_again", replies.trues, lambda r: r.user_id)
     lists = op.key_rm("lists_out", op.stateful_batch("user_lists", back_to_user,
-                                                       lambda resume: UserListLogic(settings, resume)))
+                                                       lambda resume: UserListLogic(settings, resume, recoverable)))
     outcomes = op.branch("outcomes", lists, _is_outcome)
 
     shards = settings.ranker_shards
@@ -92,7 +93,7 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
         return [(f"shard{s}", x) for s in range(shards)]
 
     ranker_in = op.flat_map("to_shards", op.merge("ranker_in", popularity, outcomes.trues), to_shards)
-    ranked = op.key_rm("ranker_out", op.stateful_batch("ranker", ranker_in, lambda resume: RankerLogic(settings, resume)))
+    ranked = op.key_rm("ranker_out", op.stateful_batch("ranker", ranker_in, lambda resume: RankerLogic(settings, resume, recoverable)))
 
     writes: Stream[Write] = op.merge("writes", outcomes.falses, ranked, replies.falses, valid.falses)
     if sink is None:

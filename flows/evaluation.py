@@ -168,7 +168,7 @@ def evaluate_livereco(data: EvalData, settings: Settings, frozen: bool = False,
     sink = _CollectingSink()
     source = TestingSource(_entries(data.events), batch_size=batch_size or settings.read_count)
     flow = build_flow(settings, source=source, sink=sink, flow_id="livereco-eval",
-                      learn_until_ts=data.test_start_ts if frozen else None)
+                      learn_until_ts=data.test_start_ts if frozen else None, recoverable=False)
     started = time.perf_counter()
     run_main(flow)
     seconds = time.perf_counter() - started

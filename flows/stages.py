@@ -139,22 +139,28 @@ class NeighbourReply:
         return self.touch.user_id
 
 
-def _dump(state: object) -> bytes:
-    """A snapshot: the state pickled now, so later changes cannot alter it."""
-    return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+def _dump(state: object, recoverable: bool = True) -> bytes | None:
+    """A snapshot: the state pickled now, so later changes cannot alter it.
+
+    ``None`` when the run keeps no recovery store: Bytewax still asks every
+    key touched in an epoch for a snapshot, and pickling them all costs about
+    a tenth of the flow's time for nothing.
+    """
+    return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL) if recoverable else None
 
 
 def _load(resume: bytes | None) -> Any:
     return pickle.loads(resume) if resume is not None else None
 
 
-class UserHistoryLogic(StatefulBatchLogic[ParsedEvent, "list[Touch | Link]", bytes]):
+class UserHistoryLogic(StatefulBatchLogic[ParsedEvent, "list[Touch | Link]", bytes | None]):
     """User-keyed: de-duplication, sessions, recent items; emits the touch and the forward links."""
 
     distance_decay = 1.0
     """Evidence that item b follows a at distance d in a session: ``weight / (d + 1) ** distance_decay``."""
 
-    def __init__(self, settings: Settings, resume: bytes | None):
+    def __init__(self, settings: Settings, resume: bytes | None, recoverable: bool = True):
+        self.recoverable = recoverable
         self.weights = settings.weights
         self.history: UserHistory = _load(resume) or UserHistory(settings.recent_items, settings.session_gap_s)
 
@@ -194,8 +200,8 @@ class UserHistoryLogic(StatefulBatchLogic[ParsedEvent, "list[Touch | Link]", byt
         return out, StatefulBatchLogic.RETAIN
 
     @override
-    def snapshot(self) -> bytes:
-        return _dump(self.history)
+    def snapshot(self) -> bytes | None:
+        return _dump(self.history, self.recoverable)
 
 
 @dataclass(slots=True)
@@ -219,7 +225,7 @@ class Link:
     ts: float
 
 
-class ItemLogic(StatefulBatchLogic[Touch | Link, Any, bytes]):
+class ItemLogic(StatefulBatchLogic[Touch | Link, Any, bytes | None]):
     """Item-keyed: trending popularity, co-visitation neighbours, replies to users.
 
     A touch of item ``b`` after items ``a1, a2, ...`` of the same session adds
@@ -232,7 +238,9 @@ class ItemLogic(StatefulBatchLogic[Touch | Link, Any, bytes]):
     reply_neighbours = 25
     """Neighbours sent back to the user stage per touch (the similar list keeps ``LIVERECO_NEIGHBOURS``)."""
 
-    def __init__(self, settings: Settings, resume: bytes | None, learn_until_ts: float | None = None):
+    def __init__(self, settings: Settings, resume: bytes | None, learn_until_ts: float | None = None,
+                 recoverable: bool = True):
+        self.recoverable = recoverable
         self.k = settings.neighbours
         self.reply_k = min(self.k, self.reply_neighbours)
         self.learn_until_ts = float("inf") if learn_until_ts is None else learn_until_ts
@@ -278,8 +286,8 @@ class ItemLogic(StatefulBatchLogic[Touch | Link, Any, bytes]):
         return out, StatefulBatchLogic.RETAIN
 
     @override
-    def snapshot(self) -> bytes:
-        return _dump(self.state)
+    def snapshot(self) -> bytes | None:
+        return _dump(self.state, self.recoverable)
 
 
 @dataclass(slots=True)
@@ -311,7 +319,7 @@ class UserListState:
     """Replies that overtook an earlier one of the same user (several workers), by sequence number."""
 
 
-class UserListLogic(StatefulBatchLogic[NeighbourReply, Any, bytes]):
+class UserListLogic(StatefulBatchLogic[NeighbourReply, Any, bytes | None]):
     """User-keyed: merges the neighbours of the user's recent items into the personal candidates.
 
     Every positive event also becomes an :class:`Outcome` carrying the
@@ -326,7 +334,8 @@ class UserListLogic(StatefulBatchLogic[NeighbourReply, Any, bytes]):
     number of workers.
     """
 
-    def __init__(self, settings: Settings, resume: bytes | None):
+    def __init__(self, settings: Settings, resume: bytes | None, recoverable: bool = True):
+        self.recoverable = recoverable
         self.n = settings.candidates
         self.recent_weight = settings.recent_weight
         self.position_decay = settings.position_decay
@@ -383,8 +392,8 @@ class UserListLogic(StatefulBatchLogic[NeighbourReply, Any, bytes]):
                              exclude=sorted(exclude))
 
     @override
-    def snapshot(self) -> bytes:
-        return _dump(self.state)
+    def snapshot(self) -> bytes | None:
+        return _dump(self.state, self.recoverable)
 
 
 @dataclass(slots=True)
@@ -399,7 +408,7 @@ class RankerState:
     """Event time of the newest outcome: trending updates up to it are applied."""
 
 
-class RankerLogic(StatefulBatchLogic[TrendingWrite | Outcome, Any, bytes]):
+class RankerLogic(StatefulBatchLogic[TrendingWrite | Outcome, Any, bytes | None]):
     """Shard-keyed: a replica of trending and an online ranker, scoring and learning from outcomes.
 
     Every popularity update reaches every replica; a user's outcomes reach
@@ -417,7 +426,8 @@ class RankerLogic(StatefulBatchLogic[TrendingWrite | Outcome, Any, bytes]):
     max_pending = 100_000
     """Trending updates held back waiting for event time to reach them; beyond this the oldest apply."""
 
-    def __init__(self, settings: Settings, resume: bytes | None):
+    def __init__(self, settings: Settings, resume: bytes | None, recoverable: bool = True):
+        self.recoverable = recoverable
         self.n = settings.candidates
         self.score_k = max(20, min(settings.candidates, 100))
         self.shards = settings.ranker_shards
@@ -462,5 +472,5 @@ class RankerLogic(StatefulBatchLogic[TrendingWrite | Outcome, Any, bytes]):
         return out, StatefulBatchLogic.RETAIN
 
     @override
-    def snapshot(self) -> bytes:
-        return _dump(self.state)
+    def snapshot(self) -> bytes | None:
+        return _dump(self.state, self.recoverable)

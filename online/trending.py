@@ -19,10 +19,12 @@ Examples
 
 from __future__ import annotations
 
-import heapq
 import math
+from operator import itemgetter
 
 __all__ = ["TrendingTop"]
+
+_score = itemgetter(1)
 
 
 class TrendingTop:
@@ -67,11 +69,12 @@ class TrendingTop:
         cache = self._cache
         if cache is None or len(cache) < min(n, len(self._scores)):
             scores = self._scores
-            best = heapq.nlargest(max(n, len(cache) if cache else 0), scores, key=scores.__getitem__)
-            first = scores[best[0]] if best else 0.0
-            cache = self._cache = [(item, math.exp(scores[item] - first)) for item in best]
-            self._cached = frozenset(best)
-            self._cut = scores[best[-1]] if best and len(best) < len(scores) else float("-inf")
+            best = sorted(scores.items(), key=_score, reverse=True)[: max(n, len(cache) if cache else 0)]
+            first = best[0][1] if best else 0.0
+            exp = math.exp
+            cache = self._cache = [(item, exp(score - first)) for item, score in best]
+            self._cached = frozenset(item for item, _ in best)
+            self._cut = best[-1][1] if best and len(best) < len(scores) else float("-inf")
         return cache[:n]
 
     def __len__(self) -> int:
