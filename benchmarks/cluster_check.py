@@ -8,7 +8,7 @@ namespace as one process and over the other as two processes (``-i 0`` and
 * HR@20 (and HR@5/10, MRR@20) from the live flow's prequential counters,
   read from every process's ``/metrics`` and summed over processes;
 * per-item and per-user event counts, read from the model state itself
-  (``ItemState.events``, ``UserHistory.events``) in the recovery store with
+  (``ItemState.events``, ``UserHistoryState.history.events``) in the recovery store with
   :func:`flows.recovery.resume_state`.
 
 The runs are live (no ``--stop-at-end``: a stopped process no longer serves
@@ -42,9 +42,8 @@ from flows.readiness import wait_until_answering
 from flows.recovery import resume_state
 from flows.redis_client import connect
 from flows.replay import iter_log_events, replay
-from flows.stages import ItemState  # imported up front: unpickling the first snapshot would import it
+from flows.stages import ItemState, UserHistoryState  # imported up front: unpickling the first snapshot would import it
 from online.contract import Settings
-from online.user_history import UserHistory
 
 ROOT = Path(__file__).resolve().parents[1]
 RSC15 = ROOT.parent / "shared" / "data" / "rsc15-100k"
@@ -127,9 +126,9 @@ def store_counts(store: Path) -> tuple[dict[str, int], dict[str, int]]:
         assert isinstance(state, ItemState), type(state)
         items[key] = state.events
     users: dict[str, int] = {}
-    for key, history in resume_state(store, "livereco.user_history").items():
-        assert isinstance(history, UserHistory), type(history)
-        users[key] = history.events
+    for key, state in resume_state(store, "livereco.user_history").items():
+        assert isinstance(state, UserHistoryState), type(state)
+        users[key] = state.history.events
     return items, users
 
 

@@ -100,7 +100,7 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
         sink = RedisSink(settings.redis_url, SinkOptions(
             settings.keys,
             user_ttl_s=settings.user_ttl_s,
-            item_ttl_s=max(settings.user_ttl_s, int(4 * settings.covisit_half_life_s)),
+            item_ttl_s=settings.item_ttl_s,
             trending_size=settings.trending_size,
             dead_letter_maxlen=settings.dead_letter_maxlen,
         ))

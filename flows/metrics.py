@@ -13,6 +13,7 @@ __all__ = [
     "DEAD_LETTERS",
     "DUPLICATES",
     "EVENTS",
+    "EVICTED",
     "FRESHNESS",
     "PREQUENTIAL_HITS",
     "PREQUENTIAL_PREDICTIONS",
@@ -33,6 +34,9 @@ LABEL_OPERATION = "operation"
 
 EVENTS = Counter("livereco_flow_events_total", "Events accepted by the dataflow, by event type.", [LABEL_TYPE])
 DUPLICATES = Counter("livereco_flow_duplicate_events_total", "Events dropped because their event_id was seen.")
+EVICTED = Counter(
+    "livereco_flow_evicted_keys_total", "Users and items dropped from flow state after their TTL idle, by stage.", ["stage"]
+)
 DEAD_LETTERS = Counter(
     "livereco_flow_dead_letters_total", "Stream entries sent to the dead-letter stream, by reason.", [LABEL_REASON]
 )

@@ -27,14 +27,16 @@ from __future__ import annotations
 
 import heapq
 import pickle
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
 from typing_extensions import override
 
-from flows.metrics import DEAD_LETTERS, DUPLICATES, EVENTS
+from flows.metrics import DEAD_LETTERS, DUPLICATES, EVENTS, EVICTED
 from flows.redis_sink import (
     DeadLetter,
     ItemSimilarWrite,
@@ -71,6 +73,7 @@ __all__ = [
     "RankerLogic",
     "Touch",
     "UserHistoryLogic",
+    "UserHistoryState",
     "UserListLogic",
     "parse_entry",
 ]
@@ -124,6 +127,9 @@ class Touch:
     session_id: str
     recent: list[tuple[str, float, float]]
     exclude: list[str]
+    life: int = 0
+    """Which life of the user's history this is (its creation time in ns): a user evicted while idle
+    comes back with a new one, and the user-list stage starts over with it."""
 
 
 @dataclass(slots=True)
@@ -153,6 +159,26 @@ def _load(resume: bytes | None) -> Any:
     return pickle.loads(resume) if resume is not None else None
 
 
+def _idle_deadline(last_active: float, idle_s: float) -> datetime:
+    """When a key last active at ``last_active`` (wall clock) has been idle for ``idle_s``.
+
+    User and item state leaves the flow when it is idle as long as its Redis
+    keys live (``LIVERECO_USER_TTL_S``; items the longer item TTL), so flow
+    memory follows the active users and items, not everyone ever seen. The
+    clock is the wall clock, as for Redis TTLs: a replay runs through days of
+    event time without evicting anyone. A restart gives every key a fresh TTL.
+    """
+    return datetime.fromtimestamp(last_active + idle_s, tz=UTC)
+
+
+@dataclass(slots=True)
+class UserHistoryState:
+    """A user's history and which life of it this is (see :attr:`Touch.life`)."""
+
+    history: UserHistory
+    life: int
+
+
 class UserHistoryLogic(StatefulBatchLogic[ParsedEvent, "list[Touch | Link]", bytes | None]):
     """User-keyed: de-duplication, sessions, recent items; emits the touch and the forward links."""
 
@@ -162,12 +188,30 @@ class UserHistoryLogic(StatefulBatchLogic[ParsedEvent, "list[Touch | Link]", byt
     def __init__(self, settings: Settings, resume: bytes | None, recoverable: bool = True):
         self.recoverable = recoverable
         self.weights = settings.weights
-        self.history: UserHistory = _load(resume) or UserHistory(settings.recent_items, settings.session_gap_s)
+        self.idle_s = settings.user_ttl_s
+        self.last_active = time.time()
+        self.state: UserHistoryState = _load(resume) or UserHistoryState(
+            UserHistory(settings.recent_items, settings.session_gap_s), time.time_ns())
+
+    @property
+    def history(self) -> UserHistory:
+        return self.state.history
+
+    @override
+    def notify_at(self) -> datetime:
+        return _idle_deadline(self.last_active, self.idle_s)
+
+    @override
+    def on_notify(self) -> tuple[Iterable[list[Touch | Link]], bool]:
+        EVICTED.labels("user_history").inc()
+        return (), StatefulBatchLogic.DISCARD  # the user's next event starts a new history at seq 1
 
     @override
     def on_batch(self, values: list[ParsedEvent]) -> tuple[Iterable[list[Touch | Link]], bool]:
+        self.last_active = time.time()
         out: list[list[Touch | Link]] = []
-        history = self.history
+        history = self.state.history
+        life = self.state.life
         for parsed in values:
             event = parsed.event
             weight = self.weights.weight_of(event)
@@ -190,6 +234,7 @@ class UserHistoryLogic(StatefulBatchLogic[ParsedEvent, "list[Touch | Link]", byt
                 session_id=observed.session_id,
                 recent=history.recent(),
                 exclude=list(history.purchased),
+                life=life,
             )
             messages: list[Touch | Link] = [touch]
             messages.extend(
@@ -201,7 +246,7 @@ class UserHistoryLogic(StatefulBatchLogic[ParsedEvent, "list[Touch | Link]", byt
 
     @override
     def snapshot(self) -> bytes | None:
-        return _dump(self.history, self.recoverable)
+        return _dump(self.state, self.recoverable)
 
 
 @dataclass(slots=True)
@@ -247,7 +292,18 @@ class ItemLogic(StatefulBatchLogic[Touch | Link, Any, bytes | None]):
         self.capacity = 2 * settings.neighbours
         self.half_life_s = settings.covisit_half_life_s
         self.popularity = ForwardDecay(settings.trending_half_life_s)
+        self.idle_s = settings.item_ttl_s
+        self.last_active = time.time()
         self.state: ItemState | None = _load(resume)
+
+    @override
+    def notify_at(self) -> datetime:
+        return _idle_deadline(self.last_active, self.idle_s)
+
+    @override
+    def on_notify(self) -> tuple[Iterable[Any], bool]:
+        EVICTED.labels("items").inc()
+        return (), StatefulBatchLogic.DISCARD
 
     def _state_for(self, item_id: str) -> ItemState:
         if self.state is None:
@@ -256,6 +312,7 @@ class ItemLogic(StatefulBatchLogic[Touch | Link, Any, bytes | None]):
 
     @override
     def on_batch(self, values: list[Touch | Link]) -> tuple[Iterable[Any], bool]:
+        self.last_active = time.time()
         state = self._state_for(values[0].item_id)
         out: list[Any] = []
         neighbours_changed = False
@@ -317,6 +374,8 @@ class UserListState:
     previous: PersonalPool | None = None
     pending: dict[int, NeighbourReply] = field(default_factory=dict)
     """Replies that overtook an earlier one of the same user (several workers), by sequence number."""
+    life: int = 0
+    """The life of the user's history this state follows (see :attr:`Touch.life`)."""
 
 
 class UserListLogic(StatefulBatchLogic[NeighbourReply, Any, bytes | None]):
@@ -339,24 +398,57 @@ class UserListLogic(StatefulBatchLogic[NeighbourReply, Any, bytes | None]):
         self.n = settings.candidates
         self.recent_weight = settings.recent_weight
         self.position_decay = settings.position_decay
+        self.idle_s = settings.user_ttl_s + self.eviction_grace_s
+        self.last_active = time.time()
         self.state: UserListState = _load(resume) or UserListState(NeighbourCandidates())
 
     max_pending = 256
     """Replies held back waiting for an earlier one; beyond this the oldest is taken without it."""
+    eviction_grace_s = 60.0
+    """This stage keeps an idle user this much longer than the history stage does, so a user's
+    history is dropped first and a returning user's new life resets this state (not the reverse)."""
+
+    @override
+    def notify_at(self) -> datetime:
+        return _idle_deadline(self.last_active, self.idle_s)
+
+    @override
+    def on_notify(self) -> tuple[Iterable[Any], bool]:
+        EVICTED.labels("user_lists").inc()
+        return (), StatefulBatchLogic.DISCARD
+
+    def _first_seq(self, life: int) -> int:
+        """The sequence number a new state starts from: 1, unless the user's history outlived this state.
+
+        That happens only if this state was dropped while the history was
+        not (a reply delayed past the grace): then the first reply is one of a
+        life older than :attr:`eviction_grace_s`, and the lowest pending one starts.
+        """
+        pending = self.state.pending
+        if 1 in pending or not life or time.time_ns() - life < self.eviction_grace_s * 1e9:
+            return 1  # a young (or unknown) life: its first reply may still be on its way from another worker
+        return min(pending)
 
     @override
     def on_batch(self, values: list[NeighbourReply]) -> tuple[Iterable[Any], bool]:
+        self.last_active = time.time()
         state = self.state
-        pending = state.pending
         for reply in values:
+            life = reply.touch.life
+            if life != state.life:
+                if life < state.life:
+                    continue  # a straggler from a life of the user's history that has since ended
+                # The history was evicted while idle and the user is back (or this state is new).
+                self.state = state = UserListState(NeighbourCandidates(), life=life)
             if state.latest is None or reply.touch.seq > state.latest.seq:
-                pending[reply.touch.seq] = reply  # its neighbours are learned when its turn comes
+                state.pending[reply.touch.seq] = reply  # its neighbours are learned when its turn comes
             else:  # a duplicate after a restart: its neighbours are still news
                 state.candidates.learn_one(reply.item_id, reply.neighbours)
+        pending = state.pending
         out: list[Any] = []
         touch: Touch | None = None
         while pending:
-            expected = state.latest.seq + 1 if state.latest is not None else 1  # a user's first event is seq 1
+            expected = state.latest.seq + 1 if state.latest is not None else self._first_seq(state.life)
             ready = pending.pop(expected, None)
             if ready is None:
                 if len(pending) <= self.max_pending:

@@ -5,7 +5,7 @@ namespace) and runs live with recovery on; it is drained when the state a
 restart would resume with has counted every event (see
 ``benchmarks/cluster_check.py``, which runs the same comparison on the
 whole rsc15-100k train + test log). Model state is read back from the
-recovery store (``ItemState.events``, ``UserHistory.events``); HR@20 comes
+recovery store (``ItemState.events``, ``UserHistoryState.history.events``); HR@20 comes
 from the prequential counters on every process's ``/metrics``, summed.
 """
 

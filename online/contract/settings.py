@@ -49,7 +49,7 @@ class Settings:
     max_batch: int = _setting(1000, "LIVERECO_MAX_BATCH", "most events in one POST /v1/events")
     stream_maxlen: int = _setting(1_000_000, "LIVERECO_STREAM_MAXLEN", "approximate entries kept per event stream partition (producer-side trim)")
     dead_letter_maxlen: int = _setting(100_000, "LIVERECO_DEADLETTER_MAXLEN", "approximate entries kept in the dead-letter stream")
-    user_ttl_s: int = _setting(30 * 86400, "LIVERECO_USER_TTL_S", "seconds a user's Redis keys live after their last event")
+    user_ttl_s: int = _setting(30 * 86400, "LIVERECO_USER_TTL_S", "seconds a user stays after their last event (wall clock): their Redis keys expire and the flow drops their state; items stay the longer of this and 4 co-visitation half-lives")
     recent_items: int = _setting(20, "LIVERECO_RECENT_ITEMS", "items remembered per user")
     candidates: int = _setting(50, "LIVERECO_CANDIDATES", "length of each user's stored candidate list")
     recent_weight: float = _setting(3.0, "LIVERECO_RECENT_WEIGHT", "how strongly a user's own recent items are recommended back (0: never; request-time exclude= still applies)")
@@ -98,6 +98,11 @@ class Settings:
                 raise ValueError(f"{_env_of(name)}={getattr(self, name)!r}: must not be negative")
         self.keys  # noqa: B018 - validates namespace and partitions
         self.weights  # noqa: B018 - validates the weight spec
+
+    @property
+    def item_ttl_s(self) -> int:
+        """Seconds an item's similar list and flow state live after its last event: evidence has decayed to 1/16 by then."""
+        return max(self.user_ttl_s, int(4 * self.covisit_half_life_s))
 
     @cached_property
     def keys(self) -> RedisKeys:
