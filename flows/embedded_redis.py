@@ -5,6 +5,11 @@ The server listens on loopback TCP (so the flow, the server and the producer,
 separate processes, share it), keeps nothing on disk unless asked, and is
 stopped with the object.
 
+``durable=True`` turns on the append-only file with ``appendfsync always``:
+Redis writes and fsyncs every write before it answers, so every acknowledged
+write survives :meth:`EmbeddedRedis.kill` (SIGKILL), and :meth:`EmbeddedRedis.start`
+afterwards brings the same data back on the same port (the fault tests).
+
 Examples
 --------
 >>> with EmbeddedRedis() as server:
@@ -53,26 +58,36 @@ def free_port() -> int:
 class EmbeddedRedis:
     """A redis-server child process on ``127.0.0.1:port``."""
 
-    def __init__(self, port: int | None = None, data_dir: str | None = None, extra_args: list[str] | None = None):
+    def __init__(self, port: int | None = None, data_dir: str | None = None, extra_args: list[str] | None = None,
+                 *, durable: bool = False):
         self.port = port or free_port()
         self._own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="livereco-redis-")
         self.extra_args = extra_args or []
+        self.durable = durable
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def _persistence_args(self) -> list[str]:
+        """No snapshots ever; the append-only file, fsynced before every answer, when durable."""
+        if self.durable:
+            return ["--save", "", "--appendonly", "yes", "--appendfsync", "always"]
+        return ["--save", "", "--appendonly", "no"]
+
     def start(self, timeout_s: float = 10.0) -> EmbeddedRedis:
+        """Start the server (again, after :meth:`kill`: same port, same data) and wait until it answers."""
+        if self.process is not None and self.process.poll() is None:
+            raise RuntimeError(f"redis-server on port {self.port} is already running")
         Path(self.data_dir).mkdir(parents=True, exist_ok=True)
         args = [
             redis_server_binary(),
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--dir", self.data_dir,
-            "--save", "",
-            "--appendonly", "no",
+            *self._persistence_args(),
             "--daemonize", "no",
             "--logfile", str(Path(self.data_dir) / "redis.log"),
             *self.extra_args,
@@ -89,13 +104,22 @@ class EmbeddedRedis:
             try:
                 client.ping()
                 return self
-            except redis.ConnectionError:
+            except redis.ConnectionError:  # refused, or BusyLoadingError while it reads its append-only file
                 if time.monotonic() > deadline:
                     self.stop()
                     raise RuntimeError(f"redis-server did not answer on port {self.port} within {timeout_s} s") from None
                 time.sleep(0.02)
             finally:
                 client.close()
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would, and wait for it to be gone; its data directory is kept."""
+        if self.process is None or self.process.poll() is not None:
+            raise RuntimeError(f"redis-server on port {self.port} is not running")
+        self.process.kill()
+        self.process.wait()
+        if self.process.stderr is not None:
+            self.process.stderr.close()
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -24,6 +24,8 @@ ValueError: REDIS_URL 'redis+cluster:///': names no cluster node; expected redis
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
@@ -31,8 +33,8 @@ import redis
 from redis.cluster import ClusterNode, ClusterPipeline
 from redis.exceptions import ClusterDownError, RedisClusterException, TryAgainError
 
-__all__ = ["CLUSTER_SCHEMES", "REDIS_EXCEPTIONS", "TRANSIENT_ERRORS", "ClusterURL", "Pipeline", "RedisClient", "connect",
-           "is_cluster_url", "parse_cluster_url", "redact"]
+__all__ = ["CLUSTER_SCHEMES", "REDIS_EXCEPTIONS", "TRANSIENT_ERRORS", "Backoff", "ClusterURL", "Pipeline", "RedisClient",
+           "connect", "is_cluster_url", "parse_cluster_url", "redact"]
 
 CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}
 """URL schemes that mean Redis Cluster, and whether each uses TLS."""
@@ -53,6 +55,65 @@ or the cluster is re-forming. Not ``ResponseError`` in general: a rejected comma
 
 Pipeline = redis.client.Pipeline | ClusterPipeline
 """What ``pipeline()`` returns for either client."""
+
+
+class Backoff:
+    """Bounded exponential backoff through one Redis outage, logged when the outage begins and when it ends.
+
+    The first failure asks for a wait of ``first_s``, each further one for twice
+    the last, at most ``max_s``. A success ends the outage: it is logged with its
+    length and failed attempts (none of the retries in between are), and the next
+    failure starts again from ``first_s``.
+
+    >>> backoff = Backoff("doc", logging.getLogger("doc.backoff"))
+    >>> [backoff.failed(OSError("down")) for _ in range(8)]
+    [0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0]
+    >>> backoff.succeeded()
+    >>> backoff.failing, backoff.failed(OSError("down again"))
+    (False, 0.05)
+    >>> Backoff("doc", logging.getLogger("doc.backoff"), first_s=3.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: backoff for doc: first wait 3.0 s must be positive and at most the longest, 2.0 s
+    """
+
+    def __init__(self, what: str, log: logging.Logger, *, first_s: float = 0.05, max_s: float = 2.0):
+        if not 0 < first_s <= max_s:
+            raise ValueError(f"backoff for {what}: first wait {first_s} s must be positive and at most the longest,"
+                             f" {max_s} s")
+        self.what = what
+        self.log = log
+        self.first_s = first_s
+        self.max_s = max_s
+        self._wait_s = 0.0
+        self._failures = 0
+        self._since = 0.0
+
+    @property
+    def failing(self) -> bool:
+        """Whether an outage is under way (failures since the last success)."""
+        return self._failures > 0
+
+    def failed(self, exc: BaseException) -> float:
+        """Count one failed attempt; the seconds to wait before the next."""
+        if self._failures == 0:
+            self._since = time.monotonic()
+            self._wait_s = self.first_s
+            self.log.warning("%s: Redis failed (%s); retrying from %.2f s apart, doubling up to %.1f s, until it"
+                             " answers", self.what, exc, self.first_s, self.max_s)
+        else:
+            self._wait_s = min(self.max_s, self._wait_s * 2)
+        self._failures += 1
+        return self._wait_s
+
+    def succeeded(self) -> None:
+        """Redis answered: end the outage, if there was one, and say how long it lasted."""
+        if self._failures == 0:
+            return
+        self.log.info("%s: Redis answers again after %.1f s (%d failed attempts)", self.what,
+                      time.monotonic() - self._since, self._failures)
+        self._failures = 0
+        self._wait_s = 0.0
 
 
 @dataclass(frozen=True, slots=True)

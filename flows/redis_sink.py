@@ -1,11 +1,18 @@
 """The Redis sink: every write the dataflow makes, pipelined per batch.
 
-Writes are idempotent overwrites (``SET``, ``ZADD`` of an absolute score,
-``XADD`` to the dead-letter stream), so a replay after recovery rewrites the
-same values. Within a batch, later writes to the same key replace earlier
-ones before anything is sent, so a burst of events for one user costs one
-``SET``. A Redis outage blocks the batch and retries with backoff: nothing is
-dropped, and the stall shows up in the source lag.
+Writes are idempotent overwrites (``SET``, ``ZADD`` of an absolute score
+then a trim to the top, ``HSET``), so a replay after recovery, or a batch sent
+twice, leaves the same values. The exception is ``XADD`` to the dead-letter
+stream: dead letters are at least once (each names its stream and entry id).
+Within a batch, later writes to the same key replace earlier ones before
+anything is sent, so a burst of events for one user costs one ``SET``.
+
+A Redis outage blocks the batch: it is sent again, whole, on a fresh pipeline
+(redis-py empties a pipeline whose ``execute`` failed part-way), 50 ms after
+the first failure and twice as long after each further one, up to 2 s, until
+Redis takes it (:class:`~flows.redis_client.Backoff`: one warning per outage,
+one line when it ends). Nothing is dropped; the worker stalls, so epochs do not
+complete and the stall shows up in the source lag.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from typing_extensions import override
 
 from flows.metrics import FRESHNESS, REDIS_ERRORS, SINK_WRITE_SECONDS, SINK_WRITES, observe_score
-from flows.redis_client import TRANSIENT_ERRORS, Pipeline, RedisClient, connect
+from flows.redis_client import TRANSIENT_ERRORS, Backoff, Pipeline, RedisClient, connect
 from online.contract import CandidateList, RedisKeys, encode_candidates
 
 __all__ = ["DeadLetter", "ItemSimilarWrite", "PrequentialScore", "RankerWrite", "RedisSink", "SinkOptions", "TrendingWrite",
@@ -123,6 +130,20 @@ class SinkOptions:
     dead_letter_maxlen: int
 
 
+@dataclass(slots=True)
+class _Batch:
+    """One ``write_batch``'s writes, the last per key kept."""
+
+    users: dict[str, UserListWrite] = field(default_factory=dict)
+    similar: dict[str, ItemSimilarWrite] = field(default_factory=dict)
+    trending: dict[str, dict[str, float]] = field(default_factory=dict)
+    rankers: dict[int, RankerWrite] = field(default_factory=dict)
+    dead: list[DeadLetter] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.users or self.similar or self.trending or self.rankers or self.dead)
+
+
 class _RedisSinkPartition(StatelessSinkPartition[Write]):
     def __init__(self, client: RedisClient, options: SinkOptions):
         self._client = client
@@ -131,72 +152,84 @@ class _RedisSinkPartition(StatelessSinkPartition[Write]):
         self._item_ttl_s = options.item_ttl_s
         self._trending_size = options.trending_size
         self._dead_letter_maxlen = options.dead_letter_maxlen
+        self._backoff = Backoff("the sink", log)
 
     @override
     def write_batch(self, items: list[Write]) -> None:
-        users: dict[str, UserListWrite] = {}
-        similar: dict[str, ItemSimilarWrite] = {}
-        trending: dict[str, dict[str, float]] = {}
-        dead: list[DeadLetter] = []
-        rankers: dict[int, RankerWrite] = {}
+        batch = self._coalesce(items)
+        if not batch:
+            return
+        self._write(batch)
+        written_ms = time.time() * 1000.0
+        for u in batch.users.values():
+            FRESHNESS.observe(max(0.0, written_ms - u.accepted_ms) / 1000.0)
+        SINK_WRITES.labels("user_list").inc(len(batch.users))
+        SINK_WRITES.labels("item_similar").inc(len(batch.similar))
+        SINK_WRITES.labels("trending").inc(sum(len(m) for m in batch.trending.values()))
+        SINK_WRITES.labels("dead_letter").inc(len(batch.dead))
+
+    def _coalesce(self, items: list[Write]) -> _Batch:
+        """The writes of ``items``, later ones to a key replacing earlier ones; prequential scores are counted here."""
+        batch = _Batch()
         for w in items:
             if isinstance(w, UserListWrite):
-                users[w.user_id] = w
+                batch.users[w.user_id] = w
             elif isinstance(w, ItemSimilarWrite):
-                similar[w.item_id] = w
+                batch.similar[w.item_id] = w
             elif isinstance(w, PrequentialScore):
                 observe_score(w.rank)
             elif isinstance(w, RankerWrite):
-                rankers[w.shard] = w
+                batch.rankers[w.shard] = w
             elif isinstance(w, TrendingWrite):
-                trending.setdefault(self._keys.trending(), {})[w.item_id] = w.log_score
+                batch.trending.setdefault(self._keys.trending(), {})[w.item_id] = w.log_score
                 if w.category:
-                    trending.setdefault(self._keys.trending(w.category), {})[w.item_id] = w.log_score
+                    batch.trending.setdefault(self._keys.trending(w.category), {})[w.item_id] = w.log_score
             else:
-                dead.append(w)
+                batch.dead.append(w)
+        return batch
+
+    def _queue(self, pipe: Pipeline, batch: _Batch) -> None:
+        """Put every command of ``batch`` on ``pipe``."""
         keys = self._keys
-        pipe = self._client.pipeline(transaction=False)
-        for uid, u in users.items():
+        for uid, u in batch.users.items():
             pipe.set(keys.user_recs(uid), u.recs_blob(), ex=self._user_ttl_s)
             pipe.set(keys.user_profile(uid), u.profile_blob(), ex=self._user_ttl_s)
-        for iid, item in similar.items():
+        for iid, item in batch.similar.items():
             pipe.set(keys.item_similar(iid), item.blob(), ex=self._item_ttl_s)
-        for key, members in trending.items():
+        for key, members in batch.trending.items():
             pipe.zadd(key, members)
             pipe.zremrangebyrank(key, 0, -(self._trending_size + 1))
-        if rankers:
-            pipe.hset(keys.ranker(), mapping={f"shard{r.shard}": r.blob() for r in rankers.values()})
-        for d in dead:
+        if batch.rankers:
+            pipe.hset(keys.ranker(), mapping={f"shard{r.shard}": r.blob() for r in batch.rankers.values()})
+        for d in batch.dead:
             pipe.xadd(
                 keys.dead_letter(),
                 {"stream": d.stream, "id": d.entry_id, "field": d.field, "reason": d.reason, "raw": d.raw},
                 maxlen=self._dead_letter_maxlen,
                 approximate=True,
             )
-        if not len(pipe):
-            return
-        self._execute(pipe)
-        written_ms = time.time() * 1000.0
-        for u in users.values():
-            FRESHNESS.observe(max(0.0, written_ms - u.accepted_ms) / 1000.0)
-        SINK_WRITES.labels("user_list").inc(len(users))
-        SINK_WRITES.labels("item_similar").inc(len(similar))
-        SINK_WRITES.labels("trending").inc(sum(len(m) for m in trending.values()))
-        SINK_WRITES.labels("dead_letter").inc(len(dead))
 
-    def _execute(self, pipe: Pipeline) -> None:
-        backoff_s = 0.05
+    def _write(self, batch: _Batch) -> None:
+        """Send ``batch`` until Redis has taken all of it, backing off while Redis fails.
+
+        Every attempt queues the whole batch on a new pipeline: redis-py empties
+        a pipeline whose ``execute`` failed part-way, and executing it again
+        would send nothing and lose the batch. Commands of a failed attempt that
+        did run are overwritten with the same values.
+        """
         while True:
+            pipe = self._client.pipeline(transaction=False)
+            self._queue(pipe, batch)
             started = time.perf_counter()
             try:
                 pipe.execute()
-                SINK_WRITE_SECONDS.observe(time.perf_counter() - started)
-                return
             except TRANSIENT_ERRORS as exc:
                 REDIS_ERRORS.labels("write").inc()
-                log.warning("writing %d commands to Redis failed (%s); retrying in %.2f s", len(pipe), exc, backoff_s)
-                time.sleep(backoff_s)
-                backoff_s = min(2.0, backoff_s * 2)
+                time.sleep(self._backoff.failed(exc))
+                continue
+            SINK_WRITE_SECONDS.observe(time.perf_counter() - started)
+            self._backoff.succeeded()
+            return
 
     @override
     def close(self) -> None:

@@ -6,6 +6,14 @@ stream is idle it asks to be woken after ``poll_interval_s``. That entry id
 is the partition's resume state, so with recovery on, a restarted flow
 re-reads exactly what came after the last consistent snapshot.
 
+When Redis fails (down, restarting, loading its data), ``next_batch`` emits
+nothing and asks to be woken later, 50 ms after the first failure and twice as
+long after each further one, up to 2 s (:class:`~flows.redis_client.Backoff`:
+one warning when the outage begins, one line when reads succeed again). The
+position only moves past entries the partition has emitted, so a snapshot
+taken during the outage holds the last entry handed on and the first read
+after it starts right after that entry.
+
 Every second each partition also exports its lag: entries in the stream
 after the last one read (counted in Redis, capped at :data:`LAG_CAP`), the
 seconds between that entry and the newest, and the stream's length. The
@@ -26,14 +34,12 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from typing_extensions import override
 
 from flows.metrics import REDIS_ERRORS, STREAM_LAG_ENTRIES, STREAM_LAG_SECONDS, STREAM_LENGTH
-from flows.redis_client import REDIS_EXCEPTIONS, RedisClient, connect
+from flows.redis_client import REDIS_EXCEPTIONS, Backoff, RedisClient, connect
 from online.contract import RedisKeys
 
 __all__ = ["RedisStreamSource", "StreamEntry"]
 
 log = logging.getLogger(__name__)
-
-_MAX_BACKOFF_S = 2.0
 
 LAG_INTERVAL_S = 1.0
 """How often each partition measures its lag."""
@@ -61,7 +67,7 @@ class _StreamPartition(StatefulSourcePartition[StreamEntry, str]):
         self._poll = timedelta(seconds=poll_interval_s)
         self._stop_at_end = stop_at_end
         self._awake: datetime | None = None
-        self._backoff_s = 0.0
+        self._backoff = Backoff(f"reading {stream}", log)
         self._lag_due = 0.0
 
     @override
@@ -70,11 +76,9 @@ class _StreamPartition(StatefulSourcePartition[StreamEntry, str]):
             reply: Any = self._client.xread({self._stream: self._last_id}, count=self._read_count)
         except REDIS_EXCEPTIONS as exc:
             REDIS_ERRORS.labels("read").inc()
-            self._backoff_s = min(_MAX_BACKOFF_S, max(0.05, self._backoff_s * 2))
-            log.warning("reading %s failed (%s); retrying in %.2f s", self._stream, exc, self._backoff_s)
-            self._awake = datetime.now(UTC) + timedelta(seconds=self._backoff_s)
-            return []
-        self._backoff_s = 0.0
+            self._awake = datetime.now(UTC) + timedelta(seconds=self._backoff.failed(exc))
+            return []  # the position stays on the last entry emitted
+        self._backoff.succeeded()
         if not reply:
             self._measure_lag()
             if self._stop_at_end:
