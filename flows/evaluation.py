@@ -38,6 +38,7 @@ from bytewax.testing import TestingSource, run_main
 from typing_extensions import override
 
 from flows.dataflow import build_flow
+from flows.progress import Progress
 from flows.redis_sink import PrequentialScore, RankerWrite, Write
 from flows.redis_source import StreamEntry
 from flows.replay import iter_log_events
@@ -156,8 +157,8 @@ def _entries(events: Sequence[Event]) -> Iterable[StreamEntry]:
         yield StreamEntry("eval", f"{int(event.ts * 1000)}-{index}", {b"e": orjson.dumps(event.to_dict())})
 
 
-def evaluate_livereco(data: EvalData, settings: Settings, frozen: bool = False,
-                      batch_size: int | None = None) -> tuple[PrequentialMetrics, float, dict[int, dict[str, float]]]:
+def evaluate_livereco(data: EvalData, settings: Settings, frozen: bool = False, batch_size: int | None = None,
+                      progress: Progress | None = None) -> tuple[PrequentialMetrics, float, dict[int, dict[str, float]]]:
     """Run the real dataflow over ``data``; returns the metrics, events/s and each ranker shard's final weights.
 
     Events enter in batches of ``batch_size`` (default: ``settings.read_count``,
@@ -166,7 +167,8 @@ def evaluate_livereco(data: EvalData, settings: Settings, frozen: bool = False,
     sizes 1, 32, 128 and 500 give the same HR@20 / MRR@20 to three decimals.
     """
     sink = _CollectingSink()
-    source = TestingSource(_entries(data.events), batch_size=batch_size or settings.read_count)
+    entries = _entries(data.events)
+    source = TestingSource(progress.track(entries) if progress else entries, batch_size=batch_size or settings.read_count)
     flow = build_flow(settings, source=source, sink=sink, flow_id="livereco-eval",
                       learn_until_ts=data.test_start_ts if frozen else None, recoverable=False)
     started = time.perf_counter()
@@ -185,10 +187,12 @@ class Recommender(Protocol):
     def recommend(self, user_id: str, n: int) -> list[str]: ...
 
 
-def evaluate_baseline(model: Recommender, data: EvalData, frozen: bool = False) -> PrequentialMetrics:
+def evaluate_baseline(model: Recommender, data: EvalData, frozen: bool = False,
+                      progress: Progress | None = None) -> PrequentialMetrics:
     """Predict-then-learn over ``data`` with ``model``; frozen models only follow sessions in the test part."""
     metrics = PrequentialMetrics(KS)
-    for index, event in enumerate(data.events):
+    events: Iterable[Event] = progress.track(data.events) if progress else data.events
+    for index, event in enumerate(events):
         if data.scored[index]:
             metrics.update(model.recommend(event.user_id, KS[-1]), event.item_id, data.popularity)
         if frozen and index >= data.test_start:
@@ -236,11 +240,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         for name in models:
             started = time.perf_counter()
             weights: dict[int, dict[str, float]] = {}
+            progress = Progress(len(data.events), f"{name} ({mode})")  # draws on a terminal only
             if name == "livereco":
-                metrics, eps, weights = evaluate_livereco(data, eval_settings, frozen=mode == "frozen")
+                metrics, eps, weights = evaluate_livereco(data, eval_settings, frozen=mode == "frozen",
+                                                          progress=progress)
                 speed = speed or eps
             else:
-                metrics = evaluate_baseline(BASELINES[name](), data, frozen=mode == "frozen")
+                metrics = evaluate_baseline(BASELINES[name](), data, frozen=mode == "frozen", progress=progress)
+            progress.close()
             row = {"model": name, "mode": mode, **metrics.report(len(data.catalog)),
                    "seconds": round(time.perf_counter() - started, 2)}
             if weights:

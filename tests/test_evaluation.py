@@ -126,3 +126,27 @@ def test_bad_log_lines_are_counted_and_named_not_dropped_silently(tmp_path: Path
     assert data.rejected == 2
     err = capsys.readouterr().err
     assert "2 log lines are not valid events" in err and "train.tsv:" in err
+
+
+def test_eval_shows_progress_on_a_terminal_and_nothing_elsewhere(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    from flows.evaluation import evaluate_baseline, evaluate_livereco, load
+    from flows.progress import Progress
+    from online.baselines import MostPopular
+
+    write_split(tmp_path, session_log(120), test_from=100)
+    settings = Settings.from_env({}, flow_metrics_port=0)
+    data = load(tmp_path, settings)
+    terminal = io.StringIO()
+    evaluate_livereco(data, settings, progress=Progress(len(data.events), "livereco", stream=terminal,
+                                                        interactive=True, every_s=0.0))
+    evaluate_baseline(MostPopular(), data, progress=Progress(len(data.events), "pop", stream=terminal,
+                                                             interactive=True, every_s=0.0))
+    total = f"{len(data.events):,}"
+    assert f"livereco: {total}/{total} events (100%)" in terminal.getvalue()
+    assert f"pop: {total}/{total} events (100%)" in terminal.getvalue()
+    # Under pytest stderr is not a terminal: the command's own progress stays silent.
+    assert main(["eval", str(tmp_path), "--mode", "streaming", "--models", "livereco"]) == 0
+    assert "events (" not in capsys.readouterr().err
