@@ -1,27 +1,46 @@
-"""Serving benchmark: requests/s and latency of GET /v1/users/{id}/recommendations at saturation.
+"""Serving benchmark: GET /v1/users/{id}/recommendations at fixed offered rates and at saturation.
 
 Starts an embedded Redis, stores 50-candidate lists for 10,000 users, starts
-the server in its own process and drives it with ``wrk`` (Debian package
-``wrk``) from another process, random users per request. Compares the HTTP
-stack livereco ships (uvicorn + httptools + uvloop) with uvicorn's
-pure-Python stack (h11 + asyncio) on the same app, which is the number behind
-the README's choice.
+the server as ``livereco serve --workers N`` (N = 1 and 2 server processes)
+and drives it from separate processes, random users per request:
 
-    .venv/bin/python -m benchmarks.serving [--duration 10] [--connections 32] [--repeat 3]
+* fixed offered rates (default 500, 1000, 2000 req/s): the bundled open-loop
+  generator :mod:`benchmarks.loadgen` sends on a fixed schedule and measures
+  each latency from the request's *scheduled* time, so a stalled server
+  cannot hide its stalls (wrk2's method; Debian has no ``wrk2``);
+* saturation: ``wrk`` (Debian package ``wrk``), closed-loop, 1 thread,
+  ``--connections`` keep-alive connections.
+
+Every cell is the median over ``--repeat`` runs of ``--duration`` seconds
+(runs of one server are interleaved: rate, rate, rate, saturation, again).
+"server CPU µs/req" is the CPU time (user + system, all server processes)
+per answered request: on a shared machine it moves less than req/s does,
+and 1e6 / it is what one fully used core could serve.
+``--compare-stacks`` adds the saturation figure of uvicorn's pure-Python
+stack (h11 + asyncio) on the same app against the one livereco ships
+(httptools + uvloop), the number behind the README's choice.
+
+    .venv/bin/python -m benchmarks.serving [--duration 5] [--repeat 3] [--rates 500,1000,2000]
+        [--workers 1,2] [--connections 32] [--compare-stacks] [--json results.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -32,12 +51,16 @@ from online.contract import CandidateList, RedisKeys, encode_candidates
 
 ROOT = Path(__file__).resolve().parents[1]
 USERS = 10_000
+PATH = "/v1/users/u{user}/recommendations?n=10"
 LUA = """
 math.randomseed(7)
 request = function()
   return wrk.format("GET", "/v1/users/u" .. math.random(0, %d) .. "/recommendations?n=10")
 end
 """
+P99_TARGET_MS = 5.0
+P99_TARGET_RATE = 2000.0
+SATURATION_TARGET_PER_PROCESS = 10_000.0
 
 
 def seed(url: str, namespace: str) -> None:
@@ -53,68 +76,178 @@ def seed(url: str, namespace: str) -> None:
     pipe.execute()
 
 
-def run_wrk(url: str, duration: int, connections: int, script: str) -> tuple[float, float, float]:
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", script, url],
+def _ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_wrk(url: str, duration: float, connections: int, script: str) -> dict[str, float]:
+    """One closed-loop ``wrk`` run: achieved req/s, p50/p99/max latency in ms."""
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", "-s", script, url],
                          capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk saw errors:\n{out}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    latency_max = _ms(*re.search(r"Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)", out).groups())  # type: ignore[union-attr]
 
     def pct(p: str) -> float:
-        value, unit = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
-        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+        return _ms(*re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out).groups())  # type: ignore[union-attr]
 
-    if "Non-2xx" in out:
-        raise RuntimeError(f"wrk saw errors:\n{out}")
-    return rps, pct("50"), pct("99")
+    return {"offered": 0.0, "achieved": rps, "p50": pct("50"), "p99": pct("99"), "max": latency_max}
 
 
-def bench_stack(redis_url: str, namespace: str, http: str, loop: str, args: argparse.Namespace,
-                script: str) -> list[tuple[float, float, float]]:
-    port = free_port()
-    env = {**os.environ, "REDIS_URL": redis_url, "LIVERECO_NAMESPACE": namespace, "LIVERECO_PORT": str(port),
-           "PYTHONPATH": str(ROOT)}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "serving.app:app_from_env", "--factory", "--port", str(port),
-         "--http", http, "--loop", loop, "--no-access-log", "--log-level", "warning", "--workers", str(args.workers)],
-        env=env, cwd=ROOT)
+def run_loadgen(url: str, rate: float, duration: float) -> dict[str, float]:
+    """One open-loop run of :mod:`benchmarks.loadgen` in its own process."""
+    out = subprocess.run([sys.executable, "-m", "benchmarks.loadgen", "--url", url, "--path", PATH,
+                          "--users", str(USERS), "--rate", f"{rate:g}", "--duration", f"{duration:g}"],
+                         stdout=subprocess.PIPE, text=True, check=True, cwd=ROOT).stdout
+    result: dict[str, Any] = json.loads(out)
+    if result["errors"] or set(result["statuses"]) - {"200"}:
+        raise RuntimeError(f"loadgen saw errors: {out}")
+    latency = result["latency_ms"]
+    return {"offered": rate, "achieved": result["achieved_rps"], "p50": latency["p50"], "p99": latency["p99"],
+            "max": latency["max"], "answered": result["answered"], "unanswered": result["unanswered"], "send_lag_p99": result["send_lag_ms"]["p99"]}
+
+
+def session_cpu_s(session: int) -> float:
+    """CPU seconds (user + system) used so far by every live process of a session: the server and its workers."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        fields = text[text.rfind(")") + 2:].split()
+        if int(fields[3]) == session:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def server_process(command: Sequence[str], env: dict[str, str], port: int) -> Iterator[tuple[str, int]]:
+    """Start the server in its own session (so its worker processes stop with it); yield its base URL and session."""
+    server = subprocess.Popen(list(command), env=env, cwd=ROOT, start_new_session=True)
     try:
         base = f"http://127.0.0.1:{port}"
         wait_until_answering(f"{base}/readyz", [server])
-        run_wrk(base, 2, args.connections, script)  # warm-up
-        return [run_wrk(base, args.duration, args.connections, script) for _ in range(args.repeat)]
+        yield base, server.pid
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def bench_workers(redis_url: str, namespace: str, workers: int, args: argparse.Namespace,
+                  script: str) -> dict[str, list[dict[str, float]]]:
+    """All runs against ``livereco serve --workers N``: rate label -> one result per repeat."""
+    port = free_port()
+    env = {**os.environ, "REDIS_URL": redis_url, "LIVERECO_NAMESPACE": namespace, "LIVERECO_PORT": str(port),
+           "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "flows.cli", "serve", "--workers", str(workers)]
+    runs: dict[str, list[dict[str, float]]] = {}
+    with server_process(command, env, port) as (base, session):
+
+        def measured(label: str, run: Callable[[], dict[str, float]]) -> None:
+            cpu = session_cpu_s(session)
+            result = run()
+            answered = result.get("answered", result["achieved"] * args.duration)
+            result["cpu_us"] = (session_cpu_s(session) - cpu) / answered * 1e6 if answered else 0.0
+            runs.setdefault(label, []).append(result)
+
+        run_wrk(base, 2, args.connections, script)  # warm-up: connections, caches, every worker
+        for _ in range(args.repeat):
+            for rate in args.rates:
+                measured(f"{rate:g}", lambda rate=rate: run_loadgen(base, rate, args.duration))
+            measured("saturation", lambda: run_wrk(base, args.duration, args.connections, script))
+    return runs
+
+
+def bench_stack(redis_url: str, namespace: str, http: str, loop: str, args: argparse.Namespace,
+                script: str) -> list[dict[str, float]]:
+    """Saturation of one uvicorn HTTP stack on the same app, 1 process."""
+    port = free_port()
+    env = {**os.environ, "REDIS_URL": redis_url, "LIVERECO_NAMESPACE": namespace, "LIVERECO_PORT": str(port),
+           "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "uvicorn", "serving.app:app_from_env", "--factory", "--port", str(port),
+               "--http", http, "--loop", loop, "--no-access-log", "--log-level", "warning"]
+    with server_process(command, env, port) as (base, _):
+        run_wrk(base, 2, args.connections, script)
+        return [run_wrk(base, args.duration, args.connections, script) for _ in range(args.repeat)]
+
+
+def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=1, help="server processes")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per run")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per cell (the table shows medians)")
+    parser.add_argument("--rates", type=lambda s: [float(r) for r in s.split(",") if r], default=[500.0, 1000.0, 2000.0],
+                        help="offered rates in req/s, comma-separated")
+    parser.add_argument("--workers", type=lambda s: [int(w) for w in s.split(",") if w], default=[1, 2],
+                        help="server process counts, comma-separated")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections at saturation")
+    parser.add_argument("--compare-stacks", action="store_true",
+                        help="also saturate uvicorn's h11+asyncio stack vs httptools+uvloop (1 process)")
+    parser.add_argument("--json", type=Path, help="also write every run's figures here")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("benchmarks.serving needs wrk: apt-get install wrk", file=sys.stderr)
         return 2
     namespace = "bench"
+    results: dict[str, Any] = {"machine": machine_line(), "duration_s": args.duration, "repeat": args.repeat}
     with EmbeddedRedis() as server, tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
         script.write(LUA % (USERS - 1))
         script.flush()
         seed(server.url, namespace)
         print(machine_line())
-        print(f"GET /v1/users/{{id}}/recommendations?n=10, {USERS} users with 50 candidates, wrk 1 thread, "
-              f"{args.connections} connections, {args.duration} s x {args.repeat}, {args.workers} server process(es)")
-        print(f"{'stack':<32} {'req/s (median)':>15} {'p50 ms':>8} {'p99 ms':>8}")
-        results = {}
-        for name, http, loop in (("uvicorn+httptools+uvloop (ours)", "httptools", "uvloop"),
-                                 ("uvicorn+h11+asyncio", "h11", "asyncio")):
-            runs = bench_stack(server.url, namespace, http, loop, args, script.name)
-            rps = statistics.median(r[0] for r in runs)
-            results[name] = rps
-            print(f"{name:<32} {rps:>15,.0f} {statistics.median(r[1] for r in runs):>8.2f} "
-                  f"{statistics.median(r[2] for r in runs):>8.2f}")
-        ours, other = results.values()
-        print(f"ratio: {ours / other:.2f}x the requests/s of the pure-Python stack")
+        print(f"GET {PATH.replace('u{user}', '{id}')}, {USERS} users with 50 candidates; medians of {args.repeat} runs "
+              f"of {args.duration:g} s. Fixed rates: open-loop benchmarks.loadgen, latency from the scheduled send; "
+              f"saturation: wrk 1 thread, {args.connections} connections. Server: livereco serve --workers N.",
+              flush=True)
+        header = (f"{'server procs':>12} {'offered req/s':>18} {'achieved req/s':>15} {'p50 ms':>8} {'p99 ms':>8} "
+                  f"{'max ms':>8} {'server CPU µs/req':>17}")
+        print(header)
+        print("-" * len(header), flush=True)
+        for workers in args.workers:
+            runs = bench_workers(server.url, namespace, workers, args, script.name)
+            results[f"workers={workers}"] = runs
+            for label, cell in runs.items():
+                m = median_of(cell)
+                offered = f"{float(label):,.0f}" if label != "saturation" else f"saturation ({args.connections}c)"
+                behind = [r["unanswered"] for r in cell if r.get("unanswered")]
+                note = (f"  overloaded in {len(behind)}/{len(cell)} runs: up to {max(behind):,} requests unanswered "
+                        f"5 s after the schedule ended (counted at their wait so far)" if behind else "")
+                print(f"{workers:>12} {offered:>18} {m['achieved']:>15,.0f} {m['p50']:>8.2f} {m['p99']:>8.2f} "
+                      f"{m['max']:>8.2f} {m['cpu_us']:>17.0f}{note}", flush=True)
+        print("targets: p99 < 5 ms at 2,000 req/s; >= 10,000 req/s per process at saturation")
+        for workers in args.workers:
+            runs = results[f"workers={workers}"]
+            verdicts = []
+            if f"{P99_TARGET_RATE:g}" in runs:
+                p99 = median_of(runs[f"{P99_TARGET_RATE:g}"])["p99"]
+                verdicts.append(f"p99 at 2,000 req/s {p99:.2f} ms ({'met' if p99 < P99_TARGET_MS else 'MISSED'})")
+            per_process = median_of(runs["saturation"])["achieved"] / workers
+            verdicts.append(f"saturation {per_process:,.0f} req/s per process "
+                            f"({'met' if per_process >= SATURATION_TARGET_PER_PROCESS else 'MISSED'})")
+            print(f"  {workers} process(es): " + "; ".join(verdicts))
+        if args.compare_stacks:
+            print(f"HTTP stacks, 1 process (uvicorn directly), saturation, wrk {args.connections} connections:")
+            stacks = {}
+            for name, http, loop in (("uvicorn+httptools+uvloop (ours)", "httptools", "uvloop"),
+                                     ("uvicorn+h11+asyncio", "h11", "asyncio")):
+                m = median_of(bench_stack(server.url, namespace, http, loop, args, script.name))
+                stacks[name] = m
+                print(f"  {name:<32} {m['achieved']:>9,.0f} req/s  p50 {m['p50']:.2f} ms  p99 {m['p99']:.2f} ms",
+                      flush=True)
+            ours, other = (m["achieved"] for m in stacks.values())
+            print(f"  ratio: {ours / other:.2f}x the requests/s of the pure-Python stack")
+            results["stacks"] = stacks
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
     return 0
 
 
