@@ -38,12 +38,40 @@ class ListAnswer:
     accepted_ms: int = 0
 
 
-def _relative(scores: Any) -> list[tuple[str, float]]:
-    """Trending log scores as popularity relative to the top item (1.0)."""
-    if not scores:
+def _zrevrange_withscores(client: Any, key: str, stop: int) -> Any:
+    """``ZREVRANGE key 0 stop WITHSCORES`` without redis-py's reply conversion; read it with :func:`_score_pairs`.
+
+    redis-py (8.x, RESP3 wire with RESP2-shaped "legacy" replies) re-encodes
+    every score to bytes and parses it back, which was a sixth of the
+    server's CPU at saturation; raw, a score is parsed once, and only for the
+    members used. ``client`` is a client or a pipeline (then the reply comes
+    from ``execute``).
+    """
+    return client.execute_command("ZREVRANGE", key, 0, stop, "WITHSCORES")
+
+
+def _score_pairs(reply: Any) -> Any:
+    """A raw ``WITHSCORES`` reply as ``(member, score)`` pairs, whichever protocol the connection speaks.
+
+    >>> _score_pairs([b"a", b"2", b"b", b"1.5"]), _score_pairs([[b"a", 2.0], [b"b", 1.5]]), _score_pairs([])
+    ([(b'a', b'2'), (b'b', b'1.5')], [[b'a', 2.0], [b'b', 1.5]], [])
+    """
+    if not reply or isinstance(reply[0], list | tuple):  # RESP3: [[member, score], ...]
+        return reply
+    pairs = iter(reply)  # RESP2: [member, score, member, score, ...]
+    return list(zip(pairs, pairs, strict=True))
+
+
+def _relative(pairs: Any, limit: int | None = None) -> list[tuple[str, float]]:
+    """The first ``limit`` trending log scores as popularity relative to the top item (1.0).
+
+    >>> _relative([(b"a", b"2"), (b"b", b"1")]) == [("a", 1.0), ("b", math.exp(-1.0))]
+    True
+    """
+    if not pairs:
         return []
-    top = scores[0][1]
-    return [(member.decode(), math.exp(score - top)) for member, score in scores]
+    top = float(pairs[0][1])
+    return [(member.decode(), math.exp(float(score) - top)) for member, score in pairs[:limit]]
 
 
 async def merged_list(client: AsyncRedisClient, keys: RedisKeys, list_key: str, own_source: str, n: int,
@@ -64,15 +92,14 @@ async def merged_list(client: AsyncRedisClient, keys: RedisKeys, list_key: str, 
     pool_size = max(n, depth)
     pipe = client.pipeline(transaction=False)
     pipe.get(list_key)
-    pipe.zrevrange(keys.trending(trending_category), 0, pool_size + len(exclude) + stored_exclude_max - 1,
-                   withscores=True)
+    _zrevrange_withscores(pipe, keys.trending(trending_category), pool_size + len(exclude) + stored_exclude_max - 1)
     blob, trending = await pipe.execute()
     candidates: CandidateList | None = decode_candidates(blob) if blob else None
     if candidates is None:
         candidates = CandidateList([], [])
     stored_exclude = set(candidates.exclude)
     ranked = blend(Pool(personal=list(zip(candidates.items, candidates.scores, strict=True)),
-                        trending=_relative(trending)[: pool_size + len(stored_exclude) + len(exclude)],
+                        trending=_relative(_score_pairs(trending), pool_size + len(stored_exclude) + len(exclude)),
                         repeats={candidates.items[i] for i in candidates.repeats if i < len(candidates.items)},
                         exclude=stored_exclude | exclude),
                    weights or {}, n)
@@ -88,8 +115,8 @@ async def merged_list(client: AsyncRedisClient, keys: RedisKeys, list_key: str, 
 
 
 async def read_trending(client: AsyncRedisClient, keys: RedisKeys, n: int, category: str | None) -> list[dict[str, Any]]:
-    scores = await client.zrevrange(keys.trending(category), 0, n - 1, withscores=True)
-    return [{"item_id": item, "score": round(score, 6)} for item, score in _relative(scores)]
+    reply = await _zrevrange_withscores(client, keys.trending(category), n - 1)
+    return [{"item_id": item, "score": round(score, 6)} for item, score in _relative(_score_pairs(reply))]
 
 
 async def read_profile(client: AsyncRedisClient, keys: RedisKeys, user_id: str) -> dict[str, Any] | None:
