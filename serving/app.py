@@ -32,6 +32,7 @@ from serving.metrics import NOT_FOUND_ROUTE, ServingMetrics
 from serving.openapi import openapi_document
 from serving.ranker_weights import RankerWeights
 from serving.redis_connect import REDIS_EXCEPTIONS, AsyncRedisClient, connect_async, ping
+from serving.redis_reads import FastReads, fast_reads_for
 
 __all__ = ["LiverecoApp", "app_from_env", "wait_for_redis"]
 
@@ -80,6 +81,10 @@ class LiverecoApp:
         self.redis_wait_s = redis_wait_s
         self.ranker_weights = RankerWeights(settings.ranker_shards)
         self._client = client
+        # The hot path's reads: one multiplexed connection (serving.redis_reads) where the URL allows,
+        # else the client. An injected client serves everything.
+        self._fast: FastReads | None = None if client is not None else fast_reads_for(
+            settings.redis_url, connect_timeout_s=1.0, timeout_s=2.0)
         self._openapi = orjson.dumps(openapi_document(settings))
         self._single_segment: dict[str, Handler] = {"healthz": self._healthz, "readyz": self._readyz,
                                                     "metrics": self._metrics, "openapi.json": self._openapi_json}
@@ -89,6 +94,11 @@ class LiverecoApp:
         if self._client is None:
             self._client = connect_async(self.settings.redis_url, socket_connect_timeout=1.0, socket_timeout=2.0)
         return self._client
+
+    @property
+    def reads(self) -> AsyncRedisClient | FastReads:
+        """What list, trending and profile reads go through."""
+        return self._fast if self._fast is not None else self.client
 
     # --- ASGI ----------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -142,6 +152,8 @@ class LiverecoApp:
             elif message["type"] == "lifespan.shutdown":
                 if self._client is not None:
                     await self._client.aclose()
+                if self._fast is not None:
+                    await self._fast.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -173,7 +185,7 @@ class LiverecoApp:
         q = Query(scope.get("query_string", b""))
         n = q.integer("n", 10, 1, MAX_N)
         await self.ranker_weights.refresh(self.client, self.keys)
-        answer = await merged_list(self.client, self.keys, self.keys.user_recs(user_id), "personal", n,
+        answer = await merged_list(self.reads, self.keys, self.keys.user_recs(user_id), "personal", n,
                                    set(q.id_list("exclude")), weights=self.ranker_weights.for_user(user_id),
                                    depth=self.settings.candidates,
                                    # purchased and recent items (disliked ones are among the recent): the flow's bound
@@ -194,7 +206,7 @@ class LiverecoApp:
         item_id = self._id(s[2], "item_id")
         q = Query(scope.get("query_string", b""))
         n = q.integer("n", 10, 1, MAX_N)
-        answer = await merged_list(self.client, self.keys, self.keys.item_similar(item_id), "similar", n,
+        answer = await merged_list(self.reads, self.keys, self.keys.item_similar(item_id), "similar", n,
                                    {item_id, *q.id_list("exclude")})
         self.metrics.up.set(1)
         if answer.fallback:
@@ -206,13 +218,13 @@ class LiverecoApp:
         q = Query(scope.get("query_string", b""))
         n = q.integer("n", 10, 1, MAX_N)
         category = q.text("category")
-        items = await read_trending(self.client, self.keys, n, category)
+        items = await read_trending(self.reads, self.keys, n, category)
         self.metrics.up.set(1)
         return 200, orjson.dumps({"category": category, "source": "trending", "items": items})
 
     async def _profile(self, scope: Scope, receive: Receive, s: list[str]) -> tuple[int, bytes]:
         user_id = self._id(s[2], "user_id")
-        profile = await read_profile(self.client, self.keys, user_id)
+        profile = await read_profile(self.reads, self.keys, user_id)
         if profile is None:
             raise HTTPError(404, "unknown_user", f"user_id: no profile for {user_id[:64]!r}", field="user_id")
         return 200, orjson.dumps({"user_id": user_id, **profile})

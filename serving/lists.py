@@ -24,6 +24,10 @@ import orjson
 from online.contract import CandidateList, RedisKeys, decode_candidates
 from online.ranker import Pool, blend
 from serving.redis_connect import AsyncRedisClient
+from serving.redis_reads import FastReads
+
+Reads = AsyncRedisClient | FastReads
+"""Either redis-py client, or the server's multiplexed reader (:mod:`serving.redis_reads`)."""
 
 __all__ = ["ListAnswer", "merged_list", "read_profile", "read_trending"]
 
@@ -74,7 +78,7 @@ def _relative(pairs: Any, limit: int | None = None) -> list[tuple[str, float]]:
     return [(member.decode(), math.exp(float(score) - top)) for member, score in pairs[:limit]]
 
 
-async def merged_list(client: AsyncRedisClient, keys: RedisKeys, list_key: str, own_source: str, n: int,
+async def merged_list(client: Reads, keys: RedisKeys, list_key: str, own_source: str, n: int,
                       exclude: set[str], trending_category: str | None = None,
                       weights: Mapping[str, float] | None = None, depth: int = 0,
                       stored_exclude_max: int = 0) -> ListAnswer:
@@ -114,12 +118,12 @@ async def merged_list(client: AsyncRedisClient, keys: RedisKeys, list_key: str, 
     return answer
 
 
-async def read_trending(client: AsyncRedisClient, keys: RedisKeys, n: int, category: str | None) -> list[dict[str, Any]]:
+async def read_trending(client: Reads, keys: RedisKeys, n: int, category: str | None) -> list[dict[str, Any]]:
     reply = await _zrevrange_withscores(client, keys.trending(category), n - 1)
     return [{"item_id": item, "score": round(score, 6)} for item, score in _relative(_score_pairs(reply))]
 
 
-async def read_profile(client: AsyncRedisClient, keys: RedisKeys, user_id: str) -> dict[str, Any] | None:
+async def read_profile(client: Reads, keys: RedisKeys, user_id: str) -> dict[str, Any] | None:
     blob = await client.get(keys.user_profile(user_id))
     if blob is None:
         return None

@@ -207,3 +207,137 @@ def test_redis_outage_answers_503_and_recovers(namespace: str) -> None:
     finally:
         server.stop()
         own.stop()
+
+
+# --- the hot path's multiplexed reads (serving.redis_reads) ---------------------------------------------------
+async def _asgi_get(app: object, path: str, query: bytes = b"") -> tuple[int, dict]:
+    """One GET through the ASGI app, without an HTTP server: status and JSON body."""
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(), "query_string": query,
+             "headers": []}
+    await app(scope, receive, send)  # type: ignore[operator]
+    return sent[0]["status"], orjson.loads(sent[1]["body"])
+
+
+def test_fast_reads_answer_exactly_what_redis_py_answers(redis_client: redis.Redis, keys: RedisKeys,
+                                                         settings: Settings) -> None:
+    """Every read route gives the same body through the multiplexed reader as through redis-py."""
+    import asyncio
+
+    from serving.app import LiverecoApp
+    from serving.redis_connect import connect_async
+
+    seed_trending(redis_client, keys, [f"t{k}" for k in range(30)])
+    redis_client.zadd(keys.trending(), {"t5": 96.123456789, "t6": 95.5})  # scores that are not whole numbers
+    seed_trending(redis_client, keys, ["c1", "c2"], category="shoes")
+    for u in range(20):
+        redis_client.set(keys.user_recs(f"u{u}"), encode_candidates(
+            CandidateList([f"p{u}-{k}" for k in range(u % 7)] + ["t3"], [1.0 / (k + 1) for k in range(u % 7 + 1)],
+                          exclude=["t1"] if u % 2 else [])))
+    redis_client.set(keys.item_similar("i1"), encode_candidates(CandidateList(["i2", "t2"], [0.5, 0.25])))
+    redis_client.hset(keys.ranker(), mapping={"shard0": orjson.dumps({"weights": {"trending": 0.7, "personal": 0.3}}),
+                                              "shard1": orjson.dumps({"weights": {"trending_rank": 1.0}})})
+    requests = [(f"/v1/users/u{u}/recommendations", q) for u in range(21) for q in (b"n=5", b"n=12&exclude=t2")]
+    requests += [("/v1/items/i1/similar", b"n=4"), ("/v1/trending", b"n=7"), ("/v1/trending", b"category=shoes"),
+                 ("/v1/users/nobody/profile", b"")]
+
+    async def scenario() -> None:
+        fast, plain = LiverecoApp(settings), LiverecoApp(settings, client=connect_async(settings.redis_url))
+        assert fast._fast is not None and plain._fast is None
+        try:
+            for path, query in requests:
+                a, b = await _asgi_get(fast, path, query), await _asgi_get(plain, path, query)
+                for body in (a[1], b[1]):
+                    body.pop("updated_ms_ago", None)
+                assert a == b, (path, query)
+        finally:
+            await fast._fast.aclose()
+            await fast.client.aclose()
+            await plain.client.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_fast_reads_keep_concurrent_answers_in_order_and_raise_redis_errors(redis_client: redis.Redis,
+                                                                             keys: RedisKeys, redis_url: str) -> None:
+    import asyncio
+
+    from serving.redis_reads import fast_reads_for
+
+    for k in range(300):
+        redis_client.set(keys.user_recs(f"c{k}"), f"value-{k}")
+    seed_trending(redis_client, keys, ["a", "b"])
+    reads = fast_reads_for(redis_url)
+    assert reads is not None
+
+    async def one(k: int) -> tuple[object, object]:
+        pipe = reads.pipeline(transaction=False)
+        pipe.get(keys.user_recs(f"c{k}"))
+        pipe.execute_command("ZREVRANGE", keys.trending(), 0, 0, "WITHSCORES")
+        blob, top = await pipe.execute()
+        return blob, top
+
+    async def scenario() -> None:
+        answers = await asyncio.gather(*(one(k) for k in range(300)))  # one write, many replies per read
+        assert answers == [(f"value-{k}".encode(), [b"a", b"100"]) for k in range(300)]
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            await reads.get(keys.trending())
+        assert await reads.get(keys.user_recs("missing")) is None  # the connection survives an error reply
+        await reads.aclose()
+        assert await reads.get(keys.user_recs("c1")) == b"value-1"  # and reopens after a close
+        await reads.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_fast_reads_time_out_on_a_silent_server() -> None:
+    import asyncio
+
+    from serving.redis_reads import FastReads
+
+    async def scenario() -> None:
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(1 << 16)
+            await asyncio.sleep(5)
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reads = FastReads("127.0.0.1", port, timeout_s=0.2)
+        started = time.monotonic()
+        with pytest.raises(redis.TimeoutError):
+            await reads.get("k")
+        assert time.monotonic() - started < 2.0
+        await reads.aclose()
+        server.close()
+
+    asyncio.run(scenario())
+
+
+def test_redis_outage_on_the_recommendation_route_answers_503_and_recovers(namespace: str) -> None:
+    own = EmbeddedRedis().start()
+    settings = Settings.from_env({}, redis_url=own.url, namespace=namespace, partitions=2)
+    server = LiveServer(settings).start()
+    path = "/v1/users/u1/recommendations"
+    try:
+        assert server.app._fast is not None  # the multiplexed reader serves this route
+        assert server.json("GET", path)[0] == 200
+        own.process.terminate()  # type: ignore[union-attr]
+        own.process.wait()  # type: ignore[union-attr]
+        status, body = server.json("GET", path)
+        assert status == 503
+        assert body["error"]["code"] == "redis_unavailable"
+        own.start()  # same port: the reader reconnects by itself
+        deadline = time.monotonic() + 10
+        while server.json("GET", path)[0] != 200:
+            assert time.monotonic() < deadline, "the recommendation route did not recover after Redis came back"
+            time.sleep(0.1)
+    finally:
+        server.stop()
+        own.stop()
