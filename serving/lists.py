@@ -66,6 +66,31 @@ def _score_pairs(reply: Any) -> Any:
     return list(zip(pairs, pairs, strict=True))
 
 
+_RELATIVE_CACHE: dict[Any, tuple[Any, list[tuple[str, float]]]] = {}
+_RELATIVE_CACHE_SIZE = 32
+
+
+def _trending_pool(reply: Any, limit: int | None = None, cache_key: Any = None) -> list[tuple[str, float]]:
+    """``_relative(_score_pairs(reply), limit)``, remembering the last answer per ``cache_key``.
+
+    Every request reads the same trending list, and it changes far less often
+    than it is read: when the reply equals the previous one for this key (a
+    C-level list comparison) its decoded members and relative scores are
+    reused, so the answer is the same as computing it again. The caller gets
+    its own list (a slice), never the cached one.
+    """
+    if cache_key is None:
+        return _relative(_score_pairs(reply), limit)
+    cached = _RELATIVE_CACHE.get(cache_key)
+    if cached is not None and cached[0] == reply:
+        return cached[1][:limit]
+    pool = _relative(_score_pairs(reply))
+    if len(_RELATIVE_CACHE) >= _RELATIVE_CACHE_SIZE:
+        _RELATIVE_CACHE.clear()
+    _RELATIVE_CACHE[cache_key] = (reply, pool)
+    return pool[:limit]
+
+
 def _relative(pairs: Any, limit: int | None = None) -> list[tuple[str, float]]:
     """The first ``limit`` trending log scores as popularity relative to the top item (1.0).
 
@@ -96,14 +121,17 @@ async def merged_list(client: Reads, keys: RedisKeys, list_key: str, own_source:
     pool_size = max(n, depth)
     pipe = client.pipeline(transaction=False)
     pipe.get(list_key)
-    _zrevrange_withscores(pipe, keys.trending(trending_category), pool_size + len(exclude) + stored_exclude_max - 1)
+    trending_key = keys.trending(trending_category)
+    trending_stop = pool_size + len(exclude) + stored_exclude_max - 1
+    _zrevrange_withscores(pipe, trending_key, trending_stop)
     blob, trending = await pipe.execute()
     candidates: CandidateList | None = decode_candidates(blob) if blob else None
     if candidates is None:
         candidates = CandidateList([], [])
     stored_exclude = set(candidates.exclude)
     ranked = blend(Pool(personal=list(zip(candidates.items, candidates.scores, strict=True)),
-                        trending=_relative(_score_pairs(trending), pool_size + len(stored_exclude) + len(exclude)),
+                        trending=_trending_pool(trending, pool_size + len(stored_exclude) + len(exclude),
+                                                (trending_key, trending_stop)),
                         repeats={candidates.items[i] for i in candidates.repeats if i < len(candidates.items)},
                         exclude=stored_exclude | exclude),
                    weights or {}, n)
