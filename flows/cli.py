@@ -93,6 +93,7 @@ def _run_flow(args: argparse.Namespace, settings: Settings) -> int:
     from prometheus_client import start_http_server
 
     from flows.dataflow import build_flow
+    from flows.gc_policy import periodic_collection
 
     if not settings.redis_url:
         print("livereco flow: REDIS_URL is not set (livereco run starts an embedded Redis)", file=sys.stderr)
@@ -118,14 +119,15 @@ def _run_flow(args: argparse.Namespace, settings: Settings) -> int:
         start_http_server(port, addr=settings.host)
         log.info("flow metrics on http://%s:%d/metrics", settings.host, port)
     flow = build_flow(settings, stop_at_end=args.stop_at_end, recoverable=recovery is not None)
-    cli_main(
-        flow,
-        workers_per_process=args.workers_per_process,
-        process_id=process_id if addresses else None,
-        addresses=addresses,
-        epoch_interval=timedelta(seconds=args.snapshot_interval),
-        recovery_config=recovery,
-    )
+    with periodic_collection(settings.gc_interval_s):
+        cli_main(
+            flow,
+            workers_per_process=args.workers_per_process,
+            process_id=process_id if addresses else None,
+            addresses=addresses,
+            epoch_interval=timedelta(seconds=args.snapshot_interval),
+            recovery_config=recovery,
+        )
     return 0
 
 

@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -38,6 +38,7 @@ from bytewax.testing import TestingSource, run_main
 from typing_extensions import override
 
 from flows.dataflow import build_flow
+from flows.gc_policy import periodic_collection
 from flows.progress import Progress
 from flows.redis_sink import PrequentialScore, RankerWrite, Write
 from flows.redis_source import StreamEntry
@@ -45,6 +46,7 @@ from flows.replay import iter_log_events
 from online.baselines import DecayedPopularity, LastItemCoVisitation, MatrixFactorisation, MostPopular
 from online.contract import Event, EventError, Settings, parse_event
 from online.metrics import PrequentialMetrics
+from online.protocol import Recommender
 
 __all__ = ["EvalData", "add_arguments", "evaluate_baseline", "evaluate_livereco", "load", "run"]
 
@@ -172,7 +174,8 @@ def evaluate_livereco(data: EvalData, settings: Settings, frozen: bool = False, 
     flow = build_flow(settings, source=source, sink=sink, flow_id="livereco-eval",
                       learn_until_ts=data.test_start_ts if frozen else None, recoverable=False)
     started = time.perf_counter()
-    run_main(flow)
+    with periodic_collection(settings.gc_interval_s):  # as the live flow runs
+        run_main(flow)
     seconds = time.perf_counter() - started
     metrics = PrequentialMetrics(KS)
     for index, is_scored in enumerate(data.scored):
@@ -180,11 +183,6 @@ def evaluate_livereco(data: EvalData, settings: Settings, frozen: bool = False, 
             score = sink.scores.get(index)
             metrics.update(score.listed if score else (), data.events[index].item_id, data.popularity)
     return metrics, len(data.events) / seconds, sink.ranker_weights
-
-
-class Recommender(Protocol):
-    def learn_one(self, event: Event) -> None: ...
-    def recommend(self, user_id: str, n: int) -> list[str]: ...
 
 
 def evaluate_baseline(model: Recommender, data: EvalData, frozen: bool = False,

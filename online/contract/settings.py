@@ -64,6 +64,7 @@ class Settings:
     session_gap_s: float = _setting(1800.0, "LIVERECO_SESSION_GAP_S", "inactivity that ends a session")
     poll_interval_ms: float = _setting(5.0, "LIVERECO_POLL_INTERVAL_MS", "how long the flow's source waits before polling an idle stream again")
     read_count: int = _setting(500, "LIVERECO_READ_COUNT", "most stream entries read per partition per poll")
+    gc_interval_s: float = _setting(60.0, "LIVERECO_GC_INTERVAL_S", "the flow collects cyclic garbage on this timer instead of Python's automatic collector, which walks the whole model state (0: Python's default)")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -93,7 +94,7 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{_env_of(name)}={getattr(self, name)!r}: must be positive")
-        for name in ("ranker_learning_rate", "ranker_negatives"):
+        for name in ("ranker_learning_rate", "ranker_negatives", "gc_interval_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{_env_of(name)}={getattr(self, name)!r}: must not be negative")
         self.keys  # noqa: B018 - validates namespace and partitions
