@@ -198,12 +198,15 @@ def main() -> int:
         print("benchmarks.serving needs wrk: apt-get install wrk", file=sys.stderr)
         return 2
     namespace = "bench"
-    results: dict[str, Any] = {"machine": machine_line(), "duration_s": args.duration, "repeat": args.repeat}
+    results: dict[str, Any] = {"machine": machine_line(), "duration_s": args.duration, "repeat": args.repeat,
+                               "loadavg_start": os.getloadavg()}
     with EmbeddedRedis() as server, tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
         script.write(LUA % (USERS - 1))
         script.flush()
         seed(server.url, namespace)
         print(machine_line())
+        print("load average (1/5/15 min) at start: {:.2f} {:.2f} {:.2f} (other work on a shared machine shows here)".format(
+            *os.getloadavg()))
         print(f"GET {PATH.replace('u{user}', '{id}')}, {USERS} users with 50 candidates; medians of {args.repeat} runs "
               f"of {args.duration:g} s. Fixed rates: open-loop benchmarks.loadgen, latency from the scheduled send; "
               f"saturation: wrk 1 thread, {args.connections} connections. Server: livereco serve --workers N.",
@@ -223,6 +226,7 @@ def main() -> int:
                         f"5 s after the schedule ended (counted at their wait so far)" if behind else "")
                 print(f"{workers:>12} {offered:>18} {m['achieved']:>15,.0f} {m['p50']:>8.2f} {m['p99']:>8.2f} "
                       f"{m['max']:>8.2f} {m['cpu_us']:>17.0f}{note}", flush=True)
+        print("load average (1/5/15 min) at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
         print("targets: p99 < 5 ms at 2,000 req/s; >= 10,000 req/s per process at saturation")
         for workers in args.workers:
             runs = results[f"workers={workers}"]
@@ -246,6 +250,7 @@ def main() -> int:
             ours, other = (m["achieved"] for m in stacks.values())
             print(f"  ratio: {ours / other:.2f}x the requests/s of the pure-Python stack")
             results["stacks"] = stacks
+    results["loadavg_end"] = os.getloadavg()
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0
