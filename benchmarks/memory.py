@@ -17,9 +17,17 @@
    one batch in memory) into a sink that discards writes. It runs in a child
    process; VmRSS is sampled every ``--sample-every`` events.
 
+4. With ``--state-breakdown``, the soak is instrumented instead
+   (:mod:`benchmarks.memory_breakdown`): at ``--breakdown-points`` points it
+   also walks a sample of every stage's keys and prints bytes per user and per
+   item for each state structure, pymalloc's live and free bytes, and how full
+   each bounded structure is.
+
     .venv/bin/python -m benchmarks.memory                 # 2M events, 200k users, 50k items (~10 min)
     .venv/bin/python -m benchmarks.memory --quick         # small sizes, a smoke check (~30 s)
     .venv/bin/python -m benchmarks.memory --events 500000 --users 50000 --json
+    .venv/bin/python -m benchmarks.memory --no-redis --users 20000 --events 200000 --state-breakdown
+    .venv/bin/python -m benchmarks.memory --no-redis --user-ttl-s 60          # idle users leave after 60 s
 """
 
 from __future__ import annotations
@@ -580,6 +588,26 @@ def _print_soak(result: SoakResult, sample_every: int) -> None:
     print(f"  sampled every {sample_every:,} events")
 
 
+def _state_breakdown(args: argparse.Namespace, machine: str, settings: Settings, flow: FlowFootprint | None,
+                     full: list[FullFootprint], alternatives: list[tuple[str, float]]) -> int:
+    """The soak instrumented by :mod:`benchmarks.memory_breakdown` (imported here: it imports this module)."""
+    from benchmarks.memory_breakdown import in_child, print_breakdown, run_breakdown
+
+    points = [args.events * (i + 1) // args.breakdown_points for i in range(max(1, args.breakdown_points))]
+    breakdown = in_child(run_breakdown, settings, args.events, args.users, args.items, points,
+                         args.breakdown_sample)
+    if args.json:
+        print(orjson.dumps({"machine": machine, "redis_flow": asdict(flow) if flow else None,
+                            "redis_full": [asdict(f) for f in full], "alternatives": dict(alternatives),
+                            "breakdown": asdict(breakdown)}, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    if flow is not None:
+        _print_redis(flow, full, alternatives)
+    print_breakdown(breakdown)
+    print(machine)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=2_000_000, help="soak events")
@@ -591,6 +619,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-redis", action="store_true", help="only the RSS soak")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke check in about half a minute")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
+    parser.add_argument("--user-ttl-s", type=int, default=None,
+                        help="LIVERECO_USER_TTL_S for the soak's flow (default: the setting's default)")
+    parser.add_argument("--state-breakdown", action="store_true",
+                        help="instrumented soak: bytes per user and per item for each state structure")
+    parser.add_argument("--breakdown-points", type=int, default=4, help="with --state-breakdown: how many tables")
+    parser.add_argument("--breakdown-sample", type=int, default=1000,
+                        help="with --state-breakdown: keys walked per stage at each point (0: all)")
     args = parser.parse_args(argv)
     if args.quick:
         args.events, args.users, args.items, args.sample_every, args.redis_users = 60_000, 6_000, 5_000, 10_000, 1_000
@@ -606,7 +641,10 @@ def main(argv: list[str] | None = None) -> int:
             full = [full_footprint(server.url, args.redis_users, args.redis_users // 4, style)
                     for style in ("sku", "numeric")]
             alternatives = alternative_footprints(server.url, args.redis_users)
-    settings = Settings.from_env({}, redis_url="", flow_metrics_port=0)
+    overrides: dict[str, Any] = {} if args.user_ttl_s is None else {"user_ttl_s": args.user_ttl_s}
+    settings = Settings.from_env({}, redis_url="", flow_metrics_port=0, **overrides)
+    if args.state_breakdown:
+        return _state_breakdown(args, machine, settings, flow, full, alternatives)
     result = soak_in_child(settings, args.events, args.users, args.items, args.sample_every)
     if args.json:
         grown, pct = result.growth_last_half()
