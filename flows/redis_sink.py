@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -50,6 +51,8 @@ class UserListWrite:
     recent: list[tuple[str, float, float]]
     repeats: list[int] = field(default_factory=list)
     exclude: list[str] = field(default_factory=list)
+    session_embedding: tuple[float, ...] = ()
+    affinities: list[tuple[str, float]] = field(default_factory=list)
 
     def recs_blob(self) -> bytes:
         return encode_candidates(CandidateList([i for i, _ in self.ranked], [s for _, s in self.ranked],
@@ -57,7 +60,7 @@ class UserListWrite:
                                                repeats=self.repeats, exclude=self.exclude))
 
     def profile_blob(self) -> bytes:
-        return encode_profile(self.session_id, self.recent)
+        return encode_profile(self.session_id, self.recent, self.session_embedding, self.affinities)
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +251,9 @@ class RedisSink(DynamicSink[Write]):
         return _RedisSinkPartition(connect(self.redis_url), self.options)
 
 
-def encode_profile(session_id: str, recent: list[tuple[str, float, float]]) -> bytes:
-    """The profile blob: the session and the recent items, newest first."""
-    return orjson.dumps({"session_id": session_id, "recent": [[i, round(w, 4), ts] for i, w, ts in recent]})
+def encode_profile(session_id: str, recent: list[tuple[str, float, float]],
+                   session_embedding: Sequence[float] = (), affinities: Sequence[tuple[str, float]] = ()) -> bytes:
+    """The profile blob: the session, the recent items (newest first), the session embedding, top category affinities."""
+    return orjson.dumps({"session_id": session_id, "recent": [[i, round(w, 4), ts] for i, w, ts in recent],
+                         "session_embedding": [round(x, 4) for x in session_embedding],
+                         "affinities": [[category, round(score, 4)] for category, score in affinities]})

@@ -46,6 +46,7 @@ from flows.redis_sink import (
     UserListWrite,
 )
 from flows.redis_source import StreamEntry
+from online.affinity import CategoryAffinity
 from online.contract import (
     Event,
     EventError,
@@ -58,6 +59,7 @@ from online.contract import (
 )
 from online.covisitation import CoVisitationNeighbours
 from online.forward_decay import ForwardDecay
+from online.item_embedding import ContextEmbedding, SessionEmbedding
 from online.neighbour_candidates import NeighbourCandidates
 from online.ranker import BlendRanker, Pool
 from online.trending import TrendingTop
@@ -139,6 +141,8 @@ class NeighbourReply:
     item_id: str
     neighbours: list[tuple[str, float]]
     touch: Touch
+    embedding: tuple[float, ...] = ()
+    """The item's context embedding (unit length), for the user's session embedding."""
 
     @property
     def user_id(self) -> str:
@@ -258,6 +262,8 @@ class ItemState:
     popularity: float | None = None
     category: str | None = None
     events: int = 0
+    context: ContextEmbedding = field(default_factory=ContextEmbedding)
+    """What the item is seen with (random indexing): its embedding."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,6 +330,7 @@ class ItemLogic(StatefulBatchLogic[Touch | Link, Any, bytes | None]):
                 if not learn:
                     continue
                 state.neighbours.learn_one(msg.other, msg.weight, msg.ts)
+                state.context.learn_one(msg.other, msg.weight)
                 neighbours_changed = True
                 continue
             state.events += 1
@@ -334,9 +341,11 @@ class ItemLogic(StatefulBatchLogic[Touch | Link, Any, bytes | None]):
                 # One update per event, stamped with its time: ranker replicas apply them in event time.
                 out.append(TrendingWrite(state.item_id, state.category, state.popularity, msg.ts))
                 for distance, other in enumerate(msg.previous):
-                    state.neighbours.learn_one(other, self.backward_weight * msg.weight / (distance + 1), msg.ts)
+                    evidence = self.backward_weight * msg.weight / (distance + 1)
+                    state.neighbours.learn_one(other, evidence, msg.ts)
+                    state.context.learn_one(other, evidence)
                     neighbours_changed = True
-            out.append(NeighbourReply(state.item_id, state.neighbours.top(self.reply_k), msg))
+            out.append(NeighbourReply(state.item_id, state.neighbours.top(self.reply_k), msg, state.context.unit()))
         if neighbours_changed:
             top = state.neighbours.top(self.k)
             out.append(ItemSimilarWrite(state.item_id, top, latest_ts))
@@ -376,6 +385,9 @@ class UserListState:
     """Replies that overtook an earlier one of the same user (several workers), by sequence number."""
     life: int = 0
     """The life of the user's history this state follows (see :attr:`Touch.life`)."""
+    session_id: str = ""
+    session: SessionEmbedding = field(default_factory=SessionEmbedding)
+    affinity: CategoryAffinity = field(default_factory=CategoryAffinity)
 
 
 class UserListLogic(StatefulBatchLogic[NeighbourReply, Any, bytes | None]):
@@ -404,6 +416,8 @@ class UserListLogic(StatefulBatchLogic[NeighbourReply, Any, bytes | None]):
 
     max_pending = 256
     """Replies held back waiting for an earlier one; beyond this the oldest is taken without it."""
+    profile_affinities = 5
+    """Categories shown in the user's profile."""
     eviction_grace_s = 60.0
     """This stage keeps an idle user this much longer than the history stage does, so a user's
     history is dropped first and a returning user's new life resets this state (not the reverse)."""
@@ -457,6 +471,12 @@ class UserListLogic(StatefulBatchLogic[NeighbourReply, Any, bytes | None]):
             touch = ready.touch
             # Learned only now: ranking an earlier touch forgets lists of items outside its recent items.
             state.candidates.learn_one(ready.item_id, ready.neighbours)
+            if touch.session_id != state.session_id:
+                state.session_id = touch.session_id
+                state.session.reset()
+            state.session.learn_one(ready.embedding, touch.weight)
+            if touch.category:
+                state.affinity.learn_one(touch.category, touch.weight, touch.ts)
             if touch.weight > 0.0 and state.previous is not None:
                 out.append(Outcome(touch.user_id, touch.entry_id, touch.item_id, touch.ts, state.previous))
             state.latest = touch
@@ -481,7 +501,8 @@ class UserListLogic(StatefulBatchLogic[NeighbourReply, Any, bytes | None]):
         state.previous = PersonalPool(ranked, repeats, frozenset(exclude))
         return UserListWrite(last.user_id, ranked, last.ts, last.accepted_ms, last.session_id, last.recent,
                              repeats=[p for p, (item, _) in enumerate(ranked) if item in repeats],
-                             exclude=sorted(exclude))
+                             exclude=sorted(exclude), session_embedding=state.session.vector(),
+                             affinities=state.affinity.top(self.profile_affinities))
 
     @override
     def snapshot(self) -> bytes | None:

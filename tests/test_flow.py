@@ -178,3 +178,24 @@ def test_user_lists_are_the_same_whether_replies_come_together_apart_or_out_of_o
     assert apart[1] == 2 and {"x", "y", "z"} <= set(apart[0])
     assert _lists(settings, [replies]) == apart  # one batch
     assert _lists(settings, [[replies[2]], [replies[0]], [replies[1]]]) == apart  # the third overtook the others
+
+
+def test_profiles_carry_a_session_embedding_and_category_affinities(redis_client: redis.Redis, settings: Settings,
+                                                                    keys: RedisKeys) -> None:
+    from online.item_embedding import DIM, cosine
+
+    EventWriter(redis_client, keys).append(shop_events())
+    run_flow(settings)
+
+    def profile(user: str) -> dict[str, object]:
+        return dict(orjson.loads(redis_client.get(keys.user_profile(user))))
+
+    mine, same_bundle, other_bundle = profile("u7"), profile("u12"), profile("u8")  # bundles 2, 2, 3
+    assert mine["affinities"] == [["c2", 1.0]]
+    embedding = mine["session_embedding"]
+    assert isinstance(embedding, list) and len(embedding) == DIM and any(embedding)
+    # Sessions over the same items point the same way (item embeddings go on learning between u7 and u12);
+    # sessions over other items do not.
+    alike = cosine(embedding, same_bundle["session_embedding"])  # type: ignore[arg-type]
+    unlike = cosine(embedding, other_bundle["session_embedding"])  # type: ignore[arg-type]
+    assert alike > 0.7 and alike > unlike + 0.5, (alike, unlike)

@@ -1,0 +1,136 @@
+"""Item embeddings learned one co-visit at a time, and a session embedding built from them.
+
+Random indexing (Kanerva et al. 2000; Sahlgren 2005): every item has a fixed
+sparse random *index vector* (a few ±1 entries, derived from a hash of its id,
+so every process agrees without sharing anything), and its *context
+embedding* is the weighted sum of the index vectors of the items seen around
+it. Items visited in the same contexts end up with similar embeddings. One
+co-visit changes a handful of numbers of one item, so it fits the item-keyed
+stage of the dataflow: no other item's state is read, and memory is fixed
+(``dim`` float32 per item).
+
+A user's *session embedding* is the exponentially decayed, weighted mean of the
+(normalised) embeddings of the items of the current session, updated on
+every event and reset when a session starts.
+
+Examples
+--------
+>>> shoes, boots, tv = ContextEmbedding(), ContextEmbedding(), ContextEmbedding()
+>>> for neighbour in ("socks", "laces", "insoles"):      # shoes and boots are bought with the same things
+...     shoes.learn_one(neighbour, 1.0); boots.learn_one(neighbour, 1.0)
+>>> for neighbour in ("remote", "hdmi-cable", "wall-mount"):
+...     tv.learn_one(neighbour, 1.0)
+>>> round(cosine(shoes.unit(), boots.unit()), 3), cosine(shoes.unit(), tv.unit()) < 0.5
+(1.0, True)
+>>> session = SessionEmbedding()
+>>> session.learn_one(shoes.unit(), weight=1.0)
+>>> round(cosine(session.vector(), boots.unit()), 3)
+1.0
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Sequence
+from functools import lru_cache
+from hashlib import blake2b
+
+__all__ = ["DIM", "ContextEmbedding", "SessionEmbedding", "cosine", "index_vector"]
+
+DIM = 32
+"""Dimensions of item and session embeddings."""
+_NONZERO = 4
+
+
+@lru_cache(maxsize=65536)
+def index_vector(item_id: str, dim: int = DIM, nonzero: int = _NONZERO) -> tuple[tuple[int, float], ...]:
+    """The fixed sparse random vector of ``item_id``: ``nonzero`` (position, ±1) pairs, the same in every process.
+
+    >>> index_vector("a") == index_vector("a"), len(index_vector("a"))
+    (True, 4)
+    """
+    digest = blake2b(item_id.encode(), digest_size=2 * nonzero).digest()
+    entries: dict[int, float] = {}
+    for k in range(nonzero):
+        byte = digest[2 * k]
+        entries.setdefault(byte % dim, 1.0 if digest[2 * k + 1] & 1 else -1.0)
+    return tuple(sorted(entries.items()))
+
+
+def cosine(u: Sequence[float], v: Sequence[float]) -> float:
+    """Cosine similarity (0.0 when either vector is zero)."""
+    dot = sum(x * y for x, y in zip(u, v, strict=True))
+    norms = math.sqrt(sum(x * x for x in u)) * math.sqrt(sum(y * y for y in v))
+    return dot / norms if norms else 0.0
+
+
+class ContextEmbedding:
+    """One item's context embedding: the weighted sum of the index vectors of its co-visited items."""
+
+    __slots__ = ("_vector",)
+
+    def __init__(self, dim: int = DIM) -> None:
+        self._vector = array("f", bytes(4 * dim))
+
+    def learn_one(self, other: str, weight: float) -> None:
+        """``other`` was seen with this item, with evidence ``weight`` (> 0)."""
+        if weight <= 0.0:
+            return
+        vector = self._vector
+        for position, sign in index_vector(other, len(vector)):
+            vector[position] += sign * weight
+
+    def unit(self) -> tuple[float, ...]:
+        """The embedding scaled to length 1 (all zeros for an item never co-visited)."""
+        vector = self._vector
+        norm = math.sqrt(sum(x * x for x in vector))
+        return tuple(x / norm for x in vector) if norm else tuple(vector)
+
+    def __getstate__(self) -> bytes:
+        return self._vector.tobytes()
+
+    def __setstate__(self, state: bytes) -> None:
+        self._vector = array("f")
+        self._vector.frombytes(state)
+
+
+class SessionEmbedding:
+    """The decayed, weighted mean of the unit embeddings of a session's items (newest weigh most)."""
+
+    __slots__ = ("_sum", "_weight", "decay")
+
+    def __init__(self, dim: int = DIM, decay: float = 0.8) -> None:
+        self.decay = decay
+        """Each event multiplies the weight of everything before it by this."""
+        self._sum = array("f", bytes(4 * dim))
+        self._weight = 0.0
+
+    def reset(self) -> None:
+        """A new session: forget the previous one."""
+        for position in range(len(self._sum)):
+            self._sum[position] = 0.0
+        self._weight = 0.0
+
+    def learn_one(self, unit: Sequence[float], weight: float) -> None:
+        """The user touched an item with embedding ``unit`` and interest ``weight`` (> 0 counts)."""
+        if weight <= 0.0 or not any(unit):
+            return
+        total, decay = self._sum, self.decay
+        for position, x in enumerate(unit):
+            total[position] = decay * total[position] + weight * x
+        self._weight = decay * self._weight + weight
+
+    def vector(self) -> tuple[float, ...]:
+        """The session embedding (zeros before the session's first co-visited item)."""
+        if not self._weight:
+            return tuple(0.0 for _ in self._sum)
+        return tuple(x / self._weight for x in self._sum)
+
+    def __getstate__(self) -> tuple[float, bytes, float]:
+        return self.decay, self._sum.tobytes(), self._weight
+
+    def __setstate__(self, state: tuple[float, bytes, float]) -> None:
+        self.decay, raw, self._weight = state
+        self._sum = array("f")
+        self._sum.frombytes(raw)
