@@ -15,7 +15,10 @@ Every cell is the median over ``--repeat`` runs of ``--duration`` seconds
 (runs of one server are interleaved: rate, rate, rate, saturation, again).
 "server CPU µs/req" is the CPU time (user + system, all server processes)
 per answered request: on a shared machine it moves less than req/s does,
-and 1e6 / it is what one fully used core could serve.
+and 1e6 / it is what one fully used core could serve. "gen lag p99" is how
+late the generator itself sent (timer resolution ~1 ms, plus waiting for a
+CPU on a busy machine); it is inside the latency figures, which are
+therefore an upper bound on the server's.
 ``--compare-stacks`` adds the saturation figure of uvicorn's pure-Python
 stack (h11 + asyncio) on the same app against the one livereco ships
 (httptools + uvloop), the number behind the README's choice.
@@ -212,7 +215,7 @@ def main() -> int:
               f"saturation: wrk 1 thread, {args.connections} connections. Server: livereco serve --workers N.",
               flush=True)
         header = (f"{'server procs':>12} {'offered req/s':>18} {'achieved req/s':>15} {'p50 ms':>8} {'p99 ms':>8} "
-                  f"{'max ms':>8} {'server CPU µs/req':>17}")
+                  f"{'max ms':>8} {'server CPU µs/req':>17} {'gen lag p99 ms':>14}")
         print(header)
         print("-" * len(header), flush=True)
         for workers in args.workers:
@@ -224,8 +227,9 @@ def main() -> int:
                 behind = [r["unanswered"] for r in cell if r.get("unanswered")]
                 note = (f"  overloaded in {len(behind)}/{len(cell)} runs: up to {max(behind):,} requests unanswered "
                         f"5 s after the schedule ended (counted at their wait so far)" if behind else "")
+                lag = f"{m['send_lag_p99']:>14.2f}" if "send_lag_p99" in m else f"{'(wrk)':>14}"
                 print(f"{workers:>12} {offered:>18} {m['achieved']:>15,.0f} {m['p50']:>8.2f} {m['p99']:>8.2f} "
-                      f"{m['max']:>8.2f} {m['cpu_us']:>17.0f}{note}", flush=True)
+                      f"{m['max']:>8.2f} {m['cpu_us']:>17.0f} {lag}{note}", flush=True)
         print("load average (1/5/15 min) at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
         print("targets: p99 < 5 ms at 2,000 req/s; >= 10,000 req/s per process at saturation")
         for workers in args.workers:
