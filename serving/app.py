@@ -185,11 +185,18 @@ class LiverecoApp:
         q = Query(scope.get("query_string", b""))
         n = q.integer("n", 10, 1, MAX_N)
         await self.ranker_weights.refresh(self.client, self.keys)
-        answer = await merged_list(self.reads, self.keys, self.keys.user_recs(user_id), "personal", n,
-                                   set(q.id_list("exclude")), weights=self.ranker_weights.for_user(user_id),
-                                   depth=self.settings.candidates,
-                                   # purchased and recent items (disliked ones are among the recent): the flow's bound
-                                   stored_exclude_max=2 * self.settings.recent_items)
+        # The page's category (a category page, a cold user's first visit): the trending part comes from it,
+        # or from all items while that category has no trending items yet.
+        category = q.text("category")
+        for trending_category in ((category, None) if category else (None,)):
+            answer = await merged_list(self.reads, self.keys, self.keys.user_recs(user_id), "personal", n,
+                                       set(q.id_list("exclude")), trending_category=trending_category,
+                                       weights=self.ranker_weights.for_user(user_id),
+                                       depth=self.settings.candidates,
+                                       # purchased and recent items (disliked ones are among the recent): the flow's bound
+                                       stored_exclude_max=2 * self.settings.recent_items)
+            if answer.items:
+                break
         self.metrics.up.set(1)
         route = "/v1/users/{user_id}/recommendations"
         if answer.fallback:

@@ -60,7 +60,10 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         "paths": {
             "/v1/users/{user_id}/recommendations": {"get": {
                 "summary": "A user's fresh personal list; trending for unknown users",
-                "parameters": [_path_id("user_id"), _n(), _EXCLUDE],
+                "parameters": [_path_id("user_id"), _n(), _EXCLUDE,
+                               {"name": "category", "in": "query", "schema": {"type": "string"},
+                                "description": "The page's category: the trending part of the list comes from it"
+                                               " (all items while it has none)"}],
                 "responses": {"200": _LIST, "400": _ERROR, "503": _UNAVAILABLE}}},
             "/v1/users/{user_id}/profile": {"get": {
                 "summary": "A user's session and recent items",

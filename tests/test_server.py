@@ -96,6 +96,22 @@ def test_unknown_user_gets_trending(live_server: LiveServer, redis_client: redis
     assert body["items"][0]["score"] == 1.0
 
 
+def test_a_cold_user_on_a_category_page_gets_that_category_s_trending(live_server: LiveServer,
+                                                                      redis_client: redis.Redis,
+                                                                      keys: RedisKeys) -> None:
+    seed_trending(redis_client, keys, ["t1", "t2"])
+    seed_trending(redis_client, keys, ["s1", "s2"], category="shoes")
+    status, body = live_server.json("GET", "/v1/users/newcomer/recommendations?n=2&category=shoes")
+    assert status == 200 and body["source"] == "trending"
+    assert [i["item_id"] for i in body["items"]] == ["s1", "s2"]
+    status, body = live_server.json("GET", "/v1/users/newcomer/recommendations?n=2&category=garden")  # none yet
+    assert status == 200 and [i["item_id"] for i in body["items"]] == ["t1", "t2"]  # all items' trending
+    redis_client.set(keys.user_recs("known"), encode_candidates(CandidateList(["p1"], [1.0])))
+    status, body = live_server.json("GET", "/v1/users/known/recommendations?n=3&category=shoes")
+    assert [(i["item_id"], i["source"]) for i in body["items"]] == [("p1", "personal"), ("s1", "trending"),
+                                                                    ("s2", "trending")]
+
+
 def test_the_served_list_blends_the_stored_list_with_live_trending_by_the_flows_weights(
         live_server: LiveServer, redis_client: redis.Redis, keys: RedisKeys, settings: Settings) -> None:
     from online.contract import stable_hash
