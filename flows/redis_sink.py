@@ -51,7 +51,8 @@ class UserListWrite:
     recent: list[tuple[str, float, float]]
     repeats: list[int] = field(default_factory=list)
     exclude: list[str] = field(default_factory=list)
-    session_embedding: tuple[float, ...] = ()
+    session_embedding: tuple[tuple[float, ...], float] = ((), 0.0)
+    """The session embedding as a weighted sum and its weight (divided when encoded: only written lists pay)."""
     affinities: list[tuple[str, float]] = field(default_factory=list)
 
     def recs_blob(self) -> bytes:
@@ -60,7 +61,9 @@ class UserListWrite:
                                                repeats=self.repeats, exclude=self.exclude))
 
     def profile_blob(self) -> bytes:
-        return encode_profile(self.session_id, self.recent, self.session_embedding, self.affinities)
+        total, weight = self.session_embedding
+        return encode_profile(self.session_id, self.recent, [x / weight for x in total] if weight else total,
+                              self.affinities)
 
 
 @dataclass(frozen=True, slots=True)

@@ -142,7 +142,8 @@ class NeighbourReply:
     neighbours: list[tuple[str, float]]
     touch: Touch
     embedding: tuple[float, ...] = ()
-    """The item's context embedding (unit length), for the user's session embedding."""
+    """The item's context embedding, for the user's session embedding, and its length."""
+    embedding_norm: float = 0.0
 
     @property
     def user_id(self) -> str:
@@ -345,7 +346,7 @@ class ItemLogic(StatefulBatchLogic[Touch | Link, Any, bytes | None]):
                     state.neighbours.learn_one(other, evidence, msg.ts)
                     state.context.learn_one(other, evidence)
                     neighbours_changed = True
-            out.append(NeighbourReply(state.item_id, state.neighbours.top(self.reply_k), msg, state.context.unit()))
+            out.append(NeighbourReply(state.item_id, state.neighbours.top(self.reply_k), msg, *state.context.raw()))
         if neighbours_changed:
             top = state.neighbours.top(self.k)
             out.append(ItemSimilarWrite(state.item_id, top, latest_ts))
@@ -474,19 +475,19 @@ class UserListLogic(StatefulBatchLogic[NeighbourReply, Any, bytes | None]):
             if touch.session_id != state.session_id:
                 state.session_id = touch.session_id
                 state.session.reset()
-            state.session.learn_one(ready.embedding, touch.weight)
+            state.session.learn_one(ready.embedding, touch.weight, ready.embedding_norm)
             if touch.category:
                 state.affinity.learn_one(touch.category, touch.weight, touch.ts)
             if touch.weight > 0.0 and state.previous is not None:
                 out.append(Outcome(touch.user_id, touch.entry_id, touch.item_id, touch.ts, state.previous))
             state.latest = touch
             if pending:  # the next outcome needs this list; only the newest one is written
-                self._rank(touch)
+                self._rank(touch, written=False)
         if touch is not None:
             out.append(self._rank(touch))
         return out, StatefulBatchLogic.RETAIN
 
-    def _rank(self, last: Touch) -> UserListWrite:
+    def _rank(self, last: Touch, written: bool = True) -> UserListWrite:
         state = self.state
         recent_items = [item for item, _, _ in last.recent]
         state.candidates.forget_except(set(recent_items))
@@ -501,8 +502,8 @@ class UserListLogic(StatefulBatchLogic[NeighbourReply, Any, bytes | None]):
         state.previous = PersonalPool(ranked, repeats, frozenset(exclude))
         return UserListWrite(last.user_id, ranked, last.ts, last.accepted_ms, last.session_id, last.recent,
                              repeats=[p for p, (item, _) in enumerate(ranked) if item in repeats],
-                             exclude=sorted(exclude), session_embedding=state.session.vector(),
-                             affinities=state.affinity.top(self.profile_affinities))
+                             exclude=sorted(exclude), session_embedding=state.session.raw(),
+                             affinities=state.affinity.top(self.profile_affinities) if written else [])
 
     @override
     def snapshot(self) -> bytes | None:

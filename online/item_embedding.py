@@ -83,9 +83,13 @@ class ContextEmbedding:
 
     def unit(self) -> tuple[float, ...]:
         """The embedding scaled to length 1 (all zeros for an item never co-visited)."""
-        vector = self._vector
-        norm = math.sqrt(sum(x * x for x in vector))
-        return tuple(x / norm for x in vector) if norm else tuple(vector)
+        vector, norm = self.raw()
+        return tuple(x / norm for x in vector) if norm else vector
+
+    def raw(self) -> tuple[tuple[float, ...], float]:
+        """The embedding as it is and its length (cheaper than :meth:`unit`: the reader scales it)."""
+        vector = tuple(self._vector)
+        return vector, math.hypot(*vector)
 
     def __getstate__(self) -> bytes:
         return self._vector.tobytes()
@@ -108,24 +112,25 @@ class SessionEmbedding:
 
     def reset(self) -> None:
         """A new session: forget the previous one."""
-        for position in range(len(self._sum)):
-            self._sum[position] = 0.0
+        self._sum = array("f", bytes(4 * len(self._sum)))
         self._weight = 0.0
 
-    def learn_one(self, unit: Sequence[float], weight: float) -> None:
-        """The user touched an item with embedding ``unit`` and interest ``weight`` (> 0 counts)."""
-        if weight <= 0.0 or not any(unit):
+    def learn_one(self, embedding: Sequence[float], weight: float, norm: float = 1.0) -> None:
+        """The user touched an item with ``embedding`` (of length ``norm``) and interest ``weight`` (> 0 counts)."""
+        if weight <= 0.0 or not norm:
             return
-        total, decay = self._sum, self.decay
-        for position, x in enumerate(unit):
-            total[position] = decay * total[position] + weight * x
+        decay, scale = self.decay, weight / norm
+        self._sum = array("f", [decay * total + scale * x for total, x in zip(self._sum, embedding, strict=True)])
         self._weight = decay * self._weight + weight
 
     def vector(self) -> tuple[float, ...]:
         """The session embedding (zeros before the session's first co-visited item)."""
-        if not self._weight:
-            return tuple(0.0 for _ in self._sum)
-        return tuple(x / self._weight for x in self._sum)
+        total, weight = self.raw()
+        return tuple(x / weight for x in total) if weight else total
+
+    def raw(self) -> tuple[tuple[float, ...], float]:
+        """The weighted sum and the total weight: ``vector() == sum / weight`` (the writer divides)."""
+        return tuple(self._sum), self._weight
 
     def __getstate__(self) -> tuple[float, bytes, float]:
         return self.decay, self._sum.tobytes(), self._weight

@@ -56,7 +56,7 @@ class Settings:
     position_decay: float = _setting(2.0, "LIVERECO_POSITION_DECAY", "the j-th newest recent item counts 1 / (j + 1) ** this when merging neighbour lists")
     ranker_learning_rate: float = _setting(0.05, "LIVERECO_RANKER_LEARNING_RATE", "SGD step of the online ranker that blends personal candidates with live trending (0: no learning; personal first, padded with trending)")
     ranker_negatives: int = _setting(2, "LIVERECO_RANKER_NEGATIVES", "items the ranker compares with each item a user went to")
-    ranker_shards: int = _setting(2, "LIVERECO_RANKER_SHARDS", "ranker replicas in the flow (each with a copy of trending), each learning from a shard of users")
+    ranker_shards: int = _setting(1, "LIVERECO_RANKER_SHARDS", "ranker replicas in the flow (each with a copy of trending, fed every popularity update), each learning from a shard of users; raise it to spread the ranker over a cluster's workers")
     neighbours: int = _setting(50, "LIVERECO_NEIGHBOURS", "co-visitation neighbours kept per item")
     covisit_half_life_s: float = _setting(7 * 86400.0, "LIVERECO_COVISIT_HALF_LIFE_S", "half-life of co-visitation evidence (event time)")
     trending_half_life_s: float = _setting(6 * 3600.0, "LIVERECO_TRENDING_HALF_LIFE_S", "half-life of trending popularity (event time)")
