@@ -27,6 +27,8 @@ Examples
 ['personal', 'personal', 'trending']
 >>> [item for item, _, _ in blend(pool, {"trending": 1.0}, n=3)]
 ['t', 'b', 'c']
+>>> [item for item, _, _ in blend(Pool(trending=pool.trending), {"trending_rank": -1.0}, n=2)]  # cold: trending order
+['t', 'b']
 >>> ranker = BlendRanker(seed=1)
 >>> for _ in range(50):
 ...     shown = ranker.learn_one(pool, positive="t", n=3)     # this user's crowd goes where everyone goes
@@ -126,7 +128,14 @@ class Candidates:
         return cls(pool, items, negative, personal_ranks, trending_ranks, personal)
 
     def top(self, n: int) -> list[int]:
-        """Rows of the ``n`` best scores; ties keep candidate order (personal first, then trending)."""
+        """Rows of the ``n`` best scores; ties keep candidate order (personal first, then trending).
+
+        Without personal candidates there is nothing to blend: trending keeps
+        its own order (the weights say how to mix the two lists, and a learned
+        negative ``trending_rank`` weight must not turn a cold user's list upside down).
+        """
+        if not self.personal:
+            return list(range(min(n, len(self.items))))
         return sorted(range(len(self.items)), key=self.negative_scores.__getitem__)[:n]
 
     def features(self, row: int) -> list[float]:
