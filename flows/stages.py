@@ -490,7 +490,8 @@ class UserListLogic(StatefulBatchLogic[NeighbourReply, Any, bytes | None]):
     def _rank(self, last: Touch, written: bool = True) -> UserListWrite:
         state = self.state
         recent_items = [item for item, _, _ in last.recent]
-        state.candidates.forget_except(set(recent_items))
+        # Only the lists the merge reads: an older item gets a fresh list when it is touched again.
+        state.candidates.forget_except(set(recent_items[: NeighbourCandidates.merge_depth]))
         exclude = set(last.exclude)
         exclude.update(item for item, weight, _ in last.recent if weight < 0.0)
         if self.recent_weight <= 0.0:
