@@ -140,12 +140,13 @@ def metric_sum(texts: Sequence[str], name: str, labels: str = "") -> float:
 
 
 @contextmanager
-def running_flow(env: dict[str, str], processes: int, store: Path, *flow_args: str,
-                 log_dir: Path) -> Iterator[tuple[list[subprocess.Popen[bytes]], list[str]]]:
+def running_flow(env: dict[str, str], processes: int, store: Path | None, *flow_args: str, log_dir: Path,
+                 ready_timeout_s: float = 30.0) -> Iterator[tuple[list[subprocess.Popen[bytes]], list[str]]]:
     """``livereco flow -r STORE`` as ``processes`` cluster processes; yields them and their metrics URLs.
 
-    Each process's output goes to ``log_dir/flow-<i>.log``. Leaving the block
-    sends SIGTERM (then SIGKILL) to every process still running.
+    ``store=None`` runs without recovery. Each process's output goes to
+    ``log_dir/flow-<i>.log``. Leaving the block sends SIGTERM (then SIGKILL)
+    to every process still running.
     """
     base = int(env["LIVERECO_FLOW_METRICS_PORT"])
     cluster: list[str] = []
@@ -162,10 +163,11 @@ def running_flow(env: dict[str, str], processes: int, store: Path, *flow_args: s
         for i, extra in enumerate(cluster):
             with (log_dir / f"flow-{i}.log").open("ab") as out:
                 children.append(subprocess.Popen(
-                    [sys.executable, "-m", "flows.cli", "flow", "-r", str(store), *extra.split(), *flow_args],
+                    [sys.executable, "-m", "flows.cli", "flow", *(["-r", str(store)] if store else []),
+                     *extra.split(), *flow_args],
                     env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT))
         for url in urls:
-            wait_until_answering(url, children, timeout_s=30)
+            wait_until_answering(url, children, timeout_s=ready_timeout_s)
         yield children, urls
     finally:
         for child in children:

@@ -17,25 +17,22 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
+import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 
 import redis
 
-from benchmarks.cluster_check import flow_env, free_port_pair
+from benchmarks.cluster_check import flow_env, free_port_pair, running_flow, scrape
 from benchmarks.machine import machine_line
 from flows.embedded_redis import EmbeddedRedis
 from flows.event_writer import EventWriter
-from flows.readiness import wait_until_answering
 from flows.synthetic_shop import Catalog, ShopSimulator
 from online.contract import Event, Settings, parse_event
 
-ROOT = Path(__file__).resolve().parents[1]
 PARTITIONS = 4
 
 
@@ -48,39 +45,15 @@ def shop_events(n: int, seed: int = 7) -> list[Event]:
 @contextmanager
 def flow_processes(url: str, namespace: str, processes: int) -> Iterator[list[str]]:
     """``processes`` live ``livereco flow`` processes (a cluster when more than one); yields their metrics URLs."""
-    first = free_port_pair(2 * processes)
-    metrics_port, cluster_port = first, first + processes
-    addresses = [arg for i in range(processes) for arg in ("-a", f"127.0.0.1:{cluster_port + i}")]
-    env = flow_env(url, namespace, metrics_port, PARTITIONS)
-    urls = [f"http://127.0.0.1:{metrics_port + i}/metrics" for i in range(processes)]
-    with ExitStack() as stack:
-        running = []
-        for i in range(processes):
-            argv = [sys.executable, "-m", "flows.cli", "flow", *(["-i", str(i), *addresses] if processes > 1 else [])]
-            process = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            stack.callback(_stop, process)
-            running.append(process)
-        for metrics in urls:
-            wait_until_answering(metrics, running, timeout_s=60)
+    env = flow_env(url, namespace, free_port_pair(processes), PARTITIONS)
+    with tempfile.TemporaryDirectory(prefix="livereco-ingest-") as logs, \
+            running_flow(env, processes, None, log_dir=Path(logs), ready_timeout_s=60) as (_, urls):
         yield urls
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def _scrape(urls: list[str]) -> list[str]:
-    return [urllib.request.urlopen(url, timeout=5).read().decode() for url in urls]
 
 
 def events_taken(urls: list[str]) -> float:
     """Events the flow processes have accepted so far (``livereco_flow_events_total``, all types)."""
-    return sum(float(line.rsplit(" ", 1)[1]) for text in _scrape(urls) for line in text.splitlines()
+    return sum(float(line.rsplit(" ", 1)[1]) for text in scrape(urls) for line in text.splitlines()
                if line.startswith("livereco_flow_events_total{"))
 
 
@@ -141,7 +114,7 @@ def freshness(url: str, events: list[Event], rate: float, seconds: float,
         while events_taken(urls) < sent and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.5)  # the last lists reach Redis
-        (text,) = _scrape(urls)
+        (text,) = scrape(urls)
         quantiles, count = histogram_quantiles(text, "livereco_flow_freshness_seconds", (0.5, 0.99, 1.0))
         p50, p99, top = (q * 1000 for q in quantiles)
         return (p50, p99, top), count
