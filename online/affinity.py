@@ -20,45 +20,19 @@ Examples
 
 from __future__ import annotations
 
-import math
-
-from online.forward_decay import ForwardDecay
+from online.covisitation import CoVisitationNeighbours
 
 __all__ = ["CategoryAffinity"]
 
 
-class CategoryAffinity:
-    """Forward-decayed interest per category, at most ``capacity`` categories."""
+class CategoryAffinity(CoVisitationNeighbours):
+    """Forward-decayed interest per category, at most ``capacity`` categories.
 
-    __slots__ = ("_decay", "_scores", "capacity")
+    The same bounded, forward-decayed Space-Saving scores as an item's
+    co-visitation neighbours, keyed by category instead of by item.
+    """
+
+    __slots__ = ()
 
     def __init__(self, half_life_s: float = 7 * 86400.0, capacity: int = 16):
-        self.capacity = capacity
-        self._decay = ForwardDecay(half_life_s)
-        self._scores: dict[str, float] = {}
-
-    def learn_one(self, category: str, weight: float, ts: float) -> None:
-        """An event of interest ``weight`` (> 0 counts) in ``category`` at event time ``ts``."""
-        if weight <= 0.0:
-            return
-        scores = self._scores
-        previous = scores.get(category)
-        if previous is None and len(scores) >= self.capacity:
-            weakest = min(scores, key=scores.__getitem__)
-            previous = scores.pop(weakest)
-        scores[category] = self._decay.add(previous, weight, ts)
-
-    def top(self, k: int) -> list[tuple[str, float]]:
-        """The ``k`` strongest categories, scores relative to the strongest (1.0)."""
-        best = sorted(self._scores.items(), key=lambda pair: pair[1], reverse=True)[:k]
-        return [(category, math.exp(score - best[0][1])) for category, score in best]
-
-    def __len__(self) -> int:
-        return len(self._scores)
-
-    def __getstate__(self) -> tuple[int, float, dict[str, float]]:
-        return self.capacity, self._decay.half_life_s, self._scores
-
-    def __setstate__(self, state: tuple[int, float, dict[str, float]]) -> None:
-        self.capacity, half_life_s, self._scores = state
-        self._decay = ForwardDecay(half_life_s)
+        super().__init__(capacity, half_life_s)
