@@ -31,7 +31,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from bytewax.operators import StatefulBatchLogic
 from typing_extensions import override
@@ -176,6 +176,40 @@ def _idle_deadline(last_active: float, idle_s: float) -> datetime:
     return datetime.fromtimestamp(last_active + idle_s, tz=UTC)
 
 
+V = TypeVar("V")
+W = TypeVar("W")
+
+
+class _StageLogic(StatefulBatchLogic[V, W, "bytes | None"]):
+    """One key's logic in a stage: ``state`` is what a snapshot pickles (nothing without a recovery
+    store), and a key idle for ``idle_s`` seconds of wall clock leaves the flow (``None``: never).
+
+    Subclasses set ``last_active`` in ``on_batch``.
+    """
+
+    stage: ClassVar[str]
+    """The ``stage`` label of ``livereco_flow_evicted_keys_total``."""
+    state: Any
+
+    def __init__(self, recoverable: bool, idle_s: float | None = None):
+        self.recoverable = recoverable
+        self.idle_s = idle_s
+        self.last_active = time.time()
+
+    @override
+    def notify_at(self) -> datetime | None:
+        return None if self.idle_s is None else _idle_deadline(self.last_active, self.idle_s)
+
+    @override
+    def on_notify(self) -> tuple[Iterable[W], bool]:
+        EVICTED.labels(self.stage).inc()
+        return (), StatefulBatchLogic.DISCARD
+
+    @override
+    def snapshot(self) -> bytes | None:
+        return _dump(self.state, self.recoverable)
+
+
 @dataclass(slots=True)
 class UserHistoryState:
     """A user's history and which life of it this is (see :attr:`Touch.life`)."""
@@ -184,32 +218,26 @@ class UserHistoryState:
     life: int
 
 
-class UserHistoryLogic(StatefulBatchLogic[ParsedEvent, "list[Touch | Link]", bytes | None]):
-    """User-keyed: de-duplication, sessions, recent items; emits the touch and the forward links."""
+class UserHistoryLogic(_StageLogic[ParsedEvent, "list[Touch | Link]"]):
+    """User-keyed: de-duplication, sessions, recent items; emits the touch and the forward links.
+
+    An evicted user's next event starts a new history (a new life) at seq 1.
+    """
+
+    stage = "user_history"
 
     distance_decay = 1.0
     """Evidence that item b follows a at distance d in a session: ``weight / (d + 1) ** distance_decay``."""
 
     def __init__(self, settings: Settings, resume: bytes | None, recoverable: bool = True):
-        self.recoverable = recoverable
+        super().__init__(recoverable, settings.user_ttl_s)
         self.weights = settings.weights
-        self.idle_s = settings.user_ttl_s
-        self.last_active = time.time()
         self.state: UserHistoryState = _load(resume) or UserHistoryState(
             UserHistory(settings.recent_items, settings.session_gap_s), time.time_ns())
 
     @property
     def history(self) -> UserHistory:
         return self.state.history
-
-    @override
-    def notify_at(self) -> datetime:
-        return _idle_deadline(self.last_active, self.idle_s)
-
-    @override
-    def on_notify(self) -> tuple[Iterable[list[Touch | Link]], bool]:
-        EVICTED.labels("user_history").inc()
-        return (), StatefulBatchLogic.DISCARD  # the user's next event starts a new history at seq 1
 
     @override
     def on_batch(self, values: list[ParsedEvent]) -> tuple[Iterable[list[Touch | Link]], bool]:
@@ -249,11 +277,6 @@ class UserHistoryLogic(StatefulBatchLogic[ParsedEvent, "list[Touch | Link]", byt
             out.append(messages)
         return out, StatefulBatchLogic.RETAIN
 
-    @override
-    def snapshot(self) -> bytes | None:
-        return _dump(self.state, self.recoverable)
-
-
 @dataclass(slots=True)
 class ItemState:
     """Everything the flow knows about one item."""
@@ -277,7 +300,7 @@ class Link:
     ts: float
 
 
-class ItemLogic(StatefulBatchLogic[Touch | Link, Any, bytes | None]):
+class ItemLogic(_StageLogic[Touch | Link, Any]):
     """Item-keyed: trending popularity, co-visitation neighbours, replies to users.
 
     A touch of item ``b`` after items ``a1, a2, ...`` of the same session adds
@@ -286,31 +309,21 @@ class ItemLogic(StatefulBatchLogic[Touch | Link, Any, bytes | None]):
     Evidence falls off with the distance in the session: ``1 / (d + 1)``.
     """
 
+    stage = "items"
     backward_weight = 0.5
     reply_neighbours = 25
     """Neighbours sent back to the user stage per touch (the similar list keeps ``LIVERECO_NEIGHBOURS``)."""
 
     def __init__(self, settings: Settings, resume: bytes | None, learn_until_ts: float | None = None,
                  recoverable: bool = True):
-        self.recoverable = recoverable
+        super().__init__(recoverable, settings.item_ttl_s)
         self.k = settings.neighbours
         self.reply_k = min(self.k, self.reply_neighbours)
         self.learn_until_ts = float("inf") if learn_until_ts is None else learn_until_ts
         self.capacity = 2 * settings.neighbours
         self.half_life_s = settings.covisit_half_life_s
         self.popularity = ForwardDecay(settings.trending_half_life_s)
-        self.idle_s = settings.item_ttl_s
-        self.last_active = time.time()
         self.state: ItemState | None = _load(resume)
-
-    @override
-    def notify_at(self) -> datetime:
-        return _idle_deadline(self.last_active, self.idle_s)
-
-    @override
-    def on_notify(self) -> tuple[Iterable[Any], bool]:
-        EVICTED.labels("items").inc()
-        return (), StatefulBatchLogic.DISCARD
 
     def _state_for(self, item_id: str) -> ItemState:
         if self.state is None:
@@ -352,10 +365,6 @@ class ItemLogic(StatefulBatchLogic[Touch | Link, Any, bytes | None]):
             out.append(ItemSimilarWrite(state.item_id, top, latest_ts))
         return out, StatefulBatchLogic.RETAIN
 
-    @override
-    def snapshot(self) -> bytes | None:
-        return _dump(self.state, self.recoverable)
-
 
 @dataclass(slots=True)
 class PersonalPool:
@@ -391,7 +400,7 @@ class UserListState:
     affinity: CategoryAffinity = field(default_factory=CategoryAffinity)
 
 
-class UserListLogic(StatefulBatchLogic[NeighbourReply, Any, bytes | None]):
+class UserListLogic(_StageLogic[NeighbourReply, Any]):
     """User-keyed: merges the neighbours of the user's recent items into the personal candidates.
 
     Every positive event also becomes an :class:`Outcome` carrying the
@@ -406,13 +415,13 @@ class UserListLogic(StatefulBatchLogic[NeighbourReply, Any, bytes | None]):
     number of workers.
     """
 
+    stage = "user_lists"
+
     def __init__(self, settings: Settings, resume: bytes | None, recoverable: bool = True):
-        self.recoverable = recoverable
+        super().__init__(recoverable, settings.user_ttl_s + self.eviction_grace_s)
         self.n = settings.candidates
         self.recent_weight = settings.recent_weight
         self.position_decay = settings.position_decay
-        self.idle_s = settings.user_ttl_s + self.eviction_grace_s
-        self.last_active = time.time()
         self.state: UserListState = _load(resume) or UserListState(NeighbourCandidates())
 
     max_pending = 256
@@ -422,15 +431,6 @@ class UserListLogic(StatefulBatchLogic[NeighbourReply, Any, bytes | None]):
     eviction_grace_s = 60.0
     """This stage keeps an idle user this much longer than the history stage does, so a user's
     history is dropped first and a returning user's new life resets this state (not the reverse)."""
-
-    @override
-    def notify_at(self) -> datetime:
-        return _idle_deadline(self.last_active, self.idle_s)
-
-    @override
-    def on_notify(self) -> tuple[Iterable[Any], bool]:
-        EVICTED.labels("user_lists").inc()
-        return (), StatefulBatchLogic.DISCARD
 
     def _first_seq(self, life: int) -> int:
         """The sequence number a new state starts from: 1, unless the user's history outlived this state.
@@ -506,11 +506,6 @@ class UserListLogic(StatefulBatchLogic[NeighbourReply, Any, bytes | None]):
                              exclude=sorted(exclude), session_embedding=state.session.raw(),
                              affinities=state.affinity.top(self.profile_affinities) if written else [])
 
-    @override
-    def snapshot(self) -> bytes | None:
-        return _dump(self.state, self.recoverable)
-
-
 @dataclass(slots=True)
 class RankerState:
     trending: TrendingTop
@@ -523,7 +518,7 @@ class RankerState:
     """Event time of the newest outcome: trending updates up to it are applied."""
 
 
-class RankerLogic(StatefulBatchLogic[TrendingWrite | Outcome, Any, bytes | None]):
+class RankerLogic(_StageLogic[TrendingWrite | Outcome, Any]):
     """Shard-keyed: a replica of trending and an online ranker, scoring and learning from outcomes.
 
     Every popularity update reaches every replica; a user's outcomes reach
@@ -538,11 +533,12 @@ class RankerLogic(StatefulBatchLogic[TrendingWrite | Outcome, Any, bytes | None]
     a partitioned dataflow: replicas keyed by shard, not a module-level object.
     """
 
+    stage = "ranker"
     max_pending = 100_000
     """Trending updates held back waiting for event time to reach them; beyond this the oldest apply."""
 
     def __init__(self, settings: Settings, resume: bytes | None, recoverable: bool = True):
-        self.recoverable = recoverable
+        super().__init__(recoverable)  # shards are few and always in use: never evicted
         self.n = settings.candidates
         self.score_k = max(20, min(settings.candidates, 100))
         self.shards = settings.ranker_shards
@@ -585,7 +581,3 @@ class RankerLogic(StatefulBatchLogic[TrendingWrite | Outcome, Any, bytes | None]
         if state.ranker.learned != learned and state.shard >= 0:
             out.append(RankerWrite(state.shard, state.ranker.weights, state.ranker.learned))
         return out, StatefulBatchLogic.RETAIN
-
-    @override
-    def snapshot(self) -> bytes | None:
-        return _dump(self.state, self.recoverable)
