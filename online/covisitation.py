@@ -19,14 +19,10 @@ Examples
 
 from __future__ import annotations
 
-import math
-from operator import itemgetter
-
-from online.forward_decay import ForwardDecay
+from online.forward_decay import ForwardDecay, strongest
 
 __all__ = ["CoVisitationNeighbours"]
 
-_score = itemgetter(1)
 
 
 class CoVisitationNeighbours:
@@ -76,11 +72,7 @@ class CoVisitationNeighbours:
         """
         cached = self._best
         if cached is None or len(cached) < min(k, len(self._scores)):
-            # A C-level sort of <= capacity pairs is ~3x faster than heapq.nlargest's Python loop.
-            best = sorted(self._scores.items(), key=_score, reverse=True)[: max(k, len(cached or ()))]
-            strongest = best[0][1] if best else 0.0
-            exp = math.exp
-            cached = self._best = [(item, exp(score - strongest)) for item, score in best]
+            cached = self._best = strongest(self._scores, max(k, len(cached or ())))
         return cached[:k]
 
     def value(self, other: str, now: float) -> float:

@@ -19,12 +19,9 @@ Examples
 
 from __future__ import annotations
 
-import math
-from operator import itemgetter
+from online.forward_decay import strongest
 
 __all__ = ["TrendingTop"]
-
-_score = itemgetter(1)
 
 
 class TrendingTop:
@@ -69,12 +66,9 @@ class TrendingTop:
         cache = self._cache
         if cache is None or len(cache) < min(n, len(self._scores)):
             scores = self._scores
-            best = sorted(scores.items(), key=_score, reverse=True)[: max(n, len(cache) if cache else 0)]
-            first = best[0][1] if best else 0.0
-            exp = math.exp
-            cache = self._cache = [(item, exp(score - first)) for item, score in best]
-            self._cached = frozenset(item for item, _ in best)
-            self._cut = best[-1][1] if best and len(best) < len(scores) else float("-inf")
+            cache = self._cache = strongest(scores, max(n, len(cache) if cache else 0))
+            self._cached = frozenset(item for item, _ in cache)
+            self._cut = scores[cache[-1][0]] if cache and len(cache) < len(scores) else float("-inf")
         return cache[:n]
 
     def __len__(self) -> int:
