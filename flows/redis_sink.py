@@ -29,6 +29,7 @@ from typing_extensions import override
 from flows.metrics import FRESHNESS, REDIS_ERRORS, SINK_WRITE_SECONDS, SINK_WRITES, observe_score
 from flows.redis_client import TRANSIENT_ERRORS, Backoff, Pipeline, RedisClient, connect
 from online.contract import CandidateList, RedisKeys, encode_candidates
+from online.item_embedding import weighted_mean
 
 __all__ = ["DeadLetter", "ItemSimilarWrite", "PrequentialScore", "RankerWrite", "RedisSink", "SinkOptions", "TrendingWrite",
            "UserListWrite", "Write"]
@@ -61,9 +62,7 @@ class UserListWrite:
                                                repeats=self.repeats, exclude=self.exclude))
 
     def profile_blob(self) -> bytes:
-        total, weight = self.session_embedding
-        return encode_profile(self.session_id, self.recent, [x / weight for x in total] if weight else total,
-                              self.affinities)
+        return encode_profile(self.session_id, self.recent, weighted_mean(*self.session_embedding), self.affinities)
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from hashlib import blake2b
 
-__all__ = ["DIM", "ContextEmbedding", "SessionEmbedding", "cosine", "index_vector"]
+__all__ = ["DIM", "ContextEmbedding", "SessionEmbedding", "cosine", "index_vector", "weighted_mean"]
 
 DIM = 32
 """Dimensions of item and session embeddings."""
@@ -99,6 +99,11 @@ class ContextEmbedding:
         self._vector.frombytes(state)
 
 
+def weighted_mean(total: Sequence[float], weight: float) -> tuple[float, ...]:
+    """``total / weight`` (``total`` itself when the weight is 0): a :meth:`SessionEmbedding.raw` as its vector."""
+    return tuple(x / weight for x in total) if weight else tuple(total)
+
+
 class SessionEmbedding:
     """The decayed, weighted mean of the unit embeddings of a session's items (newest weigh most)."""
 
@@ -125,8 +130,7 @@ class SessionEmbedding:
 
     def vector(self) -> tuple[float, ...]:
         """The session embedding (zeros before the session's first co-visited item)."""
-        total, weight = self.raw()
-        return tuple(x / weight for x in total) if weight else total
+        return weighted_mean(*self.raw())
 
     def raw(self) -> tuple[tuple[float, ...], float]:
         """The weighted sum and the total weight: ``vector() == sum / weight`` (the writer divides)."""
