@@ -131,4 +131,8 @@ def test_settings_name_the_bad_variable() -> None:
         Settings.from_env({"LIVERECO_RANKER_LEARNING_RATE": "-0.1"})
     with pytest.raises(ValueError, match="LIVERECO_RANKER_SHARDS=0: must be positive"):
         Settings.from_env({"LIVERECO_RANKER_SHARDS": "0"})
+    with pytest.raises(ValueError, match=r"LIVERECO_GC_INTERVAL_S=-1\.0: must not be negative"):
+        Settings.from_env({"LIVERECO_GC_INTERVAL_S": "-1"})
+    with pytest.raises(ValueError, match="LIVERECO_GC_INTERVAL_S='hourly': expected a number"):
+        Settings.from_env({"LIVERECO_GC_INTERVAL_S": "hourly"})
     assert Settings.from_env({"LIVERECO_RANKER_LEARNING_RATE": "0"}).ranker_learning_rate == 0.0  # no learning

@@ -178,6 +178,7 @@ def test_similar_items_and_trending_by_category(live_server: LiveServer, redis_c
         ("/v1/users/u/recommendations?n=ten", 400, "n"),
         ("/v1/trending?n=100000", 400, "n"),
         ("/v1/users/" + "x" * 300 + "/recommendations", 400, "user_id"),
+        ("/v1/users/u/recommendations?category=" + "c" * 300, 400, "category"),
         ("/v1/nothing", 404, "path"),
         ("/v1/users/nobody/profile", 404, "user_id"),
     ],
