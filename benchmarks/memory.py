@@ -284,9 +284,19 @@ def soak_in_child(settings: Settings, events: int, users: int, items: int, sampl
 # --------------------------------------------------------------------------- Redis footprint
 
 
-def used_memory(client: redis.Redis) -> int:
-    info: Any = client.info("memory")
-    return int(info["used_memory"])
+def used_memory(client: redis.Redis, timeout_s: float = 2.0) -> int:
+    """``used_memory`` once ``client`` is the only connection left.
+
+    A writer's connection (the sink's, with its query buffer) closes
+    asynchronously: counted in one reading and not in the next, it made small
+    deltas swing by tens of KB.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        info: Any = client.info()
+        if int(info["connected_clients"]) <= 1 or time.monotonic() > deadline:
+            return int(info["used_memory"])
+        time.sleep(0.01)
 
 
 def _scan(client: redis.Redis, pattern: str) -> list[bytes]:
