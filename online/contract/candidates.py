@@ -1,33 +1,78 @@
 """The candidate-list encoding shared by the writer (flow) and the reader (server).
 
-One list is one compact orjson blob under one key: item ids and scores in
-rank order, the event time it reflects, and the acceptance time (ms, from the
+One list is one compact blob under one key: item ids and scores in rank
+order, the event time it reflects, and the acceptance time (ms, from the
 stream entry id) of the event that produced it, so a reader can tell how
-fresh it is.
+fresh it is. Users' lists and items' neighbour lists use the same encoding.
+
+Version 2 (written since the memory work of issue 4; :mod:`online.contract.packing`)
+is the version byte ``0x02`` and a zlib stream of a 23-byte header (event
+time and acceptance time as integer ms, the counts), the scores as float16
+scaled by a power of two, repeat positions as uint16, then the ids joined by
+newlines. Scores keep 11 significant bits, a relative error of at most
+``2**-11`` (about 0.05 %: better than 3 significant digits; scores below
+``2**-14`` of the list's best are kept to ``2**-24`` of it); the event time
+keeps whole milliseconds. A user's 50 candidates take ~360 B instead of
+~1,200 B of JSON, and decode in ~10 µs instead of ~4.5 µs (zlib's inflate is
+most of it).
+
+Version 1 is the orjson object ``{"v": 1, "i": ids, "s": scores (6 decimals),
+"t": event time, "a": acceptance ms, ...}``. Readers take both, so a server
+reads lists an older flow wrote. Upgrade servers before flows: a server from
+before version 2 cannot read it ("not valid JSON"); a flow can keep writing
+version 1 (``flows.redis_sink.BLOB_VERSION``) until they are.
 
 Examples
 --------
 >>> blob = encode_candidates(CandidateList(["b", "c"], [0.9, 0.4], event_ts=1.7e9, accepted_ms=1700000000123))
+>>> blob[0], len(blob) < len(encode_candidates(decode_candidates(blob), version=1))
+(2, True)
 >>> decoded = decode_candidates(blob)
->>> decoded.items, decoded.scores, decoded.accepted_ms
-(['b', 'c'], [0.9, 0.4], 1700000000123)
+>>> decoded.items, [round(s, 3) for s in decoded.scores], decoded.event_ts, decoded.accepted_ms
+(['b', 'c'], [0.9, 0.4], 1700000000.0, 1700000000123)
 >>> decode_candidates(encode_candidates(CandidateList(["b"], [1.0], repeats=[0], exclude=["z"]))).exclude
 ['z']
+>>> decode_candidates(b'{"v":1,"i":["a"],"s":[0.5],"t":1.7e9,"a":5}').scores    # version 1, from an older flow
+[0.5]
 >>> decode_candidates(b"not json")
 Traceback (most recent call last):
 ...
 ValueError: candidate list: not valid JSON
+>>> decode_candidates(b"\\x07...")
+Traceback (most recent call last):
+...
+ValueError: candidate list: unknown encoding version 7
+>>> decode_candidates(blob[:-4])
+Traceback (most recent call last):
+...
+ValueError: candidate list: corrupt or truncated version-2 blob (zlib: Error -5 while decompressing data: incomplete or truncated stream)
 """
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 
 import orjson
 
+from online.contract.packing import (
+    VERSION_2,
+    binary_version,
+    frame,
+    join_strings,
+    pack_half,
+    split_strings,
+    unframe,
+    unpack_half,
+)
+
 __all__ = ["CandidateList", "decode_candidates", "encode_candidates"]
 
-_VERSION = 1
+_VERSION_1 = 1
+_WHAT = "candidate list"
+_HEADER = struct.Struct("<qqHHHB")
+"""Event time (ms), acceptance time (ms), items, repeats, exclusions, flags."""
+_HAS_SOURCES = 1
 
 
 @dataclass(slots=True)
@@ -51,9 +96,48 @@ class CandidateList:
             raise ValueError("candidate list: items and sources differ in length")
 
 
-def encode_candidates(candidates: CandidateList) -> bytes:
+def encode_candidates(candidates: CandidateList, version: int = VERSION_2) -> bytes:
+    """The blob of ``candidates`` in encoding ``version`` (2, or 1 for servers that only read 1)."""
+    if version == _VERSION_1:
+        return _encode_v1(candidates)
+    if version != VERSION_2:
+        raise ValueError(f"{_WHAT}: cannot encode version {version!r} (known: 1, 2)")
+    items, repeats, exclude, sources = candidates.items, candidates.repeats, candidates.exclude, candidates.sources
+    try:
+        header = _HEADER.pack(round(candidates.event_ts * 1000), candidates.accepted_ms, len(items), len(repeats),
+                              len(exclude), _HAS_SOURCES if sources else 0)
+        positions = struct.pack(f"<{len(repeats)}H", *repeats) if repeats else b""
+    except (struct.error, OverflowError) as exc:
+        raise ValueError(f"{_WHAT}: cannot encode version 2 ({exc})") from None
+    strings = items + exclude + sources if exclude or sources else items
+    return frame(header + pack_half(candidates.scores) + positions + join_strings(strings, _WHAT))
+
+
+def decode_candidates(blob: bytes | str) -> CandidateList:
+    """The list in ``blob``, version 2 or 1; ``ValueError`` naming the problem for anything else."""
+    version = binary_version(blob)
+    if version is None:
+        return _decode_v1(blob)
+    if version != VERSION_2:
+        raise ValueError(f"{_WHAT}: unknown encoding version {version}")
+    body = unframe(blob, _WHAT)  # type: ignore[arg-type]  # binary_version returns None for str
+    try:
+        event_ms, accepted_ms, n, n_repeats, n_exclude, flags = _HEADER.unpack_from(body)
+        scores, offset = unpack_half(body, _HEADER.size, n)
+        repeats = list(struct.unpack_from(f"<{n_repeats}H", body, offset)) if n_repeats else []
+    except struct.error:
+        raise ValueError(f"{_WHAT}: truncated version-2 blob ({len(body)} bytes after decompression)") from None
+    n_sources = n if flags & _HAS_SOURCES else 0
+    strings = split_strings(body[offset + 2 * n_repeats:], n + n_exclude + n_sources, _WHAT)
+    if n_exclude or n_sources:
+        return CandidateList(strings[:n], scores, event_ms / 1000, accepted_ms, strings[n + n_exclude:], repeats,
+                             strings[n:n + n_exclude])
+    return CandidateList(strings, scores, event_ms / 1000, accepted_ms, [], repeats)
+
+
+def _encode_v1(candidates: CandidateList) -> bytes:
     payload: dict[str, object] = {
-        "v": _VERSION,
+        "v": _VERSION_1,
         "i": candidates.items,
         "s": [round(s, 6) for s in candidates.scores],
         "t": candidates.event_ts,
@@ -68,19 +152,24 @@ def encode_candidates(candidates: CandidateList) -> bytes:
     return orjson.dumps(payload)
 
 
-def decode_candidates(blob: bytes | str) -> CandidateList:
+def _decode_v1(blob: bytes | str) -> CandidateList:
     try:
         payload = orjson.loads(blob)
     except orjson.JSONDecodeError:
-        raise ValueError("candidate list: not valid JSON") from None
-    if not isinstance(payload, dict) or payload.get("v") != _VERSION:
-        raise ValueError(f"candidate list: unknown encoding version {payload.get('v') if isinstance(payload, dict) else None!r}")
-    return CandidateList(
-        items=payload["i"],
-        scores=payload["s"],
-        event_ts=payload.get("t", 0.0),
-        accepted_ms=payload.get("a", 0),
-        sources=payload.get("g", []),
-        repeats=payload.get("r", []),
-        exclude=payload.get("x", []),
-    )
+        raise ValueError(f"{_WHAT}: not valid JSON") from None
+    if not isinstance(payload, dict) or payload.get("v") != _VERSION_1:
+        raise ValueError(f"{_WHAT}: unknown encoding version {payload.get('v') if isinstance(payload, dict) else None!r}")
+    try:
+        return CandidateList(
+            items=payload["i"],
+            scores=payload["s"],
+            event_ts=payload.get("t", 0.0),
+            accepted_ms=payload.get("a", 0),
+            sources=payload.get("g", []),
+            repeats=payload.get("r", []),
+            exclude=payload.get("x", []),
+        )
+    except KeyError as exc:
+        raise ValueError(f"{_WHAT}: version-1 blob without the field {exc}") from None
+    except TypeError as exc:
+        raise ValueError(f"{_WHAT}: malformed version-1 blob ({exc})") from None

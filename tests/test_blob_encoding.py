@@ -1,0 +1,123 @@
+"""The version-2 list blobs: round trips, precision, version 1 still read, bad blobs named."""
+
+from __future__ import annotations
+
+import math
+import random
+import struct
+import zlib
+
+import pytest
+
+from online.contract import CandidateList, decode_candidates, encode_candidates
+from online.contract.packing import frame, pack_half, unpack_half
+
+NOW = 1_700_000_000.0
+
+
+def full_list(seed: int = 1, n: int = 50) -> CandidateList:
+    rng = random.Random(seed)
+    scores = sorted((rng.lognormvariate(0.0, 1.0) for _ in range(n)), reverse=True)
+    return CandidateList([f"sku-{rng.randrange(10**6):06d}" for _ in range(n)], scores, event_ts=NOW + 0.123,
+                         accepted_ms=int(NOW * 1000) + 456, repeats=[1, 7], exclude=["sku-000001", "sku-004242"])
+
+
+def assert_close(decoded: list[float], original: list[float]) -> None:
+    """Within float16's half unit in the last place: better than 3 significant digits."""
+    for got, want in zip(decoded, original, strict=True):
+        assert abs(got - want) <= abs(want) * 2**-11, (got, want)
+        assert float(f"{got:.3g}") == pytest.approx(float(f"{want:.3g}"), rel=1e-2)
+
+
+def test_a_full_list_round_trips_in_a_third_of_the_bytes() -> None:
+    original = full_list()  # random 6-digit ids: less to compress than a catalog's
+    blob = encode_candidates(original)
+    decoded = decode_candidates(blob)
+    assert blob[0] == 2 and len(blob) < len(encode_candidates(original, version=1)) / 2.5
+    assert decoded.items == original.items
+    assert_close(decoded.scores, original.scores)
+    assert decoded.event_ts == NOW + 0.123 and decoded.accepted_ms == original.accepted_ms
+    assert decoded.repeats == [1, 7] and decoded.exclude == original.exclude and decoded.sources == []
+
+
+@pytest.mark.parametrize("scores", [
+    [1e12, 5e11, 1.0],            # beyond float16's range: scaled down
+    [3e-7, 1e-7, 0.0],            # below it: scaled up
+    [2.5, -1.0, 0.0, -0.0, 1e-9],  # negative, zero, a tail kept to 2**-24 of the top
+    [0.0, 0.0],
+])
+def test_scores_of_any_magnitude_keep_11_significant_bits(scores: list[float]) -> None:
+    decoded = decode_candidates(encode_candidates(CandidateList([f"i{k}" for k in range(len(scores))], scores))).scores
+    top = max(map(abs, scores))
+    for got, want in zip(decoded, scores, strict=True):
+        assert abs(got - want) <= max(abs(want) * 2**-11, top * 2**-24), (got, want)
+
+
+def test_non_finite_scores_stay_what_they_are() -> None:
+    decoded, _ = unpack_half(pack_half([math.inf, 2.0, -math.inf]), 0, 3)
+    assert decoded == [math.inf, 2.0, -math.inf]
+    nan_first, _ = unpack_half(pack_half([math.nan, 70000.0]), 0, 2)
+    assert math.isnan(nan_first[0]) and nan_first[1] == pytest.approx(70000.0, rel=2**-11)
+
+
+@pytest.mark.parametrize("candidates", [
+    CandidateList([], []),
+    CandidateList([], [], exclude=["x"]),
+    CandidateList([""], [1.0]),
+    CandidateList(["é", "日本", "a b"], [3.0, 2.0, 1.0], sources=["covisit", "trending", "covisit"], exclude=["z"]),
+])
+def test_edge_lists_round_trip(candidates: CandidateList) -> None:
+    decoded = decode_candidates(encode_candidates(candidates))
+    assert (decoded.items, decoded.sources, decoded.exclude, decoded.repeats) == (
+        candidates.items, candidates.sources, candidates.exclude, candidates.repeats)
+    assert decoded.scores == candidates.scores  # small integers are exact
+
+
+def test_version_1_lists_from_an_older_flow_are_read() -> None:
+    written_by_an_old_flow = b'{"v":1,"i":["a","b"],"s":[0.9,0.123457],"t":1700000000.5,"a":7,"r":[1],"x":["z"]}'
+    decoded = decode_candidates(written_by_an_old_flow)
+    assert decoded == CandidateList(["a", "b"], [0.9, 0.123457], 1700000000.5, 7, [], [1], ["z"])
+    original = full_list()
+    assert decode_candidates(encode_candidates(original, version=1)).items == original.items
+
+
+def corrupt(blob: bytes) -> bytes:
+    middle = len(blob) // 2
+    return blob[:middle] + bytes([blob[middle] ^ 0x5A]) + blob[middle + 1:]
+
+
+def test_bad_blobs_are_a_value_error_naming_the_problem() -> None:
+    good = encode_candidates(full_list())
+    cases = [
+        (b"\x03" + good[1:], "unknown encoding version 3"),
+        (b"\x02", "corrupt or truncated version-2 blob"),
+        (good[:-5], "corrupt or truncated"),
+        (corrupt(good), "corrupt"),
+        (b"\x02" + zlib.compress(b"\x01\x00"), "truncated version-2 blob"),
+        (b"not json", "not valid JSON"),
+        (b'{"v": 9}', "unknown encoding version 9"),
+    ]
+    for blob, message in cases:
+        with pytest.raises(ValueError, match=f"^candidate list: .*{message}"):
+            decode_candidates(blob)
+
+
+def test_header_and_strings_that_disagree_are_refused() -> None:
+    header = struct.pack("<qqHHHB", 0, 0, 2, 0, 0, 0)
+    with pytest.raises(ValueError, match=r"candidate list: corrupt version-2 blob \(3 ids where the header says 2\)"):
+        decode_candidates(frame(header + pack_half([1.0, 0.5]) + b"a\nb\nc"))
+    with pytest.raises(ValueError, match="not UTF-8"):
+        decode_candidates(frame(header + pack_half([1.0, 0.5]) + b"a\n\xff"))
+    with pytest.raises(ValueError, match="text where no strings were expected"):
+        decode_candidates(frame(struct.pack("<qqHHHB", 0, 0, 0, 0, 0, 0) + pack_half([]) + b"junk"))
+    with pytest.raises(ValueError, match="truncated"):
+        decode_candidates(frame(header + pack_half([1.0])))
+
+
+def test_what_cannot_be_encoded_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="an id contains a newline"):
+        encode_candidates(CandidateList(["a\nb"], [1.0]))
+    with pytest.raises(ValueError, match="cannot encode version 3"):
+        encode_candidates(CandidateList(["a"], [1.0]), version=3)
+    with pytest.raises(ValueError, match="cannot encode version 2"):
+        encode_candidates(CandidateList(["a"], [1.0], repeats=[-1]))
