@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -28,13 +27,17 @@ from typing_extensions import override
 
 from flows.metrics import FRESHNESS, REDIS_ERRORS, SINK_WRITE_SECONDS, SINK_WRITES, observe_score
 from flows.redis_client import TRANSIENT_ERRORS, Backoff, Pipeline, RedisClient, connect
-from online.contract import CandidateList, RedisKeys, encode_candidates
+from online.contract import CandidateList, RedisKeys, encode_candidates, encode_profile
 from online.item_embedding import weighted_mean
 
-__all__ = ["DeadLetter", "ItemSimilarWrite", "PrequentialScore", "RankerWrite", "RedisSink", "SinkOptions", "TrendingWrite",
-           "UserListWrite", "Write"]
+__all__ = ["BLOB_VERSION", "DeadLetter", "ItemSimilarWrite", "PrequentialScore", "RankerWrite", "RedisSink", "SinkOptions",
+           "TrendingWrite", "UserListWrite", "Write"]
 
 log = logging.getLogger(__name__)
+
+BLOB_VERSION = 2
+"""The encoding of lists and profiles the sink writes (:mod:`online.contract.candidates`, :mod:`online.contract.profile`);
+1 is what servers from before version 2 read (upgrade them first)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,13 +59,14 @@ class UserListWrite:
     """The session embedding as a weighted sum and its weight (divided when encoded: only written lists pay)."""
     affinities: list[tuple[str, float]] = field(default_factory=list)
 
-    def recs_blob(self) -> bytes:
+    def recs_blob(self, version: int = BLOB_VERSION) -> bytes:
         return encode_candidates(CandidateList([i for i, _ in self.ranked], [s for _, s in self.ranked],
                                                event_ts=self.event_ts, accepted_ms=self.accepted_ms,
-                                               repeats=self.repeats, exclude=self.exclude))
+                                               repeats=self.repeats, exclude=self.exclude), version)
 
-    def profile_blob(self) -> bytes:
-        return encode_profile(self.session_id, self.recent, weighted_mean(*self.session_embedding), self.affinities)
+    def profile_blob(self, version: int = BLOB_VERSION) -> bytes:
+        return encode_profile(self.session_id, self.recent, weighted_mean(*self.session_embedding), self.affinities,
+                              version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +75,9 @@ class ItemSimilarWrite:
     neighbours: list[tuple[str, float]]
     event_ts: float
 
-    def blob(self) -> bytes:
+    def blob(self, version: int = BLOB_VERSION) -> bytes:
         return encode_candidates(CandidateList([i for i, _ in self.neighbours], [s for _, s in self.neighbours],
-                                               event_ts=self.event_ts))
+                                               event_ts=self.event_ts), version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,10 +256,3 @@ class RedisSink(DynamicSink[Write]):
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _RedisSinkPartition:
         return _RedisSinkPartition(connect(self.redis_url), self.options)
 
-
-def encode_profile(session_id: str, recent: list[tuple[str, float, float]],
-                   session_embedding: Sequence[float] = (), affinities: Sequence[tuple[str, float]] = ()) -> bytes:
-    """The profile blob: the session, the recent items (newest first), the session embedding, top category affinities."""
-    return orjson.dumps({"session_id": session_id, "recent": [[i, round(w, 4), ts] for i, w, ts in recent],
-                         "session_embedding": [round(x, 4) for x in session_embedding],
-                         "affinities": [[category, round(score, 4)] for category, score in affinities]})

@@ -19,9 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
-from online.contract import CandidateList, RedisKeys, decode_candidates
+from online.contract import CandidateList, RedisKeys, decode_candidates, decode_profile
 from online.ranker import Pool, blend
 from serving.redis_connect import AsyncRedisClient
 from serving.redis_reads import FastReads
@@ -155,6 +153,4 @@ async def read_profile(client: Reads, keys: RedisKeys, user_id: str) -> dict[str
     blob = await client.get(keys.user_profile(user_id))
     if blob is None:
         return None
-    profile: dict[str, Any] = orjson.loads(blob)
-    profile["recent"] = [{"item_id": i, "weight": w, "ts": ts} for i, w, ts in profile.get("recent", [])]
-    return profile
+    return decode_profile(blob).to_dict()

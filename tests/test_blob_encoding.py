@@ -1,4 +1,8 @@
-"""The version-2 list blobs: round trips, precision, version 1 still read, bad blobs named."""
+"""The version-2 list and profile blobs: round trips, precision, version 1 still read, bad blobs named.
+
+The Redis tests write through the real sink and read raw bytes back, so what
+is checked is what a server finds in Redis.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,19 @@ import struct
 import zlib
 
 import pytest
+import redis
 
-from online.contract import CandidateList, decode_candidates, encode_candidates
+from flows.redis_sink import ItemSimilarWrite, RedisSink, SinkOptions, UserListWrite
+from online.contract import (
+    CandidateList,
+    Profile,
+    RedisKeys,
+    Settings,
+    decode_candidates,
+    decode_profile,
+    encode_candidates,
+    encode_profile,
+)
 from online.contract.packing import frame, pack_half, unpack_half
 
 NOW = 1_700_000_000.0
@@ -86,8 +101,11 @@ def corrupt(blob: bytes) -> bytes:
     return blob[:middle] + bytes([blob[middle] ^ 0x5A]) + blob[middle + 1:]
 
 
-def test_bad_blobs_are_a_value_error_naming_the_problem() -> None:
-    good = encode_candidates(full_list())
+@pytest.mark.parametrize("decode", [decode_candidates, decode_profile])
+def test_bad_blobs_are_a_value_error_naming_the_problem(decode: object) -> None:
+    assert callable(decode)
+    what = "candidate list" if decode is decode_candidates else "profile"
+    good = encode_candidates(full_list()) if decode is decode_candidates else encode_profile("s", [("i", 1.0, NOW)])
     cases = [
         (b"\x03" + good[1:], "unknown encoding version 3"),
         (b"\x02", "corrupt or truncated version-2 blob"),
@@ -95,11 +113,12 @@ def test_bad_blobs_are_a_value_error_naming_the_problem() -> None:
         (corrupt(good), "corrupt"),
         (b"\x02" + zlib.compress(b"\x01\x00"), "truncated version-2 blob"),
         (b"not json", "not valid JSON"),
-        (b'{"v": 9}', "unknown encoding version 9"),
+        (b'{"v": 9}' if decode is decode_candidates else b"[1, 2]",
+         "unknown encoding version 9" if decode is decode_candidates else "not a JSON object"),
     ]
     for blob, message in cases:
-        with pytest.raises(ValueError, match=f"^candidate list: .*{message}"):
-            decode_candidates(blob)
+        with pytest.raises(ValueError, match=f"^{what}: .*{message}"):
+            decode(blob)
 
 
 def test_header_and_strings_that_disagree_are_refused() -> None:
@@ -121,3 +140,60 @@ def test_what_cannot_be_encoded_is_a_value_error() -> None:
         encode_candidates(CandidateList(["a"], [1.0]), version=3)
     with pytest.raises(ValueError, match="cannot encode version 2"):
         encode_candidates(CandidateList(["a"], [1.0], repeats=[-1]))
+    with pytest.raises(ValueError, match="profile: an id contains a newline"):
+        encode_profile("s\n1", [])
+
+
+def test_a_profile_round_trips_as_version_1_wrote_it_but_whole_seconds() -> None:
+    rng = random.Random(3)
+    recent = [(f"sku-{k}", rng.choice([1.0, 3.0, 0.25, -3.0, 1.23456]), NOW - 60 * k + 0.75) for k in range(20)]
+    embedding = [rng.uniform(-1.0, 1.0) for _ in range(32)]
+    affinities = [("shoes", 1.0), ("socks", 0.41234), ("hats", 0.00004)]
+    version_1 = decode_profile(encode_profile("s1", recent, embedding, affinities, version=1))
+    decoded = decode_profile(encode_profile("s1", recent, embedding, affinities))
+    assert decoded.session_id == "s1"
+    assert decoded.recent == [(item, weight, float(math.floor(ts))) for item, weight, ts in version_1.recent]
+    assert decoded.session_embedding == version_1.session_embedding
+    assert decoded.affinities == version_1.affinities == [("shoes", 1.0), ("socks", 0.4123), ("hats", 0.0)]
+    assert len(encode_profile("s1", recent, embedding, affinities)) < len(encode_profile(
+        "s1", recent, embedding, affinities, version=1)) / 3
+
+
+def test_profile_numbers_out_of_the_usual_range_are_kept_with_fewer_places() -> None:
+    decoded = decode_profile(encode_profile("s", [("i", 1234567.891234, NOW)], [5.123456, math.nan, 0.5], []))
+    assert decoded.recent[0][1] == 1234567.891  # 3 places fit an int32
+    assert decoded.session_embedding == [5.123, 0.0, 0.5]  # 3 places fit an int16; NaN (no stage makes it) as 0
+
+
+def test_version_1_profiles_from_an_older_flow_are_read() -> None:
+    old = b'{"session_id":"s9","recent":[["a",2.0,1700000000.25]],"session_embedding":[0.1],"affinities":[["c",1.0]]}'
+    assert decode_profile(old) == Profile("s9", [("a", 2.0, 1700000000.25)], [0.1], [("c", 1.0)])
+    assert decode_profile(b'{"session_id":"s9","recent":[]}') == Profile("s9")  # before embeddings and affinities
+    with pytest.raises(ValueError, match="profile: malformed version-1 blob"):
+        decode_profile(b'{"session_id":"s9","recent":[["a",2.0]]}')
+
+
+def test_the_sink_writes_version_2_that_decodes_to_what_the_flow_meant(redis_url: str, keys: RedisKeys,
+                                                                       settings: Settings,
+                                                                       redis_client: redis.Redis) -> None:
+    original = full_list()
+    user = UserListWrite("u1", list(zip(original.items, original.scores, strict=True)), original.event_ts,
+                         original.accepted_ms, "s1", [("sku-1", 3.0, NOW)], repeats=original.repeats,
+                         exclude=original.exclude, session_embedding=((0.5, -0.25), 2.0), affinities=[("shoes", 1.0)])
+    item = ItemSimilarWrite("sku-1", [("sku-2", 1.0), ("sku-3", 0.3)], NOW)
+    options = SinkOptions(keys, settings.user_ttl_s, settings.user_ttl_s, settings.trending_size,
+                          settings.dead_letter_maxlen)
+    partition = RedisSink(redis_url, options).build("test", 0, 1)
+    try:
+        partition.write_batch([user, item])
+    finally:
+        partition.close()
+    recs, profile, similar = (redis_client.get(k) for k in (keys.user_recs("u1"), keys.user_profile("u1"),
+                                                            keys.item_similar("sku-1")))
+    assert isinstance(recs, bytes) and isinstance(profile, bytes) and isinstance(similar, bytes)
+    assert recs[0] == profile[0] == similar[0] == 2
+    decoded = decode_candidates(recs)
+    assert decoded.items == original.items and decoded.exclude == original.exclude
+    assert_close(decoded.scores, original.scores)
+    assert decode_profile(profile) == Profile("s1", [("sku-1", 3.0, NOW)], [0.25, -0.125], [("shoes", 1.0)])
+    assert decode_candidates(similar).items == ["sku-2", "sku-3"]

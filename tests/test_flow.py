@@ -14,7 +14,7 @@ from flows.event_writer import EventWriter
 from flows.redis_sink import UserListWrite
 from flows.redis_source import RedisStreamSource
 from flows.stages import NeighbourReply, Outcome, Touch, UserListLogic
-from online.contract import Event, RedisKeys, Settings, decode_candidates
+from online.contract import Event, Profile, RedisKeys, Settings, decode_candidates, decode_profile
 
 T0 = 1_700_000_000.0
 
@@ -187,15 +187,15 @@ def test_profiles_carry_a_session_embedding_and_category_affinities(redis_client
     EventWriter(redis_client, keys).append(shop_events())
     run_flow(settings)
 
-    def profile(user: str) -> dict[str, object]:
-        return dict(orjson.loads(redis_client.get(keys.user_profile(user))))
+    def profile(user: str) -> Profile:
+        return decode_profile(redis_client.get(keys.user_profile(user)))  # type: ignore[arg-type]
 
     mine, same_bundle, other_bundle = profile("u7"), profile("u12"), profile("u8")  # bundles 2, 2, 3
-    assert mine["affinities"] == [["c2", 1.0]]
-    embedding = mine["session_embedding"]
-    assert isinstance(embedding, list) and len(embedding) == DIM and any(embedding)
+    assert mine.affinities == [("c2", 1.0)]
+    embedding = mine.session_embedding
+    assert len(embedding) == DIM and any(embedding)
     # Sessions over the same items point the same way (item embeddings go on learning between u7 and u12);
     # sessions over other items do not.
-    alike = cosine(embedding, same_bundle["session_embedding"])  # type: ignore[arg-type]
-    unlike = cosine(embedding, other_bundle["session_embedding"])  # type: ignore[arg-type]
+    alike = cosine(embedding, same_bundle.session_embedding)
+    unlike = cosine(embedding, other_bundle.session_embedding)
     assert alike > 0.7 and alike > unlike + 0.5, (alike, unlike)

@@ -59,7 +59,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 import redis
 from prometheus_client import REGISTRY
@@ -68,7 +67,7 @@ from benchmarks.cluster_check import flow_env, log_counts, replay_log, running_f
 from flows.embedded_redis import EmbeddedRedis, free_port
 from flows.redis_sink import ItemSimilarWrite, RankerWrite, RedisSink, SinkOptions, TrendingWrite, UserListWrite
 from flows.redis_source import RedisStreamSource
-from online.contract import RedisKeys
+from online.contract import RedisKeys, decode_profile
 from tests.processes import ROOT, get, metric_value
 
 OUTAGE_S = 3.0
@@ -259,8 +258,10 @@ def assert_outputs_show_every_last_event(client: redis.Redis, keys: RedisKeys, p
     recs: list[Any] = client.mget([keys.user_recs(u) for u in users])
     assert [u for u, blob in zip(users, recs, strict=True) if blob is None] == [], "users without a list"
     blobs: list[Any] = client.mget([keys.user_profile(u) for u in users])
-    newest = {u: orjson.loads(blob)["recent"][0] for u, blob in zip(users, blobs, strict=True)}
-    stale = {u: ((newest[u][0], newest[u][2]), last[u]) for u in users if (newest[u][0], newest[u][2]) != last[u]}
+    newest = {u: decode_profile(blob).recent[0] for u, blob in zip(users, blobs, strict=True)}
+    # Profiles keep whole seconds.
+    stale = {u: ((newest[u][0], newest[u][2]), last[u]) for u in users
+             if (newest[u][0], int(newest[u][2])) != (last[u][0], int(last[u][1]))}
     assert not stale, f"profiles not at the user's last event ((item, ts), expected): {list(stale.items())[:5]}"
 
 

@@ -32,7 +32,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 import redis
 
@@ -45,7 +44,7 @@ from flows.recovery import (
     resume_epoch,
     resume_state,
 )
-from online.contract import RedisKeys
+from online.contract import RedisKeys, decode_profile
 from tests.processes import ROOT
 
 EVENTS = 4000
@@ -144,9 +143,9 @@ def profiles(client: redis.Redis, keys: RedisKeys, users: list[str]) -> dict[str
     blobs: list[Any] = client.mget([keys.user_profile(u) for u in users])
     own: dict[str, Any] = {}
     for user, blob in zip(users, blobs, strict=True):
-        profile = orjson.loads(blob) if blob is not None else None
+        profile = decode_profile(blob) if blob is not None else None
         if profile is not None:
-            profile.pop("session_embedding")
+            profile.session_embedding = []
         own[user] = profile
     return own
 

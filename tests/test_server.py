@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from flows.embedded_redis import EmbeddedRedis
-from online.contract import CandidateList, RedisKeys, Settings, encode_candidates
+from online.contract import CandidateList, RedisKeys, Settings, encode_candidates, encode_profile
 from serving.metrics import ROUTES
 from tests.conftest import LiveServer
 
@@ -169,6 +169,37 @@ def test_similar_items_and_trending_by_category(live_server: LiveServer, redis_c
     assert [i["item_id"] for i in body["items"]] == ["s1", "s2"]
     status, body = live_server.json("GET", "/v1/items/unknown/similar")
     assert status == 200 and body["source"] == "trending"
+
+
+def test_lists_and_profiles_an_older_flow_wrote_are_served_as_the_new_ones(live_server: LiveServer,
+                                                                          redis_client: redis.Redis,
+                                                                          keys: RedisKeys) -> None:
+    """Rolling upgrade: a server reads version-1 blobs (an old flow) and version-2 blobs (a new one) alike."""
+    seed_trending(redis_client, keys, ["t1", "t2"])
+    stored = CandidateList(["p1", "p2", "p3"], [2.5, 1.25, 0.1], event_ts=1.7e9, accepted_ms=int(time.time() * 1000),
+                           repeats=[1], exclude=["t1"])
+    recent = [("p2", 3.0, 1_700_000_060.0), ("p9", 1.0, 1_700_000_000.0)]
+    answers = {}
+    for version in (1, 2):
+        user = f"v{version}"
+        redis_client.set(keys.user_recs(user), encode_candidates(stored, version=version))
+        redis_client.set(keys.user_profile(user), encode_profile("s1", recent, [0.5, -0.25], [("shoes", 1.0)], version))
+        status, recs = live_server.json("GET", f"/v1/users/{user}/recommendations?n=4")
+        assert status == 200
+        status, shown = live_server.json("GET", f"/v1/users/{user}/profile")
+        assert status == 200
+        answers[version] = recs, shown
+    (old_recs, old_profile), (new_recs, new_profile) = answers[1], answers[2]
+    assert [(i["item_id"], i["source"]) for i in new_recs["items"]] == [
+        ("p1", "personal"), ("p2", "personal"), ("p3", "personal"), ("t2", "trending")]  # t1: the list's exclusion
+    assert [(i["item_id"], i["source"]) for i in old_recs["items"]] == [(i["item_id"], i["source"])
+                                                                       for i in new_recs["items"]]
+    assert [i["score"] for i in new_recs["items"]] == pytest.approx([i["score"] for i in old_recs["items"]], rel=1e-3)
+    assert new_profile == {**old_profile, "user_id": "v2"} == {
+        "user_id": "v2", "session_id": "s1",
+        "recent": [{"item_id": "p2", "weight": 3.0, "ts": 1_700_000_060.0},
+                   {"item_id": "p9", "weight": 1.0, "ts": 1_700_000_000.0}],
+        "session_embedding": [0.5, -0.25], "affinities": [["shoes", 1.0]]}
 
 
 @pytest.mark.parametrize(

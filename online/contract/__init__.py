@@ -1,4 +1,4 @@
-"""The contract shared by the dataflow and the server: events, Redis keys, list encoding, settings."""
+"""The contract shared by the dataflow and the server: events, Redis keys, list and profile encoding, settings."""
 
 from online.contract.candidates import CandidateList, decode_candidates, encode_candidates
 from online.contract.events import (
@@ -12,6 +12,7 @@ from online.contract.events import (
     parse_ts,
 )
 from online.contract.keys import RedisKeys, stable_hash
+from online.contract.profile import Profile, decode_profile, encode_profile
 from online.contract.settings import SETTINGS_DOC, Settings
 from online.contract.streams import EVENT_FIELD, accepted_ms, decode_stream_fields, stream_fields
 
@@ -25,12 +26,15 @@ __all__ = [
     "EventError",
     "EventLimits",
     "EventTypeWeights",
+    "Profile",
     "RedisKeys",
     "Settings",
     "accepted_ms",
     "decode_candidates",
+    "decode_profile",
     "decode_stream_fields",
     "encode_candidates",
+    "encode_profile",
     "parse_event",
     "parse_ts",
     "stable_hash",
