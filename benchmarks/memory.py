@@ -7,9 +7,11 @@
    ``MEMORY USAGE`` of its neighbour list.
 2. Redis, full lists: every user written by the real sink (``RedisSink``) with
    exactly ``LIVERECO_CANDIDATES`` (50) candidates and ``LIVERECO_RECENT_ITEMS``
-   (20) recent items, every item with ``LIVERECO_NEIGHBOURS`` (50) neighbours:
-   the upper bound of what production stores. Alternative encodings are
-   written the same way and measured beside it (nothing in production changes).
+   (20) recent items, a 32-d session embedding and ``--affinities`` (5, what
+   the flow writes) category affinities, every item with ``LIVERECO_NEIGHBOURS``
+   (50) neighbours: the upper bound of what production stores. The previous
+   encoding (version 1) and other layouts are written the same way and
+   measured beside it (nothing in production changes).
 3. Flow RSS soak: the real dataflow (default stages, one worker) over
    ``--events`` synthetic events of ``--users`` users (who come round in a
    cycle, so every user has been seen by half-way) and ``--items`` Zipf-popular
@@ -25,6 +27,7 @@
 
     .venv/bin/python -m benchmarks.memory                 # 2M events, 200k users, 50k items (~10 min)
     .venv/bin/python -m benchmarks.memory --quick         # small sizes, a smoke check (~30 s)
+    .venv/bin/python -m benchmarks.memory --no-soak --redis-users 10000   # only the Redis measurements (~1 min)
     .venv/bin/python -m benchmarks.memory --events 500000 --users 50000 --json
     .venv/bin/python -m benchmarks.memory --no-redis --users 20000 --events 200000 --state-breakdown
     .venv/bin/python -m benchmarks.memory --no-redis --user-ttl-s 60          # idle users leave after 60 s
@@ -37,7 +40,6 @@ import bisect
 import math
 import multiprocessing
 import random
-import struct
 import sys
 import time
 from collections import Counter
@@ -56,7 +58,9 @@ from flows.dataflow import build_flow
 from flows.embedded_redis import EmbeddedRedis
 from flows.redis_sink import ItemSimilarWrite, RedisSink, SinkOptions, UserListWrite, Write
 from flows.redis_source import StreamEntry
+from flows.stages import UserListLogic
 from online.contract import RedisKeys, Settings, decode_candidates
+from online.item_embedding import DIM
 
 TARGET_BYTES_PER_USER = 1024
 EVENT_TYPES = (("view", 0.83), ("impression", 0.04), ("add_to_cart", 0.09), ("purchase", 0.03), ("wishlist", 0.01))
@@ -384,10 +388,19 @@ def flow_footprint(url: str, users: int, events_per_user: int = 10, items: int =
         client.close()
 
 
+PROFILE_AFFINITIES = UserListLogic.profile_affinities
+"""Category affinities the flow writes into a profile (5; ``CategoryAffinity`` keeps up to 16)."""
+
+
 def full_user_writes(users: int, candidates: int = 50, recent: int = 20, style: str = "sku", items: int = 50_000,
-                     seed: int = 3) -> Iterator[UserListWrite]:
-    """Users with full lists, as the flow's user-list stage hands them to the sink (realistic float scores)."""
+                     seed: int = 3, affinities: int = PROFILE_AFFINITIES) -> Iterator[UserListWrite]:
+    """Users with full lists, as the flow's user-list stage hands them to the sink (realistic float scores).
+
+    The profile has a ``DIM``-d session embedding (the mean of unit item
+    embeddings: components of about ±0.2) and ``affinities`` categories.
+    """
     rng = random.Random(seed)
+    profile_rng = random.Random(seed + 1)  # its own stream: the lists are the same whatever the profile holds
     now = time.time()
     for u in range(users):
         picked = rng.sample(range(items), candidates + recent)
@@ -396,7 +409,14 @@ def full_user_writes(users: int, candidates: int = 50, recent: int = 20, style: 
         last = now - rng.random() * 86400
         history = [(item_id(i, style), rng.choice((1.0, 1.0, 1.0, 3.0, 4.0, 8.0)) * rng.randint(1, 3),
                     last - j * rng.uniform(5.0, 600.0)) for j, i in enumerate(picked[candidates:])]
-        yield UserListWrite(user_id(u), ranked, last, int(now * 1000), f"s{rng.randrange(10**6)}", history)
+        direction = [profile_rng.gauss(0.0, 1.0) for _ in range(DIM)]
+        weight, length = profile_rng.uniform(1.0, 5.0), math.hypot(*direction) / profile_rng.uniform(0.5, 1.0)
+        embedding = (tuple(weight * x / length for x in direction), weight)
+        categories = profile_rng.sample(range(40), affinities)
+        strengths = sorted((profile_rng.random() for _ in categories[1:]), reverse=True)
+        affinity = list(zip([f"cat-{c}" for c in categories], [1.0, *strengths], strict=True))
+        yield UserListWrite(user_id(u), ranked, last, int(now * 1000), f"s{rng.randrange(10**6)}", history,
+                            session_embedding=embedding, affinities=affinity)
 
 
 def full_item_writes(n_items: int, neighbours: int = 50, style: str = "sku", seed: int = 5) -> Iterator[ItemSimilarWrite]:
@@ -432,6 +452,7 @@ class FullFootprint:
     style: str
     users: int
     items: int
+    affinities: int
     user_bytes: float
     """used_memory delta / users: recs + profile keys, their TTLs and Redis's dict overhead."""
     item_bytes: float
@@ -443,7 +464,8 @@ class FullFootprint:
     similar_blob: float
 
 
-def full_footprint(url: str, users: int, items: int, style: str = "sku") -> FullFootprint:
+def full_footprint(url: str, users: int, items: int, style: str = "sku",
+                   affinities: int = PROFILE_AFFINITIES) -> FullFootprint:
     """Users and items with full lists, written by the real sink; used_memory deltas and sample key sizes."""
     settings = Settings.from_env({}, redis_url=url, namespace="memfull", flow_metrics_port=0)
     keys = settings.keys
@@ -451,8 +473,8 @@ def full_footprint(url: str, users: int, items: int, style: str = "sku") -> Full
     try:
         client.flushdb()
         before = used_memory(client)
-        _write_through_sink(url, keys, full_user_writes(users, settings.candidates, settings.recent_items, style),
-                            settings)
+        _write_through_sink(url, keys, full_user_writes(users, settings.candidates, settings.recent_items, style,
+                                                        affinities=affinities), settings)
         middle = used_memory(client)
         _write_through_sink(url, keys, full_item_writes(items, settings.neighbours, style), settings)
         after = used_memory(client)
@@ -462,7 +484,7 @@ def full_footprint(url: str, users: int, items: int, style: str = "sku") -> Full
         profiles = [keys.user_profile(u).encode() for u in sample_users]
         similar = [keys.item_similar(i).encode() for i in sample_items]
         return FullFootprint(
-            style=style, users=users, items=items,
+            style=style, users=users, items=items, affinities=affinities,
             user_bytes=(middle - before) / users, item_bytes=(after - middle) / items,
             recs_key_usage=_mean(_memory_usage(client, recs)), profile_key_usage=_mean(_memory_usage(client, profiles)),
             similar_key_usage=_mean(_memory_usage(client, similar)),
@@ -476,69 +498,79 @@ def full_footprint(url: str, users: int, items: int, style: str = "sku") -> Full
 
 # --- alternative encodings (measured only; production encodes with flows/redis_sink.py) ----------------
 
-def _recs_json(w: UserListWrite, digits: int) -> bytes:
-    return orjson.dumps({"v": 1, "i": [i for i, _ in w.ranked], "s": [round(s, digits) for _, s in w.ranked],
-                         "t": round(w.event_ts, 3), "a": w.accepted_ms})
-
-
-def _profile_compact(w: UserListWrite) -> bytes:
-    return orjson.dumps({"session_id": w.session_id, "recent": [[i, round(x, 2), int(ts)] for i, x, ts in w.recent]})
-
-
-def _index(item: str) -> int:
-    return int(item.removeprefix("sku-"))
-
-
-def _recs_binary(w: UserListWrite) -> bytes:
-    """uint32 catalog index + float16 score per candidate, after an 8-byte accepted-ms header."""
-    return struct.pack(f"<Q{len(w.ranked)}I{len(w.ranked)}e", w.accepted_ms,
-                       *(_index(i) for i, _ in w.ranked), *(s for _, s in w.ranked))
-
-
-def _profile_binary(w: UserListWrite) -> bytes:
-    """uint32 index + float16 weight + uint32 ts per recent item."""
-    body = b"".join(struct.pack("<IeI", _index(i), x, int(ts)) for i, x, ts in w.recent)
-    return w.session_id.encode() + b"\0" + body
-
-
 ALTERNATIVES: dict[str, tuple[str, Callable[[UserListWrite], dict[str, bytes]]]] = {
-    "as written (2 keys, orjson, 6-dp scores, full-precision ts)": (
+    "version 1 (orjson, 6-dp scores, full-precision ts; before issue 4)": (
+        "keys", lambda w: {"recs": w.recs_blob(1), "profile": w.profile_blob(1)}),
+    "as written: version 2 (float16 scores, decimals, whole-second ts, zlib)": (
         "keys", lambda w: {"recs": w.recs_blob(), "profile": w.profile_blob()}),
-    "scores to 3 dp": ("keys", lambda w: {"recs": _recs_json(w, 3), "profile": w.profile_blob()}),
-    "profile: weights 2 dp, ts whole seconds": ("keys", lambda w: {"recs": w.recs_blob(), "profile": _profile_compact(w)}),
-    "one hash per user (2 fields, 1 key, 1 TTL)": (
+    "version 2, one hash per user (2 fields, 1 key, 1 TTL)": (
         "hash", lambda w: {"recs": w.recs_blob(), "profile": w.profile_blob()}),
-    "all three above": ("hash", lambda w: {"recs": _recs_json(w, 3), "profile": _profile_compact(w)}),
-    "binary: uint32 item index + float16 score, 1 hash": (
-        "hash", lambda w: {"recs": _recs_binary(w), "profile": _profile_binary(w)}),
-    "without the profile (recs key only)": ("keys", lambda w: {"recs": w.recs_blob()}),
+    "version 2 without the profile (recs key only)": ("keys", lambda w: {"recs": w.recs_blob()}),
+}
+ITEM_ALTERNATIVES: dict[str, Callable[[ItemSimilarWrite], bytes]] = {
+    "version 1 (orjson, 6-dp scores)": lambda w: w.blob(1),
+    "as written: version 2": lambda w: w.blob(),
 }
 
 
-def alternative_footprints(url: str, users: int, ttl_s: int = 30 * 86400) -> list[tuple[str, float]]:
-    """used_memory delta / user for each entry of :data:`ALTERNATIVES` (full lists, sku ids)."""
+@dataclass
+class Alternative:
+    name: str
+    per_user: float
+    """used_memory delta / users (or items)."""
+    usage: float
+    """Mean MEMORY USAGE of a user's (item's) keys."""
+    blob: float
+    """Mean bytes of a user's (item's) blobs."""
+
+
+def alternative_footprints(url: str, users: int, ttl_s: int = 30 * 86400,
+                           affinities: int = PROFILE_AFFINITIES) -> list[Alternative]:
+    """Each entry of :data:`ALTERNATIVES` (full lists, sku ids) per user, then :data:`ITEM_ALTERNATIVES` per item."""
     client = redis.Redis.from_url(url)
     settings = Settings.from_env({}, redis_url=url, namespace="memalt", flow_metrics_port=0)
     keys = settings.keys
-    out: list[tuple[str, float]] = []
+    out: list[Alternative] = []
     try:
         for name, (mode, encode) in ALTERNATIVES.items():
             client.flushdb()
             before = used_memory(client)
             pipe = client.pipeline(transaction=False)
-            for w in full_user_writes(users, settings.candidates, settings.recent_items):
+            written: list[bytes] = []
+            blob_bytes = 0
+            for w in full_user_writes(users, settings.candidates, settings.recent_items, affinities=affinities):
                 blobs = encode(w)
+                blob_bytes += sum(len(b) for b in blobs.values())
                 if mode == "hash":
                     key = f"{keys.namespace}:{{u:{w.user_id}}}"
                     pipe.hset(key, mapping=blobs)  # type: ignore[arg-type]
                     pipe.expire(key, ttl_s)
+                    written.append(key.encode())
                 else:
                     for suffix, blob in blobs.items():
-                        pipe.set(f"{keys.namespace}:{{u:{w.user_id}}}:{suffix}", blob, ex=ttl_s)
+                        key = f"{keys.namespace}:{{u:{w.user_id}}}:{suffix}"
+                        pipe.set(key, blob, ex=ttl_s)
+                        written.append(key.encode())
                 if len(pipe) >= 2000:
                     pipe.execute()
             pipe.execute()
-            out.append((name, (used_memory(client) - before) / users))
+            out.append(Alternative(name, (used_memory(client) - before) / users,
+                                   sum(_memory_usage(client, written)) / users, blob_bytes / users))
+        for name, encode_item in ITEM_ALTERNATIVES.items():
+            client.flushdb()
+            before = used_memory(client)
+            pipe = client.pipeline(transaction=False)
+            written, blob_bytes = [], 0
+            for item in full_item_writes(users, settings.neighbours):
+                blob = encode_item(item)
+                blob_bytes += len(blob)
+                pipe.set(keys.item_similar(item.item_id), blob, ex=ttl_s)
+                written.append(keys.item_similar(item.item_id).encode())
+                if len(pipe) >= 2000:
+                    pipe.execute()
+            pipe.execute()
+            out.append(Alternative(f"per item: {name}", (used_memory(client) - before) / users,
+                                   sum(_memory_usage(client, written)) / users, blob_bytes / users))
     finally:
         client.flushdb()
         client.close()
@@ -548,14 +580,15 @@ def alternative_footprints(url: str, users: int, ttl_s: int = 30 * 86400) -> lis
 # --------------------------------------------------------------------------- report
 
 
-def _print_report(flow: FlowFootprint | None, full: list[FullFootprint], alternatives: list[tuple[str, float]],
-                  result: SoakResult, sample_every: int) -> None:
+def _print_report(flow: FlowFootprint | None, full: list[FullFootprint], alternatives: list[Alternative],
+                  result: SoakResult | None, sample_every: int) -> None:
     if flow is not None:
         _print_redis(flow, full, alternatives)
-    _print_soak(result, sample_every)
+    if result is not None:
+        _print_soak(result, sample_every)
 
 
-def _print_redis(flow: FlowFootprint, full: list[FullFootprint], alternatives: list[tuple[str, float]]) -> None:
+def _print_redis(flow: FlowFootprint, full: list[FullFootprint], alternatives: list[Alternative]) -> None:
     kib = TARGET_BYTES_PER_USER
     print(f"\nRedis, as the flow writes it ({flow.events:,} synthetic events of {flow.users:,} users "
           f"through build_flow + RedisSink):")
@@ -566,17 +599,22 @@ def _print_redis(flow: FlowFootprint, full: list[FullFootprint], alternatives: l
           f"{flow.used_memory_per_user:,.0f} B")
     print(f"  per item: {flow.item_bytes:,.0f} B (MEMORY USAGE similar; blob {flow.similar_blob:,.0f} B, "
           f"{flow.neighbours:.1f} neighbours)")
-    print("\nRedis, full lists (50 candidates, 20 recent items, 50 neighbours), written by RedisSink:")
-    print(f"  {'ids':<10}{'B/user':>8}{'recs key':>10}{'profile key':>13}{'B/item':>8}{'similar key':>13}  target")
+    if full:
+        print(f"\nRedis, full lists (50 candidates, 20 recent items, 50 neighbours; profile: {DIM}-d session "
+              f"embedding, {full[0].affinities} affinities), written by RedisSink:")
+        print("  B/user: used_memory delta per user; usage: MEMORY USAGE of recs + profile keys")
+    print(f"  {'ids':<10}{'B/user':>8}{'usage':>7}{'recs key':>10}{'profile key':>13}{'B/item':>8}{'similar key':>13}"
+          "  target (1 KiB)")
     for f in full:
-        verdict = "ok" if f.user_bytes <= kib else f"over 1 KiB by {f.user_bytes - kib:,.0f} B"
-        print(f"  {f.style:<10}{f.user_bytes:>8,.0f}{f.recs_key_usage:>10,.0f}{f.profile_key_usage:>13,.0f}"
-              f"{f.item_bytes:>8,.0f}{f.similar_key_usage:>13,.0f}  {verdict}")
+        usage = f.recs_key_usage + f.profile_key_usage
+        verdict = "ok" if max(f.user_bytes, usage) <= kib else f"over by {max(f.user_bytes, usage) - kib:,.0f} B"
+        print(f"  {f.style:<10}{f.user_bytes:>8,.0f}{usage:>7,.0f}{f.recs_key_usage:>10,.0f}"
+              f"{f.profile_key_usage:>13,.0f}{f.item_bytes:>8,.0f}{f.similar_key_usage:>13,.0f}  {verdict}")
         print(f"  {'':<10}blobs: recs {f.recs_blob:,.0f} B, profile {f.profile_blob:,.0f} B, "
               f"similar {f.similar_blob:,.0f} B")
-    print("\nAlternatives (full lists, sku ids; used_memory delta / user; production unchanged):")
-    for name, per_user in alternatives:
-        print(f"  {per_user:>7,.0f} B  {name}")
+    print("\nEncodings (full lists, sku ids, same users): used_memory delta, MEMORY USAGE and blob bytes per user")
+    for a in alternatives:
+        print(f"  {a.per_user:>7,.0f} B {a.usage:>7,.0f} B {a.blob:>7,.0f} B  {a.name}")
 
 
 def _print_soak(result: SoakResult, sample_every: int) -> None:
@@ -599,7 +637,7 @@ def _print_soak(result: SoakResult, sample_every: int) -> None:
 
 
 def _state_breakdown(args: argparse.Namespace, machine: str, settings: Settings, flow: FlowFootprint | None,
-                     full: list[FullFootprint], alternatives: list[tuple[str, float]]) -> int:
+                     full: list[FullFootprint], alternatives: list[Alternative]) -> int:
     """The soak instrumented by :mod:`benchmarks.memory_breakdown` (imported here: it imports this module)."""
     from benchmarks.memory_breakdown import in_child, print_breakdown, run_breakdown
 
@@ -608,7 +646,7 @@ def _state_breakdown(args: argparse.Namespace, machine: str, settings: Settings,
                          args.breakdown_sample)
     if args.json:
         print(orjson.dumps({"machine": machine, "redis_flow": asdict(flow) if flow else None,
-                            "redis_full": [asdict(f) for f in full], "alternatives": dict(alternatives),
+                            "redis_full": [asdict(f) for f in full], "alternatives": [asdict(a) for a in alternatives],
                             "breakdown": asdict(breakdown)}, option=orjson.OPT_INDENT_2).decode())
         return 0
     if flow is not None:
@@ -627,6 +665,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-users", type=int, default=20_000,
                         help="users for the Redis measurements (10 events each through the flow)")
     parser.add_argument("--no-redis", action="store_true", help="only the RSS soak")
+    parser.add_argument("--no-soak", action="store_true", help="only the Redis measurements (no RSS soak)")
+    parser.add_argument("--affinities", type=int, default=PROFILE_AFFINITIES,
+                        help="category affinities in each full user's profile (the flow writes 5, keeps up to 16)")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke check in about half a minute")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
     parser.add_argument("--user-ttl-s", type=int, default=None,
@@ -644,23 +685,32 @@ def main(argv: list[str] | None = None) -> int:
         print(machine)
     flow: FlowFootprint | None = None
     full: list[FullFootprint] = []
-    alternatives: list[tuple[str, float]] = []
+    alternatives: list[Alternative] = []
     if not args.no_redis:
         with EmbeddedRedis() as server:
             flow = flow_footprint(server.url, args.redis_users, items=min(args.items, 20_000))
-            full = [full_footprint(server.url, args.redis_users, args.redis_users // 4, style)
+            full = [full_footprint(server.url, args.redis_users, args.redis_users // 4, style, args.affinities)
                     for style in ("sku", "numeric")]
-            alternatives = alternative_footprints(server.url, args.redis_users)
+            alternatives = alternative_footprints(server.url, args.redis_users, affinities=args.affinities)
     overrides: dict[str, Any] = {} if args.user_ttl_s is None else {"user_ttl_s": args.user_ttl_s}
     settings = Settings.from_env({}, redis_url="", flow_metrics_port=0, **overrides)
     if args.state_breakdown:
         return _state_breakdown(args, machine, settings, flow, full, alternatives)
+    if args.no_soak:
+        if args.json:
+            print(orjson.dumps({"machine": machine, "redis_flow": asdict(flow) if flow else None,
+                                "redis_full": [asdict(f) for f in full],
+                                "alternatives": [asdict(a) for a in alternatives]}, option=orjson.OPT_INDENT_2).decode())
+        else:
+            _print_report(flow, full, alternatives, None, args.sample_every)
+            print(machine)
+        return 0
     result = soak_in_child(settings, args.events, args.users, args.items, args.sample_every)
     if args.json:
         grown, pct = result.growth_last_half()
         print(orjson.dumps({
             "machine": machine, "redis_flow": asdict(flow) if flow else None, "redis_full": [asdict(f) for f in full],
-            "alternatives": dict(alternatives),
+            "alternatives": [asdict(a) for a in alternatives],
             "soak": {**asdict(result), "events_per_s": round(result.events_per_s, 1),
                      "growth_last_half_mib": round(grown, 1), "growth_last_half_pct": round(pct, 2),
                      "per_user_bytes": round(result.per_user_bytes())},

@@ -11,9 +11,11 @@ import pytest
 
 from benchmarks.memory import (
     ALTERNATIVES,
+    ITEM_ALTERNATIVES,
     alternative_footprints,
     flow_footprint,
     full_footprint,
+    full_user_writes,
     soak,
     soak_entries,
     user_id,
@@ -21,6 +23,7 @@ from benchmarks.memory import (
 )
 from flows.embedded_redis import EmbeddedRedis
 from online.contract import Settings, parse_event
+from online.item_embedding import DIM
 
 
 @pytest.fixture(scope="module")
@@ -69,5 +72,13 @@ def test_full_lists_and_alternatives(own_redis_url: str) -> None:
     assert full.recs_key_usage > full.recs_blob > 200  # 50 candidates
     assert full.item_bytes > 0
     alternatives = alternative_footprints(own_redis_url, users=100)
-    assert [name for name, _ in alternatives] == list(ALTERNATIVES)
-    assert all(per_user > 0 for _, per_user in alternatives)
+    assert [a.name for a in alternatives] == [*ALTERNATIVES, *(f"per item: {name}" for name in ITEM_ALTERNATIVES)]
+    assert all(a.per_user > 0 and a.usage > a.blob > 0 for a in alternatives)
+    version_1, version_2 = alternatives[0], alternatives[1]
+    assert version_2.usage < version_1.usage / 2
+
+
+def test_full_users_fill_the_profile() -> None:
+    w = next(full_user_writes(1, affinities=16))
+    assert len(w.ranked) == 50 and len(w.recent) == 20 and len(w.affinities) == 16
+    assert len(w.session_embedding[0]) == DIM and w.session_embedding[1] > 0
