@@ -70,62 +70,65 @@ def _best_score(personal: Sequence[tuple[str, float]]) -> float:
     return personal[0][1] if personal and personal[0][1] > 0.0 else 1.0
 
 
+_RECIPROCALS = tuple(1.0 / (position + 1) for position in range(4096))
+"""``1 / (position + 1)``, the rank features, looked up instead of divided in the scoring loop."""
+
+
+def _reciprocal(position: int) -> float:
+    return _RECIPROCALS[position] if position < len(_RECIPROCALS) else 1.0 / (position + 1)
+
+
 @dataclass(slots=True)
 class Candidates:
     """A pool's candidates in tie-break order (personal, then trending-only), scored by one weighting.
 
     ``negative_scores[j]`` is minus the score of ``items[j]`` (so an ascending
-    stable sort ranks them); ``personal_ranks[j]`` / ``trending_ranks[j]`` are
-    its positions in the pool's lists (-1: not there), from which
-    :meth:`features` rebuilds its :data:`FEATURES` when the ranker learns.
-    Excluded items are left out. The ranker scores every outcome's ~100
-    candidates, so this one pass is the flow's innermost loop: it scores
-    without materialising feature rows (numpy loses to plain Python at this
-    size: ~75 µs against ~30 µs per pool).
+    stable sort ranks them); :meth:`features` rebuilds a row's
+    :data:`FEATURES` when the ranker learns from it. Excluded items are left
+    out. The ranker scores every outcome's ~200 candidates, so this one pass is
+    the flow's innermost loop: it keeps two lists, adds each trending item's
+    part once, and finds a row's positions in the pool's lists only when asked
+    (numpy loses to plain Python at this size: ~75 µs against ~20 µs per pool).
     """
 
     pool: Pool
     items: list[str]
     negative_scores: list[float]
-    personal_ranks: list[int]
-    trending_ranks: list[int]
     personal: int
     """Rows that came from the personal list (they come first)."""
+    _ids: tuple[list[str], list[str]] | None = None
 
     @classmethod
     def score(cls, pool: Pool, weights: Sequence[float]) -> Candidates:
         w_personal, w_personal_rank, w_trending, w_trending_rank, w_repeat, w_both = weights
-        exclude, repeats, trending = pool.exclude, pool.repeats, pool.trending
-        where = {item: position for position, (item, _) in enumerate(trending)}
+        exclude, repeats = pool.exclude, pool.repeats
+        reciprocals, trending, personal_list = _RECIPROCALS, pool.trending, pool.personal
+        if max(len(trending), len(personal_list)) > len(reciprocals):
+            reciprocals = tuple(_reciprocal(position) for position in range(max(len(trending), len(personal_list))))
+        # Each trending item's part of the score, in trending order; personal rows take theirs out.
+        trending_part = {item: w_trending * value + w_trending_rank * reciprocals[position]
+                         for position, (item, value) in enumerate(trending)}
+        take = trending_part.pop
         items: list[str] = []
         negative: list[float] = []
-        personal_ranks: list[int] = []
-        trending_ranks: list[int] = []
-        top = _best_score(pool.personal)
-        for rank, (item, score) in enumerate(pool.personal):
+        add_item, add_score = items.append, negative.append
+        top = _best_score(personal_list)
+        for rank, (item, score) in enumerate(personal_list):
             if item in exclude:
                 continue
-            # Summed in FEATURES order, as a dot product would: equal features give equal scores.
-            value = w_personal * (score / top) + w_personal_rank * (1.0 / (rank + 1))
-            position = where.pop(item, -1)
-            if position >= 0:
-                value = value + w_trending * trending[position][1] + w_trending_rank * (1.0 / (position + 1))
-            if item in repeats:
-                value = value + w_repeat
-            if position >= 0:
-                value = value + w_both
-            items.append(item)
-            negative.append(-value)
-            personal_ranks.append(rank)
-            trending_ranks.append(position)
+            value = w_personal * (score / top) + w_personal_rank * reciprocals[rank]
+            part = take(item, None)
+            if part is not None:
+                value += part + w_both
+            if repeats and item in repeats:
+                value += w_repeat
+            add_item(item)
+            add_score(-value)
         personal = len(items)
-        for item, position in where.items():
-            if item not in exclude:
-                items.append(item)
-                negative.append(-(w_trending * trending[position][1] + w_trending_rank * (1.0 / (position + 1))))
-                personal_ranks.append(-1)
-                trending_ranks.append(position)
-        return cls(pool, items, negative, personal_ranks, trending_ranks, personal)
+        rest = [item for item in trending_part if item not in exclude] if exclude else list(trending_part)
+        items += rest
+        negative += [-trending_part[item] for item in rest]
+        return cls(pool, items, negative, personal)
 
     def top(self, n: int) -> list[int]:
         """Rows of the ``n`` best scores; ties keep candidate order (personal first, then trending).
@@ -138,18 +141,32 @@ class Candidates:
             return list(range(min(n, len(self.items))))
         return sorted(range(len(self.items)), key=self.negative_scores.__getitem__)[:n]
 
+    def positions(self, row: int) -> tuple[int, int]:
+        """Where ``items[row]`` stands in the pool's personal and trending lists (-1: not there)."""
+        if self._ids is None:  # asked for a few rows per pool: a C-level search beats building an index
+            self._ids = ([item for item, _ in self.pool.personal], [item for item, _ in self.pool.trending])
+        personal, trending = self._ids
+        item = self.items[row]
+        rank = personal.index(item) if row < self.personal else -1
+        return rank, trending.index(item) if item in trending else -1
+
+    def generator_score(self, row: int) -> float:
+        """The score of ``items[row]`` from its own generator: personal, or trending for trending-only rows."""
+        rank, position = self.positions(row)
+        return self.pool.personal[rank][1] if row < self.personal else self.pool.trending[position][1]
+
     def features(self, row: int) -> list[float]:
         """The :data:`FEATURES` of one candidate."""
         pool = self.pool
-        rank, position = self.personal_ranks[row], self.trending_ranks[row]
+        rank, position = self.positions(row)
         out = [0.0] * len(FEATURES)
         if rank >= 0:
             out[0] = pool.personal[rank][1] / _best_score(pool.personal)
-            out[1] = 1.0 / (rank + 1)
+            out[1] = _reciprocal(rank)
             out[4] = 1.0 if self.items[row] in pool.repeats else 0.0
         if position >= 0:
             out[2] = pool.trending[position][1]
-            out[3] = 1.0 / (position + 1)
+            out[3] = _reciprocal(position)
             out[5] = 1.0 if rank >= 0 else 0.0
         return out
 
@@ -186,8 +203,8 @@ def blend(pool: Pool, weights: Mapping[str, float], n: int) -> list[tuple[str, f
     if any(vector):
         negative = candidates.negative_scores
         return [(items[row], -negative[row], "personal" if row < personal else "trending") for row in rows]
-    return [(items[row], pool.personal[candidates.personal_ranks[row]][1], "personal") if row < personal
-            else (items[row], pool.trending[candidates.trending_ranks[row]][1], "trending") for row in rows]
+    return [(items[row], candidates.generator_score(row), "personal" if row < personal else "trending")
+            for row in rows]
 
 
 @dataclass
