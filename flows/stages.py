@@ -36,7 +36,7 @@ from typing import Any, ClassVar, TypeVar
 from bytewax.operators import StatefulBatchLogic
 from typing_extensions import override
 
-from flows.metrics import DEAD_LETTERS, DUPLICATES, EVENTS, EVICTED
+from flows.metrics import DEAD_LETTERS, DUPLICATES, EVENTS, EVICTED, PREQUENTIAL_KS
 from flows.redis_sink import (
     DeadLetter,
     ItemSimilarWrite,
@@ -540,7 +540,7 @@ class RankerLogic(_StageLogic[TrendingWrite | Outcome, Any]):
     def __init__(self, settings: Settings, resume: bytes | None, recoverable: bool = True):
         super().__init__(recoverable)  # shards are few and always in use: never evicted
         self.n = settings.candidates
-        self.score_k = max(20, min(settings.candidates, 100))
+        self.score_k = max(PREQUENTIAL_KS)  # the prequential metrics read the top 20 of each list
         self.shards = settings.ranker_shards
         self.state: RankerState = _load(resume) or RankerState(
             TrendingTop(capacity=4 * settings.candidates),
