@@ -19,10 +19,9 @@ Examples
 
 from __future__ import annotations
 
-from online.forward_decay import ForwardDecay, strongest
+from online.forward_decay import ForwardDecay, place, strongest
 
 __all__ = ["CoVisitationNeighbours"]
-
 
 
 class CoVisitationNeighbours:
@@ -34,9 +33,15 @@ class CoVisitationNeighbours:
         Neighbours kept (the published top-K is at most this).
     half_life_s
         Half-life of the evidence, in event time.
+
+    The neighbours are also kept in score order (weakest first): evidence
+    only grows, so an update moves one neighbour up by a binary search
+    instead of re-sorting the list, the weakest is evicted without a scan,
+    and the top-k is a slice. (Items are touched several times per event,
+    each time followed by a read of their top list.)
     """
 
-    __slots__ = ("_best", "_decay", "_scores", "capacity")
+    __slots__ = ("_best", "_decay", "_order", "_scores", "capacity")
 
     def __init__(self, capacity: int = 100, half_life_s: float = 7 * 86400.0):
         if capacity < 1:
@@ -44,6 +49,8 @@ class CoVisitationNeighbours:
         self.capacity = capacity
         self._decay = ForwardDecay(half_life_s)
         self._scores: dict[str, float] = {}
+        self._order: list[str] = []
+        """The keys of ``_scores``, weakest first (among equal scores the latest update: shown last, evicted first)."""
         self._best: list[tuple[str, float]] | None = None
 
     def __len__(self) -> int:
@@ -56,12 +63,11 @@ class CoVisitationNeighbours:
         """Add ``weight`` (> 0) of evidence that ``other`` goes with this item."""
         if weight <= 0.0:
             return
-        scores = self._scores
+        scores, order = self._scores, self._order
         previous = scores.get(other)
         if previous is None and len(scores) >= self.capacity:
-            weakest = min(scores, key=scores.__getitem__)
-            previous = scores.pop(weakest)
-        scores[other] = self._decay.add(previous, weight, ts)
+            previous = scores.pop(order.pop(0))  # Space-Saving: the newcomer inherits the weakest's score
+        place(scores, order, other, self._decay.add(previous, weight, ts))
         self._best = None
 
     def top(self, k: int) -> list[tuple[str, float]]:
@@ -72,7 +78,7 @@ class CoVisitationNeighbours:
         """
         cached = self._best
         if cached is None or len(cached) < min(k, len(self._scores)):
-            cached = self._best = strongest(self._scores, max(k, len(cached or ())))
+            cached = self._best = strongest(self._scores, self._order, max(k, len(cached or ())))
         return cached[:k]
 
     def value(self, other: str, now: float) -> float:
@@ -85,5 +91,6 @@ class CoVisitationNeighbours:
 
     def __setstate__(self, state: tuple[int, float, dict[str, float]]) -> None:
         self.capacity, half_life_s, self._scores = state
+        self._order = sorted(self._scores, key=self._scores.__getitem__)
         self._decay = ForwardDecay(half_life_s)
         self._best = None

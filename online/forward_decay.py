@@ -23,29 +23,48 @@ Examples
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from bisect import bisect_left
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
 
-__all__ = ["ForwardDecay", "strongest"]
-
-_score = itemgetter(1)
+__all__ = ["ForwardDecay", "place", "strongest"]
 
 
-def strongest(log_scores: Mapping[str, float], k: int) -> list[tuple[str, float]]:
+def place(log_scores: dict[str, float], order: list[str], item: str, log_score: float) -> None:
+    """Set ``item``'s log score and keep ``order`` (the keys of ``log_scores``, weakest first) sorted.
+
+    A binary search and one list move instead of a sort per read: bounded
+    structures here are updated and read about equally often. Among equal
+    scores the latest placed counts as the weakest (shown last, evicted first).
+
+    >>> scores, order = {}, []
+    >>> for item, score in [("a", 1.0), ("b", 3.0), ("c", 2.0), ("a", 4.0)]:
+    ...     place(scores, order, item, score)
+    >>> order
+    ['c', 'b', 'a']
+    """
+    if item in log_scores:
+        del order[order.index(item)]
+    log_scores[item] = log_score
+    order.insert(bisect_left(order, log_score, key=log_scores.__getitem__), item)
+
+
+def strongest(log_scores: Mapping[str, float], order: Sequence[str], k: int) -> list[tuple[str, float]]:
     """The ``k`` largest log scores, best first, each as a value relative to the best (1.0).
 
-    A C-level sort of the few hundred scores a bounded structure keeps is
-    about 3x faster than ``heapq.nlargest``'s Python loop; ties keep insertion order.
+    ``order`` is kept by :func:`place`.
 
-    >>> [(item, round(value, 3)) for item, value in strongest({"a": 1.0, "b": 2.0, "c": 0.0}, 2)]
+    >>> scores, order = {}, []
+    >>> for item, score in [("a", 1.0), ("b", 2.0), ("c", 0.0)]:
+    ...     place(scores, order, item, score)
+    >>> [(item, round(value, 3)) for item, value in strongest(scores, order, 2)]
     [('b', 1.0), ('a', 0.368)]
     """
-    best = sorted(log_scores.items(), key=_score, reverse=True)[:k]
+    best = order[: -k - 1: -1]
     if not best:
         return []
-    first, exp = best[0][1], math.exp
-    return [(item, exp(score - first)) for item, score in best]
+    first, exp = log_scores[best[0]], math.exp
+    return [(item, exp(log_scores[item] - first)) for item in best]
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,9 @@ Examples
 
 from __future__ import annotations
 
-from online.forward_decay import strongest
+from typing import Any
+
+from online.forward_decay import place, strongest
 
 __all__ = ["TrendingTop"]
 
@@ -27,18 +29,19 @@ __all__ = ["TrendingTop"]
 class TrendingTop:
     """At most ``capacity`` items with the largest log scores.
 
-    Updates that cannot change the answer are cheap: an item below the
-    weakest kept score is rejected without a scan, and the cached top list is
-    only rebuilt when an update touches an item in it or beats its last one.
+    Items are kept in score order (:func:`online.forward_decay.place`), so an
+    item below the weakest kept score is rejected without a scan and a read
+    is a slice; the relative values of a read are cached until an update
+    touches an item in it or beats its last one.
     """
 
-    __slots__ = ("_cache", "_cached", "_cut", "_floor", "_scores", "capacity")
+    __slots__ = ("_cache", "_cached", "_cut", "_order", "_scores", "capacity")
 
     def __init__(self, capacity: int = 200):
         self.capacity = capacity
         self._scores: dict[str, float] = {}
-        self._floor = float("-inf")
-        """A lower bound of the weakest kept score (scores only grow, so it stays one)."""
+        self._order: list[str] = []
+        """The items, weakest first."""
         self._cache: list[tuple[str, float]] | None = None
         self._cached: frozenset[str] = frozenset()
         self._cut = float("-inf")
@@ -46,18 +49,15 @@ class TrendingTop:
 
     def learn_one(self, item: str, log_score: float) -> None:
         """Record ``item``'s latest log score (scores of an item only grow)."""
-        scores = self._scores
+        scores, order = self._scores, self._order
         if item not in scores and len(scores) >= self.capacity:
-            if log_score <= self._floor:
+            if log_score <= scores[order[0]]:
                 return
-            weakest = min(scores, key=scores.__getitem__)
-            self._floor = scores[weakest]
-            if self._floor >= log_score:
-                return
+            weakest = order.pop(0)
             del scores[weakest]
             if weakest in self._cached:
                 self._cache = None
-        scores[item] = log_score
+        place(scores, order, item, log_score)
         if self._cache is not None and (item in self._cached or log_score > self._cut):
             self._cache = None
 
@@ -66,10 +66,20 @@ class TrendingTop:
         cache = self._cache
         if cache is None or len(cache) < min(n, len(self._scores)):
             scores = self._scores
-            cache = self._cache = strongest(scores, max(n, len(cache) if cache else 0))
+            cache = self._cache = strongest(scores, self._order, max(n, len(cache) if cache else 0))
             self._cached = frozenset(item for item, _ in cache)
             self._cut = scores[cache[-1][0]] if cache and len(cache) < len(scores) else float("-inf")
         return cache[:n]
 
     def __len__(self) -> int:
         return len(self._scores)
+
+    def __getstate__(self) -> tuple[int, dict[str, float]]:
+        return self.capacity, self._scores
+
+    def __setstate__(self, state: tuple[Any, Any]) -> None:
+        if state[0] is None:  # a snapshot from before the order was kept: (None, {slot: value})
+            state = state[1]["capacity"], state[1]["_scores"]
+        self.capacity, self._scores = state
+        self._order = sorted(self._scores, key=self._scores.__getitem__)
+        self._cache, self._cached, self._cut = None, frozenset(), float("-inf")
