@@ -21,12 +21,14 @@ from typing import TypeGuard
 from bytewax import operators as op
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
+from bytewax.operators import KeyedStream
 from bytewax.outputs import Sink
 
 from flows.redis_sink import DeadLetter, RedisSink, SinkOptions, TrendingWrite, Write
 from flows.redis_source import RedisStreamSource, StreamEntry
 from flows.stages import (
     ItemLogic,
+    NeighbourReply,
     Outcome,
     ParsedEvent,
     RankerLogic,
@@ -39,12 +41,20 @@ from online.contract import Settings, stable_hash
 __all__ = ["build_flow", "flow_from_env"]
 
 
-def _is_parsed(item: ParsedEvent | DeadLetter) -> TypeGuard[ParsedEvent]:
-    return isinstance(item, ParsedEvent)
+def _keyed_by_user(item: ParsedEvent | DeadLetter) -> tuple[str, ParsedEvent] | DeadLetter:
+    return (item.event.user_id, item) if isinstance(item, ParsedEvent) else item
 
 
-def _is_outcome(item: object) -> TypeGuard[Outcome]:
-    return isinstance(item, Outcome)
+def _is_keyed(item: tuple[str, ParsedEvent] | DeadLetter) -> TypeGuard[tuple[str, ParsedEvent]]:
+    return type(item) is tuple
+
+
+def _is_reply(keyed: tuple[str, object]) -> bool:
+    return type(keyed[1]) is NeighbourReply
+
+
+def _is_outcome(keyed: tuple[str, object]) -> bool:
+    return type(keyed[1]) is Outcome
 
 
 def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = "livereco",
@@ -70,32 +80,37 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
             stop_at_end=stop_at_end,
         )
     entries = op.input("streams", flow, source)
-    parsed = op.map("parse", entries, lambda entry: parse_entry(entry, weights))
-    valid = op.branch("valid", parsed, _is_parsed)
+    # Operators are fused where a step would only re-key or unwrap: every Python call per event counts.
+    parsed = op.map("parse", entries, lambda entry: _keyed_by_user(parse_entry(entry, weights)))
+    valid = op.branch("valid", parsed, _is_keyed)
 
-    by_user = op.key_on("by_user", valid.trues, lambda p: p.event.user_id)
-    touched = op.stateful_batch("user_history", by_user, lambda resume: UserHistoryLogic(settings, resume, recoverable))
+    touched = op.stateful_batch("user_history", valid.trues,
+                                lambda resume: UserHistoryLogic(settings, resume, recoverable))
     to_items = op.flat_map("to_items", touched, lambda kv: ((m.item_id, m) for m in kv[1]))
-    item_out = op.key_rm("item_out", op.stateful_batch("items", to_items, lambda resume: ItemLogic(settings, resume, learn_until_ts, recoverable)))
+    item_out = op.stateful_batch("items", to_items,
+                                 lambda resume: ItemLogic(settings, resume, learn_until_ts, recoverable))
 
-    replies = op.branch("replies", item_out, lambda x: hasattr(x, "touch"))
-    back_to_user = op.key_on("by_user_again", replies.trues, lambda r: r.user_id)
-    lists = op.key_rm("lists_out", op.stateful_batch("user_lists", back_to_user,
-                                                       lambda resume: UserListLogic(settings, resume, recoverable)))
+    replies = op.branch("replies", item_out, _is_reply)
+    back_to_user = op.map("by_user_again", replies.trues, lambda kv: (kv[1].touch.user_id, kv[1]))
+    item_writes = op.key_rm("item_writes", replies.falses)
+    lists = op.stateful_batch("user_lists", back_to_user, lambda resume: UserListLogic(settings, resume, recoverable))
     outcomes = op.branch("outcomes", lists, _is_outcome)
 
-    shards = settings.ranker_shards
-    popularity = op.filter("popularity", replies.falses, lambda x: isinstance(x, TrendingWrite))
+    shard_keys = [f"shard{shard}" for shard in range(settings.ranker_shards)]
 
-    def to_shards(x: TrendingWrite | Outcome) -> list[tuple[str, TrendingWrite | Outcome]]:
-        if isinstance(x, Outcome):
-            return [(f"shard{stable_hash(x.user_id) % shards}", x)]
-        return [(f"shard{s}", x) for s in range(shards)]
+    def popularity_to_shards(write: Write) -> list[tuple[str, TrendingWrite | Outcome]]:
+        return [(key, write) for key in shard_keys] if isinstance(write, TrendingWrite) else []  # every replica
 
-    ranker_in = op.flat_map("to_shards", op.merge("ranker_in", popularity, outcomes.trues), to_shards)
+    def outcome_to_shard(kv: tuple[str, Outcome]) -> tuple[str, TrendingWrite | Outcome]:
+        return shard_keys[stable_hash(kv[0]) % len(shard_keys)], kv[1]
+
+    ranker_in: KeyedStream[TrendingWrite | Outcome] = op.merge(
+        "ranker_in", op.flat_map("popularity", item_writes, popularity_to_shards),
+        op.map("outcome_shard", outcomes.trues, outcome_to_shard))
     ranked = op.key_rm("ranker_out", op.stateful_batch("ranker", ranker_in, lambda resume: RankerLogic(settings, resume, recoverable)))
 
-    writes: Stream[Write] = op.merge("writes", outcomes.falses, ranked, replies.falses, valid.falses)
+    writes: Stream[Write] = op.merge("writes", op.key_rm("lists_out", outcomes.falses), ranked, item_writes,
+                                     valid.falses)
     if sink is None:
         sink = RedisSink(settings.redis_url, SinkOptions(
             settings.keys,
