@@ -322,12 +322,11 @@ def _fill(stage: str, logics: list[Any], settings: Settings) -> dict[str, float]
         return {"neighbours (mean)": sum(sizes) / m, "neighbours bound": cap,
                 "items at bound %": 100.0 * sum(s >= cap for s in sizes) / m,
                 "items with >= half %": 100.0 * sum(s >= cap // 2 for s in sizes) / m,
-                "neighbour entries (total)": float(sum(sizes)),
-                "top-list cached %": 100.0 * sum(s.neighbours._best is not None for s in states) / m}
+                "neighbour entries (total)": float(sum(sizes))}
     if stage == "user_lists":
         states = [lg.state for lg in logics]
         cached = [len(s.candidates._neighbours) for s in states]
-        tuples = [sum(len(v) for v in s.candidates._neighbours.values()) for s in states]
+        tuples = [sum(len(ids) for ids, _ in s.candidates._neighbours.values()) for s in states]
         return {"cached neighbour lists (mean)": sum(cached) / n,
                 "cached (item, score) pairs (mean)": sum(tuples) / n,
                 "latest.recent length (mean)": sum(len(s.latest.recent) if s.latest else 0 for s in states) / n,
@@ -618,13 +617,14 @@ def at_bound(settings: Settings, user_events: int = 40, sessions: int = 4, item_
     st = lists.state
     cache = st.candidates._neighbours
     h = _history_of(history)
-    scores = item.state.neighbours._scores if item.state else {}
-    best = (item.state.neighbours._best if item.state else None) or []
+    neighbours = item.state.neighbours if item.state else None
+    scores = dict(zip(neighbours._ids, neighbours._log_scores, strict=True)) if neighbours else {}
     # "As is" first: the helpers below hold references to the same strings and would shrink their shares.
     as_is = {"cache": _walk_one(cache), "ranked": _walk_one(st.previous.ranked) if st.previous else 0.0,
              "sets": _walk_one(st.previous.repeats) + _walk_one(st.previous.exclude) if st.previous else 0.0,
              "latest": _walk_one(st.latest), "session": _walk_one(h._session_items), "seen": _walk_one(h._seen),
-             "recent": _walk_one(h._recent), "scores": _walk_one(scores), "best": _walk_one(best)}
+             "recent": _walk_one(h._recent),
+             "scores": _walk_one((neighbours._ids, neighbours._log_scores)) if neighbours else 0.0}
     merge_depth = type(st.candidates).merge_depth
     recent_order = [i for i, _, _ in st.latest.recent] if st.latest else list(cache)
     newest = [i for i in recent_order if i in cache][:merge_depth]
@@ -636,13 +636,12 @@ def at_bound(settings: Settings, user_events: int = 40, sessions: int = 4, item_
         return sum(b.bytes - b.kinds.get("str", 0.0) for b in walk.buckets.values())
 
     user: list[VariantSize] = [
-        VariantSize("candidates cache as is", as_is["cache"], f"{len(cache)} lists x {ItemLogic.reply_neighbours}"),
+        VariantSize("candidates cache as is (ids tuple, array('d') per list)", as_is["cache"],
+                    f"{len(cache)} lists x {ItemLogic.reply_neighbours}"),
         VariantSize("  only the merge_depth newest lists", _walk_one({i: cache[i] for i in newest}),
                     f"{len(newest)} lists (NeighbourCandidates.merge_depth)"),
-        VariantSize("  ... and each list as (interned ids tuple, array('f'))",
-                    without_strs({interned[i]: _compact_pairs(cache[i]) for i in newest}), "ids shared catalog-wide"),
-        VariantSize("  all lists as (interned ids tuple, array('f'))",
-                    without_strs({interned[i]: _compact_pairs(v) for i, v in cache.items()}), ""),
+        VariantSize("  ... without the id strings", without_strs({interned[i]: cache[i] for i in newest}),
+                    "ids shared catalog-wide"),
         VariantSize("previous.ranked as is", as_is["ranked"],
                     f"{len(st.previous.ranked) if st.previous else 0} pairs"),
         VariantSize("  as (interned ids tuple, array('f'))",
@@ -681,19 +680,16 @@ def at_bound(settings: Settings, user_events: int = 40, sessions: int = 4, item_
             return d
 
         item_variants = [
-            VariantSize("_scores dict[str, float] as is", as_is["scores"], f"{len(scores)} neighbours"),
-            VariantSize("  same, interned ids", without_strs(scores), ""),
+            VariantSize("neighbours as is: ids list + array('d')", as_is["scores"], f"{len(scores)} neighbours"),
+            VariantSize("  same, without the id strings", without_strs(ids) + _walk_one(array("d", scores.values())),
+                        "ids shared catalog-wide"),
+            VariantSize("  dict[str, float], as before", without_strs(scores), "interned ids"),
             VariantSize("  dict[interned id, slot] + array('d') of log scores",
                         without_strs(churned(len(scores), lambda n: n % len(scores)))
                         + _walk_one(array("d", scores.values())), "slot ints < 257 are cached objects"),
-            VariantSize("  list of interned ids + array('d') (no dict)",
-                        without_strs(ids) + _walk_one(array("d", scores.values())), "linear search of <= 100"),
             VariantSize("  capacity 85, interned ids, dict[str, float] as now",
                         without_strs(churned(85, float)), "churned table 256 slots instead of 512"),
             VariantSize("  capacity 75, interned ids, dict[str, float] as now", without_strs(churned(75, float)), ""),
-            VariantSize("_best top-list cache as is", as_is["best"], f"{len(best)} pairs"),
-            VariantSize("  as (interned ids tuple, array('f'))", without_strs(_compact_pairs(best)), ""),
-            VariantSize("  not cached (sorted per batch)", 0.0, "CPU: one sort of <= 100 per batch"),
         ]
     return reports, user, item_variants
 
