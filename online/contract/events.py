@@ -26,6 +26,7 @@ online.contract.events.EventError: type: unknown event type 'teleport' (known: a
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -345,8 +346,10 @@ def parse_event(
     ts = parse_ts(obj.get("ts"), time.time() if now is None else now, limits)
     assert user_id is not None and item_id is not None
     return Event(
-        user_id=user_id,
-        item_id=item_id,
+        # Interned: a parsed id is a new string per event, and the flow keeps ids in many lists
+        # (neighbours, recent items, candidates); one shared copy per distinct id bounds them.
+        user_id=sys.intern(user_id),
+        item_id=sys.intern(item_id),
         type=raw_type,
         ts=ts,
         session_id=_identifier(obj, "session_id", limits, required=False),
