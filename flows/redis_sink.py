@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -71,12 +72,16 @@ class UserListWrite:
 
 @dataclass(frozen=True, slots=True)
 class ItemSimilarWrite:
+    """An item's similar list: its strongest neighbours (a :class:`~online.covisitation.TopNeighbours`
+    from the flow, computed only if this write is the one the sink keeps)."""
+
     item_id: str
-    neighbours: list[tuple[str, float]]
+    neighbours: Sequence[tuple[str, float]]
     event_ts: float
 
     def blob(self, version: int = BLOB_VERSION) -> bytes:
-        return encode_candidates(CandidateList([i for i, _ in self.neighbours], [s for _, s in self.neighbours],
+        pairs = list(self.neighbours)
+        return encode_candidates(CandidateList([i for i, _ in pairs], [s for _, s in pairs],
                                                event_ts=self.event_ts), version)
 
 

@@ -22,11 +22,59 @@ from __future__ import annotations
 import math
 from array import array
 from bisect import bisect_right
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, overload
 
 from online.forward_decay import ForwardDecay
 
-__all__ = ["CoVisitationNeighbours"]
+__all__ = ["CoVisitationNeighbours", "TopNeighbours"]
+
+
+class TopNeighbours(Sequence[tuple[str, float]]):
+    """A snapshot of an item's strongest neighbours, read as ``(id, evidence relative to the first)`` pairs.
+
+    Taking it is two C-level slices; the relative values (an ``exp`` each)
+    are computed only when it is read. The flow emits one per changed item
+    and batch for the item's similar list, and most are never read: the sink
+    keeps the last per item, and the evaluation none.
+
+    >>> n = CoVisitationNeighbours(capacity=5)
+    >>> n.learn_one("b", 2.0, ts=0.0); n.learn_one("c", 1.0, ts=0.0)
+    >>> snapshot = n.snapshot(5)
+    >>> n.learn_one("d", 9.0, ts=0.0)                  # later evidence does not change a snapshot
+    >>> len(snapshot), list(snapshot) == [("b", 1.0), ("c", 0.5)], snapshot[1][0]
+    (2, True, 'c')
+    """
+
+    __slots__ = ("_ids", "_negated")
+
+    def __init__(self, ids: list[str], negated: array[float]):
+        self._ids = ids
+        self._negated = negated
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[str, float]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[tuple[str, float]]: ...
+    def __getitem__(self, index: int | slice) -> tuple[str, float] | list[tuple[str, float]]:
+        return self._pairs()[index]
+
+    def __iter__(self) -> Iterator[tuple[str, float]]:
+        return iter(self._pairs())
+
+    def columns(self) -> tuple[tuple[str, ...], tuple[float, ...]]:
+        """The ids and the relative values as two tuples (what a user's neighbour cache keeps)."""
+        negated, exp = self._negated, math.exp
+        first = negated[0] if negated else 0.0
+        return tuple(self._ids), tuple([exp(first - score) for score in negated])
+
+    def _pairs(self) -> list[tuple[str, float]]:
+        negated, exp = self._negated, math.exp
+        first = negated[0] if negated else 0.0
+        return [(item, exp(first - score)) for item, score in zip(self._ids, negated, strict=True)]
 
 
 class CoVisitationNeighbours:
@@ -96,6 +144,10 @@ class CoVisitationNeighbours:
         negated, exp = self._negated, math.exp
         first = negated[0]
         return [(item, exp(first - score)) for item, score in zip(self._ids[:k], negated[:k], strict=True)]
+
+    def snapshot(self, k: int) -> TopNeighbours:
+        """The ``k`` strongest neighbours as they are now, relative values computed when read (see :meth:`top`)."""
+        return TopNeighbours(self._ids[:k], self._negated[:k])
 
     def value(self, other: str, now: float) -> float:
         """The decayed evidence for ``other`` at ``now`` (0.0 when unknown)."""

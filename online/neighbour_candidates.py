@@ -25,6 +25,8 @@ import math
 from collections.abc import Collection, Sequence
 from operator import itemgetter
 
+from online.covisitation import TopNeighbours
+
 __all__ = ["NeighbourCandidates"]
 
 _score = itemgetter(1)
@@ -43,7 +45,10 @@ class NeighbourCandidates:
 
     def learn_one(self, item: str, neighbours: Sequence[tuple[str, float]]) -> None:
         """Remember the latest neighbour list of ``item`` (best first)."""
-        self._neighbours[item] = tuple(zip(*neighbours, strict=True)) or ((), ())  # type: ignore[assignment]
+        if isinstance(neighbours, TopNeighbours):  # what the flow's item stage sends
+            self._neighbours[item] = neighbours.columns()
+        else:
+            self._neighbours[item] = tuple(zip(*neighbours, strict=True)) or ((), ())  # type: ignore[assignment]
 
     def forget_except(self, keep: Collection[str]) -> None:
         """Drop cached lists of items no longer among the user's recent items."""
