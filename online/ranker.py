@@ -245,7 +245,7 @@ class BlendRanker:
         Nothing is learned when ``positive`` was not a candidate at all: no
         weighting of these features would have shown it.
         """
-        candidates = Candidates.score(pool, _weight_vector(self.weights))
+        candidates = Candidates.score(pool, _weight_vector(self.model.weights))  # no float() copy per event
         rows = candidates.top(max(n, self.negative_depth))
         items = candidates.items
         shown = [items[row] for row in rows]
