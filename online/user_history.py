@@ -1,8 +1,9 @@
-"""What one user did lately: de-duplication, sessions, weighted recent items.
+"""What one user did lately: de-duplication, sessions, weighted recent items, purchases.
 
 This is the user-keyed state of the dataflow's first stage. Everything is
-bounded: ``recent_items`` distinct items, the last ``dedup_window`` event
-ids, the last ``link_window`` items of the current session.
+bounded: ``recent_items`` distinct items (with their category, when events
+carry one), the last ``dedup_window`` event ids, the last ``link_window``
+items of the current session, the last ``window_purchases`` purchases.
 
 Examples
 --------
@@ -21,16 +22,32 @@ True
 (True, [])
 >>> [(item, weight) for item, weight, _ in h.recent()]
 [('c', 1.0), ('b', 3.0), ('a', 1.0)]
+
+Purchases open a window (see :mod:`online.purchases`): what was bought in it,
+in which categories, and which of the user's recent items share them.
+
+>>> o = h.learn_one(Event("u", "t1", "view", 4000.0, context={"category": "treadmills"}), 1.0)
+>>> o = h.learn_one(Event("u", "t2", "purchase", 4060.0, context={"category": "treadmills"}), 5.0)
+>>> o.category, h.purchases_since(0.0)
+('treadmills', [('t2', 'treadmills', 4060.0)])
+>>> w = h.purchase_window(4100.0, window_s=3600.0)
+>>> w.purchases, sorted(w.kinds), w.of_kind
+(('t2',), ['treadmills'], (('t2', 'treadmills'), ('t1', 'treadmills')))
+>>> h.purchase_window(4060.0 + 3600.0, window_s=3600.0) is None   # the window has closed
+True
 """
 
 from __future__ import annotations
 
+import sys
 from array import array
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from hashlib import blake2b
+from typing import Any
 
 from online.contract import Event
+from online.purchases import PurchaseWindow
 
 __all__ = ["Observation", "UserHistory"]
 
@@ -43,6 +60,8 @@ class Observation:
     new_session: bool
     previous: list[str]
     """Distinct items earlier in the same session, newest first (co-visitation pairs)."""
+    category: str | None = None
+    """The event's ``context.category`` as a string (interned: items and lists keep it), if any."""
 
 
 class UserHistory:
@@ -62,7 +81,11 @@ class UserHistory:
         a ring: 8 bytes each, so 64 ids cost 512 bytes, not the ~10 KB of strings.
     """
 
+    window_purchases = 8
+    """Latest purchases remembered with their category and time (a purchase window counts at most these)."""
+
     __slots__ = (
+        "_bought",
         "_last_ts",
         "_recent",
         "_seen",
@@ -84,7 +107,7 @@ class UserHistory:
         self.session_gap_s = session_gap_s
         self.link_window = link_window
         self.dedup_window = dedup_window
-        self._recent: OrderedDict[str, list[float]] = OrderedDict()  # item -> [weight, ts]
+        self._recent: OrderedDict[str, list[Any]] = OrderedDict()  # item -> [weight, ts, category]
         self._seen = array("Q", bytes(8 * dedup_window))  # ring of 64-bit event-id hashes (0: empty)
         self._seen_next = 0
         self._session_items: deque[str] = deque(maxlen=link_window)
@@ -93,6 +116,7 @@ class UserHistory:
         self.events = 0
         self.session_id = ""
         self.purchased: OrderedDict[str, float] = OrderedDict()
+        self._bought: deque[tuple[str, str | None, float]] = deque(maxlen=self.window_purchases)
 
     def _is_duplicate(self, event_id: str | None) -> bool:
         if event_id is None or not self.dedup_window:
@@ -126,8 +150,13 @@ class UserHistory:
             if event.item_id in self._session_items:
                 self._session_items.remove(event.item_id)
             self._session_items.append(event.item_id)
+        raw_category = event.context.get("category")
+        category = None if raw_category is None else sys.intern(str(raw_category))
         slot = self._recent.pop(event.item_id, None)
-        self._recent[event.item_id] = [weight + (slot[0] if slot else 0.0), event.ts]
+        if slot is None:
+            self._recent[event.item_id] = [weight, event.ts, category]
+        else:
+            self._recent[event.item_id] = [weight + slot[0], event.ts, category or slot[2]]
         if len(self._recent) > self.recent_items:
             self._recent.popitem(last=False)
         if event.type == "purchase":
@@ -135,11 +164,40 @@ class UserHistory:
             self.purchased[event.item_id] = event.ts
             if len(self.purchased) > self.recent_items:
                 self.purchased.popitem(last=False)
-        return Observation(session_id=session_id, new_session=new_session, previous=previous)
+            self._bought.append((event.item_id, category or self.category_of(event.item_id), event.ts))
+        return Observation(session_id=session_id, new_session=new_session, previous=previous, category=category)
 
     def recent(self) -> list[tuple[str, float, float]]:
         """``(item, summed weight, last ts)``, newest first."""
-        return [(item, w, ts) for item, (w, ts) in reversed(self._recent.items())]
+        return [(item, w, ts) for item, (w, ts, _) in reversed(self._recent.items())]
+
+    def category_of(self, item: str) -> str | None:
+        """The last category a recent item was seen with (``None``: none, or not a recent item)."""
+        slot = self._recent.get(item)
+        return None if slot is None else slot[2]
+
+    def purchases_since(self, since: float) -> list[tuple[str, str | None, float]]:
+        """``(item, category, ts)`` of the remembered purchases at or after ``since``, newest first."""
+        out = []
+        for bought in reversed(self._bought):
+            if bought[2] < since:
+                break
+            out.append(bought)
+        return out
+
+    def purchase_window(self, now: float, window_s: float, bought: str | None = None) -> PurchaseWindow | None:
+        """The purchases of the last ``window_s`` seconds before ``now`` (event time); ``None`` if there are none.
+
+        ``bought`` names the item the current event bought, if it is a purchase.
+        """
+        opened = now - window_s
+        if not self._bought or self._bought[-1][2] <= opened:
+            return None
+        inside = [(item, kind) for item, kind, ts in reversed(self._bought) if ts > opened]
+        kinds = frozenset(kind for _, kind in inside if kind is not None)
+        of_kind = tuple((item, slot[2]) for item, slot in reversed(self._recent.items()) if slot[2] in kinds) \
+            if kinds else ()
+        return PurchaseWindow(tuple(item for item, _ in inside), kinds, of_kind, bought)
 
     @property
     def last_ts(self) -> float | None:

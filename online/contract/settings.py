@@ -64,6 +64,9 @@ class Settings:
     session_gap_s: float = _setting(1800.0, "LIVERECO_SESSION_GAP_S", "inactivity that ends a session")
     poll_interval_ms: float = _setting(5.0, "LIVERECO_POLL_INTERVAL_MS", "how long the flow's source waits before polling an idle stream again")
     read_count: int = _setting(500, "LIVERECO_READ_COUNT", "most stream entries read per partition per poll")
+    purchase_window_s: float = _setting(7 * 86400.0, "LIVERECO_PURCHASE_WINDOW_S", "seconds (event time) after a purchase during which candidates in the bought item's category fall back in the buyer's list and what buyers of it bought next (within as many seconds) rises; 0 turns the rule off")
+    purchase_demote: float = _setting(0.1, "LIVERECO_PURCHASE_DEMOTE", "within a purchase window, candidates in a bought item's category keep this share of their score (1: no change, 0: last)")
+    purchase_boost: float = _setting(0.25, "LIVERECO_PURCHASE_BOOST", "within a purchase window, what buyers of the bought item bought next counts as one more neighbour list of it, at this weight (0: nothing rises)")
     gc_interval_s: float = _setting(60.0, "LIVERECO_GC_INTERVAL_S", "the flow collects cyclic garbage on this timer instead of Python's automatic collector, which walks the whole model state (0: Python's default)")
 
     @classmethod
@@ -94,9 +97,14 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{_env_of(name)}={getattr(self, name)!r}: must be positive")
-        for name in ("ranker_learning_rate", "ranker_negatives", "gc_interval_s"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{_env_of(name)}={getattr(self, name)!r}: must not be negative")
+        for name in ("ranker_learning_rate", "ranker_negatives", "gc_interval_s", "purchase_window_s",
+                     "purchase_boost"):
+            value = getattr(self, name)
+            if not value >= 0:
+                raise ValueError(f"{_env_of(name)}={value!r}: " + ("must be a number" if value != value else
+                                                                   "must not be negative"))
+        if not 0.0 <= self.purchase_demote <= 1.0:
+            raise ValueError(f"{_env_of('purchase_demote')}={self.purchase_demote!r}: must be between 0 and 1")
         self.keys  # noqa: B018 - validates namespace and partitions
         self.weights  # noqa: B018 - validates the weight spec
 
