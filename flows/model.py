@@ -62,6 +62,7 @@ from flows.stages import (
     Outcome,
     ParsedEvent,
     PersonalPool,
+    PurchaseLink,
     RankerLogic,
     Touch,
     UserHistoryLogic,
@@ -138,10 +139,10 @@ class LiverecoModel:
             logic = self.histories[user_id] = UserHistoryLogic(self.settings, None, recoverable=False)
         return logic
 
-    def _to_items(self, messages: Iterable[Touch | Link], trending: list[TrendingWrite],
+    def _to_items(self, messages: Iterable[Touch | Link | PurchaseLink], trending: list[TrendingWrite],
                   replies: list[NeighbourReply]) -> None:
         """One event's touch and links, each to the item it names (in order, one batch per item)."""
-        by_item: dict[str, list[Touch | Link]] = {}
+        by_item: dict[str, list[Touch | Link | PurchaseLink]] = {}
         for message in messages:
             by_item.setdefault(message.item_id, []).append(message)
         for item_id, batch in by_item.items():

@@ -6,13 +6,18 @@ The path of one event (see the README's architecture section):
    :class:`~flows.redis_sink.DeadLetter` naming the field and the reason.
 2. :class:`UserHistoryLogic` (keyed by user): drops duplicate ``event_id``\\ s,
    segments sessions, keeps weighted recent items, and sends the item a
-   :class:`Touch` carrying the session's previous items.
+   :class:`Touch` carrying the session's previous items (and, within a
+   purchase window, the :class:`~online.purchases.PurchaseWindow`); a purchase
+   also sends each earlier purchase of the window a :class:`PurchaseLink`.
 3. :class:`ItemLogic` (keyed by item): decayed popularity (trending), bounded
-   co-visitation neighbours in both directions, and a :class:`NeighbourReply`
-   back to the user with the item's current neighbours.
+   co-visitation neighbours in both directions (with their categories), what
+   buyers of the item bought next, and a :class:`NeighbourReply` back to the
+   user with the item's current neighbours.
 4. :class:`UserListLogic` (keyed by user): caches the neighbour lists of the
-   user's recent items, merges them into the fresh personal candidates, and
-   hands them to the sink; each positive event becomes an :class:`Outcome`.
+   user's recent items, merges them into the fresh personal candidates
+   (re-ranked by :class:`~online.purchases.AfterPurchase` inside a purchase
+   window), and hands them to the sink; each positive event becomes an
+   :class:`Outcome`.
 5. :class:`RankerLogic` (keyed by shard of users): a replica of trending and
    an online ranker. It rebuilds the list the server would have served before
    each outcome (personal candidates blended with trending), scores the
@@ -61,6 +66,7 @@ from online.covisitation import CoVisitationNeighbours
 from online.forward_decay import ForwardDecay
 from online.item_embedding import ContextEmbedding, SessionEmbedding
 from online.neighbour_candidates import NeighbourCandidates
+from online.purchases import AfterPurchase, PurchaseWindow
 from online.ranker import BlendRanker, Pool
 from online.trending import TrendingTop
 from online.user_history import UserHistory
@@ -72,6 +78,7 @@ __all__ = [
     "Outcome",
     "ParsedEvent",
     "PersonalPool",
+    "PurchaseLink",
     "RankerLogic",
     "Touch",
     "UserHistoryLogic",
@@ -132,6 +139,10 @@ class Touch:
     life: int = 0
     """Which life of the user's history this is (its creation time in ns): a user evicted while idle
     comes back with a new one, and the user-list stage starts over with it."""
+    previous_kinds: tuple[str | None, ...] = ()
+    """The categories of ``previous`` (empty when this event has no category)."""
+    window: PurchaseWindow | None = None
+    """The user's purchases within ``LIVERECO_PURCHASE_WINDOW_S`` (``None``: none, the usual case)."""
 
 
 @dataclass(slots=True)
@@ -144,6 +155,10 @@ class NeighbourReply:
     embedding: tuple[float, ...] = ()
     """The item's context embedding, for the user's session embedding, and its length."""
     embedding_norm: float = 0.0
+    of_kind: tuple[tuple[str, str], ...] = ()
+    """Inside a purchase window: the ``neighbours`` in a bought category, with their category."""
+    bought_next: list[tuple[str, float]] | None = None
+    """To a purchase: what buyers of the item bought next, evidence relative to the strongest."""
 
     @property
     def user_id(self) -> str:
@@ -218,7 +233,7 @@ class UserHistoryState:
     life: int
 
 
-class UserHistoryLogic(_StageLogic[ParsedEvent, "list[Touch | Link]"]):
+class UserHistoryLogic(_StageLogic[ParsedEvent, "list[Touch | Link | PurchaseLink]"]):
     """User-keyed: de-duplication, sessions, recent items; emits the touch and the forward links.
 
     An evicted user's next event starts a new history (a new life) at seq 1.
@@ -232,6 +247,7 @@ class UserHistoryLogic(_StageLogic[ParsedEvent, "list[Touch | Link]"]):
     def __init__(self, settings: Settings, resume: bytes | None, recoverable: bool = True):
         super().__init__(recoverable, settings.user_ttl_s)
         self.weights = settings.weights
+        self.window_s = settings.purchase_window_s
         self.state: UserHistoryState = _load(resume) or UserHistoryState(
             UserHistory(settings.recent_items, settings.session_gap_s), time.time_ns())
 
@@ -240,11 +256,12 @@ class UserHistoryLogic(_StageLogic[ParsedEvent, "list[Touch | Link]"]):
         return self.state.history
 
     @override
-    def on_batch(self, values: list[ParsedEvent]) -> tuple[Iterable[list[Touch | Link]], bool]:
+    def on_batch(self, values: list[ParsedEvent]) -> tuple[Iterable[list[Touch | Link | PurchaseLink]], bool]:
         self.last_active = time.time()
-        out: list[list[Touch | Link]] = []
+        out: list[list[Touch | Link | PurchaseLink]] = []
         history = self.state.history
         life = self.state.life
+        window_s = self.window_s
         for parsed in values:
             event = parsed.event
             weight = self.weights.weight_of(event)
@@ -252,8 +269,10 @@ class UserHistoryLogic(_StageLogic[ParsedEvent, "list[Touch | Link]"]):
             if observed is None:
                 DUPLICATES.inc()
                 continue
-            category = event.context.get("category")
+            category = observed.category
             previous = observed.previous if weight > 0.0 else []
+            bought = event.item_id if event.type == "purchase" and weight > 0.0 else None
+            window = history.purchase_window(event.ts, window_s, bought) if window_s > 0.0 else None
             touch = Touch(
                 item_id=event.item_id,
                 user_id=event.user_id,
@@ -262,20 +281,29 @@ class UserHistoryLogic(_StageLogic[ParsedEvent, "list[Touch | Link]"]):
                 weight=weight,
                 ts=event.ts,
                 accepted_ms=parsed.accepted_ms,
-                category=str(category) if category is not None else None,
+                category=category,
                 previous=previous,
                 session_id=observed.session_id,
                 recent=history.recent(),
                 exclude=list(history.purchased),
                 life=life,
+                previous_kinds=tuple(map(history.category_of, previous)) if category is not None else (),
+                window=window,
             )
-            messages: list[Touch | Link] = [touch]
+            messages: list[Touch | Link | PurchaseLink] = [touch]
             messages.extend(
-                Link(other, event.item_id, weight / (distance + 1) ** self.distance_decay, event.ts)
+                Link(other, event.item_id, weight / (distance + 1) ** self.distance_decay, event.ts, category)
                 for distance, other in enumerate(previous)
             )
+            if window is not None and bought is not None:
+                # What buyers of each earlier purchase of the window went on to buy: this item.
+                messages.extend(
+                    PurchaseLink(earlier, bought, weight / (distance + 1), event.ts)
+                    for distance, earlier in enumerate(window.purchases[1:]) if earlier != bought
+                )
             out.append(messages)
         return out, StatefulBatchLogic.RETAIN
+
 
 @dataclass(slots=True)
 class ItemState:
@@ -288,6 +316,13 @@ class ItemState:
     events: int = 0
     context: ContextEmbedding = field(default_factory=ContextEmbedding)
     """What the item is seen with (random indexing): its embedding."""
+    kinds: dict[str, str] | None = None
+    """Categories of neighbours in another category than this item's own (a neighbour not here shares it).
+
+    Most neighbours are of the item's own kind, so this stays small; ``None``
+    until events carry categories. Entries of evicted neighbours are pruned."""
+    bought_next: CoVisitationNeighbours | None = None
+    """What buyers of this item went on to buy (within a purchase window); ``None`` until someone did."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,21 +333,43 @@ class Link:
     other: str
     weight: float
     ts: float
+    category: str | None = None
+    """The category of ``other``, if its event had one."""
 
 
-class ItemLogic(_StageLogic[Touch | Link, Any]):
-    """Item-keyed: trending popularity, co-visitation neighbours, replies to users.
+@dataclass(frozen=True, slots=True)
+class PurchaseLink:
+    """A buyer of ``item_id`` (the key this is routed by) went on to buy ``other`` within the purchase window."""
+
+    item_id: str
+    other: str
+    weight: float
+    ts: float
+
+
+class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any]):
+    """Item-keyed: trending popularity, co-visitation neighbours, what buyers bought next, replies to users.
 
     A touch of item ``b`` after items ``a1, a2, ...`` of the same session adds
     ``a_i -> b`` evidence (sent as :class:`Link` to each ``a_i``: the forward,
     "what comes next" direction) and ``b -> a_i`` at ``backward_weight``.
     Evidence falls off with the distance in the session: ``1 / (d + 1)``.
+    Links and touches carry the categories of the items they pair, so the item
+    knows its neighbours' kinds (:attr:`ItemState.kinds`). A
+    :class:`PurchaseLink` adds to what buyers of the item bought next
+    (:attr:`ItemState.bought_next`, bounded and decayed as the neighbours).
+
+    Inside a purchase window (:attr:`Touch.window`) the reply names the
+    neighbours in a bought category; the reply to a purchase carries what
+    buyers of the item bought next. Outside one, replies are as before.
     """
 
     stage = "items"
     backward_weight = 0.5
     reply_neighbours = 25
     """Neighbours sent back to the user stage per touch (the similar list keeps ``LIVERECO_NEIGHBOURS``)."""
+    reply_bought_next = 10
+    """Items bought next sent back to a purchase."""
 
     def __init__(self, settings: Settings, resume: bytes | None, learn_until_ts: float | None = None,
                  recoverable: bool = True):
@@ -331,7 +388,7 @@ class ItemLogic(_StageLogic[Touch | Link, Any]):
         return self.state
 
     @override
-    def on_batch(self, values: list[Touch | Link]) -> tuple[Iterable[Any], bool]:
+    def on_batch(self, values: list[Touch | Link | PurchaseLink]) -> tuple[Iterable[Any], bool]:
         self.last_active = time.time()
         state = self._state_for(values[0].item_id)
         out: list[Any] = []
@@ -345,7 +402,15 @@ class ItemLogic(_StageLogic[Touch | Link, Any]):
                     continue
                 state.neighbours.learn_one(msg.other, msg.weight, msg.ts)
                 state.context.learn_one(msg.other, msg.weight)
+                if msg.category is not None:
+                    self._label(state, msg.other, msg.category)
                 neighbours_changed = True
+                continue
+            if isinstance(msg, PurchaseLink):
+                if learn:
+                    if state.bought_next is None:
+                        state.bought_next = CoVisitationNeighbours(self.capacity, self.half_life_s)
+                    state.bought_next.learn_one(msg.other, msg.weight, msg.ts)
                 continue
             state.events += 1
             if msg.category:
@@ -359,11 +424,50 @@ class ItemLogic(_StageLogic[Touch | Link, Any]):
                     state.neighbours.learn_one(other, evidence, msg.ts)
                     state.context.learn_one(other, evidence)
                     neighbours_changed = True
-            out.append(NeighbourReply(state.item_id, state.neighbours.top(self.reply_k), msg, *state.context.raw()))
+                if msg.previous_kinds:
+                    for other, kind in zip(msg.previous, msg.previous_kinds, strict=True):
+                        if kind is not None:
+                            self._label(state, other, kind)
+            top = state.neighbours.top(self.reply_k)
+            if msg.window is None:
+                out.append(NeighbourReply(state.item_id, top, msg, *state.context.raw()))
+            else:
+                out.append(self._window_reply(state, top, msg, msg.window))
         if neighbours_changed:
             top = state.neighbours.top(self.k)
             out.append(ItemSimilarWrite(state.item_id, top, latest_ts))
         return out, StatefulBatchLogic.RETAIN
+
+    def _label(self, state: ItemState, other: str, kind: str) -> None:
+        """Remember that neighbour ``other`` is in category ``kind`` (only if that is not this item's own)."""
+        kinds = state.kinds
+        if kind == state.category:
+            if kinds:
+                kinds.pop(other, None)
+            return
+        if kinds is None:
+            kinds = state.kinds = {}
+        kinds[other] = kind
+        if len(kinds) > self.capacity + self.capacity // 2:  # drop evicted neighbours' entries now and then
+            neighbours = {item for item, _ in state.neighbours.top(self.capacity)}
+            state.kinds = {item: k for item, k in kinds.items() if item in neighbours}
+
+    def _window_reply(self, state: ItemState, top: list[tuple[str, float]], touch: Touch,
+                      window: PurchaseWindow) -> NeighbourReply:
+        """The reply inside a purchase window: which neighbours are of a bought kind, and (to a purchase) what
+        buyers of this item bought next."""
+        of_kind: tuple[tuple[str, str], ...] = ()
+        if window.kinds:
+            own, known = state.category, state.kinds or {}
+            # A purchase names all its neighbours of the kind: they are what the session before it looked at.
+            named = state.neighbours.top(self.capacity) if window.bought is not None else top
+            of_kind = tuple((item, kind) for item, _ in named
+                            if (kind := known.get(item, own)) is not None and kind in window.kinds)
+        bought_next = None
+        if window.bought is not None:
+            bought_next = state.bought_next.top(self.reply_bought_next) if state.bought_next is not None else []
+        return NeighbourReply(state.item_id, top, touch, *state.context.raw(), of_kind=of_kind,
+                              bought_next=bought_next)
 
 
 @dataclass(slots=True)
@@ -398,6 +502,8 @@ class UserListState:
     session_id: str = ""
     session: SessionEmbedding = field(default_factory=SessionEmbedding)
     affinity: CategoryAffinity = field(default_factory=CategoryAffinity)
+    after_purchase: AfterPurchase | None = None
+    """The purchase window's rule while one is open (``None`` otherwise)."""
 
 
 class UserListLogic(_StageLogic[NeighbourReply, Any]):
@@ -422,6 +528,8 @@ class UserListLogic(_StageLogic[NeighbourReply, Any]):
         self.n = settings.candidates
         self.recent_weight = settings.recent_weight
         self.position_decay = settings.position_decay
+        self.purchase_demote = settings.purchase_demote
+        self.purchase_boost = settings.purchase_boost
         self.state: UserListState = _load(resume) or UserListState(NeighbourCandidates())
 
     max_pending = 256
@@ -431,6 +539,9 @@ class UserListLogic(_StageLogic[NeighbourReply, Any]):
     eviction_grace_s = 60.0
     """This stage keeps an idle user this much longer than the history stage does, so a user's
     history is dropped first and a returning user's new life resets this state (not the reverse)."""
+    rerank_depth = 4
+    """Inside a purchase window the merge keeps this many times ``LIVERECO_CANDIDATES`` for the rule to
+    re-rank: candidates below the cut move up as the bought kind falls back."""
 
     def _first_seq(self, life: int) -> int:
         """The sequence number a new state starts from: 1, unless the user's history outlived this state.
@@ -478,6 +589,14 @@ class UserListLogic(_StageLogic[NeighbourReply, Any]):
             state.session.learn_one(ready.embedding, touch.weight, ready.embedding_norm)
             if touch.category:
                 state.affinity.learn_one(touch.category, touch.weight, touch.ts)
+            window = touch.window
+            if window is not None:
+                after = state.after_purchase
+                if after is None:
+                    after = state.after_purchase = AfterPurchase(self.purchase_demote, self.purchase_boost)
+                after.learn_one(window, ready.bought_next, ready.of_kind)
+            elif state.after_purchase is not None:
+                state.after_purchase = None  # the window has closed
             if touch.weight > 0.0 and state.previous is not None:
                 out.append(Outcome(touch.user_id, touch.entry_id, touch.item_id, touch.ts, state.previous))
             state.latest = touch
@@ -496,8 +615,14 @@ class UserListLogic(_StageLogic[NeighbourReply, Any]):
         exclude.update(item for item, weight, _ in last.recent if weight < 0.0)
         if self.recent_weight <= 0.0:
             exclude.update(recent_items)
-        ranked = state.candidates.rank(last.recent, self.n, exclude, recent_weight=self.recent_weight,
-                                       position_decay=self.position_decay)
+        after = state.after_purchase
+        if after is None:
+            ranked = state.candidates.rank(last.recent, self.n, exclude, recent_weight=self.recent_weight,
+                                           position_decay=self.position_decay)
+        else:
+            merged = state.candidates.rank(last.recent, self.rerank_depth * self.n, exclude,
+                                           recent_weight=self.recent_weight, position_decay=self.position_decay)
+            ranked = after.rerank(merged, self.n, last.recent, exclude, self.position_decay)
         repeats = frozenset(recent_items).intersection(item for item, _ in ranked) if self.recent_weight > 0.0 \
             else frozenset()
         state.previous = PersonalPool(ranked, repeats, frozenset(exclude))
