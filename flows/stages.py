@@ -31,11 +31,13 @@ bytes: immutable, and cheap to take for keys that changed in an epoch.
 from __future__ import annotations
 
 import heapq
+import math
 import pickle
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, ClassVar, TypeVar
 
 from bytewax.operators import StatefulBatchLogic
@@ -150,7 +152,8 @@ class NeighbourReply:
     """The touched item's current neighbours, on their way back to the user."""
 
     item_id: str
-    neighbours: list[tuple[str, float]]
+    neighbours: Sequence[tuple[str, float]]
+    """Best first, evidence relative to the first (from the flow: a :class:`~online.covisitation.TopNeighbours`)."""
     touch: Touch
     embedding: tuple[float, ...] = ()
     """The item's context embedding, for the user's session embedding, and its length."""
@@ -187,8 +190,16 @@ def _idle_deadline(last_active: float, idle_s: float) -> datetime:
     memory follows the active users and items, not everyone ever seen. The
     clock is the wall clock, as for Redis TTLs: a replay runs through days of
     event time without evicting anyone. A restart gives every key a fresh TTL.
+
+    Rounded up to the whole second: Bytewax asks every key it activates, so
+    the keys active within one second share one cached ``datetime``.
     """
-    return datetime.fromtimestamp(last_active + idle_s, tz=UTC)
+    return _deadline_at(math.ceil(last_active + idle_s))
+
+
+@lru_cache(maxsize=256)
+def _deadline_at(second: int) -> datetime:
+    return datetime.fromtimestamp(second, tz=UTC)
 
 
 V = TypeVar("V")
@@ -428,14 +439,13 @@ class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any]):
                     for other, kind in zip(msg.previous, msg.previous_kinds, strict=True):
                         if kind is not None:
                             self._label(state, other, kind)
-            top = state.neighbours.top(self.reply_k)
+            top = state.neighbours.snapshot(self.reply_k)  # its values are computed by the user-list stage
             if msg.window is None:
                 out.append(NeighbourReply(state.item_id, top, msg, *state.context.raw()))
             else:
                 out.append(self._window_reply(state, top, msg, msg.window))
-        if neighbours_changed:
-            top = state.neighbours.top(self.k)
-            out.append(ItemSimilarWrite(state.item_id, top, latest_ts))
+        if neighbours_changed:  # computed only if the sink writes it (most are replaced within a batch)
+            out.append(ItemSimilarWrite(state.item_id, state.neighbours.snapshot(self.k), latest_ts))
         return out, StatefulBatchLogic.RETAIN
 
     def _label(self, state: ItemState, other: str, kind: str) -> None:
@@ -452,7 +462,7 @@ class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any]):
             neighbours = {item for item, _ in state.neighbours.top(self.capacity)}
             state.kinds = {item: k for item, k in kinds.items() if item in neighbours}
 
-    def _window_reply(self, state: ItemState, top: list[tuple[str, float]], touch: Touch,
+    def _window_reply(self, state: ItemState, top: Sequence[tuple[str, float]], touch: Touch,
                       window: PurchaseWindow) -> NeighbourReply:
         """The reply inside a purchase window: which neighbours are of a bought kind, and (to a purchase) what
         buyers of this item bought next."""
