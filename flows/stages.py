@@ -549,7 +549,7 @@ class UserListLogic(_StageLogic[NeighbourReply, Any]):
     eviction_grace_s = 60.0
     """This stage keeps an idle user this much longer than the history stage does, so a user's
     history is dropped first and a returning user's new life resets this state (not the reverse)."""
-    rerank_depth = 4
+    rerank_depth = 2
     """Inside a purchase window the merge keeps this many times ``LIVERECO_CANDIDATES`` for the rule to
     re-rank: candidates below the cut move up as the bought kind falls back."""
 

@@ -148,8 +148,10 @@ class AfterPurchase:
         Items in ``exclude`` never rise. Pass more than ``n`` candidates: those
         below the first ``n`` move up as the bought kind falls back.
         """
-        labels, demote = self._labels, self.demote
-        scores = {item: score * demote if item in labels else score for item, score in ranked}
+        scores = dict(ranked)
+        demote = self.demote
+        for item in scores.keys() & self._labels.keys():
+            scores[item] *= demote
         following = self._next
         if self.boost > 0.0 and following:
             get = scores.get
