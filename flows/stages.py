@@ -330,8 +330,8 @@ class ItemState:
     kinds: dict[str, str] | None = None
     """Categories of neighbours in another category than this item's own (a neighbour not here shares it).
 
-    Most neighbours are of the item's own kind, so this stays small; ``None``
-    until events carry categories. Entries of evicted neighbours are pruned."""
+    ``None`` until events carry categories; at most :attr:`ItemLogic.max_kinds`
+    entries (under 1 KB), those of weaker neighbours dropped first."""
     bought_next: CoVisitationNeighbours | None = None
     """What buyers of this item went on to buy (within a purchase window); ``None`` until someone did."""
 
@@ -370,7 +370,7 @@ class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any]):
     :class:`PurchaseLink` adds to what buyers of the item bought next
     (:attr:`ItemState.bought_next`, bounded and decayed as the neighbours).
 
-    Inside a purchase window (:attr:`Touch.window`) the reply names the
+    Inside a purchase window (:attr:`Touch.window`) the reply names its
     neighbours in a bought category; the reply to a purchase carries what
     buyers of the item bought next. Outside one, replies are as before.
     """
@@ -381,6 +381,9 @@ class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any]):
     """Neighbours sent back to the user stage per touch (the similar list keeps ``LIVERECO_NEIGHBOURS``)."""
     reply_bought_next = 10
     """Items bought next sent back to a purchase."""
+    max_kinds = 40
+    """Neighbour categories kept per item (:attr:`ItemState.kinds`): beyond this, only those of the neighbours
+    a reply sends stay (a neighbour rises into them only with new evidence, which carries its category)."""
 
     def __init__(self, settings: Settings, resume: bytes | None, learn_until_ts: float | None = None,
                  recoverable: bool = True):
@@ -458,9 +461,9 @@ class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any]):
         if kinds is None:
             kinds = state.kinds = {}
         kinds[other] = kind
-        if len(kinds) > self.capacity + self.capacity // 2:  # drop evicted neighbours' entries now and then
-            neighbours = {item for item, _ in state.neighbours.top(self.capacity)}
-            state.kinds = {item: k for item, k in kinds.items() if item in neighbours}
+        if len(kinds) > self.max_kinds:  # keep those of the neighbours a reply sends
+            replied = {item for item, _ in state.neighbours.top(self.reply_k)}
+            state.kinds = {item: k for item, k in kinds.items() if item in replied}
 
     def _window_reply(self, state: ItemState, top: Sequence[tuple[str, float]], touch: Touch,
                       window: PurchaseWindow) -> NeighbourReply:
@@ -469,9 +472,7 @@ class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any]):
         of_kind: tuple[tuple[str, str], ...] = ()
         if window.kinds:
             own, known = state.category, state.kinds or {}
-            # A purchase names all its neighbours of the kind: they are what the session before it looked at.
-            named = state.neighbours.top(self.capacity) if window.bought is not None else top
-            of_kind = tuple((item, kind) for item, _ in named
+            of_kind = tuple((item, kind) for item, _ in top
                             if (kind := known.get(item, own)) is not None and kind in window.kinds)
         bought_next = None
         if window.bought is not None:

@@ -28,8 +28,8 @@ in which categories, and which of the user's recent items share them.
 
 >>> o = h.learn_one(Event("u", "t1", "view", 4000.0, context={"category": "treadmills"}), 1.0)
 >>> o = h.learn_one(Event("u", "t2", "purchase", 4060.0, context={"category": "treadmills"}), 5.0)
->>> o.category, h.purchases_since(0.0)
-('treadmills', [('t2', 'treadmills', 4060.0)])
+>>> o.category
+'treadmills'
 >>> w = h.purchase_window(4100.0, window_s=3600.0)
 >>> w.purchases, sorted(w.kinds), w.of_kind
 (('t2',), ['treadmills'], (('t2', 'treadmills'), ('t1', 'treadmills')))
@@ -164,7 +164,7 @@ class UserHistory:
             self.purchased[event.item_id] = event.ts
             if len(self.purchased) > self.recent_items:
                 self.purchased.popitem(last=False)
-            self._bought.append((event.item_id, category or self.category_of(event.item_id), event.ts))
+            self._bought.append((event.item_id, self._recent[event.item_id][2], event.ts))  # the latest category known
         return Observation(session_id=session_id, new_session=new_session, previous=previous, category=category)
 
     def recent(self) -> list[tuple[str, float, float]]:
@@ -175,15 +175,6 @@ class UserHistory:
         """The last category a recent item was seen with (``None``: none, or not a recent item)."""
         slot = self._recent.get(item)
         return None if slot is None else slot[2]
-
-    def purchases_since(self, since: float) -> list[tuple[str, str | None, float]]:
-        """``(item, category, ts)`` of the remembered purchases at or after ``since``, newest first."""
-        out = []
-        for bought in reversed(self._bought):
-            if bought[2] < since:
-                break
-            out.append(bought)
-        return out
 
     def purchase_window(self, now: float, window_s: float, bought: str | None = None) -> PurchaseWindow | None:
         """The purchases of the last ``window_s`` seconds before ``now`` (event time); ``None`` if there are none.

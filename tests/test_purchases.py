@@ -113,15 +113,15 @@ def test_the_item_stage_knows_its_neighbours_kinds_and_names_those_bought_in_a_w
     assert reply.bought_next is not None and [item for item, _ in reply.bought_next] == ["m1", "m2"]
 
 
-def test_the_item_stage_forgets_kinds_of_evicted_neighbours() -> None:
+def test_the_item_stage_keeps_a_bounded_number_of_neighbour_kinds() -> None:
     logic = ItemLogic(Settings.from_env({}, neighbours=5), None, recoverable=False)
     logic.on_batch([touch("a", "a-kind")])
     for number in range(200):
         logic.on_batch([Link("a", f"n{number}", 1.0 + number, T0, f"kind{number}")])
     state = logic.state
     assert state is not None and len(state.neighbours) == 10
-    assert state.kinds is not None and len(state.kinds) <= 15
-    assert {item for item, _ in state.neighbours.top(10)} <= set(state.kinds)
+    assert state.kinds is not None and len(state.kinds) <= ItemLogic.max_kinds
+    assert {item for item, _ in state.neighbours.top(5)} <= set(state.kinds)  # what replies send
 
 
 def test_after_purchase_demotes_the_kind_boosts_bought_next_and_follows_the_window() -> None:
