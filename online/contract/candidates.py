@@ -57,13 +57,12 @@ import orjson
 
 from online.contract.packing import (
     VERSION_2,
-    binary_version,
     frame,
     join_strings,
     pack_half,
     split_strings,
-    unframe,
     unpack_half,
+    version_2_body,
 )
 
 __all__ = ["CandidateList", "decode_candidates", "encode_candidates"]
@@ -115,12 +114,9 @@ def encode_candidates(candidates: CandidateList, version: int = VERSION_2) -> by
 
 def decode_candidates(blob: bytes | str) -> CandidateList:
     """The list in ``blob``, version 2 or 1; ``ValueError`` naming the problem for anything else."""
-    version = binary_version(blob)
-    if version is None:
+    body = version_2_body(blob, _WHAT)
+    if body is None:
         return _decode_v1(blob)
-    if version != VERSION_2:
-        raise ValueError(f"{_WHAT}: unknown encoding version {version}")
-    body = unframe(blob, _WHAT)  # type: ignore[arg-type]  # binary_version returns None for str
     try:
         event_ms, accepted_ms, n, n_repeats, n_exclude, flags = _HEADER.unpack_from(body)
         scores, offset = unpack_half(body, _HEADER.size, n)

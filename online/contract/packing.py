@@ -53,7 +53,7 @@ import zlib
 from collections.abc import Sequence
 
 __all__ = ["VERSION_2", "binary_version", "frame", "join_strings", "pack_decimal", "pack_half", "split_strings", "unframe",
-           "unpack_decimal", "unpack_half"]
+           "unpack_decimal", "unpack_half", "version_2_body"]
 
 VERSION_2 = 2
 _PREFIX = bytes([VERSION_2])
@@ -88,6 +88,22 @@ def binary_version(blob: bytes | str) -> int | None:
     if isinstance(blob, str) or not blob or blob[0] >= 0x09:
         return None
     return blob[0]
+
+
+def version_2_body(blob: bytes | str, what: str) -> bytes | None:
+    """The decompressed body of a version-2 blob, ``None`` for a version-1 (JSON) one.
+
+    ``ValueError`` naming ``what`` for an unknown binary version or a bad zlib stream.
+
+    >>> version_2_body(frame(b"body"), "list"), version_2_body(b'{"v": 1}', "list")
+    (b'body', None)
+    """
+    version = binary_version(blob)
+    if version is None:
+        return None
+    if version != VERSION_2:
+        raise ValueError(f"{what}: unknown encoding version {version}")
+    return unframe(blob, what)  # type: ignore[arg-type]  # binary_version returns None for str
 
 
 def join_strings(strings: Sequence[str], what: str) -> bytes:

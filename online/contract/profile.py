@@ -49,13 +49,12 @@ import orjson
 
 from online.contract.packing import (
     VERSION_2,
-    binary_version,
     frame,
     join_strings,
     pack_decimal,
     split_strings,
-    unframe,
     unpack_decimal,
+    version_2_body,
 )
 
 __all__ = ["Profile", "decode_profile", "encode_profile"]
@@ -107,12 +106,9 @@ def encode_profile(session_id: str, recent: Sequence[tuple[str, float, float]],
 
 def decode_profile(blob: bytes | str) -> Profile:
     """The profile in ``blob``, version 2 or 1; ``ValueError`` naming the problem for anything else."""
-    version = binary_version(blob)
-    if version is None:
+    body = version_2_body(blob, _WHAT)
+    if body is None:
         return _decode_v1(blob)
-    if version != VERSION_2:
-        raise ValueError(f"{_WHAT}: unknown encoding version {version}")
-    body = unframe(blob, _WHAT)  # type: ignore[arg-type]  # binary_version returns None for str
     try:
         n, dims, n_affinities = _HEADER.unpack_from(body)
         times = struct.unpack_from(f"<{n}I", body, _HEADER.size)
