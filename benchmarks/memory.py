@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import bisect
 import math
-import multiprocessing
 import random
 import sys
 import time
@@ -53,6 +52,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import TestingSource, run_main
 from typing_extensions import override
 
+from benchmarks.child_process import run_in_child
 from benchmarks.machine import machine_line
 from flows.dataflow import build_flow
 from flows.embedded_redis import EmbeddedRedis
@@ -260,27 +260,15 @@ def soak(settings: Settings, events: int, users: int, items: int, sample_every: 
     return SoakResult(events, users, items, baseline, samples, seconds, dict(sink.counts))
 
 
-def _soak_child(conn: Any, settings: Settings, events: int, users: int, items: int, sample_every: int,
-                seed: int) -> None:
-    result = soak(settings, events, users, items, sample_every, seed, progress=True)
-    conn.send(asdict(result))
-    conn.close()
+def _soak_as_dict(settings: Settings, events: int, users: int, items: int, sample_every: int,
+                  seed: int) -> dict[str, Any]:
+    return asdict(soak(settings, events, users, items, sample_every, seed, progress=True))
 
 
 def soak_in_child(settings: Settings, events: int, users: int, items: int, sample_every: int,
                   seed: int = 7) -> SoakResult:
     """:func:`soak` in a fresh (spawned) process, so nothing else this benchmark did is in its RSS."""
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    process = ctx.Process(target=_soak_child, args=(child, settings, events, users, items, sample_every, seed))
-    process.start()
-    child.close()
-    try:
-        raw = parent.recv()
-    except EOFError:
-        process.join()
-        raise RuntimeError(f"the soak process exited with {process.exitcode} before reporting") from None
-    process.join()
+    raw = run_in_child(_soak_as_dict, settings, events, users, items, sample_every, seed, what="soak")
     raw["samples"] = [RssSample(**s) for s in raw["samples"]]
     return SoakResult(**raw)
 

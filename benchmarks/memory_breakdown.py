@@ -60,6 +60,7 @@ from bytewax.operators import StatefulBatchLogic
 from bytewax.testing import TestingSink, TestingSource, run_main
 
 import flows.dataflow as dataflow_module
+from benchmarks.child_process import run_in_child
 from benchmarks.machine import machine_line
 from benchmarks.memory import DiscardSink, rss_kib, soak_entries, users_seen_after
 from flows.dataflow import build_flow
@@ -618,13 +619,13 @@ def at_bound(settings: Settings, user_events: int = 40, sessions: int = 4, item_
     cache = st.candidates._neighbours
     h = _history_of(history)
     neighbours = item.state.neighbours if item.state else None
-    scores = dict(zip(neighbours._ids, neighbours._log_scores, strict=True)) if neighbours else {}
+    scores = {i: -negated for i, negated in zip(neighbours._ids, neighbours._negated, strict=True)} if neighbours else {}
     # "As is" first: the helpers below hold references to the same strings and would shrink their shares.
     as_is = {"cache": _walk_one(cache), "ranked": _walk_one(st.previous.ranked) if st.previous else 0.0,
              "sets": _walk_one(st.previous.repeats) + _walk_one(st.previous.exclude) if st.previous else 0.0,
              "latest": _walk_one(st.latest), "session": _walk_one(h._session_items), "seen": _walk_one(h._seen),
              "recent": _walk_one(h._recent),
-             "scores": _walk_one((neighbours._ids, neighbours._log_scores)) if neighbours else 0.0}
+             "scores": _walk_one((neighbours._ids, neighbours._negated)) if neighbours else 0.0}
     merge_depth = type(st.candidates).merge_depth
     recent_order = [i for i, _, _ in st.latest.recent] if st.latest else list(cache)
     newest = [i for i in recent_order if i in cache][:merge_depth]
@@ -988,27 +989,17 @@ def print_breakdown(result: Breakdown) -> None:
                                           f"{p.alive.get('items', 0):,} items)" for p in result.points))
 
 
-def _child(conn: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-    conn.send(fn(*args, progress=lambda line: print(line, file=sys.stderr, flush=True)))
-    conn.close()
+def _print_progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _with_progress(fn: Callable[..., Any], *args: Any) -> Any:
+    return fn(*args, progress=_print_progress)
 
 
 def in_child(fn: Callable[..., Any], *args: Any) -> Any:
     """``fn(*args, progress=...)`` in a fresh (spawned) process: its RSS is its own."""
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    process = ctx.Process(target=_child, args=(child, fn, args))
-    process.start()
-    child.close()
-    try:
-        result = parent.recv()
-    except EOFError:
-        process.join()
-        raise RuntimeError(f"the breakdown process exited with {process.exitcode} before reporting") from None
-    process.join()
-    return result
+    return run_in_child(_with_progress, fn, *args, what="breakdown")
 
 
 def _key_overhead_child(keys: int, notify: bool, progress: Callable[[str], None] | None = None) -> KeyOverhead:
