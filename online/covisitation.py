@@ -139,11 +139,7 @@ class CoVisitationNeighbours:
         Forward decay makes both the order and these ratios independent of the
         time they are read at.
         """
-        if not self._ids or k <= 0:
-            return []
-        negated, exp = self._negated, math.exp
-        first = negated[0]
-        return [(item, exp(first - score)) for item, score in zip(self._ids[:k], negated[:k], strict=True)]
+        return list(self.snapshot(max(k, 0)))
 
     def snapshot(self, k: int) -> TopNeighbours:
         """The ``k`` strongest neighbours as they are now, relative values computed when read (see :meth:`top`)."""
