@@ -19,7 +19,7 @@ dataflow wires them:
   online ranker that blends it with personal candidates.
 
 :meth:`LiverecoModel.recommend` answers what the HTTP server would serve:
-:func:`online.ranker.blend` over the user's latest personal pool and the
+:func:`online.blend.blend` over the user's latest personal pool and the
 trending top of their replica, with that replica's weights (a user never seen
 gets trending). The similar list, the stored candidate list, prequential
 scores and published weights (sink writes) are not kept: the state they come
@@ -68,8 +68,8 @@ from flows.stages import (
     UserHistoryLogic,
     UserListLogic,
 )
+from online.blend import Pool, blend
 from online.contract import Event, Settings, stable_hash
-from online.ranker import Pool, blend
 
 __all__ = ["LiverecoModel"]
 

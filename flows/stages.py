@@ -659,7 +659,7 @@ class RankerLogic(_StageLogic[TrendingWrite | Outcome, Any]):
 
     Every popularity update reaches every replica; a user's outcomes reach
     the replica of their shard. For each outcome the replica rebuilds the list
-    the server would have served just before the event (:func:`online.ranker.blend`
+    the server would have served just before the event (:func:`online.blend.blend`
     over the user's previous personal pool and trending as of the event's time),
     records where the item stood in it (:class:`PrequentialScore`), and learns
     from it. Trending updates are applied in event time, up to the outcome

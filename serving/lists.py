@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from online.blend import Pool, blend
 from online.contract import CandidateList, RedisKeys, decode_candidates, decode_profile
-from online.ranker import Pool, blend
 from serving.redis_connect import AsyncRedisClient
 from serving.redis_reads import FastReads
 
