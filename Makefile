@@ -3,19 +3,26 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The hot modules setup.py compiles with mypyc (online/compiled.py lists them): edited, they are rebuilt.
+COMPILED_SOURCES := $(shell $(PYTHON) -c "import runpy; print(' '.join(m.replace('.', '/') + '.py' for m in runpy.run_path('online/compiled.py')['COMPILED_MODULES']))")
+COMPILED := $(VENV)/.compiled
 
 .PHONY: run test lint typecheck bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
-	@touch $(STAMP)
+	@touch $(STAMP) $(COMPILED)
 
-run: $(STAMP)  ## start embedded Redis, the dataflow, the server and a synthetic shop
+$(COMPILED): $(STAMP) $(COMPILED_SOURCES)  ## rebuild the compiled modules in place (LIVERECO_COMPILE=0: pure Python)
+	$(PY) setup.py -q build_ext --inplace >/dev/null
+	@touch $(COMPILED)
+
+run: $(COMPILED)  ## start embedded Redis, the dataflow, the server and a synthetic shop
 	$(VENV)/bin/livereco run
 
-test: $(STAMP)  ## the whole suite: lint, types, doctests, tests against a real Redis
+test: $(COMPILED)  ## the whole suite: lint, types, doctests, tests against a real Redis
 	$(VENV)/bin/ruff check online flows serving tests benchmarks deploy
 	$(VENV)/bin/mypy
 	$(PY) -m pytest
@@ -27,4 +34,4 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) .livereco .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .livereco .pytest_cache .mypy_cache .ruff_cache build *.so online/*.so online/contract/*.so

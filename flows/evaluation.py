@@ -44,6 +44,7 @@ from flows.redis_sink import PrequentialScore, RankerWrite, Write
 from flows.redis_source import StreamEntry
 from flows.replay import iter_log_events
 from online.baselines import DecayedPopularity, LastItemCoVisitation, MatrixFactorisation, MostPopular
+from online.compiled import describe
 from online.contract import Event, EventError, Settings, parse_event
 from online.metrics import PrequentialMetrics
 from online.protocol import Recommender
@@ -259,7 +260,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(orjson.dumps({"log": str(args.log), "events": len(data.events), "rejected_lines": data.rejected,
                             "results": rows,
-                            "livereco_events_per_s": round(speed, 1)}, option=orjson.OPT_INDENT_2).decode())
+                            "livereco_events_per_s": round(speed, 1), "build": describe()},
+                           option=orjson.OPT_INDENT_2).decode())
         return 0
     cols = ["HR@5", "MRR@5", "HR@10", "MRR@10", "HR@20", "MRR@20", "coverage@20", "popularity"]
     print(f"{data.name}: {len(data.events):,} events ({data.rejected:,} bad lines skipped), "
@@ -271,7 +273,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         for shard, w in row.get("ranker_weights", {}).items():
             print(f"livereco ranker ({row['mode']}, {shard}): " + ", ".join(f"{k} {v:g}" for k, v in w.items()))
     if speed:
-        print(f"livereco dataflow: {speed:,.0f} events/s")
+        print(f"livereco dataflow: {speed:,.0f} events/s ({describe()})")
     return 0
 
 

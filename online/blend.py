@@ -24,6 +24,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from online.frozen_pickle import reduce_frozen
 
 __all__ = ["FEATURES", "Candidates", "Pool", "blend", "candidate_features", "weight_vector"]
 
@@ -44,6 +47,9 @@ class Pool:
     trending: Sequence[tuple[str, float]] = ()
     repeats: Collection[str] = frozenset()
     exclude: Collection[str] = frozenset()
+
+    def __reduce__(self) -> tuple[Any, ...]:  # a frozen dataclass compiled by mypyc needs it to unpickle
+        return reduce_frozen(self)
 
 
 def _best_score(personal: Sequence[tuple[str, float]]) -> float:

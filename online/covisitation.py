@@ -52,6 +52,9 @@ class TopNeighbours(Sequence[tuple[str, float]]):
         self._ids = ids
         self._negated = negated
 
+    def __reduce__(self) -> tuple[Any, ...]:  # compiled by mypyc, pickle would call __init__ without arguments
+        return TopNeighbours, (self._ids, self._negated)
+
     def __len__(self) -> int:
         return len(self._ids)
 

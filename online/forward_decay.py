@@ -26,6 +26,9 @@ import math
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+from online.frozen_pickle import reduce_frozen
 
 __all__ = ["ForwardDecay", "place", "strongest"]
 
@@ -95,3 +98,6 @@ class ForwardDecay:
     def value(self, log_score: float, now: float) -> float:
         """The decayed sum at time ``now``."""
         return math.exp(log_score - now * self.rate)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # a frozen dataclass compiled by mypyc needs it to unpickle
+        return reduce_frozen(self)

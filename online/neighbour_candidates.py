@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Sequence
 from operator import itemgetter
+from typing import ClassVar
 
 from online.covisitation import TopNeighbours
 
@@ -37,7 +38,7 @@ class NeighbourCandidates:
 
     __slots__ = ("_neighbours",)
 
-    merge_depth = 10
+    merge_depth: ClassVar[int] = 10
     """Recent items whose neighbours are merged; older ones weigh under 1 % with position decay 2."""
 
     def __init__(self) -> None:

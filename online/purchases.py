@@ -47,7 +47,9 @@ import math
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
+from typing import Any
 
+from online.frozen_pickle import reduce_frozen
 from online.neighbour_candidates import NeighbourCandidates
 
 __all__ = ["AfterPurchase", "PurchaseWindow"]
@@ -67,6 +69,9 @@ class PurchaseWindow:
     """The user's own recent items in one of ``kinds``, with their category."""
     bought: str | None = None
     """The item this very event bought (its reply carries what buyers of it bought next)."""
+
+    def __reduce__(self) -> tuple[Any, ...]:  # a frozen dataclass compiled by mypyc needs it to unpickle
+        return reduce_frozen(self)
 
 
 class AfterPurchase:

@@ -44,7 +44,7 @@ from array import array
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from hashlib import blake2b
-from typing import Any
+from typing import Any, ClassVar
 
 from online.contract import Event
 from online.purchases import PurchaseWindow
@@ -81,7 +81,7 @@ class UserHistory:
         a ring: 8 bytes each, so 64 ids cost 512 bytes, not the ~10 KB of strings.
     """
 
-    window_purchases = 8
+    window_purchases: ClassVar[int] = 8
     """Latest purchases remembered with their category and time (a purchase window counts at most these)."""
 
     __slots__ = (

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from online.frozen_pickle import reduce_frozen
+
 __all__ = [
     "DEFAULT_LIMITS",
     "DEFAULT_WEIGHTS",
@@ -78,6 +80,9 @@ class EventLimits:
     min_ts: float = _MIN_TS
     max_abs_value: float = 1e9
 
+    def __reduce__(self) -> tuple[Any, ...]:  # a frozen dataclass compiled by mypyc needs it to unpickle
+        return reduce_frozen(self)
+
 
 DEFAULT_LIMITS = EventLimits()
 
@@ -122,6 +127,9 @@ class Event:
         if self.context:
             out["context"] = dict(self.context)
         return out
+
+    def __reduce__(self) -> tuple[Any, ...]:  # a frozen dataclass compiled by mypyc needs it to unpickle
+        return reduce_frozen(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +212,9 @@ class EventTypeWeights:
         if event.type == "rating" and event.value is not None:
             return self.rating_weight(event.value)
         return self.weights.get(event.type, 0.0)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # a frozen dataclass compiled by mypyc needs it to unpickle
+        return reduce_frozen(self)
 
 
 DEFAULT_WEIGHTS = EventTypeWeights()

@@ -24,6 +24,9 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from typing import Any
+
+from online.frozen_pickle import reduce_frozen
 
 __all__ = ["RedisKeys", "stable_hash"]
 
@@ -90,3 +93,6 @@ class RedisKeys:
         if category is None:
             return f"{self.namespace}:trending"
         return f"{self.namespace}:trending:c:{category}"
+
+    def __reduce__(self) -> tuple[Any, ...]:  # a frozen dataclass compiled by mypyc needs it to unpickle
+        return reduce_frozen(self)

@@ -1,0 +1,98 @@
+"""Which modules the build compiles with mypyc, and whether this install is compiled.
+
+The innermost loops of the flow and the server (scoring, merging, decayed
+lists, parsing, blob packing) are plain typed Python. ``pip install`` (and so
+``make``) compiles the modules below to C extensions with mypyc when it can:
+the same code, about a third faster end to end (README, Performance). When
+it cannot (no C compiler, ``LIVERECO_COMPILE=0`` at install time), the pure
+Python modules run instead, with identical results. ``LIVERECO_PURE_PYTHON=1``
+at run time ignores compiled modules (to profile or debug the Python).
+
+This module imports only the standard library: ``setup.py`` reads it.
+
+>>> "online.blend" in COMPILED_MODULES
+True
+>>> build_state()["modules"] == len(COMPILED_MODULES)
+True
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+__all__ = ["COMPILED_MODULES", "PURE_PYTHON_ENV", "build_state", "compiled_modules", "describe", "stale_modules"]
+
+COMPILED_MODULES = (
+    "online.affinity",
+    "online.blend",
+    "online.contract.candidates",
+    "online.contract.events",
+    "online.contract.keys",
+    "online.contract.packing",
+    "online.contract.profile",
+    "online.contract.streams",
+    "online.covisitation",
+    "online.forward_decay",
+    "online.item_embedding",
+    "online.neighbour_candidates",
+    "online.purchases",
+    "online.trending",
+    "online.user_history",
+)
+"""Modules compiled by mypyc: standard library and each other only (importing River or
+NumPy makes mypyc type-check them too, which takes minutes)."""
+
+PURE_PYTHON_ENV = "LIVERECO_PURE_PYTHON"
+
+_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _source(module: str) -> Path:
+    return _ROOT.joinpath(*module.split(".")).with_suffix(".py")
+
+
+def _extension(module: str) -> Path | None:
+    """The compiled extension next to ``module``'s source, if the build left one there."""
+    source = _source(module)
+    found = sorted(source.parent.glob(f"{source.stem}.*.so")) + sorted(source.parent.glob(f"{source.stem}.*.pyd"))
+    return found[0] if found else None
+
+
+def compiled_modules() -> list[str]:
+    """The modules of :data:`COMPILED_MODULES` that import as C extensions here (found, not imported)."""
+    compiled = []
+    for module in COMPILED_MODULES:
+        spec = importlib.util.find_spec(module)
+        if spec is not None and spec.origin is not None and not spec.origin.endswith(".py"):
+            compiled.append(module)
+    return compiled
+
+
+def build_state() -> dict[str, object]:
+    """How this install runs: ``modules`` listed, ``compiled`` of them loaded as C extensions, ``pure`` forced."""
+    return {"modules": len(COMPILED_MODULES), "compiled": len(compiled_modules()),
+            "pure": os.environ.get(PURE_PYTHON_ENV) == "1"}
+
+
+def describe() -> str:
+    """One line for footers and logs.
+
+    >>> describe().startswith(("compiled", "pure Python"))
+    True
+    """
+    state = build_state()
+    if not state["compiled"]:
+        return "pure Python" + (f" ({PURE_PYTHON_ENV}=1)" if state["pure"] else " (not compiled)")
+    return f"compiled with mypyc ({state['compiled']} of {state['modules']} hot modules)"
+
+
+def stale_modules() -> list[str]:
+    """Compiled modules whose source changed after they were built (rebuild: ``make`` or ``pip install -e .``)."""
+    stale = []
+    for module in COMPILED_MODULES:
+        extension = _extension(module)
+        if extension is not None and extension.stat().st_mtime < _source(module).stat().st_mtime:
+            stale.append(module)
+    return stale

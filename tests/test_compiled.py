@@ -1,0 +1,160 @@
+"""The mypyc build: compiled modules pass their doctests, are not stale, and give what the Python gives.
+
+``setup.py`` compiles the modules of ``online.compiled.COMPILED_MODULES``
+when it can. These tests check what this install actually runs; on a pure
+Python install (no C compiler) there is nothing compiled to check and the
+comparisons skip, saying so.
+"""
+
+from __future__ import annotations
+
+import ast
+import doctest
+import importlib
+import importlib.util
+import os
+import pickle
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from online.compiled import COMPILED_MODULES, PURE_PYTHON_ENV, compiled_modules, describe, stale_modules
+from tests.processes import ROOT
+
+SHARED_DATA = ROOT.parent / "shared" / "data"
+COMPILED = compiled_modules()
+needs_compiled = pytest.mark.skipif(not COMPILED, reason="this install is pure Python (not compiled): nothing to compare")
+
+
+def _docstrings(module: str) -> Iterator[tuple[str, str, int]]:
+    """``(name, docstring, line)`` of the module, its classes and functions, read from the source (not imported)."""
+    path = ROOT.joinpath(*module.split(".")).with_suffix(".py")
+    tree = ast.parse(path.read_text(), str(path))
+
+    def walk(node: ast.AST, prefix: str) -> Iterator[tuple[str, str, int]]:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                doc = ast.get_docstring(child, clean=False)
+                if doc:
+                    yield f"{prefix}.{child.name}", doc, child.lineno
+                yield from walk(child, f"{prefix}.{child.name}")
+
+    doc = ast.get_docstring(tree, clean=False)
+    if doc:
+        yield module, doc, 0
+    yield from walk(tree, module)
+
+
+@pytest.mark.parametrize("module", COMPILED)
+def test_doctests_of_a_compiled_module_pass_against_the_compiled_code(module: str) -> None:
+    """pytest's doctest collection skips a compiled module's source; its examples run here, on the compiled code."""
+    compiled = importlib.import_module(module)
+    assert not str(compiled.__file__).endswith(".py")
+    parser, runner = doctest.DocTestParser(), doctest.DocTestRunner()
+    path = str(ROOT.joinpath(*module.split(".")).with_suffix(".py"))
+    examples = 0
+    for name, doc, line in _docstrings(module):
+        test = parser.get_doctest(doc, dict(vars(compiled)), name, path, line)  # names resolve to compiled objects
+        runner.run(test)
+        examples += len(test.examples)
+    assert examples > 0 and runner.failures == 0, f"{module}: {runner.failures} of {examples} doctest examples failed"
+
+
+def test_no_compiled_module_is_older_than_its_source() -> None:
+    assert stale_modules() == [], "rebuild: `make` or `pip install -e .` (a stale extension runs the old code)"
+
+
+def test_every_listed_module_exists_and_a_build_compiles_all_or_none() -> None:
+    for module in COMPILED_MODULES:
+        assert ROOT.joinpath(*module.split(".")).with_suffix(".py").is_file(), module
+    assert len(COMPILED) in (0, len(COMPILED_MODULES)), f"partly compiled: {COMPILED}"
+
+
+def _eval_json(log: Path, pure: bool) -> dict[str, Any]:
+    env = {**os.environ, PURE_PYTHON_ENV: "1" if pure else "0"}
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "eval", str(log), "--mode", "both", "--models",
+                           "livereco", "--json"], env=env, cwd=ROOT, capture_output=True, timeout=300, check=True)
+    result: dict[str, Any] = orjson.loads(done.stdout)
+    return result
+
+
+@needs_compiled
+@pytest.mark.slow
+def test_compiled_and_pure_python_give_identical_evaluations(tmp_path: Path) -> None:
+    for name, lines in (("train.tsv", 6001), ("test.tsv", 1501)):
+        with (SHARED_DATA / "rsc15-100k" / name).open() as full:
+            (tmp_path / name).write_text("".join(line for _, line in zip(range(lines), full, strict=False)))
+    compiled, pure = _eval_json(tmp_path, pure=False), _eval_json(tmp_path, pure=True)
+    assert str(compiled["build"]).startswith("compiled") and str(pure["build"]).startswith("pure Python")
+    strip = ("seconds",)
+    rows = [[{k: v for k, v in row.items() if k not in strip} for row in run["results"]]
+            for run in (compiled, pure)]
+    assert rows[0] == rows[1]
+    assert rows[0][0]["predictions"] > 500 and rows[0][0]["HR@20"] > 0.3  # a real run, not two empty ones
+
+
+def test_pure_python_switch_loads_sources() -> None:
+    code = ("import online.blend, online.compiled as c; "
+            "print(online.blend.__file__.endswith('.py'), c.describe())")
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, PURE_PYTHON_ENV: "1"}, cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.split(" ", 1) == ["True", f"pure Python ({PURE_PYTHON_ENV}=1)\n"]
+    assert describe() in ("pure Python (not compiled)", f"compiled with mypyc ({len(COMPILED)} of "
+                                                        f"{len(COMPILED_MODULES)} hot modules)")
+
+
+def _samples() -> list[object]:
+    """One populated instance of every class the compiled modules define that the flow pickles or sends."""
+    from online.affinity import CategoryAffinity
+    from online.blend import Pool
+    from online.contract import CandidateList, Event, EventTypeWeights, Profile, RedisKeys
+    from online.contract.events import EventLimits
+    from online.covisitation import CoVisitationNeighbours
+    from online.forward_decay import ForwardDecay
+    from online.item_embedding import ContextEmbedding, SessionEmbedding
+    from online.neighbour_candidates import NeighbourCandidates
+    from online.purchases import AfterPurchase, PurchaseWindow
+    from online.trending import TrendingTop
+    from online.user_history import Observation, UserHistory
+
+    neighbours = CoVisitationNeighbours(4, 3600.0)
+    for step, item in enumerate(["b", "c", "b", "d", "e", "f"]):
+        neighbours.learn_one(item, 1.0 + step, float(step))
+    cache = NeighbourCandidates()
+    cache.learn_one("a", neighbours.snapshot(3))
+    affinity = CategoryAffinity(capacity=3)
+    affinity.learn_one("shoes", 2.0, ts=5.0)
+    context = ContextEmbedding()
+    context.learn_one("b", 2.0)
+    session = SessionEmbedding()
+    session.learn_one(context.raw()[0], 1.0, context.raw()[1])
+    trending = TrendingTop(capacity=3)
+    for item, score in (("x", 1.0), ("y", 3.0), ("z", 2.0)):
+        trending.learn_one(item, score)
+    event = Event(user_id="u", item_id="i", type="purchase", ts=1_700_000_000.0, context={"category": "shoes"})
+    history = UserHistory(5, 1800.0)
+    history.learn_one(event, 8.0)
+    window = PurchaseWindow(purchases=("i",), kinds=frozenset({"shoes"}), bought="i")
+    after = AfterPurchase()
+    after.learn_one(window, [("j", 1.0)], (("k", "shoes"),))
+    return [neighbours, neighbours.snapshot(2), cache, affinity, context, session, trending, event, history,
+            window, after, Observation("s", True, ["a"], "shoes"), Pool([("a", 1.0)], [("t", 1.0)], {"a"}, {"x"}),
+            ForwardDecay(60.0), EventTypeWeights.from_spec("view=2"), EventLimits(max_id_length=9),
+            RedisKeys("ns", 2), CandidateList(["a"], [1.0], 5.0, 7, ["personal"], [0], ["x"]),
+            Profile("s", [("a", 1.0, 2.0)], [0.5], [("shoes", 1.0)])]
+
+
+@pytest.mark.parametrize("sample", _samples(), ids=lambda sample: type(sample).__name__)
+def test_every_compiled_class_pickles_and_comes_back_whole(sample: object) -> None:
+    """Recovery snapshots and the exchange between processes pickle these, compiled or not."""
+    dumped = pickle.dumps(sample, protocol=pickle.HIGHEST_PROTOCOL)
+    copy = pickle.loads(dumped)
+    assert type(copy) is type(sample)
+    assert pickle.dumps(copy, protocol=pickle.HIGHEST_PROTOCOL) == dumped  # every field came back
+    if isinstance(sample, Sequence):
+        assert list(copy) == list(sample)  # type: ignore[call-overload]  # a snapshot reads the same
