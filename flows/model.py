@@ -20,8 +20,8 @@ dataflow wires them:
 
 :meth:`LiverecoModel.recommend` answers what the HTTP server would serve:
 :func:`online.blend.blend` over the user's latest personal pool and the
-trending top of their replica, with that replica's weights (a user never seen
-gets trending). The similar list, the stored candidate list, prequential
+trending top of their replica, with that replica's weights and exploration
+order (a user never seen gets trending). The similar list, the stored candidate list, prequential
 scores and published weights (sink writes) are not kept: the state they come
 from is.
 
@@ -118,7 +118,8 @@ class LiverecoModel:
         depth = max(n, self.settings.candidates)  # the server's pool size, as the ranker stage's
         pool = Pool(personal.ranked, replica.trending.top(depth + len(personal.exclude)), personal.repeats,
                     personal.exclude)
-        return [item for item, _, _ in blend(pool, replica.ranker.weights, n)]
+        explore = replica.exploration.order if self.settings.explore_position > 0 else ()
+        return [item for item, _, _ in blend(pool, replica.ranker.weights, n, explore, self.settings.explore_position)]
 
     def similar(self, item_id: str, n: int) -> list[str]:
         """The item's ``n`` strongest co-visitation neighbours (at most ``LIVERECO_NEIGHBOURS``; [] if unknown).

@@ -94,18 +94,23 @@ class TrendingWrite:
     log_score: float
     ts: float = 0.0
     """Event time of the newest event counted in ``log_score``."""
+    events: int = 0
+    """The item's events so far (its flow state's count): while few, it is new (exploration)."""
 
 
 @dataclass(frozen=True, slots=True)
 class RankerWrite:
-    """One ranker replica's current blend weights, for the server to apply at request time."""
+    """One ranker replica's current blend weights and exploration order, for the server to apply at request time."""
 
     shard: int
     weights: dict[str, float]
     pairs: int
+    explore: list[tuple[str, str | None]] = field(default_factory=list)
+    """The exploration slot's candidates in preference order, with their categories
+    (:attr:`online.exploration.ExplorationPool.order`)."""
 
     def blob(self) -> bytes:
-        return orjson.dumps({"weights": self.weights, "pairs": self.pairs})
+        return orjson.dumps({"weights": self.weights, "pairs": self.pairs, "explore": self.explore})
 
 
 @dataclass(frozen=True, slots=True)

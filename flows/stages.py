@@ -54,6 +54,7 @@ from flows.redis_sink import (
 )
 from flows.redis_source import StreamEntry
 from online.affinity import CategoryAffinity
+from online.blend import explore_slot
 from online.contract import (
     Event,
     EventError,
@@ -65,6 +66,7 @@ from online.contract import (
     stable_hash,
 )
 from online.covisitation import CoVisitationNeighbours
+from online.exploration import ExplorationPool
 from online.forward_decay import ForwardDecay
 from online.item_embedding import ContextEmbedding, SessionEmbedding
 from online.neighbour_candidates import NeighbourCandidates
@@ -432,7 +434,7 @@ class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any]):
             if msg.weight > 0.0 and learn:
                 state.popularity = self.popularity.add(state.popularity, msg.weight, msg.ts)
                 # One update per event, stamped with its time: ranker replicas apply them in event time.
-                out.append(TrendingWrite(state.item_id, state.category, state.popularity, msg.ts))
+                out.append(TrendingWrite(state.item_id, state.category, state.popularity, msg.ts, state.events))
                 for distance, other in enumerate(msg.previous):
                     evidence = self.backward_weight * msg.weight / (distance + 1)
                     state.neighbours.learn_one(other, evidence, msg.ts)
@@ -647,11 +649,14 @@ class RankerState:
     trending: TrendingTop
     ranker: BlendRanker
     shard: int = -1
-    pending: list[tuple[float, int, str, float]] = field(default_factory=list)
-    """Trending updates newer than the latest outcome seen (a heap by event time)."""
+    pending: list[tuple[float, int, str, float, int, str | None]] = field(default_factory=list)
+    """Trending updates newer than the latest outcome seen (a heap by event time):
+    ``(ts, sequence, item, log_score, events, category)``."""
     sequence: int = 0
     now: float = float("-inf")
     """Event time of the newest outcome: trending updates up to it are applied."""
+    exploration: ExplorationPool = field(default_factory=ExplorationPool)
+    """New items competing for the exploration slot (idle while ``LIVERECO_EXPLORE_POSITION`` is 0)."""
 
 
 class RankerLogic(_StageLogic[TrendingWrite | Outcome, Any]):
@@ -667,6 +672,12 @@ class RankerLogic(_StageLogic[TrendingWrite | Outcome, Any]):
     when they overtake it across stages. The weights go to Redis
     (:class:`RankerWrite`) for the server. This is how a global model lives in
     a partitioned dataflow: replicas keyed by shard, not a module-level object.
+
+    Exploration (``LIVERECO_EXPLORE_POSITION`` > 0): the same popularity
+    updates tell the replica's :class:`~online.exploration.ExplorationPool`
+    which items are new; the rebuilt list gets the exploration slot as the
+    server fills it (:func:`online.blend.explore_slot`), the outcome is that
+    slot's success or failure, and the pool's order goes to Redis with the weights.
     """
 
     stage = "ranker"
@@ -678,30 +689,39 @@ class RankerLogic(_StageLogic[TrendingWrite | Outcome, Any]):
         self.n = settings.candidates
         self.score_k = max(PREQUENTIAL_KS)  # the prequential metrics read the top 20 of each list
         self.shards = settings.ranker_shards
+        self.explore_at = settings.explore_position
         self.state: RankerState = _load(resume) or RankerState(
             TrendingTop(capacity=4 * settings.candidates),
             BlendRanker(settings.ranker_learning_rate, settings.ranker_negatives),
+            exploration=ExplorationPool(settings.explore_candidates, settings.explore_new_events),
         )
 
     def _advance(self, until: float) -> None:
         state = self.state
         pending = state.pending
+        learn_trending = state.trending.learn_one
+        observe = state.exploration.observe if self.explore_at > 0 else None
         while pending and (pending[0][0] < until or len(pending) > self.max_pending):
-            _, _, item, log_score = heapq.heappop(pending)
-            state.trending.learn_one(item, log_score)
+            _, _, item, log_score, events, category = heapq.heappop(pending)
+            learn_trending(item, log_score)
+            if observe is not None:
+                observe(item, events, category)
 
     @override
     def on_batch(self, values: list[TrendingWrite | Outcome]) -> tuple[Iterable[Any], bool]:
         state = self.state
         out: list[Any] = []
         learned = state.ranker.learned
+        explored = state.exploration.version
         outcomes: list[Outcome] = []
         for value in values:
             if isinstance(value, TrendingWrite):
                 state.sequence += 1
-                heapq.heappush(state.pending, (value.ts, state.sequence, value.item_id, value.log_score))
+                heapq.heappush(state.pending, (value.ts, state.sequence, value.item_id, value.log_score,
+                                               value.events, value.category))
             else:
                 outcomes.append(value)
+        explore_at, score_k = self.explore_at, self.score_k
         for outcome in sorted(outcomes, key=lambda o: o.ts):
             if state.shard < 0:
                 state.shard = stable_hash(outcome.user_id) % self.shards
@@ -710,10 +730,19 @@ class RankerLogic(_StageLogic[TrendingWrite | Outcome, Any]):
             previous = outcome.previous
             pool = Pool(previous.ranked, state.trending.top(self.n + len(previous.exclude)), previous.repeats,
                         previous.exclude)
-            listed = tuple(state.ranker.learn_one(pool, outcome.item_id, self.score_k))  # ranked before learning
+            listed = state.ranker.learn_one(pool, outcome.item_id, score_k)  # ranked before learning
+            if explore_at > 0:  # the slot as the server fills it (blend), then what the user did with it
+                exploration = state.exploration
+                incumbent = listed[explore_at - 1] if len(listed) >= explore_at else None
+                slot = explore_slot(pool, exploration.order, len(listed), explore_at, score_k)
+                if slot is not None:
+                    listed.insert(slot[0], slot[1])
+                    del listed[score_k:]
+                exploration.learn_one(slot[1] if slot is not None else None, incumbent, outcome.item_id)
             rank = next((p + 1 for p, item in enumerate(listed) if item == outcome.item_id), None)
-            out.append(PrequentialScore(outcome.entry_id, outcome.user_id, outcome.item_id, rank, listed))
+            out.append(PrequentialScore(outcome.entry_id, outcome.user_id, outcome.item_id, rank, tuple(listed)))
         self._advance(state.now)
-        if state.ranker.learned != learned and state.shard >= 0:
-            out.append(RankerWrite(state.shard, state.ranker.weights, state.ranker.learned))
+        if (state.ranker.learned != learned or state.exploration.version != explored) and state.shard >= 0:
+            out.append(RankerWrite(state.shard, state.ranker.weights, state.ranker.learned,
+                                   state.exploration.published()))
         return out, StatefulBatchLogic.RETAIN

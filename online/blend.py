@@ -18,6 +18,8 @@ Examples
 ['t', 'b', 'c']
 >>> [item for item, _, _ in blend(Pool(trending=pool.trending), {"trending_rank": -1.0}, n=2)]  # cold: trending order
 ['t', 'b']
+>>> blend(pool, {}, n=3, explore=["b", "x", "new"], explore_at=2)   # the exploration slot: 2nd, the first new item allowed
+[('b', 2.0, 'personal'), ('new', 1.0, 'explore'), ('c', 1.0, 'personal')]
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 
 from online.frozen_pickle import reduce_frozen
 
-__all__ = ["FEATURES", "Candidates", "Pool", "blend", "candidate_features", "weight_vector"]
+__all__ = ["FEATURES", "Candidates", "Pool", "blend", "candidate_features", "explore_slot", "weight_vector"]
 
 FEATURES = ("personal", "personal_rank", "trending", "trending_rank", "repeat", "both")
 
@@ -176,12 +178,50 @@ def weight_vector(weights: Mapping[str, float]) -> list[float]:
     return [weights.get(name, 0.0) for name in FEATURES]
 
 
-def blend(pool: Pool, weights: Mapping[str, float], n: int) -> list[tuple[str, float, str]]:
-    """The top ``n`` of ``pool`` as ``(item, score, source)``, ``source`` being ``personal`` or ``trending``.
+def explore_slot(pool: Pool, explore: Sequence[str], listed: int, position: int, n: int) -> tuple[int, str] | None:
+    """Where the exploration slot goes in a list of ``listed`` items cut at ``n``, and the new item that fills it.
+
+    The slot is the ``position``-th place (1-based; a shorter list gets it at
+    its end) and goes to the first item of ``explore`` (the order the
+    exploration bandit drew, :class:`online.exploration.ExplorationPool`) that
+    is neither excluded nor among the pool's candidates: an item this user's
+    personal or trending candidates hold has its own signal here. ``None``:
+    no slot (``position`` 0, or beyond ``n``) or no item for it. The server and
+    the flow's ranker stage both place the slot with this function.
+
+    >>> explore_slot(Pool(personal=[("a", 1.0)], exclude={"x"}), ["a", "x", "y"], listed=5, position=3, n=10)
+    (2, 'y')
+    >>> explore_slot(Pool(), ["y"], listed=1, position=3, n=10), explore_slot(Pool(), ["y"], listed=9, position=3, n=2)
+    ((1, 'y'), None)
+    """
+    if position <= 0 or not explore:
+        return None
+    at = min(position - 1, listed)
+    if at >= n:
+        return None
+    exclude = pool.exclude
+    taken: set[str] | None = None
+    for item in explore:
+        if item in exclude:
+            continue
+        if taken is None:  # built only when a candidate reaches it: most lists have no slot to fill
+            taken = {candidate for candidate, _ in pool.personal}
+            taken.update(candidate for candidate, _ in pool.trending)
+        if item not in taken:
+            return at, item
+    return None
+
+
+def blend(pool: Pool, weights: Mapping[str, float], n: int, explore: Sequence[str] = (),
+          explore_at: int = 0) -> list[tuple[str, float, str]]:
+    """The top ``n`` of ``pool`` as ``(item, score, source)``, ``source`` being ``personal``, ``trending`` or ``explore``.
 
     Ties (an untrained ranker scores everything 0) keep the personal order
     first, then the trending order; without weights the score reported is
     the generator's own (the personal score, or the relative popularity).
+    With ``explore`` and ``explore_at``, the ``explore_at``-th place goes to a
+    new item (:func:`explore_slot`), scored as the item it pushes down, and
+    the list is cut at ``n`` again.
     """
     vector = weight_vector(weights)
     candidates = Candidates.score(pool, vector)
@@ -189,6 +229,14 @@ def blend(pool: Pool, weights: Mapping[str, float], n: int) -> list[tuple[str, f
     items, personal = candidates.items, candidates.personal
     if any(vector):
         negative = candidates.negative_scores
-        return [(items[row], -negative[row], "personal" if row < personal else "trending") for row in rows]
-    return [(items[row], candidates.generator_score(row), "personal" if row < personal else "trending")
-            for row in rows]
+        ranked = [(items[row], -negative[row], "personal" if row < personal else "trending") for row in rows]
+    else:
+        ranked = [(items[row], candidates.generator_score(row), "personal" if row < personal else "trending")
+                  for row in rows]
+    slot = explore_slot(pool, explore, len(ranked), explore_at, n) if explore_at > 0 else None
+    if slot is not None:
+        at, item = slot
+        score = ranked[at][1] if at < len(ranked) else ranked[-1][1] if ranked else 0.0
+        ranked.insert(at, (item, score, "explore"))
+        del ranked[n:]
+    return ranked

@@ -194,7 +194,9 @@ class LiverecoApp:
                                        weights=self.ranker_weights.for_user(user_id),
                                        depth=self.settings.candidates,
                                        # purchased and recent items (disliked ones are among the recent): the flow's bound
-                                       stored_exclude_max=2 * self.settings.recent_items)
+                                       stored_exclude_max=2 * self.settings.recent_items,
+                                       explore=self.ranker_weights.explore_for(user_id, trending_category),
+                                       explore_at=self.settings.explore_position)
             if answer.items:
                 break
         self.metrics.up.set(1)

@@ -8,14 +8,15 @@ each its part concurrently, so it is still one round trip of wall time.
 Rules applied here, at request time: the final ranking (the stored list
 blended with live trending by the flow's learned ranker weights, see
 :mod:`online.ranker`), exclusions (``exclude=`` and the user's own: purchased,
-disliked, consumed), never the subject item itself, de-duplication; each item
-says where it came from.
+disliked, consumed), never the subject item itself, de-duplication, the
+exploration slot (a new item, see :mod:`online.exploration`); each item says
+where it came from.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,7 +105,7 @@ def _relative(pairs: Any, limit: int | None = None) -> list[tuple[str, float]]:
 async def merged_list(client: Reads, keys: RedisKeys, list_key: str, own_source: str, n: int,
                       exclude: set[str], trending_category: str | None = None,
                       weights: Mapping[str, float] | None = None, depth: int = 0,
-                      stored_exclude_max: int = 0) -> ListAnswer:
+                      stored_exclude_max: int = 0, explore: Sequence[str] = (), explore_at: int = 0) -> ListAnswer:
     """The list under ``list_key`` blended with live trending by ``weights``, without ``exclude``.
 
     The stored list's own exclusions (purchased, disliked, consumed items)
@@ -114,7 +115,9 @@ async def merged_list(client: Reads, keys: RedisKeys, list_key: str, own_source:
     scores. ``stored_exclude_max`` bounds the stored list's own exclusions,
     so one read fetches enough trending items whatever they turn out to be.
     Without weights (an untrained ranker, or similar items) the own list
-    comes first and trending pads it.
+    comes first and trending pads it. ``explore`` (the flow's exploration
+    order) fills the ``explore_at``-th place with a new item, as the flow does
+    (:func:`online.blend.explore_slot`), honouring every exclusion.
     """
     pool_size = max(n, depth)
     pipe = client.pipeline(transaction=False)
@@ -132,9 +135,9 @@ async def merged_list(client: Reads, keys: RedisKeys, list_key: str, own_source:
                                                 (trending_key, trending_stop)),
                         repeats={candidates.items[i] for i in candidates.repeats if i < len(candidates.items)},
                         exclude=stored_exclude | exclude),
-                   weights or {}, n)
+                   weights or {}, n, explore, explore_at)
     answer = ListAnswer(source=own_source, accepted_ms=candidates.accepted_ms)
-    answer.items = [{"item_id": item, "score": round(score, 6), "source": own_source if source == "personal" else "trending"}
+    answer.items = [{"item_id": item, "score": round(score, 6), "source": own_source if source == "personal" else source}
                     for item, score, source in ranked]
     available = sum(1 for item in candidates.items if item not in exclude and item not in stored_exclude)
     if not available:

@@ -101,7 +101,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 "fallback": {"type": ["string", "null"], "enum": ["unknown", "short", None]},
                 "items": {"type": "array", "items": {"type": "object", "properties": {
                     "item_id": {"type": "string"}, "score": {"type": "number"},
-                    "source": {"type": "string"}}}}}},
+                    "source": {"type": "string", "enum": ["personal", "similar", "trending", "explore"]}}}}}},
             "Error": {"type": "object", "properties": {"error": {"type": "object", "required": ["code", "message"],
                       "properties": {"code": {"type": "string"}, "message": {"type": "string"},
                                      "field": {"type": "string"}, "index": {"type": "integer"},

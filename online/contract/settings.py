@@ -67,6 +67,9 @@ class Settings:
     purchase_window_s: float = _setting(7 * 86400.0, "LIVERECO_PURCHASE_WINDOW_S", "seconds (event time) after a purchase during which candidates in the bought item's category fall back in the buyer's list and what buyers of it bought next (within as many seconds) rises; 0 turns the rule off")
     purchase_demote: float = _setting(0.1, "LIVERECO_PURCHASE_DEMOTE", "within a purchase window, candidates in a bought item's category keep this share of their score (1: no change, 0: last)")
     purchase_boost: float = _setting(0.25, "LIVERECO_PURCHASE_BOOST", "within a purchase window, what buyers of the bought item bought next counts as one more neighbour list of it, at this weight (0: nothing rises)")
+    explore_position: int = _setting(10, "LIVERECO_EXPLORE_POSITION", "place (1-based) in the final list of the exploration slot, where a new item may be shown (Thompson sampling) until it has its own signal; 0 turns exploration off")
+    explore_new_events: int = _setting(5, "LIVERECO_EXPLORE_NEW_EVENTS", "an item is new, and may be explored, while it has had at most this many events")
+    explore_candidates: int = _setting(200, "LIVERECO_EXPLORE_CANDIDATES", "most new items explored at once (per ranker replica; the oldest makes way)")
     gc_interval_s: float = _setting(60.0, "LIVERECO_GC_INTERVAL_S", "the flow collects cyclic garbage on this timer instead of Python's automatic collector, which walks the whole model state (0: Python's default)")
 
     @classmethod
@@ -93,12 +96,13 @@ class Settings:
     def validate(self) -> None:
         positive = ("partitions", "max_body_bytes", "max_batch", "stream_maxlen", "user_ttl_s",
                     "recent_items", "candidates", "neighbours", "covisit_half_life_s",
-                    "trending_half_life_s", "trending_size", "ranker_shards", "session_gap_s", "read_count")
+                    "trending_half_life_s", "trending_size", "ranker_shards", "session_gap_s", "read_count",
+                    "explore_new_events", "explore_candidates")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{_env_of(name)}={getattr(self, name)!r}: must be positive")
         for name in ("ranker_learning_rate", "ranker_negatives", "gc_interval_s", "purchase_window_s",
-                     "purchase_boost"):
+                     "purchase_boost", "explore_position"):
             value = getattr(self, name)
             if not value >= 0:
                 raise ValueError(f"{_env_of(name)}={value!r}: " + ("must be a number" if value != value else
