@@ -34,6 +34,7 @@ COMPILED_MODULES = (
     "online.contract.profile",
     "online.contract.streams",
     "online.covisitation",
+    "online.exploration",
     "online.forward_decay",
     "online.item_embedding",
     "online.neighbour_candidates",

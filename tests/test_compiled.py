@@ -115,6 +115,7 @@ def _samples() -> list[object]:
     from online.contract import CandidateList, Event, EventTypeWeights, Profile, RedisKeys
     from online.contract.events import EventLimits
     from online.covisitation import CoVisitationNeighbours
+    from online.exploration import ExplorationPool
     from online.forward_decay import ForwardDecay
     from online.item_embedding import ContextEmbedding, SessionEmbedding
     from online.neighbour_candidates import NeighbourCandidates
@@ -142,8 +143,12 @@ def _samples() -> list[object]:
     window = PurchaseWindow(purchases=("i",), kinds=frozenset({"shoes"}), bought="i")
     after = AfterPurchase()
     after.learn_one(window, [("j", 1.0)], (("k", "shoes"),))
+    exploration = ExplorationPool(capacity=4, redraw_every=1)
+    for item in ("n1", "n2"):
+        exploration.observe(item, events=1, category="shoes")
+    exploration.learn_one("n1", incumbent="x", positive="n1")
     return [neighbours, neighbours.snapshot(2), cache, affinity, context, session, trending, event, history,
-            window, after, Observation("s", True, ["a"], "shoes"), Pool([("a", 1.0)], [("t", 1.0)], {"a"}, {"x"}),
+            window, after, exploration, exploration.arms["n1"], Observation("s", True, ["a"], "shoes"), Pool([("a", 1.0)], [("t", 1.0)], {"a"}, {"x"}),
             ForwardDecay(60.0), EventTypeWeights.from_spec("view=2"), EventLimits(max_id_length=9),
             RedisKeys("ns", 2), CandidateList(["a"], [1.0], 5.0, 7, ["personal"], [0], ["x"]),
             Profile("s", [("a", 1.0, 2.0)], [0.5], [("shoes", 1.0)])]
