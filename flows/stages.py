@@ -636,11 +636,10 @@ class UserListLogic(_StageLogic[NeighbourReply, Any]):
             merged = state.candidates.rank(last.recent, self.rerank_depth * self.n, exclude,
                                            recent_weight=self.recent_weight, position_decay=self.position_decay)
             ranked = after.rerank(merged, self.n, last.recent, exclude, self.position_decay)
-        repeats = frozenset(recent_items).intersection(item for item, _ in ranked) if self.recent_weight > 0.0 \
-            else frozenset()
+        repeats = frozenset(recent_items).intersection(dict(ranked)) if self.recent_weight > 0.0 else frozenset()
         state.previous = PersonalPool(ranked, repeats, frozenset(exclude))
         return UserListWrite(last.user_id, ranked, last.ts, last.accepted_ms, last.session_id, last.recent,
-                             repeats=[p for p, (item, _) in enumerate(ranked) if item in repeats],
+                             repeats=[p for p, (item, _) in enumerate(ranked) if item in repeats] if repeats else [],
                              exclude=sorted(exclude), session_embedding=state.session.raw(),
                              affinities=state.affinity.top(self.profile_affinities) if written else [])
 

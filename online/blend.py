@@ -97,22 +97,20 @@ class Candidates:
         # Each trending item's part of the score, in trending order; personal rows take theirs out.
         trending_part = {item: w_trending * value + w_trending_rank * reciprocals[position]
                          for position, (item, value) in enumerate(trending)}
-        take = trending_part.pop
         items: list[str] = []
         negative: list[float] = []
-        add_item, add_score = items.append, negative.append
         top = _best_score(personal_list)
         for rank, (item, score) in enumerate(personal_list):
             if item in exclude:
                 continue
             value = w_personal * (score / top) + w_personal_rank * reciprocals[rank]
-            part = take(item, None)
+            part = trending_part.pop(item, None)
             if part is not None:
                 value += part + w_both
             if repeats and item in repeats:
                 value += w_repeat
-            add_item(item)
-            add_score(-value)
+            items.append(item)  # called directly, not through aliases: mypyc compiles these to C calls
+            negative.append(-value)
         personal = len(items)
         rest = [item for item in trending_part if item not in exclude] if exclude else list(trending_part)
         items += rest

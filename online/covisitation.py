@@ -70,14 +70,14 @@ class TopNeighbours(Sequence[tuple[str, float]]):
 
     def columns(self) -> tuple[tuple[str, ...], tuple[float, ...]]:
         """The ids and the relative values as two tuples (what a user's neighbour cache keeps)."""
-        negated, exp = self._negated, math.exp
+        negated = self._negated
         first = negated[0] if negated else 0.0
-        return tuple(self._ids), tuple([exp(first - score) for score in negated])
+        return tuple(self._ids), tuple([math.exp(first - score) for score in negated])
 
     def _pairs(self) -> list[tuple[str, float]]:
-        negated, exp = self._negated, math.exp
+        negated = self._negated
         first = negated[0] if negated else 0.0
-        return [(item, exp(first - score)) for item, score in zip(self._ids, negated, strict=True)]
+        return [(item, math.exp(first - score)) for item, score in zip(self._ids, negated, strict=True)]
 
 
 class CoVisitationNeighbours:

@@ -66,8 +66,8 @@ def strongest(log_scores: Mapping[str, float], order: Sequence[str], k: int) -> 
     best = order[: -k - 1: -1]
     if not best:
         return []
-    first, exp = log_scores[best[0]], math.exp
-    return [(item, exp(log_scores[item] - first)) for item in best]
+    first = log_scores[best[0]]
+    return [(item, math.exp(log_scores[item] - first)) for item in best]
 
 
 @dataclass(frozen=True, slots=True)

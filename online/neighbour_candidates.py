@@ -88,9 +88,8 @@ class NeighbourCandidates:
                 continue
             others, evidence = neighbours
             scale = influence / (evidence[0] or 1.0)
-            get = scores.get
             for other, value in zip(others, evidence, strict=True):
-                scores[other] = get(other, 0.0) + scale * value
+                scores[other] = scores.get(other, 0.0) + scale * value  # no bound-method alias: mypyc inlines this
         seen = () if recent_weight > 0.0 else [item for item, _, _ in recent]
         for item in (*negative, *exclude, *seen):
             scores.pop(item, None)

@@ -159,7 +159,6 @@ class AfterPurchase:
             scores[item] *= demote
         following = self._next
         if self.boost > 0.0 and following:
-            get = scores.get
             for position, (item, weight, _) in enumerate(recent[: NeighbourCandidates.merge_depth]):
                 bought_next = following.get(item)
                 if not bought_next or weight <= 0.0:
@@ -167,5 +166,5 @@ class AfterPurchase:
                 scale = self.boost * math.log1p(weight) / (position + 1) ** position_decay
                 for other, evidence in bought_next:
                     if other not in exclude:
-                        scores[other] = get(other, 0.0) + scale * evidence
+                        scores[other] = scores.get(other, 0.0) + scale * evidence
         return sorted(scores.items(), key=_score, reverse=True)[:n]
