@@ -67,6 +67,8 @@ class Settings:
     purchase_window_s: float = _setting(7 * 86400.0, "LIVERECO_PURCHASE_WINDOW_S", "seconds (event time) after a purchase during which candidates in the bought item's category fall back in the buyer's list and what buyers of it bought next (within as many seconds) rises; 0 turns the rule off")
     purchase_demote: float = _setting(0.1, "LIVERECO_PURCHASE_DEMOTE", "within a purchase window, candidates in a bought item's category keep this share of their score (1: no change, 0: last)")
     purchase_boost: float = _setting(0.25, "LIVERECO_PURCHASE_BOOST", "within a purchase window, what buyers of the bought item bought next counts as one more neighbour list of it, at this weight (0: nothing rises)")
+    session_neighbours: float = _setting(0.0, "LIVERECO_SESSION_NEIGHBOURS", "weight, in a user's candidates, of the items of recent sessions through the item just touched, scored by their overlap with the user's session (V-SKNN-like; 0: off, items keep no sessions)")
+    sessions_per_item: int = _setting(20, "LIVERECO_SESSIONS_PER_ITEM", "recent sessions each item keeps for session neighbours (up to 10 of their items each)")
     gc_interval_s: float = _setting(60.0, "LIVERECO_GC_INTERVAL_S", "the flow collects cyclic garbage on this timer instead of Python's automatic collector, which walks the whole model state (0: Python's default)")
 
     @classmethod
@@ -93,12 +95,13 @@ class Settings:
     def validate(self) -> None:
         positive = ("partitions", "max_body_bytes", "max_batch", "stream_maxlen", "user_ttl_s",
                     "recent_items", "candidates", "neighbours", "covisit_half_life_s",
-                    "trending_half_life_s", "trending_size", "ranker_shards", "session_gap_s", "read_count")
+                    "trending_half_life_s", "trending_size", "ranker_shards", "session_gap_s", "read_count",
+                    "sessions_per_item")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{_env_of(name)}={getattr(self, name)!r}: must be positive")
         for name in ("ranker_learning_rate", "ranker_negatives", "gc_interval_s", "purchase_window_s",
-                     "purchase_boost"):
+                     "purchase_boost", "session_neighbours"):
             value = getattr(self, name)
             if not value >= 0:
                 raise ValueError(f"{_env_of(name)}={value!r}: " + ("must be a number" if value != value else
