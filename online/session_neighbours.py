@@ -68,8 +68,9 @@ class SessionNeighbours:
     capacity
         Sessions kept; the oldest is dropped when a new one touches the item.
     length
-        Items kept per session, the item itself included (newer items after it
-        are dropped once full).
+        Items kept per session, the item itself included: at most half of them
+        before it (the nearest), so there is room for what came after it; later
+        items are dropped once full.
     """
 
     __slots__ = ("_keys", "_sessions", "capacity", "length")
@@ -77,7 +78,7 @@ class SessionNeighbours:
     backward_weight = 0.5
     """Items before the shared one count this much of those as far after it (as co-visitation's backward links)."""
 
-    def __init__(self, capacity: int = 20, length: int = 10):
+    def __init__(self, capacity: int = 10, length: int = 10):
         if capacity < 1 or length < 2:
             raise ValueError(f"capacity must be at least 1 and length at least 2, got {capacity}, {length}")
         self.capacity = capacity
@@ -98,7 +99,7 @@ class SessionNeighbours:
         """``session`` touched ``item`` after ``previous`` (distinct, newest first); a session already kept stays."""
         if session in self._keys:
             return
-        before = previous[: self.length - 1]
+        before = previous[: self.length // 2]  # room after it for what comes next
         self._keys.insert(0, session)
         self._sessions.insert(0, (*before[::-1], item))
         if len(self._keys) > self.capacity:
@@ -142,7 +143,7 @@ class SessionNeighbours:
                     weight += context[other]
             for other, after in zip(items[at:], _AFTER, strict=False):
                 out[other] = get(other, 0.0) + weight * after
-            if at > 1:  # what came before it, nearest first
+            if at > 1 and backward:  # what came before it, nearest first
                 weight *= backward
                 for other, after in zip(items[at - 2::-1], _AFTER, strict=False):
                     out[other] = get(other, 0.0) + weight * after

@@ -60,7 +60,7 @@ def test_state_is_bounded_by_sessions_and_items_per_session() -> None:
             s.learn_next(session, f"n{number}-{j}")
     assert len(s) == 3
     assert all(len(items) == 4 for items in s.sessions())
-    assert s.sessions()[0] == ("p49-2", "p49-1", "p49-0", "a")  # newest session first, its nearest items kept
+    assert s.sessions()[0] == ("p49-1", "p49-0", "a", "n49-0")  # newest first; the nearest half before, then after
 
     logic = ItemLogic(ON, None, recoverable=False)
     for number in range(ON.sessions_per_item + 10):

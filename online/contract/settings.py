@@ -68,7 +68,7 @@ class Settings:
     purchase_demote: float = _setting(0.1, "LIVERECO_PURCHASE_DEMOTE", "within a purchase window, candidates in a bought item's category keep this share of their score (1: no change, 0: last)")
     purchase_boost: float = _setting(0.25, "LIVERECO_PURCHASE_BOOST", "within a purchase window, what buyers of the bought item bought next counts as one more neighbour list of it, at this weight (0: nothing rises)")
     session_neighbours: float = _setting(0.0, "LIVERECO_SESSION_NEIGHBOURS", "weight, in a user's candidates, of the items of recent sessions through the item just touched, scored by their overlap with the user's session (V-SKNN-like; 0: off, items keep no sessions)")
-    sessions_per_item: int = _setting(20, "LIVERECO_SESSIONS_PER_ITEM", "recent sessions each item keeps for session neighbours (up to 10 of their items each)")
+    sessions_per_item: int = _setting(10, "LIVERECO_SESSIONS_PER_ITEM", "recent sessions each item keeps for session neighbours (up to 10 of their items each: 5 before it, the rest after)")
     gc_interval_s: float = _setting(60.0, "LIVERECO_GC_INTERVAL_S", "the flow collects cyclic garbage on this timer instead of Python's automatic collector, which walks the whole model state (0: Python's default)")
 
     @classmethod
