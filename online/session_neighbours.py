@@ -12,19 +12,21 @@ sessions contained this item", so it fits the item-keyed stage:
   those after it (from the links later items send back to it), at most
   ``length`` in all;
 * a touch asks the touched item for :meth:`SessionNeighbours.scores`: every
-  kept session is weighted by its overlap with the current session's
-  context (the touched item, which all share, and the items before it,
-  newest counting most, ``1 / (j + 1)`` as V-SKNN's ``div`` weighting), and
+  kept session that shares more than the item with the current session is
+  weighted by its overlap with the current session's context (the touched
+  item, which all share, and the items before it, newest counting most,
+  ``1 / (j + 1)`` as V-SKNN's ``div`` weighting), and
   every item after the touched one in that session scores that weight, less
   the further after it it came (``1 / d``: what comes next, as sequence-aware
   V-SKNN and STAN weigh it); items before it count half as much.
 
 Only the touched item's sessions are read, with the context the touch
 carries, so a reply carries one scored dict rather than the sessions, and
-the work is one pass over at most ``capacity * length`` ids. Sessions that
-share more than the touched item with the current one are what this adds to
-co-visitation: a session sharing only the touched item counts as a plain
-co-visit does.
+the work is a C-level overlap test per kept session and one pass over the
+ids of those that overlap. Sessions that share more than the touched item
+with the current one are what this adds to co-visitation; those sharing only
+the touched item are plain co-visits, already counted, and are skipped
+(scoring them too measured no better on RSC15 and cost twice as much).
 
 Memory is bounded by ``capacity`` tuples of at most ``length`` ids per item
 (ids are shared strings, so a tuple is 40 bytes plus 8 per id) and one
@@ -39,10 +41,10 @@ the other had seen z first and went on to w. A session at x → a now favours y:
 >>> s.learn_touch("s1", "a", ["x"]); s.learn_next("s1", "b"); s.learn_next("s1", "y")
 >>> s.learn_touch("s2", "a", ["z"]); s.learn_next("s2", "b"); s.learn_next("s2", "w")
 >>> scores = s.scores("a", ["x"], session="now")
->>> {item: round(score, 2) for item, score in sorted(scores.items())}
-{'b': 2.5, 'w': 0.5, 'x': 0.75, 'y': 0.75, 'z': 0.5}
->>> scores["y"] > scores["w"]           # the session that shared x counts more
-True
+>>> {item: round(score, 2) for item, score in sorted(scores.items())}     # s1 shares x and a
+{'b': 1.5, 'x': 0.75, 'y': 0.75}
+>>> s.scores("a", ["q"], session="now")   # no kept session shares more than a with q, a
+{}
 >>> len(s), s.sessions()[0]
 (2, ('z', 'a', 'b', 'w'))
 """
@@ -124,23 +126,25 @@ class SessionNeighbours:
         weight is the sum of ``1 / (j + 1)`` over the current session's items
         it holds (``item`` is j = 0); an item ``d`` places after ``item`` in it
         scores that weight times ``1 / d``, one ``d`` places before it
-        :attr:`backward_weight` times that, summed over the sessions.
+        :attr:`backward_weight` times that, summed over the sessions. Only
+        sessions that share more than ``item`` count: one that shares just it
+        is a plain co-visit, which co-visitation counts already.
         """
         out: dict[str, float] = {}
-        if not self._sessions:
+        if not self._sessions or not previous:
             return out
         context = dict(zip(previous, _CONTEXT[1:], strict=False))
         shared = context.keys()
+        unrelated = shared.isdisjoint
         get = out.get
         backward = self.backward_weight
         for key, items in zip(self._keys, self._sessions, strict=True):
-            if key == session:
-                continue
+            if unrelated(items) or key == session:
+                continue  # a session sharing only the item itself is a plain co-visit, which the flow counts already
             at = items.index(item) + 1
             weight = 1.0
-            if context:
-                for other in shared & items:
-                    weight += context[other]
+            for other in shared & items:
+                weight += context[other]
             for other, after in zip(items[at:], _AFTER, strict=False):
                 out[other] = get(other, 0.0) + weight * after
             if at > 1 and backward:  # what came before it, nearest first
