@@ -11,8 +11,10 @@ The path of one event (see the README's architecture section):
    also sends each earlier purchase of the window a :class:`PurchaseLink`.
 3. :class:`ItemLogic` (keyed by item): decayed popularity (trending), bounded
    co-visitation neighbours in both directions (with their categories), what
-   buyers of the item bought next, and a :class:`NeighbourReply` back to the
-   user with the item's current neighbours.
+   buyers of the item bought next, optionally its last sessions
+   (:class:`~online.session_neighbours.SessionNeighbours`), and a
+   :class:`NeighbourReply` back to the user with the item's current neighbours
+   (and the items of its sessions that overlap the user's, scored).
 4. :class:`UserListLogic` (keyed by user): caches the neighbour lists of the
    user's recent items, merges them into the fresh personal candidates
    (re-ranked by :class:`~online.purchases.AfterPurchase` inside a purchase
