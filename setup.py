@@ -28,7 +28,7 @@ def _compiled_extensions() -> list:
     modules = runpy.run_path(str(ROOT / "online" / "compiled.py"))["COMPILED_MODULES"]
     paths = [str(Path(*module.split(".")).with_suffix(".py")) for module in modules]
     try:
-        extensions = mypycify(paths, opt_level="3", group_name="online.native")  # its shared library: in the package
+        extensions = mypycify(paths, opt_level="3", group_name="online.native")  # shared library in the package (online.compiled reads its name)
     except Exception as exc:  # a type error mypyc cannot compile: still installable
         print(f"livereco: mypyc could not compile ({exc}): installing pure Python", file=sys.stderr)
         return []

@@ -1020,6 +1020,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="only measure one user and one item at their bounds, and compact alternatives")
     parser.add_argument("--redis-blobs", action="store_true",
                         help="only break a full user's Redis blobs down by part, and measure compressed encodings in Redis")
+    parser.add_argument("--session-neighbours", type=float, default=None,
+                        help="LIVERECO_SESSION_NEIGHBOURS for the flow (> 0: items keep their recent sessions)")
     parser.add_argument("--no-snapshots", action="store_true",
                         help="build_flow(recoverable=False): no snapshot pickling (as without a recovery store)")
     parser.add_argument("--bytewax-keys", type=int, default=0,
@@ -1038,6 +1040,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"{o.activation_us:>22,.0f}")
         return 0
     overrides: dict[str, Any] = {} if args.user_ttl_s is None else {"user_ttl_s": args.user_ttl_s}
+    if args.session_neighbours is not None:
+        overrides["session_neighbours"] = args.session_neighbours
     settings = Settings.from_env({}, redis_url="", flow_metrics_port=0, **overrides)
     if args.at_bound:
         print_at_bound(settings, *at_bound(settings))

@@ -11,8 +11,10 @@ The path of one event (see the README's architecture section):
    also sends each earlier purchase of the window a :class:`PurchaseLink`.
 3. :class:`ItemLogic` (keyed by item): decayed popularity (trending), bounded
    co-visitation neighbours in both directions (with their categories), what
-   buyers of the item bought next, and a :class:`NeighbourReply` back to the
-   user with the item's current neighbours.
+   buyers of the item bought next, optionally its last sessions
+   (:class:`~online.session_neighbours.SessionNeighbours`), and a
+   :class:`NeighbourReply` back to the user with the item's current neighbours
+   (and the items of its sessions that overlap the user's, scored).
 4. :class:`UserListLogic` (keyed by user): caches the neighbour lists of the
    user's recent items, merges them into the fresh personal candidates
    (re-ranked by :class:`~online.purchases.AfterPurchase` inside a purchase
@@ -72,6 +74,7 @@ from online.item_embedding import ContextEmbedding, SessionEmbedding
 from online.neighbour_candidates import NeighbourCandidates
 from online.purchases import AfterPurchase, PurchaseWindow
 from online.ranker import BlendRanker, Pool
+from online.session_neighbours import SessionNeighbours
 from online.trending import TrendingTop
 from online.user_history import UserHistory
 
@@ -147,6 +150,8 @@ class Touch:
     """The categories of ``previous`` (empty when this event has no category)."""
     window: PurchaseWindow | None = None
     """The user's purchases within ``LIVERECO_PURCHASE_WINDOW_S`` (``None``: none, the usual case)."""
+    session_key: str = ""
+    """The session's key among all users' (user and session id): what items remember sessions by."""
 
 
 @dataclass(slots=True)
@@ -164,6 +169,9 @@ class NeighbourReply:
     """Inside a purchase window: the ``neighbours`` in a bought category, with their category."""
     bought_next: list[tuple[str, float]] | None = None
     """To a purchase: what buyers of the item bought next, evidence relative to the strongest."""
+    sessions: dict[str, float] | None = None
+    """What came after the item in its recent sessions, scored by their overlap with the user's session
+    (:meth:`~online.session_neighbours.SessionNeighbours.scores`; ``None`` when turned off)."""
 
     @property
     def user_id(self) -> str:
@@ -261,6 +269,8 @@ class UserHistoryLogic(_StageLogic[ParsedEvent, "list[Touch | Link | PurchaseLin
         super().__init__(recoverable, settings.user_ttl_s)
         self.weights = settings.weights
         self.window_s = settings.purchase_window_s
+        self._session_of = ""
+        self._session_key = ""
         self.state: UserHistoryState = _load(resume) or UserHistoryState(
             UserHistory(settings.recent_items, settings.session_gap_s), time.time_ns())
 
@@ -286,6 +296,10 @@ class UserHistoryLogic(_StageLogic[ParsedEvent, "list[Touch | Link | PurchaseLin
             previous = observed.previous if weight > 0.0 else []
             bought = event.item_id if event.type == "purchase" and weight > 0.0 else None
             window = history.purchase_window(event.ts, window_s, bought) if window_s > 0.0 else None
+            if observed.session_id != self._session_of:  # one key string per session, shared by its messages
+                self._session_of = observed.session_id
+                self._session_key = f"{event.user_id}\x1f{observed.session_id}"
+            session_key = self._session_key
             touch = Touch(
                 item_id=event.item_id,
                 user_id=event.user_id,
@@ -302,10 +316,12 @@ class UserHistoryLogic(_StageLogic[ParsedEvent, "list[Touch | Link | PurchaseLin
                 life=life,
                 previous_kinds=tuple(map(history.category_of, previous)) if category is not None else (),
                 window=window,
+                session_key=session_key,
             )
             messages: list[Touch | Link | PurchaseLink] = [touch]
             messages.extend(
-                Link(other, event.item_id, weight / (distance + 1) ** self.distance_decay, event.ts, category)
+                Link(other, event.item_id, weight / (distance + 1) ** self.distance_decay, event.ts, category,
+                     session_key)
                 for distance, other in enumerate(previous)
             )
             if window is not None and bought is not None:
@@ -336,6 +352,13 @@ class ItemState:
     entries (under 1 KB), those of weaker neighbours dropped first."""
     bought_next: CoVisitationNeighbours | None = None
     """What buyers of this item went on to buy (within a purchase window); ``None`` until someone did."""
+    sessions: SessionNeighbours | None = None
+    """The last sessions that touched the item (``None`` while session neighbours are off)."""
+
+    def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
+        self.sessions = None  # not in a snapshot of an older flow
+        for name, value in state[1].items():
+            setattr(self, name, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,6 +371,8 @@ class Link:
     ts: float
     category: str | None = None
     """The category of ``other``, if its event had one."""
+    session: str = ""
+    """The key of the session both were in (:attr:`Touch.session_key`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,6 +408,8 @@ class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any]):
     """Neighbours sent back to the user stage per touch (the similar list keeps ``LIVERECO_NEIGHBOURS``)."""
     reply_bought_next = 10
     """Items bought next sent back to a purchase."""
+    session_length = 10
+    """Items kept per session an item remembers (itself, up to 5 before it, those after it)."""
     max_kinds = 40
     """Neighbour categories kept per item (:attr:`ItemState.kinds`): beyond this, only those of the neighbours
     a reply sends stay (a neighbour rises into them only with new evidence, which carries its category)."""
@@ -396,11 +423,14 @@ class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any]):
         self.capacity = 2 * settings.neighbours
         self.half_life_s = settings.covisit_half_life_s
         self.popularity = ForwardDecay(settings.trending_half_life_s)
+        self.sessions_kept = settings.sessions_per_item if settings.session_neighbours > 0.0 else 0
         self.state: ItemState | None = _load(resume)
 
     def _state_for(self, item_id: str) -> ItemState:
         if self.state is None:
             self.state = ItemState(item_id, CoVisitationNeighbours(self.capacity, self.half_life_s))
+        if self.sessions_kept and self.state.sessions is None:
+            self.state.sessions = SessionNeighbours(self.sessions_kept, self.session_length)
         return self.state
 
     @override
@@ -418,6 +448,8 @@ class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any]):
                     continue
                 state.neighbours.learn_one(msg.other, msg.weight, msg.ts)
                 state.context.learn_one(msg.other, msg.weight)
+                if state.sessions is not None:
+                    state.sessions.learn_next(msg.session, msg.other)
                 if msg.category is not None:
                     self._label(state, msg.other, msg.category)
                 neighbours_changed = True
@@ -444,11 +476,16 @@ class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any]):
                     for other, kind in zip(msg.previous, msg.previous_kinds, strict=True):
                         if kind is not None:
                             self._label(state, other, kind)
+            sessions = None
+            if state.sessions is not None and msg.weight > 0.0:
+                sessions = state.sessions.scores(state.item_id, msg.previous, msg.session_key)
+                if learn:
+                    state.sessions.learn_touch(msg.session_key, state.item_id, msg.previous)
             top = state.neighbours.snapshot(self.reply_k)  # its values are computed by the user-list stage
             if msg.window is None:
-                out.append(NeighbourReply(state.item_id, top, msg, *state.context.raw()))
+                out.append(NeighbourReply(state.item_id, top, msg, *state.context.raw(), sessions=sessions))
             else:
-                out.append(self._window_reply(state, top, msg, msg.window))
+                out.append(self._window_reply(state, top, msg, msg.window, sessions))
         if neighbours_changed:  # computed only if the sink writes it (most are replaced within a batch)
             out.append(ItemSimilarWrite(state.item_id, state.neighbours.snapshot(self.k), latest_ts))
         return out, StatefulBatchLogic.RETAIN
@@ -468,7 +505,7 @@ class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any]):
             state.kinds = {item: k for item, k in kinds.items() if item in replied}
 
     def _window_reply(self, state: ItemState, top: Sequence[tuple[str, float]], touch: Touch,
-                      window: PurchaseWindow) -> NeighbourReply:
+                      window: PurchaseWindow, sessions: dict[str, float] | None) -> NeighbourReply:
         """The reply inside a purchase window: which neighbours are of a bought kind, and (to a purchase) what
         buyers of this item bought next."""
         of_kind: tuple[tuple[str, str], ...] = ()
@@ -480,7 +517,7 @@ class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any]):
         if window.bought is not None:
             bought_next = state.bought_next.top(self.reply_bought_next) if state.bought_next is not None else []
         return NeighbourReply(state.item_id, top, touch, *state.context.raw(), of_kind=of_kind,
-                              bought_next=bought_next)
+                              bought_next=bought_next, sessions=sessions)
 
 
 @dataclass(slots=True)
@@ -543,6 +580,7 @@ class UserListLogic(_StageLogic[NeighbourReply, Any]):
         self.position_decay = settings.position_decay
         self.purchase_demote = settings.purchase_demote
         self.purchase_boost = settings.purchase_boost
+        self.session_weight = settings.session_neighbours
         self.state: UserListState = _load(resume) or UserListState(NeighbourCandidates())
 
     max_pending = 256
@@ -586,6 +624,7 @@ class UserListLogic(_StageLogic[NeighbourReply, Any]):
         pending = state.pending
         out: list[Any] = []
         touch: Touch | None = None
+        sessions: dict[str, float] | None = None
         while pending:
             expected = state.latest.seq + 1 if state.latest is not None else self._first_seq(state.life)
             ready = pending.pop(expected, None)
@@ -613,13 +652,14 @@ class UserListLogic(_StageLogic[NeighbourReply, Any]):
             if touch.weight > 0.0 and state.previous is not None:
                 out.append(Outcome(touch.user_id, touch.entry_id, touch.item_id, touch.ts, state.previous))
             state.latest = touch
+            sessions = ready.sessions
             if pending:  # the next outcome needs this list; only the newest one is written
-                self._rank(touch, written=False)
+                self._rank(touch, sessions, written=False)
         if touch is not None:
-            out.append(self._rank(touch))
+            out.append(self._rank(touch, sessions))
         return out, StatefulBatchLogic.RETAIN
 
-    def _rank(self, last: Touch, written: bool = True) -> UserListWrite:
+    def _rank(self, last: Touch, sessions: dict[str, float] | None, written: bool = True) -> UserListWrite:
         state = self.state
         recent_items = [item for item, _, _ in last.recent]
         # Only the lists the merge reads: an older item gets a fresh list when it is touched again.
@@ -631,10 +671,12 @@ class UserListLogic(_StageLogic[NeighbourReply, Any]):
         after = state.after_purchase
         if after is None:
             ranked = state.candidates.rank(last.recent, self.n, exclude, recent_weight=self.recent_weight,
-                                           position_decay=self.position_decay)
+                                           position_decay=self.position_decay, sessions=sessions,
+                                           session_weight=self.session_weight)
         else:
             merged = state.candidates.rank(last.recent, self.rerank_depth * self.n, exclude,
-                                           recent_weight=self.recent_weight, position_decay=self.position_decay)
+                                           recent_weight=self.recent_weight, position_decay=self.position_decay,
+                                           sessions=sessions, session_weight=self.session_weight)
             ranked = after.rerank(merged, self.n, last.recent, exclude, self.position_decay)
         repeats = frozenset(recent_items).intersection(dict(ranked)) if self.recent_weight > 0.0 else frozenset()
         state.previous = PersonalPool(ranked, repeats, frozenset(exclude))

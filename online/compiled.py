@@ -39,6 +39,7 @@ COMPILED_MODULES = (
     "online.item_embedding",
     "online.neighbour_candidates",
     "online.purchases",
+    "online.session_neighbours",
     "online.trending",
     "online.user_history",
 )
@@ -90,10 +91,16 @@ def describe() -> str:
 
 
 def stale_modules() -> list[str]:
-    """Compiled modules whose source changed after they were built (rebuild: ``make`` or ``pip install -e .``)."""
+    """Compiled modules whose source changed after they were built (rebuild: ``make`` or ``pip install -e .``).
+
+    A module's code is in the group's shared library (``online/native__mypyc``);
+    its own extension is a small shim that a rebuild may leave untouched.
+    """
+    libraries = sorted((_ROOT / "online").glob("native__mypyc.*"))
+    built = max((library.stat().st_mtime for library in libraries), default=0.0)
     stale = []
     for module in COMPILED_MODULES:
         extension = _extension(module)
-        if extension is not None and extension.stat().st_mtime < _source(module).stat().st_mtime:
+        if extension is not None and max(built, extension.stat().st_mtime) < _source(module).stat().st_mtime:
             stale.append(module)
     return stale

@@ -22,7 +22,7 @@ Examples
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from operator import itemgetter
 from typing import ClassVar
 
@@ -63,6 +63,8 @@ class NeighbourCandidates:
         exclude: Collection[str] = (),
         recent_weight: float = 0.0,
         position_decay: float = 1.0,
+        sessions: Mapping[str, float] | None = None,
+        session_weight: float = 0.0,
     ) -> list[tuple[str, float]]:
         """Merge neighbour lists of ``recent`` (newest first) into the top ``n``.
 
@@ -74,6 +76,10 @@ class NeighbourCandidates:
         ``recent_weight`` = 0 they are left out; > 0 they are candidates themselves, at
         that multiple of their own influence (people go back to what they just
         looked at: a quarter of next clicks in RSC15 repeat the current item).
+
+        ``sessions`` scores candidates for the newest item from the sessions that
+        went through it (:class:`~online.session_neighbours.SessionNeighbours`); they
+        count as one more list of it, relative to its best, at ``session_weight``.
         """
         scores: dict[str, float] = {}
         negative = {item for item, weight, _ in recent if weight < 0.0}
@@ -90,6 +96,10 @@ class NeighbourCandidates:
             scale = influence / (evidence[0] or 1.0)
             for other, value in zip(others, evidence, strict=True):
                 scores[other] = scores.get(other, 0.0) + scale * value  # no bound-method alias: mypyc inlines this
+        if sessions and session_weight > 0.0 and recent and recent[0][1] > 0.0:
+            scale = session_weight * math.log1p(recent[0][1]) / max(sessions.values())
+            for other, value in sessions.items():
+                scores[other] = scores.get(other, 0.0) + scale * value
         seen = () if recent_weight > 0.0 else [item for item, _, _ in recent]
         for item in (*negative, *exclude, *seen):
             scores.pop(item, None)

@@ -120,6 +120,7 @@ def _samples() -> list[object]:
     from online.item_embedding import ContextEmbedding, SessionEmbedding
     from online.neighbour_candidates import NeighbourCandidates
     from online.purchases import AfterPurchase, PurchaseWindow
+    from online.session_neighbours import SessionNeighbours
     from online.trending import TrendingTop
     from online.user_history import Observation, UserHistory
 
@@ -143,12 +144,15 @@ def _samples() -> list[object]:
     window = PurchaseWindow(purchases=("i",), kinds=frozenset({"shoes"}), bought="i")
     after = AfterPurchase()
     after.learn_one(window, [("j", 1.0)], (("k", "shoes"),))
+    sessions = SessionNeighbours(capacity=3, length=4)
+    sessions.learn_touch("s1", "b", ["a"])
+    sessions.learn_next("s1", "c")
     exploration = ExplorationPool(capacity=4, redraw_every=1)
     for item in ("n1", "n2"):
         exploration.observe(item, events=1, category="shoes")
     exploration.learn_one("n1", incumbent="x", positive="n1")
     return [neighbours, neighbours.snapshot(2), cache, affinity, context, session, trending, event, history,
-            window, after, exploration, exploration.arms["n1"], Observation("s", True, ["a"], "shoes"), Pool([("a", 1.0)], [("t", 1.0)], {"a"}, {"x"}),
+            window, after, sessions, exploration, exploration.arms["n1"], Observation("s", True, ["a"], "shoes"), Pool([("a", 1.0)], [("t", 1.0)], {"a"}, {"x"}),
             ForwardDecay(60.0), EventTypeWeights.from_spec("view=2"), EventLimits(max_id_length=9),
             RedisKeys("ns", 2), CandidateList(["a"], [1.0], 5.0, 7, ["personal"], [0], ["x"]),
             Profile("s", [("a", 1.0, 2.0)], [0.5], [("shoes", 1.0)])]

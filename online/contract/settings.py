@@ -70,6 +70,8 @@ class Settings:
     explore_position: int = _setting(10, "LIVERECO_EXPLORE_POSITION", "place (1-based) in the final list of the exploration slot, where a new item may be shown (Thompson sampling) until it has its own signal; 0 turns exploration off")
     explore_new_events: int = _setting(5, "LIVERECO_EXPLORE_NEW_EVENTS", "an item is new, and may be explored, while it has had at most this many events")
     explore_candidates: int = _setting(200, "LIVERECO_EXPLORE_CANDIDATES", "most new items explored at once (per ranker replica; the oldest makes way)")
+    session_neighbours: float = _setting(0.0, "LIVERECO_SESSION_NEIGHBOURS", "weight, in a user's candidates, of the items of recent sessions through the item just touched, scored by their overlap with the user's session (V-SKNN-like; 0: off, items keep no sessions)")
+    sessions_per_item: int = _setting(10, "LIVERECO_SESSIONS_PER_ITEM", "recent sessions each item keeps for session neighbours (up to 10 of their items each: 5 before it, the rest after)")
     gc_interval_s: float = _setting(60.0, "LIVERECO_GC_INTERVAL_S", "the flow collects cyclic garbage on this timer instead of Python's automatic collector, which walks the whole model state (0: Python's default)")
 
     @classmethod
@@ -97,12 +99,12 @@ class Settings:
         positive = ("partitions", "max_body_bytes", "max_batch", "stream_maxlen", "user_ttl_s",
                     "recent_items", "candidates", "neighbours", "covisit_half_life_s",
                     "trending_half_life_s", "trending_size", "ranker_shards", "session_gap_s", "read_count",
-                    "explore_new_events", "explore_candidates")
+                    "explore_new_events", "explore_candidates", "sessions_per_item")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{_env_of(name)}={getattr(self, name)!r}: must be positive")
         for name in ("ranker_learning_rate", "ranker_negatives", "gc_interval_s", "purchase_window_s",
-                     "purchase_boost", "explore_position"):
+                     "purchase_boost", "explore_position", "session_neighbours"):
             value = getattr(self, name)
             if not value >= 0:
                 raise ValueError(f"{_env_of(name)}={value!r}: " + ("must be a number" if value != value else
