@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml setup.py
 	@touch $(STAMP) $(COMPILED)
 
 $(COMPILED): $(STAMP) $(COMPILED_SOURCES)  ## rebuild the compiled modules in place (LIVERECO_COMPILE=0: pure Python)
-	$(PY) setup.py -q build_ext --inplace >/dev/null
+	@$(PY) -c "import sys; from online.compiled import build_is_current; sys.exit(0 if build_is_current() else 1)" \
+		|| $(PY) setup.py -q build_ext --inplace >/dev/null
 	@touch $(COMPILED)
 
 run: $(COMPILED)  ## start embedded Redis, the dataflow, the server and a synthetic shop

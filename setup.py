@@ -7,14 +7,33 @@ package installs as pure Python and runs the same code more slowly.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import runpy
 import sys
 from pathlib import Path
 
 from setuptools import setup
+from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
+MODULES = runpy.run_path(str(ROOT / "online" / "compiled.py"))["COMPILED_MODULES"]
+
+
+class BuildExtRecordingSources(build_ext):
+    """``build_ext`` that, built in place, records the hash of each compiled module's source.
+
+    ``online.compiled.stale_modules`` compares them with the sources: an edited module whose
+    extension was not rebuilt would otherwise run its old code.
+    """
+
+    def run(self) -> None:
+        super().run()
+        if self.inplace and self.extensions:
+            record = {module: hashlib.sha256(ROOT.joinpath(*module.split(".")).with_suffix(".py").read_bytes())
+                      .hexdigest() for module in MODULES}
+            (ROOT / "online" / "native_sources.json").write_text(json.dumps(record, indent=1) + "\n")
 
 
 def _compiled_extensions() -> list:
@@ -25,8 +44,7 @@ def _compiled_extensions() -> list:
     except ImportError:
         print("livereco: mypyc is not available: installing pure Python", file=sys.stderr)
         return []
-    modules = runpy.run_path(str(ROOT / "online" / "compiled.py"))["COMPILED_MODULES"]
-    paths = [str(Path(*module.split(".")).with_suffix(".py")) for module in modules]
+    paths = [str(Path(*module.split(".")).with_suffix(".py")) for module in MODULES]
     try:
         extensions = mypycify(paths, opt_level="3", group_name="online.native")  # shared library in the package (online.compiled reads its name)
     except Exception as exc:  # a type error mypyc cannot compile: still installable
@@ -37,4 +55,4 @@ def _compiled_extensions() -> list:
     return extensions
 
 
-setup(ext_modules=_compiled_extensions())
+setup(ext_modules=_compiled_extensions(), cmdclass={"build_ext": BuildExtRecordingSources})

@@ -18,11 +18,14 @@ True
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import os
 from pathlib import Path
 
-__all__ = ["COMPILED_MODULES", "PURE_PYTHON_ENV", "build_state", "compiled_modules", "describe", "stale_modules"]
+__all__ = ["COMPILED_MODULES", "PURE_PYTHON_ENV", "build_is_current", "build_state", "compiled_modules", "describe",
+           "stale_modules"]
 
 COMPILED_MODULES = (
     "online.affinity",
@@ -90,17 +93,21 @@ def describe() -> str:
     return f"compiled with mypyc ({state['compiled']} of {state['modules']} hot modules)"
 
 
-def stale_modules() -> list[str]:
-    """Compiled modules whose source changed after they were built (rebuild: ``make`` or ``pip install -e .``).
+def build_is_current() -> bool:
+    """Whether the compiled modules are known to match their sources (``make`` rebuilds them otherwise)."""
+    return (_ROOT / "online" / "native_sources.json").is_file() and not stale_modules()
 
-    A module's code is in the group's shared library (``online/native__mypyc``);
-    its own extension is a small shim that a rebuild may leave untouched.
+
+def stale_modules() -> list[str]:
+    """Compiled modules whose source changed since they were built (rebuild: ``make`` or ``pip install -e .``).
+
+    An in-place build records each source's hash (``online/native_sources.json``, written by
+    ``setup.py``); a build without that record cannot be checked and counts as current.
     """
-    libraries = sorted((_ROOT / "online").glob("native__mypyc.*"))
-    built = max((library.stat().st_mtime for library in libraries), default=0.0)
-    stale = []
-    for module in COMPILED_MODULES:
-        extension = _extension(module)
-        if extension is not None and max(built, extension.stat().st_mtime) < _source(module).stat().st_mtime:
-            stale.append(module)
-    return stale
+    record_path = _ROOT / "online" / "native_sources.json"
+    if not record_path.is_file():
+        return []
+    record = json.loads(record_path.read_text())
+    return [module for module in COMPILED_MODULES
+            if _extension(module) is not None
+            and record.get(module) != hashlib.sha256(_source(module).read_bytes()).hexdigest()]

@@ -65,7 +65,7 @@ def test_doctests_of_a_compiled_module_pass_against_the_compiled_code(module: st
     assert examples > 0 and runner.failures == 0, f"{module}: {runner.failures} of {examples} doctest examples failed"
 
 
-def test_no_compiled_module_is_older_than_its_source() -> None:
+def test_no_compiled_module_was_built_from_another_version_of_its_source() -> None:
     assert stale_modules() == [], "rebuild: `make` or `pip install -e .` (a stale extension runs the old code)"
 
 
