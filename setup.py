@@ -30,7 +30,8 @@ class BuildExtRecordingSources(build_ext):
 
     def run(self) -> None:
         super().run()
-        if self.inplace and self.extensions:
+        built = all(Path(self.get_ext_fullpath(extension.name)).is_file() for extension in self.extensions)
+        if self.inplace and self.extensions and built:  # an optional extension that failed leaves pure Python
             record = {module: hashlib.sha256(ROOT.joinpath(*module.split(".")).with_suffix(".py").read_bytes())
                       .hexdigest() for module in MODULES}
             (ROOT / "online" / "native_sources.json").write_text(json.dumps(record, indent=1) + "\n")
