@@ -49,16 +49,26 @@ from typing import Any
 
 __all__ = [
     "DEFAULT_PARTITIONS",
+    "STATE_FORMAT",
     "RecoveryStoreError",
     "partition_count",
     "partition_files",
     "prepare_store",
     "resume_epoch",
     "resume_state",
+    "state_format",
 ]
 
 DEFAULT_PARTITIONS = 4
 """Partitions of a new store unless asked otherwise (or more, when the cluster has more workers)."""
+
+STATE_FORMAT = 2
+"""The format of the stage state this livereco snapshots. Bump it when a state class changes so
+that older snapshots no longer load (a field without a default, a new tuple layout). 1: stores
+written before the format was recorded; 2: the ranker's exploration pool and 6-field pending
+trending updates (2026-11-21)."""
+
+_FORMAT_FILE = "livereco-state-format"
 
 _PART = re.compile(r"^part-(\d+)\.sqlite3$")
 _LOCK = ".livereco-init.lock"
@@ -147,6 +157,8 @@ def prepare_store(directory: Path, partitions: int | None = None, *, default: in
                 count = partitions or default
                 init_db_dir(directory, count)
                 created = True
+            if count is not None:
+                _check_state_format(directory, created)
         if count is not None or time.monotonic() >= deadline:
             break
         time.sleep(0.1)
@@ -158,6 +170,38 @@ def prepare_store(directory: Path, partitions: int | None = None, *, default: in
             f"is created; pass --recovery-partitions {count}, or delete the store to start over from the "
             "beginning of the streams")
     return count, created
+
+
+def state_format(directory: Path) -> int:
+    """The state format the store in ``directory`` was written with (1: written before formats were recorded)."""
+    marker = directory / _FORMAT_FILE
+    return int(marker.read_text().strip()) if marker.is_file() else 1
+
+
+def _has_snapshots(directory: Path) -> bool:
+    for path in partition_files(directory).values():
+        with _read_only(path) as conn:
+            if conn.execute("SELECT 1 FROM snaps LIMIT 1").fetchone() is not None:
+                return True
+    return False
+
+
+def _check_state_format(directory: Path, created: bool) -> None:
+    """Record this livereco's state format in a store without snapshots; refuse snapshots of another format.
+
+    Loading them would fail deep inside a stage (a missing field, a tuple of
+    another length) after the flow started; this says so before it does.
+    """
+    found = state_format(directory)
+    if found == STATE_FORMAT:
+        return
+    if created or not _has_snapshots(directory):
+        (directory / _FORMAT_FILE).write_text(f"{STATE_FORMAT}\n")
+        return
+    raise RecoveryStoreError(
+        f"{directory} holds snapshots of livereco state format {found}, and this livereco reads format "
+        f"{STATE_FORMAT} (its stages' state changed since): use a new recovery directory, or delete this one; "
+        "the flow then rebuilds its state from the streams it can still read")
 
 
 @contextlib.contextmanager

@@ -24,6 +24,7 @@ import os
 import random
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -37,12 +38,14 @@ import redis
 
 from benchmarks.cluster_check import flow_env, log_counts, replay_log, store_counts
 from flows.recovery import (
+    STATE_FORMAT,
     RecoveryStoreError,
     partition_count,
     partition_files,
     prepare_store,
     resume_epoch,
     resume_state,
+    state_format,
 )
 from online.contract import RedisKeys, decode_profile
 from tests.processes import ROOT
@@ -80,6 +83,20 @@ def test_default_partition_count_covers_the_cluster(tmp_path: Path) -> None:
     assert prepare_store(tmp_path / "a") == (4, True)
     assert prepare_store(tmp_path / "b", default=6) == (6, True)
     assert prepare_store(tmp_path / "b", default=8) == (6, False)  # a default never changes an existing store
+
+
+def test_snapshots_of_another_state_format_are_refused_before_the_flow_starts(tmp_path: Path) -> None:
+    store = tmp_path / "old"
+    prepare_store(store, 2)
+    assert state_format(store) == STATE_FORMAT
+    (store / "livereco-state-format").unlink()  # as a store written before formats were recorded
+    assert prepare_store(store) == (2, False) and state_format(store) == STATE_FORMAT  # no snapshots: adopted
+    (store / "livereco-state-format").write_text("1\n")
+    with sqlite3.connect(store / "part-0.sqlite3") as conn:
+        conn.execute("INSERT INTO snaps (step_id, state_key, snap_epoch, ser_change) VALUES ('s', 'k', 1, x'00')")
+    with pytest.raises(RecoveryStoreError, match=f"state format 1, and this livereco reads format {STATE_FORMAT}"):
+        prepare_store(store)
+    assert state_format(store) == 1  # left as it was: nothing lost
 
 
 def test_partitions_of_two_stores_in_one_directory_are_refused(tmp_path: Path) -> None:
