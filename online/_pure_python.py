@@ -1,4 +1,4 @@
-"""``LIVERECO_PURE_PYTHON=1``: import ``online`` modules from their Python sources, never from compiled extensions."""
+"""``LIVERECO_PURE_PYTHON=1``: import livereco's modules from their Python sources, never from compiled extensions."""
 
 from __future__ import annotations
 
@@ -10,10 +10,13 @@ from types import ModuleType
 
 
 class _SourcesFirst(MetaPathFinder):
-    """Finds ``online.*`` modules among source files only (other modules are left to the usual finders)."""
+    """Finds ``online.*`` and ``flows.*`` modules among source files only (others are left to the usual finders).
+
+    Every compiled module must be covered: one compiled module loads the group's shared library,
+    which brings in the compiled code of all the others."""
 
     def find_spec(self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None) -> ModuleSpec | None:
-        if not fullname.startswith("online.") or path is None:
+        if not fullname.startswith(("online.", "flows.")) or path is None:
             return None
         for entry in path:
             spec = FileFinder(entry, (SourceFileLoader, SOURCE_SUFFIXES)).find_spec(fullname, target)
