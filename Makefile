@@ -12,8 +12,8 @@ COMPILED := $(VENV)/.compiled
 $(STAMP): pyproject.toml setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
-	@touch $(STAMP) $(COMPILED)
+	LIVERECO_COMPILE=0 $(PY) -m pip install -q -e '.[dev]'  # compiled once, below, with the venv's mypy
+	@touch $(STAMP)
 
 $(COMPILED): $(STAMP) $(COMPILED_SOURCES)  ## rebuild the compiled modules in place (LIVERECO_COMPILE=0: pure Python)
 	@$(PY) -c "import sys; from online.compiled import build_is_current; sys.exit(0 if build_is_current() else 1)" \
