@@ -35,4 +35,4 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) .livereco .pytest_cache .mypy_cache .ruff_cache build *.so online/*.so online/contract/*.so
+	rm -rf $(VENV) .livereco .pytest_cache .mypy_cache .ruff_cache build *.so online/*.so online/contract/*.so online/native_sources.json

@@ -7,8 +7,6 @@ package installs as pure Python and runs the same code more slowly.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import runpy
 import sys
@@ -18,23 +16,21 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
-MODULES = runpy.run_path(str(ROOT / "online" / "compiled.py"))["COMPILED_MODULES"]
+COMPILED = runpy.run_path(str(ROOT / "online" / "compiled.py"))  # standard library only: no install needed
 
 
 class BuildExtRecordingSources(build_ext):
     """``build_ext`` that, built in place, records the hash of each compiled module's source.
 
-    ``online.compiled.stale_modules`` compares them with the sources: an edited module whose
-    extension was not rebuilt would otherwise run its old code.
+    ``online.compiled.stale_modules`` compares them with the sources (``record_build`` writes them):
+    an edited module whose extension was not rebuilt would otherwise run its old code.
     """
 
     def run(self) -> None:
         super().run()
         built = all(Path(self.get_ext_fullpath(extension.name)).is_file() for extension in self.extensions)
         if self.inplace and self.extensions and built:  # an optional extension that failed leaves pure Python
-            record = {module: hashlib.sha256(ROOT.joinpath(*module.split(".")).with_suffix(".py").read_bytes())
-                      .hexdigest() for module in MODULES}
-            (ROOT / "online" / "native_sources.json").write_text(json.dumps(record, indent=1) + "\n")
+            COMPILED["record_build"]()
 
 
 def _compiled_extensions() -> list:
@@ -45,9 +41,9 @@ def _compiled_extensions() -> list:
     except ImportError:
         print("livereco: mypyc is not available: installing pure Python", file=sys.stderr)
         return []
-    paths = [str(Path(*module.split(".")).with_suffix(".py")) for module in MODULES]
+    paths = [str(Path(*module.split(".")).with_suffix(".py")) for module in COMPILED["COMPILED_MODULES"]]
     try:
-        extensions = mypycify(paths, opt_level="3", group_name="online.native")  # shared library in the package (online.compiled reads its name)
+        extensions = mypycify(paths, opt_level="3", group_name="online.native")  # its shared library: in the package
     except Exception as exc:  # a type error mypyc cannot compile: still installable
         print(f"livereco: mypyc could not compile ({exc}): installing pure Python", file=sys.stderr)
         return []
