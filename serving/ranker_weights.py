@@ -49,15 +49,16 @@ class RankerWeights:
         weights: dict[int, dict[str, float]] = {}
         explore: dict[int, list[tuple[str, str | None]]] = {}
         for name, blob in raw.items():
-            try:
+            try:  # a field is taken whole or not at all
                 shard = int((name.decode() if isinstance(name, bytes) else name).removeprefix("shard"))
                 published = orjson.loads(blob)
-                weights[shard] = {str(k): float(v) for k, v in published["weights"].items()}
-                explore[shard] = [(str(item), None if category is None else str(category))
-                                  for item, category in published.get("explore", ())]
+                shard_weights = {str(k): float(v) for k, v in published["weights"].items()}
+                shard_explore = [(str(item), None if category is None else str(category))
+                                 for item, category in published.get("explore", ())]
             except (ValueError, KeyError, TypeError, AttributeError, orjson.JSONDecodeError):
-                weights.pop(shard, None)
                 log.warning("ranker weights: skipping malformed field %r", name)
+                continue
+            weights[shard], explore[shard] = shard_weights, shard_explore
         self._weights, self._explore = weights, explore
 
     async def refresh(self, client: AsyncRedisClient, keys: RedisKeys) -> None:

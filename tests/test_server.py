@@ -10,8 +10,9 @@ import pytest
 import redis
 
 from flows.embedded_redis import EmbeddedRedis
-from online.contract import CandidateList, RedisKeys, Settings, encode_candidates, encode_profile
+from online.contract import CandidateList, RedisKeys, Settings, encode_candidates, encode_profile, stable_hash
 from serving.metrics import ROUTES
+from serving.ranker_weights import RankerWeights
 from tests.conftest import LiveServer
 
 VIEW = {"user_id": "u1", "item_id": "i1", "type": "view"}
@@ -114,7 +115,6 @@ def test_a_cold_user_on_a_category_page_gets_that_category_s_trending(live_serve
 
 def test_the_served_list_blends_the_stored_list_with_live_trending_by_the_flows_weights(
         live_server: LiveServer, redis_client: redis.Redis, keys: RedisKeys, settings: Settings) -> None:
-    from online.contract import stable_hash
 
     seed_trending(redis_client, keys, ["bought", "t1", "t2"])
     stored = CandidateList(["p1", "p2"], [2.0, 1.0], exclude=["bought"])
@@ -141,6 +141,18 @@ def test_malformed_ranker_weights_in_redis_leave_the_list_unblended_not_broken(
     assert status == 200
     assert [(i["item_id"], i["source"]) for i in body["items"]] == [("p1", "personal"), ("t1", "trending")]
     assert redis_client.hget(keys.ranker(), "shard0") == b"not json"  # read, never rewritten or dropped
+
+
+def test_a_malformed_ranker_field_leaves_the_good_ones_beside_it() -> None:
+    cache = RankerWeights(shards=2)
+    good = orjson.dumps({"weights": {"trending": 0.5}, "pairs": 3, "explore": [["n1", None]]})
+    for raw in ({b"shard1": good, b"junk": b"{}"}, {b"junk": b"{}", b"shard1": good},
+                {b"shard1": good, b"shard0": b'{"weights": {"trending": 1.0}, "explore": 7}'}):
+        cache.update(raw)  # a bad name, before or after, or a bad explore order: that field alone is skipped
+        user = next(u for u in ("a", "b", "c", "d") if stable_hash(u) % 2 == 1)
+        assert cache.for_user(user) == {"trending": 0.5} and cache.explore_for(user) == ["n1"]
+        other = next(u for u in ("a", "b", "c", "d") if stable_hash(u) % 2 == 0)
+        assert cache.for_user(other) == {} and cache.explore_for(other) == []
 
 
 def test_personal_list_with_exclusions_and_padding(live_server: LiveServer, redis_client: redis.Redis,
