@@ -43,7 +43,8 @@ def _compiled_extensions() -> list:
         return []
     paths = [str(Path(*module.split(".")).with_suffix(".py")) for module in COMPILED["COMPILED_MODULES"]]
     try:
-        extensions = mypycify(paths, opt_level="3", group_name="online.native")  # its shared library: in the package
+        extensions = mypycify([*paths, "--config-file", str(ROOT / "mypyc.ini")], opt_level="3",
+                              group_name="online.native")  # its shared library: in the package
     except Exception as exc:  # a type error mypyc cannot compile: still installable
         print(f"livereco: mypyc could not compile ({exc}): installing pure Python", file=sys.stderr)
         return []

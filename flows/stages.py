@@ -40,9 +40,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from bytewax.operators import StatefulBatchLogic
+from mypy_extensions import mypyc_attr
 from typing_extensions import override
 
 from flows.metrics import DEAD_LETTERS, DUPLICATES, EVENTS, EVICTED, PREQUENTIAL_KS
@@ -105,7 +106,15 @@ class ParsedEvent:
 
 
 def parse_entry(entry: StreamEntry, weights: EventTypeWeights) -> ParsedEvent | DeadLetter:
-    """Validate one stream entry with the contract; failures become dead letters."""
+    """Validate one stream entry with the contract; failures become dead letters.
+
+    >>> entry = StreamEntry("events", "1700000000000-0", {b"e": b'{"user_id":"u1","item_id":"i1","type":"add_to_cart","ts":1.7e9}'})
+    >>> parsed = parse_entry(entry, EventTypeWeights())
+    >>> parsed.event.item_id, parsed.event.type, parsed.accepted_ms
+    ('i1', 'add_to_cart', 1700000000000)
+    >>> parse_entry(StreamEntry("events", "1700000000001-0", {b"e": b'{"user_id":"u1","type":"add_to_cart"}'}), EventTypeWeights()).field
+    'item_id'
+    """
     try:
         event = parse_event(decode_stream_fields(entry.fields), weights=weights)
     except EventError as exc:
@@ -214,9 +223,11 @@ def _deadline_at(second: int) -> datetime:
 
 V = TypeVar("V")
 W = TypeVar("W")
+S = TypeVar("S")
 
 
-class _StageLogic(StatefulBatchLogic[V, W, "bytes | None"]):
+@mypyc_attr(native_class=False)  # compiled methods, a plain Python class: pickled as one (LiverecoModel)
+class _StageLogic(StatefulBatchLogic[V, W, "bytes | None"], Generic[V, W, S]):
     """One key's logic in a stage: ``state`` is what a snapshot pickles (nothing without a recovery
     store), and a key idle for ``idle_s`` seconds of wall clock leaves the flow (``None``: never).
 
@@ -225,7 +236,7 @@ class _StageLogic(StatefulBatchLogic[V, W, "bytes | None"]):
 
     stage: ClassVar[str]
     """The ``stage`` label of ``livereco_flow_evicted_keys_total``."""
-    state: Any
+    state: S
 
     def __init__(self, recoverable: bool, idle_s: float | None = None):
         self.recoverable = recoverable
@@ -254,7 +265,8 @@ class UserHistoryState:
     life: int
 
 
-class UserHistoryLogic(_StageLogic[ParsedEvent, "list[Touch | Link | PurchaseLink]"]):
+@mypyc_attr(native_class=False)
+class UserHistoryLogic(_StageLogic[ParsedEvent, "list[Touch | Link | PurchaseLink]", "UserHistoryState"]):
     """User-keyed: de-duplication, sessions, recent items; emits the touch and the forward links.
 
     An evicted user's next event starts a new history (a new life) at seq 1.
@@ -355,11 +367,6 @@ class ItemState:
     sessions: SessionNeighbours | None = None
     """The last sessions that touched the item (``None`` while session neighbours are off)."""
 
-    def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
-        self.sessions = None  # not in a snapshot of an older flow
-        for name, value in state[1].items():
-            setattr(self, name, value)
-
 
 @dataclass(slots=True)  # never mutated, but not frozen: a frozen __init__ costs ~6x, per event
 class Link:
@@ -385,7 +392,8 @@ class PurchaseLink:
     ts: float
 
 
-class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any]):
+@mypyc_attr(native_class=False)
+class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any, "ItemState | None"]):
     """Item-keyed: trending popularity, co-visitation neighbours, what buyers bought next, replies to users.
 
     A touch of item ``b`` after items ``a1, a2, ...`` of the same session adds
@@ -556,7 +564,8 @@ class UserListState:
     """The purchase window's rule while one is open (``None`` otherwise)."""
 
 
-class UserListLogic(_StageLogic[NeighbourReply, Any]):
+@mypyc_attr(native_class=False)
+class UserListLogic(_StageLogic[NeighbourReply, Any, "UserListState"]):
     """User-keyed: merges the neighbours of the user's recent items into the personal candidates.
 
     Every positive event also becomes an :class:`Outcome` carrying the
@@ -700,7 +709,8 @@ class RankerState:
     """New items competing for the exploration slot (idle while ``LIVERECO_EXPLORE_POSITION`` is 0)."""
 
 
-class RankerLogic(_StageLogic[TrendingWrite | Outcome, Any]):
+@mypyc_attr(native_class=False)
+class RankerLogic(_StageLogic[TrendingWrite | Outcome, Any, "RankerState"]):
     """Shard-keyed: a replica of trending and an online ranker, scoring and learning from outcomes.
 
     Every popularity update reaches every replica; a user's outcomes reach

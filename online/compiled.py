@@ -28,6 +28,7 @@ __all__ = ["COMPILED_MODULES", "PURE_PYTHON_ENV", "build_is_current", "build_sta
            "record_build", "source_hashes", "stale_modules"]
 
 COMPILED_MODULES = (
+    "flows.stages",
     "online.affinity",
     "online.blend",
     "online.contract.candidates",
@@ -46,8 +47,12 @@ COMPILED_MODULES = (
     "online.trending",
     "online.user_history",
 )
-"""Modules compiled by mypyc: standard library and each other only (importing River or
-NumPy makes mypyc type-check them too, which takes minutes)."""
+"""Modules compiled by mypyc. The ``online`` ones import the standard library and each other
+only; ``flows.stages`` (the dataflow's per-event logic) imports Bytewax and the sink's messages,
+and reaches River through ``online.ranker``: ``mypyc.ini`` has the build type-check River, NumPy
+and Prometheus as ``Any`` (checking them would take the build from seconds to minutes). Its stage
+logic classes stay plain Python classes with compiled methods (``mypyc_attr(native_class=False)``),
+so they pickle as before."""
 
 PURE_PYTHON_ENV = "LIVERECO_PURE_PYTHON"
 

@@ -10,9 +10,8 @@ import pytest
 
 from flows.evaluation import evaluate_baseline, evaluate_livereco, load
 from flows.model import LiverecoModel
-from flows.stages import ItemLogic, ItemState, Link, NeighbourReply, Touch
+from flows.stages import ItemLogic, Link, NeighbourReply, Touch
 from online.contract import Event, Settings
-from online.covisitation import CoVisitationNeighbours
 from online.session_neighbours import SessionNeighbours
 from tests.test_evaluation import session_log, write_split
 from tests.test_model import assert_same
@@ -86,14 +85,6 @@ def test_item_state_with_sessions_resumes_from_a_snapshot_and_goes_on_alike() ->
     after = [_reply(logic.on_batch([_touch("a", "u2", ["x"])])[0]),
              _reply(resumed.on_batch([_touch("a", "u2", ["x"])])[0])]
     assert after[0] == after[1] == {"y": 1.5, "x": 0.75}
-
-
-def test_an_item_state_snapshot_of_an_older_flow_loads_without_sessions() -> None:
-    state = ItemState("a", CoVisitationNeighbours(4))
-    slots = {name: getattr(state, name) for name in ItemState.__slots__ if name != "sessions"}
-    older = ItemState.__new__(ItemState)  # as unpickling an older snapshot does
-    older.__setstate__((None, slots))
-    assert older.sessions is None and older.item_id == "a"
 
 
 @pytest.mark.parametrize(("env", "value"), [("LIVERECO_SESSION_NEIGHBOURS", "-1"),
