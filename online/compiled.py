@@ -110,8 +110,13 @@ def record_build() -> None:
 
 
 def build_is_current() -> bool:
-    """Whether the compiled modules are known to match their sources (``make`` rebuilds them otherwise)."""
-    return _BUILD_RECORD.is_file() and not stale_modules()
+    """Whether the compiled modules are known to match their sources (``make`` rebuilds them otherwise).
+
+    A module listed since the last build (no hash recorded for it) makes the build out of date too.
+    """
+    if not _BUILD_RECORD.is_file():
+        return False
+    return set(COMPILED_MODULES) <= set(json.loads(_BUILD_RECORD.read_text())) and not stale_modules()
 
 
 def stale_modules() -> list[str]:

@@ -12,6 +12,7 @@ import ast
 import doctest
 import importlib
 import importlib.util
+import json
 import os
 import pickle
 import subprocess
@@ -23,6 +24,7 @@ from typing import Any
 import orjson
 import pytest
 
+from online import compiled
 from online.compiled import COMPILED_MODULES, PURE_PYTHON_ENV, compiled_modules, describe, stale_modules
 from tests.processes import ROOT
 
@@ -67,6 +69,20 @@ def test_doctests_of_a_compiled_module_pass_against_the_compiled_code(module: st
 
 def test_no_compiled_module_was_built_from_another_version_of_its_source() -> None:
     assert stale_modules() == [], "rebuild: `make` or `pip install -e .` (a stale extension runs the old code)"
+
+
+def test_a_module_listed_since_the_last_build_makes_it_out_of_date(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    record = tmp_path / "native_sources.json"
+    monkeypatch.setattr(compiled, "_BUILD_RECORD", record)
+    hashes = compiled.source_hashes()
+    record.write_text(json.dumps(hashes))
+    assert compiled.build_is_current()
+    # A module joins the list (as flows.stages did): no extension yet, no hash recorded. make must compile it.
+    monkeypatch.setattr(compiled, "COMPILED_MODULES", (*compiled.COMPILED_MODULES, "online.baselines"))
+    assert not compiled.build_is_current()
+    record.unlink()
+    assert not compiled.build_is_current()
 
 
 def test_every_listed_module_exists_and_a_build_compiles_all_or_none() -> None:
