@@ -43,14 +43,15 @@ COMPILED_MODULES = (
     "online.item_embedding",
     "online.neighbour_candidates",
     "online.purchases",
+    "online.ranker",
     "online.session_neighbours",
     "online.trending",
     "online.user_history",
 )
 """Modules compiled by mypyc. The ``online`` ones import the standard library and each other
 only; ``flows.stages`` (the dataflow's per-event logic) imports Bytewax and the sink's messages,
-and reaches River through ``online.ranker``: ``mypyc.ini`` has the build type-check River, NumPy
-and Prometheus as ``Any`` (checking them would take the build from seconds to minutes). Its stage
+and ``online.ranker`` wraps River's logistic regression: ``mypyc.ini`` has the build type-check River,
+NumPy and Prometheus as ``Any`` (checking them would take the build from seconds to minutes). Its stage
 logic classes stay plain Python classes with compiled methods (``mypyc_attr(native_class=False)``),
 so they pickle as before."""
 
