@@ -16,7 +16,7 @@ Stages and their keys::
 
 from __future__ import annotations
 
-from typing import TypeGuard
+from typing import TypeGuard, TypeVar
 
 from bytewax import operators as op
 from bytewax.dataflow import Dataflow, Stream
@@ -28,10 +28,13 @@ from flows.redis_sink import DeadLetter, RedisSink, SinkOptions, TrendingWrite, 
 from flows.redis_source import RedisStreamSource, StreamEntry
 from flows.stages import (
     ItemLogic,
+    Link,
     NeighbourReply,
     Outcome,
     ParsedEvent,
+    PurchaseLink,
     RankerLogic,
+    Touch,
     UserHistoryLogic,
     UserListLogic,
     parse_entry,
@@ -40,6 +43,8 @@ from online.contract import Settings, stable_hash
 
 __all__ = ["build_flow", "flow_from_env"]
 
+V = TypeVar("V")
+
 
 def _keyed_by_user(item: ParsedEvent | DeadLetter) -> tuple[str, ParsedEvent] | DeadLetter:
     return (item.event.user_id, item) if isinstance(item, ParsedEvent) else item
@@ -47,6 +52,18 @@ def _keyed_by_user(item: ParsedEvent | DeadLetter) -> tuple[str, ParsedEvent] | 
 
 def _is_keyed(item: tuple[str, ParsedEvent] | DeadLetter) -> TypeGuard[tuple[str, ParsedEvent]]:
     return type(item) is tuple
+
+
+def _values(batch: list[tuple[str, V]]) -> list[V]:
+    return [value for _, value in batch]
+
+
+def _messages_by_item(batch: list[tuple[str, list[Touch | Link | PurchaseLink]]]) -> list[tuple[str, Touch | Link | PurchaseLink]]:
+    return [(message.item_id, message) for _, messages in batch for message in messages]
+
+
+def _replies_by_user(batch: list[tuple[str, NeighbourReply]]) -> list[tuple[str, NeighbourReply]]:
+    return [(reply.touch.user_id, reply) for _, reply in batch]
 
 
 def _is_reply(keyed: tuple[str, object]) -> bool:
@@ -66,6 +83,23 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
     log in and collects scores); ``learn_until_ts`` freezes the item models for
     events at or after that time (frozen evaluation: user sessions still follow).
     ``recoverable=False`` (a run without a recovery store) skips pickling snapshots nobody keeps.
+
+    Two users' views through the whole flow, with Bytewax's testing source and sink:
+
+    >>> from bytewax.testing import TestingSink, TestingSource, run_main
+    >>> from flows.redis_sink import PrequentialScore, UserListWrite
+    >>> from online.contract import Event
+    >>> from online.contract.streams import stream_fields
+    >>> views = [("ann", "a"), ("ann", "b"), ("ann", "c"), ("bob", "a"), ("bob", "b")]
+    >>> entries = [StreamEntry("events", f"{1700000000000 + n}-0",
+    ...                        {k.encode(): v for k, v in stream_fields(Event(user, item, "view", 1.7e9 + n)).items()})
+    ...            for n, (user, item) in enumerate(views)]
+    >>> writes: list[Write] = []
+    >>> run_main(build_flow(Settings(), source=TestingSource(entries), sink=TestingSink(writes), recoverable=False))
+    >>> [[item for item, _ in w.ranked] for w in writes if isinstance(w, UserListWrite) and w.user_id == "bob"]
+    [['a', 'b', 'c'], ['b', 'a', 'c']]
+    >>> [(w.item_id, w.rank) for w in writes if isinstance(w, PrequentialScore) and w.user_id == "bob"]
+    [('b', 2)]
     """
     if (source is None or sink is None) and not settings.redis_url:
         raise ValueError("REDIS_URL is empty: the flow needs a Redis server (livereco run starts one)")
@@ -81,35 +115,42 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
         )
     entries = op.input("streams", flow, source)
     # Operators are fused where a step would only re-key or unwrap: every Python call per event counts.
-    parsed = op.map("parse", entries, lambda entry: _keyed_by_user(parse_entry(entry, weights)))
+    # Steps that map item by item take whole batches (flat_map_batch): one compiled loop per batch
+    # instead of a Python generator and a lambda call per item (op.map's shim).
+
+    def parse_batch(batch: list[StreamEntry]) -> list[tuple[str, ParsedEvent] | DeadLetter]:
+        return [_keyed_by_user(parse_entry(entry, weights)) for entry in batch]
+
+    parsed = op.flat_map_batch("parse", entries, parse_batch)
     valid = op.branch("valid", parsed, _is_keyed)
 
     touched = op.stateful_batch("user_history", valid.trues,
                                 lambda resume: UserHistoryLogic(settings, resume, recoverable))
-    to_items = op.flat_map("to_items", touched, lambda kv: ((m.item_id, m) for m in kv[1]))
+    to_items = op.flat_map_batch("to_items", touched, _messages_by_item)
     item_out = op.stateful_batch("items", to_items,
                                  lambda resume: ItemLogic(settings, resume, learn_until_ts, recoverable))
 
     replies = op.branch("replies", item_out, _is_reply)
-    back_to_user = op.map("by_user_again", replies.trues, lambda kv: (kv[1].touch.user_id, kv[1]))
-    item_writes = op.key_rm("item_writes", replies.falses)
+    back_to_user = op.flat_map_batch("by_user_again", replies.trues, _replies_by_user)
+    item_writes: Stream[Write] = op.flat_map_batch("item_writes", replies.falses, _values)
     lists = op.stateful_batch("user_lists", back_to_user, lambda resume: UserListLogic(settings, resume, recoverable))
     outcomes = op.branch("outcomes", lists, _is_outcome)
 
     shard_keys = [f"shard{shard}" for shard in range(settings.ranker_shards)]
 
-    def popularity_to_shards(write: Write) -> list[tuple[str, TrendingWrite | Outcome]]:
-        return [(key, write) for key in shard_keys] if isinstance(write, TrendingWrite) else []  # every replica
+    def popularity_to_shards(batch: list[Write]) -> list[tuple[str, TrendingWrite | Outcome]]:
+        return [(key, write) for write in batch if isinstance(write, TrendingWrite) for key in shard_keys]  # every replica
 
-    def outcome_to_shard(kv: tuple[str, Outcome]) -> tuple[str, TrendingWrite | Outcome]:
-        return shard_keys[stable_hash(kv[0]) % len(shard_keys)], kv[1]
+    def outcome_to_shard(batch: list[tuple[str, Outcome]]) -> list[tuple[str, TrendingWrite | Outcome]]:
+        return [(shard_keys[stable_hash(user_id) % len(shard_keys)], outcome) for user_id, outcome in batch]
 
     ranker_in: KeyedStream[TrendingWrite | Outcome] = op.merge(
-        "ranker_in", op.flat_map("popularity", item_writes, popularity_to_shards),
-        op.map("outcome_shard", outcomes.trues, outcome_to_shard))
-    ranked = op.key_rm("ranker_out", op.stateful_batch("ranker", ranker_in, lambda resume: RankerLogic(settings, resume, recoverable)))
+        "ranker_in", op.flat_map_batch("popularity", item_writes, popularity_to_shards),
+        op.flat_map_batch("outcome_shard", outcomes.trues, outcome_to_shard))
+    ranked = op.flat_map_batch("ranker_out", op.stateful_batch(
+        "ranker", ranker_in, lambda resume: RankerLogic(settings, resume, recoverable)), _values)
 
-    writes: Stream[Write] = op.merge("writes", op.key_rm("lists_out", outcomes.falses), ranked, item_writes,
+    writes: Stream[Write] = op.merge("writes", op.flat_map_batch("lists_out", outcomes.falses, _values), ranked, item_writes,
                                      valid.falses)
     if sink is None:
         sink = RedisSink(settings.redis_url, SinkOptions(

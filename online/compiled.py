@@ -28,6 +28,7 @@ __all__ = ["COMPILED_MODULES", "PURE_PYTHON_ENV", "build_is_current", "build_sta
            "record_build", "source_hashes", "stale_modules"]
 
 COMPILED_MODULES = (
+    "flows.dataflow",
     "flows.stages",
     "online.affinity",
     "online.blend",
