@@ -37,17 +37,13 @@ from flows.stages import (
     Touch,
     UserHistoryLogic,
     UserListLogic,
-    parse_entry,
+    parse_entries,
 )
 from online.contract import Settings, stable_hash
 
 __all__ = ["build_flow", "flow_from_env"]
 
 V = TypeVar("V")
-
-
-def _keyed_by_user(item: ParsedEvent | DeadLetter) -> tuple[str, ParsedEvent] | DeadLetter:
-    return (item.event.user_id, item) if isinstance(item, ParsedEvent) else item
 
 
 def _is_keyed(item: tuple[str, ParsedEvent] | DeadLetter) -> TypeGuard[tuple[str, ParsedEvent]]:
@@ -119,7 +115,7 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
     # instead of a Python generator and a lambda call per item (op.map's shim).
 
     def parse_batch(batch: list[StreamEntry]) -> list[tuple[str, ParsedEvent] | DeadLetter]:
-        return [_keyed_by_user(parse_entry(entry, weights)) for entry in batch]
+        return parse_entries(batch, weights)
 
     parsed = op.flat_map_batch("parse", entries, parse_batch)
     valid = op.branch("valid", parsed, _is_keyed)

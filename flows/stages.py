@@ -92,6 +92,7 @@ __all__ = [
     "UserHistoryLogic",
     "UserHistoryState",
     "UserListLogic",
+    "parse_entries",
     "parse_entry",
 ]
 
@@ -115,17 +116,52 @@ def parse_entry(entry: StreamEntry, weights: EventTypeWeights) -> ParsedEvent | 
     >>> parse_entry(StreamEntry("events", "1700000000001-0", {b"e": b'{"user_id":"u1","type":"add_to_cart"}'}), EventTypeWeights()).field
     'item_id'
     """
+    parsed = _parse(entry, weights)
+    if isinstance(parsed, ParsedEvent):
+        _count_events({parsed.event.type: 1})
+    return parsed
+
+
+def parse_entries(entries: list[StreamEntry], weights: EventTypeWeights) -> list[tuple[str, ParsedEvent] | DeadLetter]:
+    """:func:`parse_entry` for a batch, each event keyed by its user (the dataflow's first step).
+
+    ``livereco_flow_events_total`` is incremented once per event type and batch, not per event.
+
+    >>> fields = {b"e": b'{"user_id":"u1","item_id":"i1","type":"view","ts":1.7e9}'}
+    >>> [type(p).__name__ for p in parse_entries([StreamEntry("events", "1-0", fields),
+    ...                                           StreamEntry("events", "2-0", {b"e": b"{}"})], EventTypeWeights())]
+    ['tuple', 'DeadLetter']
+    """
+    out: list[tuple[str, ParsedEvent] | DeadLetter] = []
+    counts: dict[str, int] = {}
+    for entry in entries:
+        parsed = _parse(entry, weights)
+        if isinstance(parsed, ParsedEvent):
+            event_type = parsed.event.type
+            counts[event_type] = counts.get(event_type, 0) + 1
+            out.append((parsed.event.user_id, parsed))
+        else:
+            out.append(parsed)
+    _count_events(counts)
+    return out
+
+
+def _parse(entry: StreamEntry, weights: EventTypeWeights) -> ParsedEvent | DeadLetter:
     try:
         event = parse_event(decode_stream_fields(entry.fields), weights=weights)
     except EventError as exc:
         DEAD_LETTERS.labels(exc.field if exc.field in _REASON_FIELDS else "other").inc()
         raw = b"\n".join(k + b"=" + v for k, v in entry.fields.items())[:_RAW_LIMIT]
         return DeadLetter(entry.stream, entry.entry_id, exc.field, str(exc), raw)
-    counter = _EVENT_COUNTERS.get(event.type)
-    if counter is None:
-        counter = _EVENT_COUNTERS[event.type] = EVENTS.labels(event.type)
-    counter.inc()
     return ParsedEvent(event, entry.entry_id, accepted_ms(entry.entry_id))
+
+
+def _count_events(counts: dict[str, int]) -> None:
+    for event_type, count in counts.items():
+        counter = _EVENT_COUNTERS.get(event_type)
+        if counter is None:
+            counter = _EVENT_COUNTERS[event_type] = EVENTS.labels(event_type)
+        counter.inc(count)
 
 
 _EVENT_COUNTERS: dict[str, Any] = {}  # label children, looked up once per type (labels() is slow per event)

@@ -87,7 +87,7 @@ class EventLimits:
 DEFAULT_LIMITS = EventLimits()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
     """One validated user event.
 
@@ -95,6 +95,11 @@ class Event:
     ``session_id`` is optional; without it the dataflow segments sessions by
     inactivity. ``context`` is a small map of strings and numbers (device,
     page, category, ...).
+
+    Treat an event as a value: nothing changes one after it is made. It is
+    not a frozen dataclass because the flow makes one per event and a frozen
+    dataclass's ``__init__`` (every field through ``object.__setattr__``)
+    costs several times a plain one's.
     """
 
     user_id: str
@@ -128,7 +133,7 @@ class Event:
             out["context"] = dict(self.context)
         return out
 
-    def __reduce__(self) -> tuple[Any, ...]:  # a frozen dataclass compiled by mypyc needs it to unpickle
+    def __reduce__(self) -> tuple[Any, ...]:  # by its constructor arguments: the same pickle compiled or not
         return reduce_frozen(self)
 
 
