@@ -159,8 +159,9 @@ def load(path: str | Path, settings: Settings, positive: float = 7.0, genres: st
     data = _finish(path.name, events, 0, scored, rejected)
     if catalog_files:
         with_category = sum(1 for e in events if "category" in e.context)
-        data.categories = (f"{catalog_files[0].name}, {genres} genre as category: {len(set(categories or {}).intersection(data.catalog)):,} "
-                           f"movies, {with_category:,} events")
+        movies = len(set(categories or {}).intersection(data.catalog))
+        data.categories = (f"{catalog_files[0].name}, {genres} genre as category, for {movies:,} of {len(data.catalog):,} "
+                           f"rated movies ({with_category:,} of {len(events):,} events)")
     return data
 
 
