@@ -250,3 +250,12 @@ def test_the_server_serves_the_affinity_candidates_the_ranker_stage_scored(
     second = _run_with_recovery(settings, store)
     assert [score.user_id for score in second] == ["fan0"]
     assert list(second[0].listed) == [item["item_id"] for item in served["items"]]
+
+
+def test_the_memory_benchmark_measures_a_full_replica_and_a_user(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.affinity_memory import main, replica_bytes
+
+    assert 0 < replica_bytes(4, 5) < replica_bytes(40, 5)  # grows with the categories held, all at their bound
+    assert main(["--categories", "4", "--per-category", "5", "--user-categories", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "B per category" in out and "flow, per user:" in out and "Redis, per user: list MEMORY USAGE" in out
