@@ -14,7 +14,9 @@ Protocols
   scored against event i+1. HR@K / MRR@K over all items, no sampling.
 * **User log** (one file, e.g. MovieTweetings ``ratings.dat``): test-then-learn
   over time; every positive event (rating ≥ ``--positive``) of a user seen
-  before is scored against that user's list just before it.
+  before is scored against that user's list just before it. A ``movies.*``
+  file beside it gives each movie's genres as its events' ``context.category``
+  (:mod:`flows.catalog`; ``--genres`` picks how several genres map to one).
 
 Modes: *streaming* (the models keep learning on the test part, as in
 production) and *frozen* (item models learn only before the test part;
@@ -27,7 +29,7 @@ import argparse
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import TestingSource, run_main
 from typing_extensions import override
 
+from flows.catalog import GENRE_RULES, read_movie_genres
 from flows.dataflow import build_flow
 from flows.gc_policy import periodic_collection
 from flows.progress import Progress
@@ -66,14 +69,20 @@ class EvalData:
     popularity: dict[str, float] = field(default_factory=dict)
     rejected: int = 0
     """Log lines that were not valid events (counted and reported, never silently dropped)."""
+    categories: str = ""
+    """Where the events' categories came from, and how many events have one (empty: none attached)."""
 
     @property
     def test_start_ts(self) -> float:
         return self.events[self.test_start].ts if self.test_start < len(self.events) else float("inf")
 
 
-def _read(path: Path, settings: Settings, rejected: list[str]) -> list[Event]:
-    """Valid events of ``path`` in time order; each bad line is appended to ``rejected`` as ``file:line: reason``."""
+def _read(path: Path, settings: Settings, rejected: list[str], categories: Mapping[str, str] | None = None) -> list[Event]:
+    """Valid events of ``path`` in time order; each bad line is appended to ``rejected`` as ``file:line: reason``.
+
+    ``categories`` (item -> category) becomes the ``context.category`` of the
+    items' events, unless the log gives one.
+    """
     now = time.time()
     events = []
 
@@ -81,6 +90,13 @@ def _read(path: Path, settings: Settings, rejected: list[str]) -> list[Event]:
         rejected.append(f"{path}:{line}: {error}")
 
     for line, raw in iter_log_events(path, on_error=reject):
+        category = categories.get(str(raw.get("item_id"))) if categories else None
+        if category is not None:
+            context = raw.get("context")
+            if context is None:
+                raw["context"] = {"category": category}
+            elif isinstance(context, dict) and "category" not in context:
+                raw["context"] = {**context, "category": category}
         try:
             events.append(parse_event(raw, now=now, weights=settings.weights))
         except EventError as error:
@@ -100,8 +116,13 @@ def _finish(name: str, events: list[Event], test_start: int, scored: list[bool],
     return EvalData(name, events, test_start, scored, set(train_counts), popularity, len(rejected))
 
 
-def load(path: str | Path, settings: Settings, positive: float = 7.0) -> EvalData:
-    """A session split (folder with train/test files) or a single user log."""
+def load(path: str | Path, settings: Settings, positive: float = 7.0, genres: str = "first") -> EvalData:
+    """A session split (folder with train/test files) or a single user log.
+
+    A user log with a ``movies.*`` file beside it gets each movie's genres as
+    its events' category, mapped by the rule ``genres`` (:data:`flows.catalog.GENRE_RULES`).
+    Bad lines of that file are reported like bad log lines (file and line); their movies' events stay, uncategorised.
+    """
     path = Path(path)
     rejected: list[str] = []
     if path.is_dir():
@@ -119,7 +140,15 @@ def load(path: str | Path, settings: Settings, positive: float = 7.0) -> EvalDat
         if not logs:
             raise FileNotFoundError(f"{path}: expected train.* and test.* files, or a ratings.* log")
         path = logs[0]
-    events = _read(path, settings, rejected)
+    catalog_files = sorted(path.parent.glob("movies.*")) if genres != "none" else []
+    categories: dict[str, str] | None = None
+    if catalog_files:
+        catalog = read_movie_genres(catalog_files[0])
+        categories = catalog.categories(genres)
+        if catalog.rejected:
+            print(f"livereco eval: {len(catalog.rejected)} lines of {catalog.path} are not valid and were skipped "
+                  f"(their movies' ratings count, without a category); first: {catalog.rejected[0]}", file=sys.stderr)
+    events = _read(path, settings, rejected, categories)
     users: set[str] = set()
     scored = []
     for e in events:
@@ -127,7 +156,13 @@ def load(path: str | Path, settings: Settings, positive: float = 7.0) -> EvalDat
             settings.weights.weight_of(e) > 0
         scored.append(is_positive and e.user_id in users)
         users.add(e.user_id)
-    return _finish(path.name, events, 0, scored, rejected)
+    data = _finish(path.name, events, 0, scored, rejected)
+    if catalog_files:
+        with_category = sum(1 for e in events if "category" in e.context)
+        movies = len(set(categories or {}).intersection(data.catalog))
+        data.categories = (f"{catalog_files[0].name}, {genres} genre as category, for {movies:,} of {len(data.catalog):,} "
+                           f"rated movies ({with_category:,} of {len(events):,} events)")
+    return data
 
 
 class _CollectingPartition(StatelessSinkPartition[Write]):
@@ -219,12 +254,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", default="livereco," + ",".join(BASELINES),
                         help="comma-separated: livereco and any of " + ", ".join(BASELINES))
     parser.add_argument("--positive", type=float, default=7.0, help="ratings at or above this are positives")
+    parser.add_argument("--genres", choices=GENRE_RULES, default="first",
+                        help="with a movies.* file beside a ratings log: which of a movie's genres is its category "
+                             "(first listed, rarest in the catalog, all combined as one, or none)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        data = load(args.log, settings, args.positive)
+        data = load(args.log, settings, args.positive, args.genres)
     except (FileNotFoundError, ValueError) as exc:
         print(f"livereco eval: {exc}", file=sys.stderr)
         return 2
@@ -259,13 +297,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"  done: {name} ({mode}) in {row['seconds']} s", file=sys.stderr)
     if args.json:
         print(orjson.dumps({"log": str(args.log), "events": len(data.events), "rejected_lines": data.rejected,
+                            "categories": data.categories,
                             "results": rows,
                             "livereco_events_per_s": round(speed, 1), "build": describe()},
                            option=orjson.OPT_INDENT_2).decode())
         return 0
     cols = ["HR@5", "MRR@5", "HR@10", "MRR@10", "HR@20", "MRR@20", "coverage@20", "popularity"]
     print(f"{data.name}: {len(data.events):,} events ({data.rejected:,} bad lines skipped), "
-          f"{sum(data.scored):,} predictions scored")
+          f"{sum(data.scored):,} predictions scored" + (f"; categories: {data.categories}" if data.categories else ""))
     print(f"{'model':<24}{'mode':<11}" + "".join(f"{c:>12}" for c in cols))
     for row in rows:
         print(f"{row['model']:<24}{row['mode']:<11}" + "".join(f"{row.get(c, 0.0):>12.4f}" for c in cols))

@@ -15,8 +15,9 @@ dataflow wires them:
 * :class:`~flows.stages.UserListLogic`, one per user: the user's personal pool;
   each positive event's :class:`~flows.stages.Outcome` goes to the ranker
   replica of the user's shard (``stable_hash(user_id) % ranker_shards``);
-* :class:`~flows.stages.RankerLogic`, one per shard: trending and the
-  online ranker that blends it with personal candidates.
+* :class:`~flows.stages.RankerLogic`, one per shard: trending (and, with
+  ``LIVERECO_AFFINITY_CATEGORIES``, each category's) and the online ranker that
+  blends it with personal (and affinity) candidates.
 
 :meth:`LiverecoModel.recommend` answers what the HTTP server would serve:
 :func:`online.blend.blend` over the user's latest personal pool and the
@@ -68,6 +69,7 @@ from flows.stages import (
     UserHistoryLogic,
     UserListLogic,
 )
+from online.affinity_candidates import affinity_candidates
 from online.blend import Pool, blend
 from online.contract import Event, Settings, stable_hash
 
@@ -116,8 +118,11 @@ class LiverecoModel:
         personal = lists.state.previous if lists is not None else None
         personal = personal or _NO_POOL
         depth = max(n, self.settings.candidates)  # the server's pool size, as the ranker stage's
+        categories = replica.categories
+        affinity = affinity_candidates(personal.affinities, categories.tops, self.settings.affinity_categories,
+                                       self.settings.affinity_items) if personal.affinities and categories else ()
         pool = Pool(personal.ranked, replica.trending.top(depth + len(personal.exclude)), personal.repeats,
-                    personal.exclude)
+                    personal.exclude, affinity)
         explore = replica.exploration.order if self.settings.explore_position > 0 else ()
         return [item for item, _, _ in blend(pool, replica.ranker.weights, n, explore, self.settings.explore_position)]
 

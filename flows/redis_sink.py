@@ -59,11 +59,15 @@ class UserListWrite:
     session_embedding: tuple[tuple[float, ...], float] = ((), 0.0)
     """The session embedding as a weighted sum and its weight (divided when encoded: only written lists pay)."""
     affinities: list[tuple[str, float]] = field(default_factory=list)
+    """The profile's top categories."""
+    list_affinities: list[tuple[str, float]] = field(default_factory=list)
+    """The categories the list carries for the server's affinity candidates (empty while they are off)."""
 
     def recs_blob(self, version: int = BLOB_VERSION) -> bytes:
         return encode_candidates(CandidateList([i for i, _ in self.ranked], [s for _, s in self.ranked],
                                                event_ts=self.event_ts, accepted_ms=self.accepted_ms,
-                                               repeats=self.repeats, exclude=self.exclude), version)
+                                               repeats=self.repeats, exclude=self.exclude,
+                                               affinities=self.list_affinities), version)
 
     def profile_blob(self, version: int = BLOB_VERSION) -> bytes:
         return encode_profile(self.session_id, self.recent, weighted_mean(*self.session_embedding), self.affinities,

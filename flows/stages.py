@@ -22,8 +22,9 @@ The path of one event (see the README's architecture section):
    :class:`Outcome`.
 5. :class:`RankerLogic` (keyed by shard of users): a replica of trending and
    an online ranker. It rebuilds the list the server would have served before
-   each outcome (personal candidates blended with trending), scores the
-   event against it, learns, and publishes the ranker's weights.
+   each outcome (personal candidates blended with trending and, with
+   ``LIVERECO_AFFINITY_CATEGORIES``, the trending items of the user's favourite
+   categories), scores the event against it, learns, and publishes the ranker's weights.
 
 All state lives in these per-key logics, so Bytewax partitions it across
 workers and processes and snapshots it for recovery. Snapshots are pickled
@@ -57,6 +58,7 @@ from flows.redis_sink import (
 )
 from flows.redis_source import StreamEntry
 from online.affinity import CategoryAffinity
+from online.affinity_candidates import CategoryTrending, affinity_candidates
 from online.blend import explore_slot
 from online.contract import (
     Event,
@@ -66,6 +68,7 @@ from online.contract import (
     accepted_ms,
     decode_stream_fields,
     parse_event,
+    quantize_affinity,
     stable_hash,
 )
 from online.covisitation import CoVisitationNeighbours
@@ -566,11 +569,13 @@ class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any, "ItemState | None"
 
 @dataclass(slots=True)
 class PersonalPool:
-    """The personal part of a user's list, as stored for the server: candidates, repeats, exclusions."""
+    """The personal part of a user's list, as stored for the server: candidates, repeats, exclusions, affinities."""
 
     ranked: list[tuple[str, float]]
     repeats: frozenset[str]
     exclude: frozenset[str]
+    affinities: Sequence[tuple[str, float]] = ()
+    """The user's strongest categories as the list's blob keeps them (``LIVERECO_AFFINITY_CATEGORIES``; empty: off)."""
 
 
 @dataclass(slots=True)
@@ -626,6 +631,7 @@ class UserListLogic(_StageLogic[NeighbourReply, Any, "UserListState"]):
         self.purchase_demote = settings.purchase_demote
         self.purchase_boost = settings.purchase_boost
         self.session_weight = settings.session_neighbours
+        self.affinity_categories = settings.affinity_categories
         self.state: UserListState = _load(resume) or UserListState(NeighbourCandidates())
 
     max_pending = 256
@@ -724,11 +730,16 @@ class UserListLogic(_StageLogic[NeighbourReply, Any, "UserListState"]):
                                            sessions=sessions, session_weight=self.session_weight)
             ranked = after.rerank(merged, self.n, last.recent, exclude, self.position_decay)
         repeats = frozenset(recent_items).intersection(dict(ranked)) if self.recent_weight > 0.0 else frozenset()
-        state.previous = PersonalPool(ranked, repeats, frozenset(exclude))
+        # The affinity candidates' input, rounded as the list's blob keeps it: the server scores the same values.
+        affinities = [(category, quantize_affinity(score))
+                      for category, score in state.affinity.top(self.affinity_categories)] \
+            if self.affinity_categories and len(state.affinity) else []
+        state.previous = PersonalPool(ranked, repeats, frozenset(exclude), affinities)
         return UserListWrite(last.user_id, ranked, last.ts, last.accepted_ms, last.session_id, last.recent,
                              repeats=[p for p, (item, _) in enumerate(ranked) if item in repeats] if repeats else [],
                              exclude=sorted(exclude), session_embedding=state.session.raw(),
-                             affinities=state.affinity.top(self.profile_affinities) if written else [])
+                             affinities=state.affinity.top(self.profile_affinities) if written else [],
+                             list_affinities=affinities)
 
 @dataclass(slots=True)
 class RankerState:
@@ -743,6 +754,8 @@ class RankerState:
     """Event time of the newest outcome: trending updates up to it are applied."""
     exploration: ExplorationPool = field(default_factory=ExplorationPool)
     """New items competing for the exploration slot (idle while ``LIVERECO_EXPLORE_POSITION`` is 0)."""
+    categories: CategoryTrending | None = None
+    """Each category's trending top, for affinity candidates (``None`` while ``LIVERECO_AFFINITY_CATEGORIES`` is 0)."""
 
 
 @mypyc_attr(native_class=False)
@@ -765,6 +778,13 @@ class RankerLogic(_StageLogic[TrendingWrite | Outcome, Any, "RankerState"]):
     which items are new; the rebuilt list gets the exploration slot as the
     server fills it (:func:`online.blend.explore_slot`), the outcome is that
     slot's success or failure, and the pool's order goes to Redis with the weights.
+
+    Affinity candidates (``LIVERECO_AFFINITY_CATEGORIES`` > 0): the same
+    updates also feed each category's trending top
+    (:class:`~online.affinity_candidates.CategoryTrending`), and the rebuilt
+    list takes the trending items of the user's strongest categories, from the
+    affinities stored with their list, as the server does
+    (:func:`~online.affinity_candidates.affinity_candidates`).
     """
 
     stage = "ranker"
@@ -777,22 +797,29 @@ class RankerLogic(_StageLogic[TrendingWrite | Outcome, Any, "RankerState"]):
         self.score_k = max(PREQUENTIAL_KS)  # the prequential metrics read the top 20 of each list
         self.shards = settings.ranker_shards
         self.explore_at = settings.explore_position
+        self.affinity_categories = settings.affinity_categories
+        self.affinity_items = settings.affinity_items
         self.state: RankerState = _load(resume) or RankerState(
             TrendingTop(capacity=4 * settings.candidates),
             BlendRanker(settings.ranker_learning_rate, settings.ranker_negatives),
             exploration=ExplorationPool(settings.explore_candidates, settings.explore_new_events),
         )
+        if self.affinity_categories and self.state.categories is None:
+            self.state.categories = CategoryTrending(settings.affinity_items, settings.affinity_max_categories)
 
     def _advance(self, until: float) -> None:
         state = self.state
         pending = state.pending
         learn_trending = state.trending.learn_one
         observe = state.exploration.observe if self.explore_at > 0 else None
+        categories = state.categories if self.affinity_categories else None
         while pending and (pending[0][0] < until or len(pending) > self.max_pending):
             _, _, item, log_score, events, category = heapq.heappop(pending)
             learn_trending(item, log_score)
             if observe is not None:
                 observe(item, events, category)
+            if categories is not None and category:
+                categories.learn_one(item, category, log_score)
 
     @override
     def on_batch(self, values: list[TrendingWrite | Outcome]) -> tuple[Iterable[Any], bool]:
@@ -815,8 +842,10 @@ class RankerLogic(_StageLogic[TrendingWrite | Outcome, Any, "RankerState"]):
             state.now = max(state.now, outcome.ts)
             self._advance(state.now)
             previous = outcome.previous
+            affinity = affinity_candidates(previous.affinities, state.categories.tops, self.affinity_categories,
+                                           self.affinity_items) if previous.affinities and state.categories else ()
             pool = Pool(previous.ranked, state.trending.top(self.n + len(previous.exclude)), previous.repeats,
-                        previous.exclude)
+                        previous.exclude, affinity)
             listed = state.ranker.learn_one(pool, outcome.item_id, score_k)  # ranked before learning
             if explore_at > 0:  # the slot as the server fills it (blend), then what the user did with it
                 exploration = state.exploration

@@ -20,6 +20,16 @@ Examples
 ['t', 'b']
 >>> blend(pool, {}, n=3, explore=["b", "x", "new"], explore_at=2)   # the exploration slot: 2nd, the first new item allowed
 [('b', 2.0, 'personal'), ('new', 1.0, 'explore'), ('c', 1.0, 'personal')]
+
+Affinity candidates (:mod:`online.affinity_candidates`) come after trending
+until the ranker learns what they are worth; a trending or personal item they
+also propose gets their features too.
+
+>>> liked = Pool(personal=[("b", 2.0)], trending=[("t", 1.0)], affinity=[("t", 0.9), ("d", 0.5)])
+>>> blend(liked, {}, n=3)
+[('b', 2.0, 'personal'), ('t', 1.0, 'trending'), ('d', 0.5, 'affinity')]
+>>> [(item, source) for item, _, source in blend(liked, {"affinity": 1.0}, n=3)]
+[('t', 'trending'), ('d', 'affinity'), ('b', 'personal')]
 """
 
 from __future__ import annotations
@@ -32,7 +42,7 @@ from online.frozen_pickle import reduce_frozen
 
 __all__ = ["FEATURES", "Candidates", "Pool", "blend", "candidate_features", "explore_slot", "weight_vector"]
 
-FEATURES = ("personal", "personal_rank", "trending", "trending_rank", "repeat", "both")
+FEATURES = ("personal", "personal_rank", "trending", "trending_rank", "repeat", "both", "affinity", "affinity_rank")
 
 
 @dataclass(slots=True)  # never mutated, but not frozen: a frozen __init__ costs ~6x, per event
@@ -43,12 +53,15 @@ class Pool:
     ``trending``: popular items, best first, popularity relative to the top (1.0).
     ``repeats``: personal candidates that are the user's own recent items.
     ``exclude``: items never to show (purchased, disliked, already consumed, request exclusions).
+    ``affinity``: trending items of the user's favourite categories, best first, with their
+    generator's scores (:func:`online.affinity_candidates.affinity_candidates`; empty when off).
     """
 
     personal: Sequence[tuple[str, float]] = ()
     trending: Sequence[tuple[str, float]] = ()
     repeats: Collection[str] = frozenset()
     exclude: Collection[str] = frozenset()
+    affinity: Sequence[tuple[str, float]] = ()
 
     def __reduce__(self) -> tuple[Any, ...]:  # a frozen dataclass compiled by mypyc needs it to unpickle
         return reduce_frozen(self)
@@ -69,7 +82,7 @@ def _reciprocal(position: int) -> float:
 
 @dataclass(slots=True)
 class Candidates:
-    """A pool's candidates in tie-break order (personal, then trending-only), scored by one weighting.
+    """A pool's candidates in tie-break order (personal, trending-only, then affinity-only), scored by one weighting.
 
     ``negative_scores[j]`` is minus the score of ``items[j]`` (so an ascending
     stable sort ranks them); :meth:`features` rebuilds a row's
@@ -86,10 +99,13 @@ class Candidates:
     personal: int
     """Rows that came from the personal list (they come first)."""
     _ids: tuple[list[str], list[str]] | None = None
+    affinity_only: int = 0
+    """Rows that only the affinity list proposed (they come last)."""
+    _affinity_ids: list[str] | None = None
 
     @classmethod
     def score(cls, pool: Pool, weights: Sequence[float]) -> Candidates:
-        w_personal, w_personal_rank, w_trending, w_trending_rank, w_repeat, w_both = weights
+        w_personal, w_personal_rank, w_trending, w_trending_rank, w_repeat, w_both, w_affinity, w_affinity_rank = weights
         exclude, repeats = pool.exclude, pool.repeats
         reciprocals, trending, personal_list = _RECIPROCALS, pool.trending, pool.personal
         if max(len(trending), len(personal_list)) > len(reciprocals):
@@ -115,16 +131,35 @@ class Candidates:
         rest = [item for item in trending_part if item not in exclude] if exclude else list(trending_part)
         items += rest
         negative += [-trending_part[item] for item in rest]
-        return cls(pool, items, negative, personal)
+        if not pool.affinity:
+            return cls(pool, items, negative, personal)
+        return cls._add_affinity(pool, items, negative, personal, w_affinity, w_affinity_rank)
+
+    @classmethod
+    def _add_affinity(cls, pool: Pool, items: list[str], negative: list[float], personal: int, w_affinity: float,
+                      w_affinity_rank: float) -> Candidates:
+        """The affinity list's part: rows already proposed take it, the others come last."""
+        affinity, exclude = pool.affinity, pool.exclude
+        best = _best_score(affinity)
+        part = {item: w_affinity * (value / best) + w_affinity_rank * _reciprocal(position)
+                for position, (item, value) in enumerate(affinity)}
+        for row, item in enumerate(items):
+            value = part.pop(item, None)
+            if value is not None:
+                negative[row] -= value
+        rest = [item for item in part if item not in exclude]
+        items += rest
+        negative += [-part[item] for item in rest]
+        return cls(pool, items, negative, personal, affinity_only=len(rest))
 
     def top(self, n: int) -> list[int]:
         """Rows of the ``n`` best scores; ties keep candidate order (personal first, then trending).
 
-        Without personal candidates there is nothing to blend: trending keeps
-        its own order (the weights say how to mix the two lists, and a learned
+        Without personal or affinity candidates there is nothing to blend: trending keeps
+        its own order (the weights say how to mix the lists, and a learned
         negative ``trending_rank`` weight must not turn a cold user's list upside down).
         """
-        if not self.personal:
+        if not self.personal and not self.pool.affinity:
             return list(range(min(n, len(self.items))))
         return sorted(range(len(self.items)), key=self.negative_scores.__getitem__)[:n]
 
@@ -137,8 +172,25 @@ class Candidates:
         rank = personal.index(item) if row < self.personal else -1
         return rank, trending.index(item) if item in trending else -1
 
+    def source(self, row: int) -> str:
+        """The generator ``items[row]`` is listed for: ``personal``, ``trending`` or ``affinity``, the first that proposed it."""
+        if row < self.personal:
+            return "personal"
+        return "trending" if row < len(self.items) - self.affinity_only else "affinity"
+
+    def affinity_position(self, row: int) -> int:
+        """Where ``items[row]`` stands in the pool's affinity list (-1: not there)."""
+        if not self.pool.affinity:
+            return -1
+        if self._affinity_ids is None:
+            self._affinity_ids = [item for item, _ in self.pool.affinity]
+        ids, item = self._affinity_ids, self.items[row]
+        return ids.index(item) if item in ids else -1
+
     def generator_score(self, row: int) -> float:
-        """The score of ``items[row]`` from its own generator: personal, or trending for trending-only rows."""
+        """The score of ``items[row]`` from its own generator: personal, trending for trending-only rows, or affinity."""
+        if row >= len(self.items) - self.affinity_only:
+            return self.pool.affinity[self.affinity_position(row)][1]
         rank, position = self.positions(row)
         return self.pool.personal[rank][1] if row < self.personal else self.pool.trending[position][1]
 
@@ -155,6 +207,11 @@ class Candidates:
             out[2] = pool.trending[position][1]
             out[3] = _reciprocal(position)
             out[5] = 1.0 if rank >= 0 else 0.0
+        if pool.affinity:
+            at = self.affinity_position(row)
+            if at >= 0:
+                out[6] = pool.affinity[at][1] / _best_score(pool.affinity)
+                out[7] = _reciprocal(at)
         return out
 
 
@@ -205,6 +262,7 @@ def explore_slot(pool: Pool, explore: Sequence[str], listed: int, position: int,
         if taken is None:  # built only when a candidate reaches it: most lists have no slot to fill
             taken = {candidate for candidate, _ in pool.personal}
             taken.update(candidate for candidate, _ in pool.trending)
+            taken.update(candidate for candidate, _ in pool.affinity)
         if item not in taken:
             return at, item
     return None
@@ -212,10 +270,10 @@ def explore_slot(pool: Pool, explore: Sequence[str], listed: int, position: int,
 
 def blend(pool: Pool, weights: Mapping[str, float], n: int, explore: Sequence[str] = (),
           explore_at: int = 0) -> list[tuple[str, float, str]]:
-    """The top ``n`` of ``pool`` as ``(item, score, source)``, ``source`` being ``personal``, ``trending`` or ``explore``.
+    """The top ``n`` of ``pool`` as ``(item, score, source)``: ``source`` is ``personal``, ``trending``, ``affinity`` or ``explore``.
 
     Ties (an untrained ranker scores everything 0) keep the personal order
-    first, then the trending order; without weights the score reported is
+    first, then the trending order, then the affinity order; without weights the score reported is
     the generator's own (the personal score, or the relative popularity).
     With ``explore`` and ``explore_at``, the ``explore_at``-th place goes to a
     new item (:func:`explore_slot`), scored as the item it pushes down, and
@@ -224,13 +282,12 @@ def blend(pool: Pool, weights: Mapping[str, float], n: int, explore: Sequence[st
     vector = weight_vector(weights)
     candidates = Candidates.score(pool, vector)
     rows = candidates.top(n)
-    items, personal = candidates.items, candidates.personal
+    items, source = candidates.items, candidates.source
     if any(vector):
         negative = candidates.negative_scores
-        ranked = [(items[row], -negative[row], "personal" if row < personal else "trending") for row in rows]
+        ranked = [(items[row], -negative[row], source(row)) for row in rows]
     else:
-        ranked = [(items[row], candidates.generator_score(row), "personal" if row < personal else "trending")
-                  for row in rows]
+        ranked = [(items[row], candidates.generator_score(row), source(row)) for row in rows]
     slot = explore_slot(pool, explore, len(ranked), explore_at, n) if explore_at > 0 else None
     if slot is not None:
         at, item = slot

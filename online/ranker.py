@@ -6,11 +6,12 @@ server at request time, and, for the prequential evaluation, by the flow's
 ranker stage at the moment of the user's next event. Both call
 :func:`blend` with the same weights, so what is scored is what is served.
 
-Each candidate has six features (:data:`FEATURES`): its personal score relative
+Each candidate has eight features (:data:`FEATURES`): its personal score relative
 to the user's best candidate and its reciprocal rank there, its popularity
 relative to the top trending item and its reciprocal rank there, whether it is
-a *repeat* (one of the user's own recent items), and whether both generators
-proposed it. The score is a linear function of them. :class:`BlendRanker`
+a *repeat* (one of the user's own recent items), whether both generators
+proposed it, and its affinity-candidate score relative to the best and its
+reciprocal rank there (:mod:`online.affinity_candidates`; 0 while they are off). The score is a linear function of them. :class:`BlendRanker`
 learns the weights online with a River logistic regression on pairs: for
 each event, the item the user went to against impressions they passed over
 (drawn from the top of the list they were shown), i.e. a pairwise
@@ -49,7 +50,7 @@ class BlendRanker:
     passed over. (Comparing only with the items placed above it teaches the
     model to distrust whatever ranked them there; comparing with the whole pool
     teaches it to beat random candidates, not to order the top.) State is a
-    River ``LogisticRegression`` over the six features and a seeded RNG.
+    River ``LogisticRegression`` over the eight features and a seeded RNG.
     """
 
     learning_rate: float = 0.05

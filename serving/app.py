@@ -196,7 +196,9 @@ class LiverecoApp:
                                        # purchased and recent items (disliked ones are among the recent): the flow's bound
                                        stored_exclude_max=2 * self.settings.recent_items,
                                        explore=self.ranker_weights.explore_for(user_id, trending_category),
-                                       explore_at=self.settings.explore_position)
+                                       explore_at=self.settings.explore_position,
+                                       affinity_top=self.settings.affinity_categories,
+                                       affinity_items=self.settings.affinity_items)
             if answer.items:
                 break
         self.metrics.up.set(1)

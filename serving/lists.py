@@ -10,7 +10,10 @@ blended with live trending by the flow's learned ranker weights, see
 :mod:`online.ranker`), exclusions (``exclude=`` and the user's own: purchased,
 disliked, consumed), never the subject item itself, de-duplication, the
 exploration slot (a new item, see :mod:`online.exploration`); each item says
-where it came from.
+where it came from. A user whose list carries category affinities
+(``LIVERECO_AFFINITY_CATEGORIES``) also gets the trending items of those
+categories (:mod:`online.affinity_candidates`): one more round trip, for those
+categories' trending sets, which only the list can name.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from online.affinity_candidates import affinity_candidates, affinity_categories
 from online.blend import Pool, blend
 from online.contract import CandidateList, RedisKeys, decode_candidates, decode_profile
 from serving.redis_connect import AsyncRedisClient
@@ -66,7 +70,8 @@ def _score_pairs(reply: Any) -> Any:
 
 
 _RELATIVE_CACHE: dict[Any, tuple[Any, list[tuple[str, float]]]] = {}
-_RELATIVE_CACHE_SIZE = 32
+_RELATIVE_CACHE_SIZE = 128
+"""Trending lists remembered decoded: the global one and each category's (affinity candidates, category pages)."""
 
 
 def _trending_pool(reply: Any, limit: int | None = None, cache_key: Any = None) -> list[tuple[str, float]]:
@@ -105,7 +110,8 @@ def _relative(pairs: Any, limit: int | None = None) -> list[tuple[str, float]]:
 async def merged_list(client: Reads, keys: RedisKeys, list_key: str, own_source: str, n: int,
                       exclude: set[str], trending_category: str | None = None,
                       weights: Mapping[str, float] | None = None, depth: int = 0,
-                      stored_exclude_max: int = 0, explore: Sequence[str] = (), explore_at: int = 0) -> ListAnswer:
+                      stored_exclude_max: int = 0, explore: Sequence[str] = (), explore_at: int = 0,
+                      affinity_top: int = 0, affinity_items: int = 20) -> ListAnswer:
     """The list under ``list_key`` blended with live trending by ``weights``, without ``exclude``.
 
     The stored list's own exclusions (purchased, disliked, consumed items)
@@ -118,6 +124,10 @@ async def merged_list(client: Reads, keys: RedisKeys, list_key: str, own_source:
     comes first and trending pads it. ``explore`` (the flow's exploration
     order) fills the ``explore_at``-th place with a new item, as the flow does
     (:func:`online.blend.explore_slot`), honouring every exclusion.
+    ``affinity_top`` (``LIVERECO_AFFINITY_CATEGORIES``) and ``affinity_items``
+    (``LIVERECO_AFFINITY_ITEMS``): the affinity candidates, from the
+    categories the stored list names and their trending sets, as the flow's
+    ranker stage builds them (:func:`online.affinity_candidates.affinity_candidates`).
     """
     pool_size = max(n, depth)
     pipe = client.pipeline(transaction=False)
@@ -130,11 +140,12 @@ async def merged_list(client: Reads, keys: RedisKeys, list_key: str, own_source:
     if candidates is None:
         candidates = CandidateList([], [])
     stored_exclude = set(candidates.exclude)
+    affinity = await _affinity_pool(client, keys, candidates.affinities, affinity_top, affinity_items)
     ranked = blend(Pool(personal=list(zip(candidates.items, candidates.scores, strict=True)),
                         trending=_trending_pool(trending, pool_size + len(stored_exclude) + len(exclude),
                                                 (trending_key, trending_stop)),
                         repeats={candidates.items[i] for i in candidates.repeats if i < len(candidates.items)},
-                        exclude=stored_exclude | exclude),
+                        exclude=stored_exclude | exclude, affinity=affinity),
                    weights or {}, n, explore, explore_at)
     answer = ListAnswer(source=own_source, accepted_ms=candidates.accepted_ms)
     answer.items = [{"item_id": item, "score": round(score, 6), "source": own_source if source == "personal" else source}
@@ -145,6 +156,21 @@ async def merged_list(client: Reads, keys: RedisKeys, list_key: str, own_source:
     elif available < n:
         answer.fallback = "short"
     return answer
+
+
+async def _affinity_pool(client: Reads, keys: RedisKeys, affinities: Sequence[tuple[str, float]], top: int,
+                         per_category: int) -> list[tuple[str, float]]:
+    """The affinity candidates of a user whose list names ``affinities``: one pipelined read of their categories."""
+    categories = affinity_categories(affinities, top)
+    if not categories:
+        return []
+    pipe = client.pipeline(transaction=False)
+    for category in categories:
+        _zrevrange_withscores(pipe, keys.trending(category), per_category - 1)
+    replies = await pipe.execute()
+    tops = {category: _trending_pool(reply, None, (keys.trending(category), per_category - 1))
+            for category, reply in zip(categories, replies, strict=True)}
+    return affinity_candidates(affinities, lambda category, k: tops[category][:k], top, per_category)
 
 
 async def read_trending(client: Reads, keys: RedisKeys, n: int, category: str | None) -> list[dict[str, Any]]:

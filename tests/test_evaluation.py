@@ -150,3 +150,54 @@ def test_eval_shows_progress_on_a_terminal_and_nothing_elsewhere(tmp_path: Path,
     # Under pytest stderr is not a terminal: the command's own progress stays silent.
     assert main(["eval", str(tmp_path), "--mode", "streaming", "--models", "livereco"]) == 0
     assert "events (" not in capsys.readouterr().err
+
+
+def write_movietweetings(folder: Path, movies: bytes) -> None:
+    """Four users rate three movies (one of them missing from ``movies``); ``movies`` is written as movies.dat."""
+    ratings = [(u, m, 8, int(T0) + 60 * (3 * u + k)) for u in range(4) for k, m in enumerate(("0001", "0002", "0404"))]
+    (folder / "ratings.dat").write_text("".join(f"{u}::{m}::{r}::{t}\n" for u, m, r, t in ratings))
+    (folder / "movies.dat").write_bytes(movies)
+
+
+def test_movie_genres_beside_a_ratings_log_become_the_events_categories(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    write_movietweetings(tmp_path, b"0001::Noir (1950)::Drama|Film-Noir\r\n0002::Blank (2013)::\r\n")
+    settings = Settings.from_env({"LIVERECO_RATING_RANGE": "0,10"})
+    data = load(tmp_path, settings)
+    categories = {e.item_id: e.context.get("category") for e in data.events}
+    assert categories == {"0001": "Drama", "0002": None, "0404": None}  # empty genres, unknown movie: no category
+    assert data.categories == "movies.dat, first genre as category, for 1 of 3 rated movies (4 of 12 events)"
+    rarest = {e.item_id: e.context.get("category") for e in load(tmp_path, settings, genres="rarest").events}
+    assert rarest["0001"] == "Drama"  # Drama and Film-Noir are equally rare in this catalog: the first listed
+    assert all("category" not in e.context for e in load(tmp_path, settings, genres="none").events)
+    assert capsys.readouterr().err == ""
+
+
+def test_a_bad_line_of_movies_dat_is_named_and_no_rating_is_lost(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    write_movietweetings(tmp_path, b"0001::Noir (1950)::Drama\nthis is not a movie\n0002::Laugh (1990)::Comedy\n"
+                                   b"\xff\xfe::Bad (2000)::Drama\n")
+    data = load(tmp_path, Settings.from_env({"LIVERECO_RATING_RANGE": "0,10"}))
+    assert len(data.events) == 12 and data.rejected == 0  # every rating is there
+    assert {e.item_id: e.context.get("category") for e in data.events} == {"0001": "Drama", "0002": "Comedy",
+                                                                          "0404": None}
+    err = capsys.readouterr().err
+    assert f"2 lines of {tmp_path / 'movies.dat'} are not valid" in err
+    assert f"{tmp_path / 'movies.dat'}:2: expected movie_id::title::genre|genre, got 1 field" in err
+
+
+def test_the_eval_command_reports_the_categories_it_attached(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    write_movietweetings(tmp_path, b"0001::Noir (1950)::Drama\n0002::Laugh (1990)::Comedy\n")
+    assert main(["eval", str(tmp_path), "--mode", "streaming", "--models", "livereco", "--genres", "combined",
+                 "--json"]) == 0
+    report = orjson.loads(capsys.readouterr().out)
+    assert report["categories"] == "movies.dat, combined genre as category, for 2 of 3 rated movies (8 of 12 events)"
+
+
+def test_movietweetings_movies_give_every_rated_movie_a_category(shared_data: Path) -> None:
+    data = load(shared_data / "movietweetings-100k", Settings.from_env({"LIVERECO_RATING_RANGE": "0,10"}))
+    assert len(data.events) == 100_000 and data.rejected == 0
+    with_category = sum(1 for e in data.events if "category" in e.context)
+    assert with_category == 99_921  # the other 79 ratings are of the 66 movies listed without genres
+    assert len({e.context["category"] for e in data.events if "category" in e.context}) == 24

@@ -52,6 +52,18 @@ def test_a_user_log_with_purchases_and_dislikes_scores_as_in_the_dataflow(tmp_pa
     assert_same(evaluate_baseline(LiverecoModel(SETTINGS), data), flow)
 
 
+def test_a_user_log_with_affinity_candidates_scores_as_in_the_dataflow(tmp_path: Path) -> None:
+    settings = Settings.from_env({}, flow_metrics_port=0, affinity_categories=3)
+    events = list({e.event_id: e for e in toy_stream(3000, seed=6)}.values())  # every event has a category
+    log = tmp_path / "log.jsonl"
+    log.write_bytes(b"".join(orjson.dumps(e.to_dict()) + b"\n" for e in events))
+    data = load(log, settings, positive=4.0)
+    flow, _, weights = evaluate_livereco(data, settings, batch_size=1)
+    assert weights[0]["affinity"] != 0.0 or weights[0]["affinity_rank"] != 0.0  # the generator took part
+    assert_same(evaluate_baseline(LiverecoModel(settings), data), flow)
+    assert flow.report() != evaluate_livereco(data, SETTINGS, batch_size=1)[0].report()  # and changed the lists
+
+
 def test_a_user_never_seen_gets_trending_and_an_item_its_neighbours() -> None:
     model = LiverecoModel(SETTINGS)
     for step, (user, item) in enumerate([("a", "x"), ("a", "y"), ("b", "y"), ("b", "z"), ("c", "y")]):

@@ -42,7 +42,13 @@ MODELS: dict[str, Callable[[], Recommender]] = {
     "last-item-covisitation": LastItemCoVisitation,
     "river-mf": lambda: MatrixFactorisation(n_factors=8, seed=7),
     "livereco": lambda: LiverecoModel(Settings()),
+    "livereco-affinity": lambda: LiverecoModel(Settings(affinity_categories=3)),  # affinity candidates on
 }
+
+
+def category_of(item: str) -> str:
+    """The catalog's categories: every third item alike (events carry it as ``context.category``)."""
+    return f"c{CATALOG.index(item) % 3}" if item in CATALOG else "c-new"
 
 
 def toy_stream(count: int, seed: int = 0) -> list[Event]:
@@ -51,7 +57,8 @@ def toy_stream(count: int, seed: int = 0) -> list[Event]:
     Each user walks along the catalog half the time and jumps the other half
     (so every pair of items shows up early); gaps sometimes end a session;
     views mostly, with carts, purchases, ratings (some of them dislikes) and
-    the odd producer retry of the previous event.
+    the odd producer retry of the previous event. Every event carries its
+    item's category (:func:`category_of`).
 
     >>> [(e.user_id, e.item_id, e.type) for e in toy_stream(3)]
     [('u0', 'i4', 'purchase'), ('u3', 'i29', 'view'), ('u4', 'i29', 'view')]
@@ -70,7 +77,9 @@ def toy_stream(count: int, seed: int = 0) -> list[Event]:
         ts += rng.choice((5.0, 30.0, 60.0, 3600.0))
         kind = rng.choices(("view", "add_to_cart", "purchase", "rating"), (0.75, 0.12, 0.05, 0.08))[0]
         value = float(rng.randint(1, 5)) if kind == "rating" else None
-        events.append(Event(user, CATALOG[at[user]], kind, ts, value=value, event_id=f"e{number}"))
+        item = CATALOG[at[user]]
+        events.append(Event(user, item, kind, ts, value=value, event_id=f"e{number}",
+                            context={"category": category_of(item)}))
     return events
 
 
@@ -91,7 +100,7 @@ def catalog_tour() -> list[Event]:
     pairs = [(a, b) for a in CATALOG for b in CATALOG if a != b] * 2
     start = T0 - 2 * len(pairs) - 1.0
     return [Event(USERS[number % len(USERS)], item, "view" if 2 * number < len(pairs) else "purchase",
-                  start + 2 * number + step)
+                  start + 2 * number + step, context={"category": category_of(item)})
             for number, pair in enumerate(pairs) for step, item in enumerate(pair)]
 
 

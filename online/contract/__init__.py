@@ -1,6 +1,6 @@
 """The contract shared by the dataflow and the server: events, Redis keys, list and profile encoding, settings."""
 
-from online.contract.candidates import CandidateList, decode_candidates, encode_candidates
+from online.contract.candidates import CandidateList, decode_candidates, encode_candidates, quantize_affinity
 from online.contract.events import (
     DEFAULT_LIMITS,
     DEFAULT_WEIGHTS,
@@ -37,6 +37,7 @@ __all__ = [
     "encode_profile",
     "parse_event",
     "parse_ts",
+    "quantize_affinity",
     "stable_hash",
     "stream_fields",
 ]

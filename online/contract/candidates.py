@@ -14,7 +14,12 @@ newlines. Scores keep 11 significant bits, a relative error of at most
 ``2**-14`` of the list's best are kept to ``2**-24`` of it); the event time
 keeps whole milliseconds. A user's 50 candidates take ~360 B instead of
 ~1,200 B of JSON, and decode in ~10 µs instead of ~4.5 µs (zlib's inflate is
-most of it).
+most of it). A user's list may carry their strongest category affinities
+(flag bit 2: their count as uint16 and their scores as 4-place decimals after
+the repeat positions, their names after the other strings), which the server
+needs for the affinity candidates (:mod:`online.affinity_candidates`); the
+flow writes them only while ``LIVERECO_AFFINITY_CATEGORIES`` is on, and a
+server older than them cannot read such a list (upgrade servers first).
 
 Version 1 is the orjson object ``{"v": 1, "i": ids, "s": scores (6 decimals),
 "t": event time, "a": acceptance ms, ...}``. Readers take both, so a server
@@ -32,6 +37,11 @@ Examples
 (['b', 'c'], [0.9, 0.4], 1700000000.0, 1700000000123)
 >>> decode_candidates(encode_candidates(CandidateList(["b"], [1.0], repeats=[0], exclude=["z"]))).exclude
 ['z']
+>>> with_affinities = CandidateList(["b"], [1.0], exclude=["z"], affinities=[("drama", 1.0), ("horror", 0.33333)])
+>>> decode_candidates(encode_candidates(with_affinities)).affinities
+[('drama', 1.0), ('horror', 0.3333)]
+>>> quantize_affinity(0.33333) == 0.3333      # what the flow scores with: the value the server will decode
+True
 >>> decode_candidates(b'{"v":1,"i":["a"],"s":[0.5],"t":1.7e9,"a":5}').scores    # version 1, from an older flow
 [0.5]
 >>> decode_candidates(b"not json")
@@ -59,19 +69,33 @@ from online.contract.packing import (
     VERSION_2,
     frame,
     join_strings,
+    pack_decimal,
     pack_half,
     split_strings,
+    unpack_decimal,
     unpack_half,
     version_2_body,
 )
 
-__all__ = ["CandidateList", "decode_candidates", "encode_candidates"]
+__all__ = ["CandidateList", "decode_candidates", "encode_candidates", "quantize_affinity"]
 
 _VERSION_1 = 1
 _WHAT = "candidate list"
 _HEADER = struct.Struct("<qqHHHB")
 """Event time (ms), acceptance time (ms), items, repeats, exclusions, flags."""
 _HAS_SOURCES = 1
+_HAS_AFFINITIES = 2
+_AFFINITY = struct.Struct("<H")
+_AFFINITY_PLACES = 4
+
+
+def quantize_affinity(score: float) -> float:
+    """``score`` as a list's blob keeps it (4 decimal places; the flow's relative affinities are at most 1.0).
+
+    The flow's ranker stage scores with these values, so it scores what the
+    server, which decodes them from the blob, serves.
+    """
+    return round(score * 10**_AFFINITY_PLACES) / float(10**_AFFINITY_PLACES)
 
 
 @dataclass(slots=True)
@@ -87,6 +111,8 @@ class CandidateList:
     """Positions of items that are the user's own recent items (a ranker feature)."""
     exclude: list[str] = field(default_factory=list)
     """Items never to show this user (purchased, disliked, consumed), trending included."""
+    affinities: list[tuple[str, float]] = field(default_factory=list)
+    """The user's strongest categories, relative to the strongest (the affinity candidates' input)."""
 
     def __post_init__(self) -> None:
         if len(self.items) != len(self.scores):
@@ -102,13 +128,19 @@ def encode_candidates(candidates: CandidateList, version: int = VERSION_2) -> by
     if version != VERSION_2:
         raise ValueError(f"{_WHAT}: cannot encode version {version!r} (known: 1, 2)")
     items, repeats, exclude, sources = candidates.items, candidates.repeats, candidates.exclude, candidates.sources
+    affinities = candidates.affinities
     try:
         header = _HEADER.pack(round(candidates.event_ts * 1000), candidates.accepted_ms, len(items), len(repeats),
-                              len(exclude), _HAS_SOURCES if sources else 0)
+                              len(exclude), (_HAS_SOURCES if sources else 0) | (_HAS_AFFINITIES if affinities else 0))
         positions = struct.pack(f"<{len(repeats)}H", *repeats) if repeats else b""
+        if affinities:
+            positions += _AFFINITY.pack(len(affinities)) + pack_decimal([score for _, score in affinities], "h",
+                                                                        _AFFINITY_PLACES)
     except (struct.error, OverflowError) as exc:
         raise ValueError(f"{_WHAT}: cannot encode version 2 ({exc})") from None
     strings = items + exclude + sources if exclude or sources else items
+    if affinities:
+        strings = strings + [category for category, _ in affinities]
     return frame(header + pack_half(candidates.scores) + positions + join_strings(strings, _WHAT))
 
 
@@ -117,14 +149,24 @@ def decode_candidates(blob: bytes | str) -> CandidateList:
     body = version_2_body(blob, _WHAT)
     if body is None:
         return _decode_v1(blob)
+    affinity_scores: list[float] = []
     try:
         event_ms, accepted_ms, n, n_repeats, n_exclude, flags = _HEADER.unpack_from(body)
         scores, offset = unpack_half(body, _HEADER.size, n)
         repeats = list(struct.unpack_from(f"<{n_repeats}H", body, offset)) if n_repeats else []
+        offset += 2 * n_repeats
+        if flags & _HAS_AFFINITIES:
+            (n_affinities,) = _AFFINITY.unpack_from(body, offset)
+            affinity_scores, offset = unpack_decimal(body, offset + _AFFINITY.size, n_affinities, "h")
     except struct.error:
         raise ValueError(f"{_WHAT}: truncated version-2 blob ({len(body)} bytes after decompression)") from None
     n_sources = n if flags & _HAS_SOURCES else 0
-    strings = split_strings(body[offset + 2 * n_repeats:], n + n_exclude + n_sources, _WHAT)
+    strings = split_strings(body[offset:], n + n_exclude + n_sources + len(affinity_scores), _WHAT)
+    if affinity_scores:
+        affinities = list(zip(strings[-len(affinity_scores):], affinity_scores, strict=True))
+        del strings[-len(affinity_scores):]
+        return CandidateList(strings[:n], scores, event_ms / 1000, accepted_ms, strings[n + n_exclude:], repeats,
+                             strings[n:n + n_exclude], affinities)
     if n_exclude or n_sources:
         return CandidateList(strings[:n], scores, event_ms / 1000, accepted_ms, strings[n + n_exclude:], repeats,
                              strings[n:n + n_exclude])
@@ -145,6 +187,8 @@ def _encode_v1(candidates: CandidateList) -> bytes:
         payload["r"] = candidates.repeats
     if candidates.exclude:
         payload["x"] = candidates.exclude
+    if candidates.affinities:
+        payload["f"] = [[category, score] for category, score in candidates.affinities]
     return orjson.dumps(payload)
 
 
@@ -164,6 +208,7 @@ def _decode_v1(blob: bytes | str) -> CandidateList:
             sources=payload.get("g", []),
             repeats=payload.get("r", []),
             exclude=payload.get("x", []),
+            affinities=[(category, score) for category, score in payload.get("f", [])],
         )
     except KeyError as exc:
         raise ValueError(f"{_WHAT}: version-1 blob without the field {exc}") from None

@@ -26,7 +26,10 @@ from typing import Any
 from online.contract.events import EventTypeWeights
 from online.contract.keys import RedisKeys
 
-__all__ = ["SETTINGS_DOC", "Settings"]
+__all__ = ["MAX_AFFINITY_CATEGORIES", "SETTINGS_DOC", "Settings"]
+
+MAX_AFFINITY_CATEGORIES = 16
+"""Categories a user's :class:`~online.affinity.CategoryAffinity` keeps (its default capacity)."""
 
 
 def _setting(default: Any, env: str, doc: str) -> Any:
@@ -72,6 +75,9 @@ class Settings:
     explore_candidates: int = _setting(200, "LIVERECO_EXPLORE_CANDIDATES", "most new items explored at once (per ranker replica; the oldest makes way)")
     session_neighbours: float = _setting(0.0, "LIVERECO_SESSION_NEIGHBOURS", "weight, in a user's candidates, of the items of recent sessions through the item just touched, scored by their overlap with the user's session (V-SKNN-like; 0: off, items keep no sessions)")
     sessions_per_item: int = _setting(10, "LIVERECO_SESSIONS_PER_ITEM", "recent sessions each item keeps for session neighbours (up to 10 of their items each: 5 before it, the rest after)")
+    affinity_categories: int = _setting(0, "LIVERECO_AFFINITY_CATEGORIES", "how many of a user's strongest categories (decayed affinity to events' context.category) propose their trending items as candidates, scored affinity × popularity within the category, with two ranker features (0: off, and lists carry no affinities; at most 16)")
+    affinity_items: int = _setting(20, "LIVERECO_AFFINITY_ITEMS", "trending items per category that affinity candidates are taken from (each ranker replica keeps this many per category)")
+    affinity_max_categories: int = _setting(1000, "LIVERECO_AFFINITY_MAX_CATEGORIES", "categories each ranker replica keeps a trending top of for affinity candidates (the coldest makes way for a new one); keep it above the catalog's count of categories")
     gc_interval_s: float = _setting(60.0, "LIVERECO_GC_INTERVAL_S", "the flow collects cyclic garbage on this timer instead of Python's automatic collector, which walks the whole model state (0: Python's default)")
 
     @classmethod
@@ -99,7 +105,8 @@ class Settings:
         positive = ("partitions", "max_body_bytes", "max_batch", "stream_maxlen", "user_ttl_s",
                     "recent_items", "candidates", "neighbours", "covisit_half_life_s",
                     "trending_half_life_s", "trending_size", "ranker_shards", "session_gap_s", "read_count",
-                    "explore_new_events", "explore_candidates", "sessions_per_item")
+                    "explore_new_events", "explore_candidates", "sessions_per_item", "affinity_items",
+                    "affinity_max_categories")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{_env_of(name)}={getattr(self, name)!r}: must be positive")
@@ -109,6 +116,9 @@ class Settings:
             if not value >= 0:
                 raise ValueError(f"{_env_of(name)}={value!r}: " + ("must be a number" if value != value else
                                                                    "must not be negative"))
+        if not 0 <= self.affinity_categories <= MAX_AFFINITY_CATEGORIES:
+            raise ValueError(f"{_env_of('affinity_categories')}={self.affinity_categories!r}: must be between 0 and "
+                             f"{MAX_AFFINITY_CATEGORIES} (the categories a user's affinity keeps)")
         if not 0.0 <= self.purchase_demote <= 1.0:
             raise ValueError(f"{_env_of('purchase_demote')}={self.purchase_demote!r}: must be between 0 and 1")
         self.keys  # noqa: B018 - validates namespace and partitions
