@@ -394,6 +394,9 @@ class ItemState:
     popularity: float | None = None
     category: str | None = None
     events: int = 0
+    popularity_ts: float = float("-inf")
+    """Event time of the newest event counted in ``popularity``: touches can arrive out of event-time order
+    (users are keys of their own), and an update stamped with the touch's own time could then undo a newer one."""
     context: ContextEmbedding = field(default_factory=ContextEmbedding)
     """What the item is seen with (random indexing): its embedding."""
     kinds: dict[str, str] | None = None
@@ -429,6 +432,10 @@ class PurchaseLink:
     other: str
     weight: float
     ts: float
+
+
+def _event_time(touch: tuple[float, float, int, str | None]) -> float:
+    return touch[0]
 
 
 @mypyc_attr(native_class=False)
@@ -485,6 +492,7 @@ class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any, "ItemState | None"
         self.last_active = time.time()
         state = self._state_for(values[0].item_id)
         out: list[Any] = []
+        popular: list[tuple[float, float, int, str | None]] = []
         neighbours_changed = False
         latest_ts = 0.0
         for msg in values:
@@ -511,9 +519,7 @@ class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any, "ItemState | None"
             if msg.category:
                 state.category = msg.category
             if msg.weight > 0.0 and learn:
-                state.popularity = self.popularity.add(state.popularity, msg.weight, msg.ts)
-                # One update per event, stamped with its time: ranker replicas apply them in event time.
-                out.append(TrendingWrite(state.item_id, state.category, state.popularity, msg.ts, state.events))
+                popular.append((msg.ts, msg.weight, state.events, state.category))
                 for distance, other in enumerate(msg.previous):
                     evidence = self.backward_weight * msg.weight / (distance + 1)
                     state.neighbours.learn_one(other, evidence, msg.ts)
@@ -533,9 +539,32 @@ class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any, "ItemState | None"
                 out.append(NeighbourReply(state.item_id, top, msg, *state.context.raw(), sessions=sessions))
             else:
                 out.append(self._window_reply(state, top, msg, msg.window, sessions))
+        if popular:
+            out += self._popularity(state, popular)
         if neighbours_changed:  # computed only if the sink writes it (most are replaced within a batch)
             out.append(ItemSimilarWrite(state.item_id, state.neighbours.snapshot(self.k), latest_ts))
         return out, StatefulBatchLogic.RETAIN
+
+    def _popularity(self, state: ItemState, touches: list[tuple[float, float, int, str | None]]) -> list[TrendingWrite]:
+        """One popularity update per positive touch ``(ts, weight, events, category)``, in event-time order.
+
+        Users are keys of their own, so a batch's touches of this item can
+        come out of event-time order. Ranker replicas apply updates in event
+        time, and each update's score must count exactly the events up to its
+        time: an update stamped with an early touch's time but counting a
+        later one leaked that later event into earlier scores (and, applied
+        after it, undid the newer score).
+        """
+        if len(touches) > 1:
+            touches.sort(key=_event_time)
+        writes = []
+        events = 0
+        for ts, weight, count, category in touches:
+            state.popularity = self.popularity.add(state.popularity, weight, ts)
+            state.popularity_ts = max(state.popularity_ts, ts)  # a touch older than an earlier batch's: no going back
+            events = max(events, count)
+            writes.append(TrendingWrite(state.item_id, category, state.popularity, state.popularity_ts, events))
+        return writes
 
     def _label(self, state: ItemState, other: str, kind: str) -> None:
         """Remember that neighbour ``other`` is in category ``kind`` (only if that is not this item's own)."""

@@ -201,9 +201,6 @@ def test_profiles_carry_a_session_embedding_and_category_affinities(redis_client
     assert alike > 0.7 and alike > unlike + 0.5, (alike, unlike)
 
 
-
-@pytest.mark.xfail(strict=True, reason="known bug: the fix (commit 66958bc) takes rsc15 HR@20 below its 0.70 floor; "
-                                      "see README, Quality: trending replicas")
 def test_an_item_s_trending_updates_count_exactly_the_events_up_to_their_time(settings: Settings) -> None:
     """Users are keys of their own, so an item's touches can reach it out of event-time order. The ranker's
     replica applies updates in event time: each update must count the events up to its time, no later one
