@@ -3,7 +3,7 @@
 The innermost loops of the flow and the server (scoring, merging, decayed
 lists, parsing, blob packing) are plain typed Python. ``pip install`` (and so
 ``make``) compiles the modules below to C extensions with mypyc when it can:
-the same code, with 16% fewer instructions per event (README, Quality → Speed). When
+the same code, running faster (README, Quality → Speed). When
 it cannot (no C compiler, ``LIVERECO_COMPILE=0`` at install time), the pure
 Python modules run instead, with identical results. ``LIVERECO_PURE_PYTHON=1``
 at run time ignores compiled modules (to profile or debug the Python).
