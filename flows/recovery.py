@@ -47,6 +47,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from online.compiled import compiled_modules, describe
+
 __all__ = [
     "DEFAULT_PARTITIONS",
     "STATE_FORMAT",
@@ -56,6 +58,7 @@ __all__ = [
     "prepare_store",
     "resume_epoch",
     "resume_state",
+    "state_build",
     "state_format",
 ]
 
@@ -178,7 +181,22 @@ def prepare_store(directory: Path, partitions: int | None = None, *, default: in
 def state_format(directory: Path) -> int:
     """The state format the store in ``directory`` was written with (1: written before formats were recorded)."""
     marker = directory / _FORMAT_FILE
-    return int(marker.read_text().strip()) if marker.is_file() else 1
+    return int(marker.read_text().split()[0]) if marker.is_file() else 1
+
+
+def state_build(directory: Path) -> str | None:
+    """Which build wrote the store's snapshots: ``compiled`` or ``pure`` (``None``: not recorded, before format 4).
+
+    The stages' states are native classes in the compiled build and plain ones in pure Python, and
+    their pickles do not load across builds.
+    """
+    marker = directory / _FORMAT_FILE
+    words = marker.read_text().split() if marker.is_file() else []
+    return words[1] if len(words) > 1 else None
+
+
+def _this_build() -> str:
+    return "compiled" if compiled_modules() else "pure"
 
 
 def _has_snapshots(directory: Path) -> bool:
@@ -195,12 +213,18 @@ def _check_state_format(directory: Path, created: bool) -> None:
     Loading them would fail deep inside a stage (a missing field, a tuple of
     another length) after the flow started; this says so before it does.
     """
-    found = state_format(directory)
-    if found == STATE_FORMAT:
+    found, build, this_build = state_format(directory), state_build(directory), _this_build()
+    if found == STATE_FORMAT and build == this_build:
         return
     if created or not _has_snapshots(directory):
-        (directory / _FORMAT_FILE).write_text(f"{STATE_FORMAT}\n")
+        (directory / _FORMAT_FILE).write_text(f"{STATE_FORMAT} {this_build}\n")
         return
+    if found == STATE_FORMAT:
+        raise RecoveryStoreError(
+            f"{directory} holds snapshots written by the {build} build of livereco, and this one runs the "
+            f"{this_build} build ({describe()}): the stages' states pickle differently in the two, so run the "
+            f"{build} build on this store (LIVERECO_PURE_PYTHON, README: Compiled build), or use a new recovery "
+            "directory; the flow then rebuilds its state from the streams it can still read")
     raise RecoveryStoreError(
         f"{directory} holds snapshots of livereco state format {found}, and this livereco reads format "
         f"{STATE_FORMAT} (its stages' state changed since): use a new recovery directory, or delete this one; "

@@ -183,3 +183,4 @@ def test_every_compiled_class_pickles_and_comes_back_whole(sample: object) -> No
     assert pickle.dumps(copy, protocol=pickle.HIGHEST_PROTOCOL) == dumped  # every field came back
     if isinstance(sample, Sequence):
         assert list(copy) == list(sample)  # type: ignore[call-overload]  # a snapshot reads the same
+

@@ -45,6 +45,7 @@ from flows.recovery import (
     prepare_store,
     resume_epoch,
     resume_state,
+    state_build,
     state_format,
 )
 from online.contract import RedisKeys, decode_profile
@@ -83,6 +84,26 @@ def test_default_partition_count_covers_the_cluster(tmp_path: Path) -> None:
     assert prepare_store(tmp_path / "a") == (4, True)
     assert prepare_store(tmp_path / "b", default=6) == (6, True)
     assert prepare_store(tmp_path / "b", default=8) == (6, False)  # a default never changes an existing store
+
+
+def test_snapshots_of_the_other_build_are_refused_before_the_flow_starts(tmp_path: Path) -> None:
+    """Compiled, the stages' states are native classes; pure Python, plain ones: their pickles do not load
+    across builds (measured: a pure UserHistoryState loads empty in the compiled build, a compiled UserHistory
+    does not load at all in pure Python), so a store records its build and the other build refuses it."""
+    store = tmp_path / "store"
+    prepare_store(store, 2)
+    this_build = state_build(store)
+    assert this_build in ("compiled", "pure") and state_format(store) == STATE_FORMAT
+    other = "pure" if this_build == "compiled" else "compiled"
+    (store / "livereco-state-format").write_text(f"{STATE_FORMAT} {other}\n")
+    assert prepare_store(store) == (2, False) and state_build(store) == this_build  # no snapshots: adopted
+    (store / "livereco-state-format").write_text(f"{STATE_FORMAT} {other}\n")
+    with sqlite3.connect(store / "part-0.sqlite3") as conn:
+        conn.execute("INSERT INTO snaps (step_id, state_key, snap_epoch, ser_change) VALUES ('s', 'k', 1, x'00')")
+    with pytest.raises(RecoveryStoreError, match=f"written by the {other} build of livereco, and this one runs the "
+                                                 f"{this_build} build"):
+        prepare_store(store)
+    assert state_build(store) == other  # left as it was: nothing lost
 
 
 def test_snapshots_of_another_state_format_are_refused_before_the_flow_starts(tmp_path: Path) -> None:
