@@ -180,8 +180,7 @@ def prepare_store(directory: Path, partitions: int | None = None, *, default: in
 
 def state_format(directory: Path) -> int:
     """The state format the store in ``directory`` was written with (1: written before formats were recorded)."""
-    marker = directory / _FORMAT_FILE
-    return int(marker.read_text().split()[0]) if marker.is_file() else 1
+    return _marker(directory)[0]
 
 
 def state_build(directory: Path) -> str | None:
@@ -190,9 +189,16 @@ def state_build(directory: Path) -> str | None:
     The stages' states are native classes in the compiled build and plain ones in pure Python, and
     their pickles do not load across builds.
     """
+    return _marker(directory)[1]
+
+
+def _marker(directory: Path) -> tuple[int, str | None]:
+    """The store's format marker: its state format and the build that wrote it (``1, None`` without one)."""
     marker = directory / _FORMAT_FILE
-    words = marker.read_text().split() if marker.is_file() else []
-    return words[1] if len(words) > 1 else None
+    if not marker.is_file():
+        return 1, None
+    words = marker.read_text().split()
+    return int(words[0]), (words[1] if len(words) > 1 else None)
 
 
 def _this_build() -> str:
@@ -213,7 +219,7 @@ def _check_state_format(directory: Path, created: bool) -> None:
     Loading them would fail deep inside a stage (a missing field, a tuple of
     another length) after the flow started; this says so before it does.
     """
-    found, build, this_build = state_format(directory), state_build(directory), _this_build()
+    (found, build), this_build = _marker(directory), _this_build()
     if found == STATE_FORMAT and build == this_build:
         return
     if created or not _has_snapshots(directory):
