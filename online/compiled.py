@@ -116,9 +116,8 @@ def build_is_current() -> bool:
 
     A module listed since the last build (no hash recorded for it) makes the build out of date too.
     """
-    if not _BUILD_RECORD.is_file():
-        return False
-    return set(COMPILED_MODULES) <= set(json.loads(_BUILD_RECORD.read_text())) and not stale_modules()
+    record = _recorded()
+    return record is not None and set(COMPILED_MODULES) <= set(record) and not _stale(record)
 
 
 def stale_modules() -> list[str]:
@@ -127,7 +126,15 @@ def stale_modules() -> list[str]:
     An in-place build records each source's hash (:func:`record_build`); a build without that record
     cannot be checked and counts as current.
     """
-    if not _BUILD_RECORD.is_file():
-        return []
-    record, now = json.loads(_BUILD_RECORD.read_text()), source_hashes()
+    record = _recorded()
+    return [] if record is None else _stale(record)
+
+
+def _recorded() -> dict[str, str] | None:
+    """The source hashes the last in-place build recorded (``None``: no record)."""
+    return json.loads(_BUILD_RECORD.read_text()) if _BUILD_RECORD.is_file() else None
+
+
+def _stale(record: dict[str, str]) -> list[str]:
+    now = source_hashes()
     return [module for module in COMPILED_MODULES if _extension(module) is not None and record.get(module) != now[module]]
