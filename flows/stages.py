@@ -830,7 +830,8 @@ class RankerLogic(_StageLogic[TrendingWrite | Outcome, Any, "RankerState"]):
         self.affinity_items = settings.affinity_items
         self.state: RankerState = _load(resume) or RankerState(
             TrendingTop(capacity=4 * settings.candidates),
-            BlendRanker(settings.ranker_learning_rate, settings.ranker_negatives),
+            BlendRanker(settings.ranker_learning_rate, settings.ranker_negatives, list_length=settings.ranker_list_length,
+                        negative_depth=settings.ranker_negative_depth),
             exploration=ExplorationPool(settings.explore_candidates, settings.explore_new_events),
         )
         if self.affinity_categories and self.state.categories is None:

@@ -148,7 +148,7 @@ def test_the_exploration_slot_never_takes_an_affinity_candidate() -> None:
 def test_the_ranker_learns_to_follow_affinity_when_users_do() -> None:
     pool = Pool(personal=[("p", 1.0)], trending=[(f"t{k}", 1.0 / (k + 1)) for k in range(10)],
                 affinity=[("t7", 1.0), ("a", 0.6)])
-    ranker = BlendRanker(seed=3)
+    ranker = BlendRanker(seed=3, list_length=2)  # a list of two: which two items earn it?
     for _ in range(60):
         ranker.learn_one(pool, positive="a", n=5)
     assert ranker.weights["affinity"] > 0.0

@@ -59,6 +59,8 @@ class Settings:
     position_decay: float = _setting(2.0, "LIVERECO_POSITION_DECAY", "the j-th newest recent item counts 1 / (j + 1) ** this when merging neighbour lists")
     ranker_learning_rate: float = _setting(0.05, "LIVERECO_RANKER_LEARNING_RATE", "SGD step of the online ranker that blends personal candidates with live trending (0: no learning; personal first, padded with trending)")
     ranker_negatives: int = _setting(2, "LIVERECO_RANKER_NEGATIVES", "items the ranker compares with each item a user went to")
+    ranker_list_length: int = _setting(20, "LIVERECO_RANKER_LIST_LENGTH", "the list length the ranker learns to fill: it learns only from pairs across that list's cut (the item a user went to against items listed instead of it, or against candidates just below the list when it was listed)")
+    ranker_negative_depth: int = _setting(50, "LIVERECO_RANKER_NEGATIVE_DEPTH", "how far down the ranked candidates one still counts as just below the list (above LIVERECO_RANKER_LIST_LENGTH)")
     ranker_shards: int = _setting(1, "LIVERECO_RANKER_SHARDS", "ranker replicas in the flow (each with a copy of trending, fed every popularity update), each learning from a shard of users; raise it to spread the ranker over a cluster's workers")
     neighbours: int = _setting(50, "LIVERECO_NEIGHBOURS", "co-visitation neighbours kept per item")
     covisit_half_life_s: float = _setting(7 * 86400.0, "LIVERECO_COVISIT_HALF_LIFE_S", "half-life of co-visitation evidence (event time)")
@@ -106,7 +108,7 @@ class Settings:
                     "recent_items", "candidates", "neighbours", "covisit_half_life_s",
                     "trending_half_life_s", "trending_size", "ranker_shards", "session_gap_s", "read_count",
                     "explore_new_events", "explore_candidates", "sessions_per_item", "affinity_items",
-                    "affinity_max_categories")
+                    "affinity_max_categories", "ranker_list_length")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{_env_of(name)}={getattr(self, name)!r}: must be positive")
@@ -119,6 +121,10 @@ class Settings:
         if not 0 <= self.affinity_categories <= MAX_AFFINITY_CATEGORIES:
             raise ValueError(f"{_env_of('affinity_categories')}={self.affinity_categories!r}: must be between 0 and "
                              f"{MAX_AFFINITY_CATEGORIES} (the categories a user's affinity keeps)")
+        if self.ranker_negative_depth <= self.ranker_list_length:
+            raise ValueError(f"{_env_of('ranker_negative_depth')}={self.ranker_negative_depth!r}: must be above "
+                             f"{_env_of('ranker_list_length')}={self.ranker_list_length!r} (the candidates below the "
+                             "list the ranker learns from)")
         if not 0.0 <= self.purchase_demote <= 1.0:
             raise ValueError(f"{_env_of('purchase_demote')}={self.purchase_demote!r}: must be between 0 and 1")
         self.keys  # noqa: B018 - validates namespace and partitions
