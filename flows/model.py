@@ -41,8 +41,8 @@ Examples
 >>> for number, (user, items) in enumerate(sessions):
 ...     for step, item in enumerate(items):
 ...         model.learn_one(Event(user, item, "view", 1.7e9 + 60 * number + step))
->>> model.recommend("dan", 4)             # what followed a, b for ann, bob and cat, then dan's own recent items
-['d', 'c', 'a', 'b']
+>>> model.recommend("dan", 4)             # dan's own recent items, then what followed a, b for ann, cat and bob
+['b', 'a', 'c', 'd']
 >>> model.recommend("someone new", 3)     # trending
 ['b', 'a', 'c']
 >>> model.similar("b", 3)                 # came before b (a), went after it (c, d)
