@@ -71,6 +71,7 @@ from flows.stages import (
 )
 from online.affinity_candidates import affinity_candidates
 from online.blend import Pool, blend
+from online.context_popularity import hour_segment
 from online.contract import Event, Settings, stable_hash
 
 __all__ = ["LiverecoModel"]
@@ -109,8 +110,12 @@ class LiverecoModel:
         outcomes = self._to_user_list(replies)
         self._to_rankers(trending, outcomes)
 
-    def recommend(self, user_id: str, n: int) -> list[str]:
-        """The ``n`` items the server would serve ``user_id`` now: personal pool blended with trending."""
+    def recommend(self, user_id: str, n: int, device: str | None = None, hour: int | None = None) -> list[str]:
+        """The ``n`` items the server would serve ``user_id`` now: personal pool blended with trending.
+
+        ``device`` and ``hour`` (0-23) are the request's context, as the server's query parameters
+        (they matter only with ``LIVERECO_CONTEXT_ITEMS`` on).
+        """
         if n <= 0:
             return []
         replica = self.rankers[self._shard(user_id)].state
@@ -121,8 +126,11 @@ class LiverecoModel:
         categories = replica.categories
         affinity = affinity_candidates(personal.affinities, categories.tops, self.settings.affinity_categories,
                                        self.settings.affinity_items) if personal.affinities and categories else ()
+        context = replica.context
         pool = Pool(personal.ranked, replica.trending.top(depth + len(personal.exclude)), personal.repeats,
-                    personal.exclude, affinity)
+                    personal.exclude, affinity,
+                    context.relative(f"device={device}") if context is not None and device else {},
+                    context.relative(hour_segment(hour)) if context is not None and hour is not None else {})
         explore = replica.exploration.order if self.settings.explore_position > 0 else ()
         return [item for item, _, _ in blend(pool, replica.ranker.weights, n, explore, self.settings.explore_position)]
 

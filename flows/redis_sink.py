@@ -112,6 +112,9 @@ class RankerWrite:
     explore: list[tuple[str, str | None]] = field(default_factory=list)
     """The exploration slot's candidates in preference order, with their categories
     (:attr:`online.exploration.ExplorationPool.order`)."""
+    contexts: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    """Context segments whose popular items changed, with their whole new top
+    (:meth:`online.context_popularity.ContextPopularity.changed_tops`)."""
 
     def blob(self) -> bytes:
         return orjson.dumps({"weights": self.weights, "pairs": self.pairs, "explore": self.explore})
@@ -161,6 +164,8 @@ class _Batch:
     similar: dict[str, ItemSimilarWrite] = field(default_factory=dict)
     trending: dict[str, dict[str, float]] = field(default_factory=dict)
     rankers: dict[int, RankerWrite] = field(default_factory=dict)
+    contexts: dict[int, dict[str, list[tuple[str, float]]]] = field(default_factory=dict)
+    """Ranker shard -> context segment -> its popular items, from every ranker write of the batch."""
     dead: list[DeadLetter] = field(default_factory=list)
 
     def __bool__(self) -> bool:
@@ -203,6 +208,8 @@ class _RedisSinkPartition(StatelessSinkPartition[Write]):
                 observe_score(w.rank)
             elif isinstance(w, RankerWrite):
                 batch.rankers[w.shard] = w
+                if w.contexts:
+                    batch.contexts.setdefault(w.shard, {}).update(w.contexts)  # a later write's tops replace older ones
             elif isinstance(w, TrendingWrite):
                 batch.trending.setdefault(self._keys.trending(), {})[w.item_id] = w.log_score
                 if w.category:
@@ -224,6 +231,8 @@ class _RedisSinkPartition(StatelessSinkPartition[Write]):
             pipe.zremrangebyrank(key, 0, -(self._trending_size + 1))
         if batch.rankers:
             pipe.hset(keys.ranker(), mapping={f"shard{r.shard}": r.blob() for r in batch.rankers.values()})
+        for shard, tops in batch.contexts.items():
+            pipe.hset(keys.context(shard), mapping={segment: orjson.dumps(top) for segment, top in tops.items()})
         for d in batch.dead:
             pipe.xadd(
                 keys.dead_letter(),

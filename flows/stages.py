@@ -60,6 +60,7 @@ from flows.redis_source import StreamEntry
 from online.affinity import CategoryAffinity
 from online.affinity_candidates import CategoryTrending, affinity_candidates
 from online.blend import explore_slot
+from online.context_popularity import ContextPopularity, context_segments
 from online.contract import (
     Event,
     EventError,
@@ -200,6 +201,9 @@ class Touch:
     """The user's purchases within ``LIVERECO_PURCHASE_WINDOW_S`` (``None``: none, the usual case)."""
     session_key: str = ""
     """The session's key among all users' (user and session id): what items remember sessions by."""
+    segments: tuple[str, ...] = ()
+    """The event's context segments, device and hour (:func:`online.context_popularity.context_segments`;
+    empty while ``LIVERECO_CONTEXT_ITEMS`` is 0)."""
 
 
 @dataclass(slots=True)
@@ -320,6 +324,7 @@ class UserHistoryLogic(_StageLogic[ParsedEvent, "list[Touch | Link | PurchaseLin
         super().__init__(recoverable, settings.user_ttl_s)
         self.weights = settings.weights
         self.window_s = settings.purchase_window_s
+        self.context_features = settings.context_items > 0
         self._session_of = ""
         self._session_key = ""
         self.state: UserHistoryState = _load(resume) or UserHistoryState(
@@ -368,6 +373,7 @@ class UserHistoryLogic(_StageLogic[ParsedEvent, "list[Touch | Link | PurchaseLin
                 previous_kinds=tuple(map(history.category_of, previous)) if category is not None else (),
                 window=window,
                 session_key=session_key,
+                segments=context_segments(event.context, event.ts) if self.context_features else (),
             )
             messages: list[Touch | Link | PurchaseLink] = [touch]
             messages.extend(
@@ -616,6 +622,8 @@ class Outcome:
     item_id: str
     ts: float
     previous: PersonalPool
+    segments: tuple[str, ...] = ()
+    """The event's context segments (:attr:`Touch.segments`)."""
 
 
 @dataclass(slots=True)
@@ -730,7 +738,8 @@ class UserListLogic(_StageLogic[NeighbourReply, Any, "UserListState"]):
             elif state.after_purchase is not None:
                 state.after_purchase = None  # the window has closed
             if touch.weight > 0.0 and state.previous is not None:
-                out.append(Outcome(touch.user_id, touch.entry_id, touch.item_id, touch.ts, state.previous))
+                out.append(Outcome(touch.user_id, touch.entry_id, touch.item_id, touch.ts, state.previous,
+                                   touch.segments))
             state.latest = touch
             sessions = ready.sessions
             if pending:  # the next outcome needs this list; only the newest one is written
@@ -785,6 +794,8 @@ class RankerState:
     """New items competing for the exploration slot (idle while ``LIVERECO_EXPLORE_POSITION`` is 0)."""
     categories: CategoryTrending | None = None
     """Each category's trending top, for affinity candidates (``None`` while ``LIVERECO_AFFINITY_CATEGORIES`` is 0)."""
+    context: ContextPopularity | None = None
+    """Each context segment's popular items, for the context features (``None`` while ``LIVERECO_CONTEXT_ITEMS`` is 0)."""
 
 
 @mypyc_attr(native_class=False)
@@ -836,6 +847,10 @@ class RankerLogic(_StageLogic[TrendingWrite | Outcome, Any, "RankerState"]):
         )
         if self.affinity_categories and self.state.categories is None:
             self.state.categories = CategoryTrending(settings.affinity_items, settings.affinity_max_categories)
+        if settings.context_items and self.state.context is None:
+            self.state.context = ContextPopularity(settings.context_items)
+        elif not settings.context_items:
+            self.state.context = None  # turned off: nothing learned or published
 
     def _advance(self, until: float) -> None:
         state = self.state
@@ -874,9 +889,18 @@ class RankerLogic(_StageLogic[TrendingWrite | Outcome, Any, "RankerState"]):
             previous = outcome.previous
             affinity = affinity_candidates(previous.affinities, state.categories.tops, self.affinity_categories,
                                            self.affinity_items) if previous.affinities and state.categories else ()
-            pool = Pool(previous.ranked, state.trending.top(self.n + len(previous.exclude)), previous.repeats,
-                        previous.exclude, affinity)
+            context = state.context
+            segments = outcome.segments
+            if context is not None and segments:  # the device's and the hour's popular items, before this event
+                pool = Pool(previous.ranked, state.trending.top(self.n + len(previous.exclude)), previous.repeats,
+                            previous.exclude, affinity, context.relative(segments[0]), context.relative(segments[1]))
+            else:
+                pool = Pool(previous.ranked, state.trending.top(self.n + len(previous.exclude)), previous.repeats,
+                            previous.exclude, affinity)
             listed = state.ranker.learn_one(pool, outcome.item_id, score_k)  # ranked before learning
+            if context is not None:
+                for segment in segments:
+                    context.learn_one(segment, outcome.item_id, outcome.ts)
             if explore_at > 0:  # the slot as the server fills it (blend), then what the user did with it
                 exploration = state.exploration
                 incumbent = listed[explore_at - 1] if len(listed) >= explore_at else None
@@ -888,7 +912,8 @@ class RankerLogic(_StageLogic[TrendingWrite | Outcome, Any, "RankerState"]):
             rank = next((p + 1 for p, item in enumerate(listed) if item == outcome.item_id), None)
             out.append(PrequentialScore(outcome.entry_id, outcome.user_id, outcome.item_id, rank, tuple(listed)))
         self._advance(state.now)
-        if (state.ranker.learned != learned or state.exploration.version != explored) and state.shard >= 0:
+        contexts = state.context.changed_tops() if state.context is not None and outcomes else {}
+        if (state.ranker.learned != learned or state.exploration.version != explored or contexts) and state.shard >= 0:
             out.append(RankerWrite(state.shard, state.ranker.weights, state.ranker.learned,
-                                   state.exploration.published()))
+                                   state.exploration.published(), contexts))
         return out, StatefulBatchLogic.RETAIN

@@ -35,14 +35,16 @@ also propose gets their features too.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from online.frozen_pickle import reduce_frozen
 
 __all__ = ["FEATURES", "Candidates", "Pool", "blend", "candidate_features", "explore_slot", "weight_vector"]
 
-FEATURES = ("personal", "personal_rank", "trending", "trending_rank", "repeat", "both", "affinity", "affinity_rank")
+FEATURES = ("personal", "personal_rank", "trending", "trending_rank", "repeat", "both", "affinity", "affinity_rank",
+            "device", "hour")
+
 
 
 @dataclass(slots=True)  # never mutated, but not frozen: a frozen __init__ costs ~6x, per event
@@ -55,6 +57,9 @@ class Pool:
     ``exclude``: items never to show (purchased, disliked, already consumed, request exclusions).
     ``affinity``: trending items of the user's favourite categories, best first, with their
     generator's scores (:func:`online.affinity_candidates.affinity_candidates`; empty when off).
+    ``device``, ``hour``: items' popularity in the request's device and hour-of-day segments,
+    relative to each segment's best (:class:`online.context_popularity.ContextPopularity`;
+    empty when off). They are features of the candidates above, not candidates themselves.
     """
 
     personal: Sequence[tuple[str, float]] = ()
@@ -62,6 +67,8 @@ class Pool:
     repeats: Collection[str] = frozenset()
     exclude: Collection[str] = frozenset()
     affinity: Sequence[tuple[str, float]] = ()
+    device: Mapping[str, float] = field(default_factory=dict)
+    hour: Mapping[str, float] = field(default_factory=dict)
 
     def __reduce__(self) -> tuple[Any, ...]:  # a frozen dataclass compiled by mypyc needs it to unpickle
         return reduce_frozen(self)
@@ -105,7 +112,8 @@ class Candidates:
 
     @classmethod
     def score(cls, pool: Pool, weights: Sequence[float]) -> Candidates:
-        w_personal, w_personal_rank, w_trending, w_trending_rank, w_repeat, w_both, w_affinity, w_affinity_rank = weights
+        (w_personal, w_personal_rank, w_trending, w_trending_rank, w_repeat, w_both, w_affinity, w_affinity_rank,
+         w_device, w_hour) = weights
         exclude, repeats = pool.exclude, pool.repeats
         reciprocals, trending, personal_list = _RECIPROCALS, pool.trending, pool.personal
         if max(len(trending), len(personal_list)) > len(reciprocals):
@@ -131,9 +139,20 @@ class Candidates:
         rest = [item for item in trending_part if item not in exclude] if exclude else list(trending_part)
         items += rest
         negative += [-trending_part[item] for item in rest]
-        if not pool.affinity:
-            return cls(pool, items, negative, personal)
-        return cls._add_affinity(pool, items, negative, personal, w_affinity, w_affinity_rank)
+        if pool.affinity:
+            candidates = cls._add_affinity(pool, items, negative, personal, w_affinity, w_affinity_rank)
+        else:
+            candidates = cls(pool, items, negative, personal)
+        if (pool.device or pool.hour) and (w_device or w_hour):
+            candidates._add_context(w_device, w_hour)
+        return candidates
+
+    def _add_context(self, w_device: float, w_hour: float) -> None:
+        """Each candidate's context part: its popularity in the request's device and hour segments."""
+        device, hour, items, negative = self.pool.device, self.pool.hour, self.items, self.negative_scores
+        for row in range(len(items)):
+            item = items[row]
+            negative[row] -= w_device * device.get(item, 0.0) + w_hour * hour.get(item, 0.0)
 
     @classmethod
     def _add_affinity(cls, pool: Pool, items: list[str], negative: list[float], personal: int, w_affinity: float,
@@ -212,6 +231,10 @@ class Candidates:
             if at >= 0:
                 out[6] = pool.affinity[at][1] / _best_score(pool.affinity)
                 out[7] = _reciprocal(at)
+        if pool.device or pool.hour:
+            item = self.items[row]
+            out[8] = pool.device.get(item, 0.0)
+            out[9] = pool.hour.get(item, 0.0)
         return out
 
 

@@ -6,12 +6,14 @@ server at request time, and, for the prequential evaluation, by the flow's
 ranker stage at the moment of the user's next event. Both call
 :func:`blend` with the same weights, so what is scored is what is served.
 
-Each candidate has eight features (:data:`FEATURES`): its personal score relative
+Each candidate has ten features (:data:`FEATURES`): its personal score relative
 to the user's best candidate and its reciprocal rank there, its popularity
 relative to the top trending item and its reciprocal rank there, whether it is
 a *repeat* (one of the user's own recent items), whether both generators
 proposed it, and its affinity-candidate score relative to the best and its
-reciprocal rank there (:mod:`online.affinity_candidates`; 0 while they are off). The score is a linear function of them. :class:`BlendRanker`
+reciprocal rank there (:mod:`online.affinity_candidates`; 0 while they are off), and its
+popularity in the request's device and hour-of-day segments
+(:mod:`online.context_popularity`; 0 while they are off). The score is a linear function of them. :class:`BlendRanker`
 learns the weights online with a River logistic regression on pairs: for
 each event, the item the user went to against candidates it should have
 beaten, i.e. a pairwise (RankNet-style) logistic loss. Only pairs whose order
@@ -60,7 +62,7 @@ class BlendRanker:
     in the top 20 cost HR@20 0.6935 against 0.6972 for the personal order
     alone; these pairs score 0.6971, and on MovieTweetings they raise HR@20
     from 0.2757 to 0.2853 (README, Quality). State is a River
-    ``LogisticRegression`` over the eight features and a seeded RNG.
+    ``LogisticRegression`` over the ten features and a seeded RNG.
     """
 
     learning_rate: float = 0.05

@@ -79,7 +79,7 @@ class LiverecoApp:
         self.keys = settings.keys
         self.metrics = metrics or ServingMetrics()
         self.redis_wait_s = redis_wait_s
-        self.ranker_weights = RankerWeights(settings.ranker_shards)
+        self.ranker_weights = RankerWeights(settings.ranker_shards, context=settings.context_items > 0)
         self._client = client
         # The hot path's reads: one multiplexed connection (serving.redis_reads) where the URL allows,
         # else the client. An injected client serves everything.
@@ -188,6 +188,10 @@ class LiverecoApp:
         # The page's category (a category page, a cold user's first visit): the trending part comes from it,
         # or from all items while that category has no trending items yet.
         category = q.text("category")
+        # The request's context (device, hour of day: the client's local hour, else UTC's now) for the context features.
+        device, hour = q.text("device"), q.integer("hour", -1, 0, 23)
+        device_popular, hour_popular = self.ranker_weights.context_for(
+            user_id, device, hour if hour >= 0 else time.gmtime().tm_hour) if self.settings.context_items else ({}, {})
         for trending_category in ((category, None) if category else (None,)):
             answer = await merged_list(self.reads, self.keys, self.keys.user_recs(user_id), "personal", n,
                                        set(q.id_list("exclude")), trending_category=trending_category,
@@ -198,7 +202,8 @@ class LiverecoApp:
                                        explore=self.ranker_weights.explore_for(user_id, trending_category),
                                        explore_at=self.settings.explore_position,
                                        affinity_top=self.settings.affinity_categories,
-                                       affinity_items=self.settings.affinity_items)
+                                       affinity_items=self.settings.affinity_items,
+                                       device=device_popular, hour=hour_popular)
             if answer.items:
                 break
         self.metrics.up.set(1)

@@ -111,7 +111,8 @@ async def merged_list(client: Reads, keys: RedisKeys, list_key: str, own_source:
                       exclude: set[str], trending_category: str | None = None,
                       weights: Mapping[str, float] | None = None, depth: int = 0,
                       stored_exclude_max: int = 0, explore: Sequence[str] = (), explore_at: int = 0,
-                      affinity_top: int = 0, affinity_items: int = 20) -> ListAnswer:
+                      affinity_top: int = 0, affinity_items: int = 20, device: Mapping[str, float] | None = None,
+                      hour: Mapping[str, float] | None = None) -> ListAnswer:
     """The list under ``list_key`` blended with live trending by ``weights``, without ``exclude``.
 
     The stored list's own exclusions (purchased, disliked, consumed items)
@@ -128,6 +129,8 @@ async def merged_list(client: Reads, keys: RedisKeys, list_key: str, own_source:
     (``LIVERECO_AFFINITY_ITEMS``): the affinity candidates, from the
     categories the stored list names and their trending sets, as the flow's
     ranker stage builds them (:func:`online.affinity_candidates.affinity_candidates`).
+    ``device`` and ``hour``: the popular items of the request's context segments, for the
+    ranker's context features (:class:`online.context_popularity.ContextPopularity`).
     """
     pool_size = max(n, depth)
     pipe = client.pipeline(transaction=False)
@@ -145,7 +148,7 @@ async def merged_list(client: Reads, keys: RedisKeys, list_key: str, own_source:
                         trending=_trending_pool(trending, pool_size + len(stored_exclude) + len(exclude),
                                                 (trending_key, trending_stop)),
                         repeats={candidates.items[i] for i in candidates.repeats if i < len(candidates.items)},
-                        exclude=stored_exclude | exclude, affinity=affinity),
+                        exclude=stored_exclude | exclude, affinity=affinity, device=device or {}, hour=hour or {}),
                    weights or {}, n, explore, explore_at)
     answer = ListAnswer(source=own_source, accepted_ms=candidates.accepted_ms)
     answer.items = [{"item_id": item, "score": round(score, 6), "source": own_source if source == "personal" else source}

@@ -63,7 +63,14 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 "parameters": [_path_id("user_id"), _n(), _EXCLUDE,
                                {"name": "category", "in": "query", "schema": {"type": "string"},
                                 "description": "The page's category: the trending part of the list comes from it"
-                                               " (all items while it has none)"}],
+                                               " (all items while it has none)"},
+                               {"name": "device", "in": "query", "schema": {"type": "string", "maxLength": 256},
+                                "description": "The request's device, as events name it in context.device"
+                                               " (context features, LIVERECO_CONTEXT_ITEMS)"},
+                               {"name": "hour", "in": "query",
+                                "schema": {"type": "integer", "minimum": 0, "maximum": 23},
+                                "description": "The client's local hour of day (default: the UTC hour now;"
+                                               " context features)"}],
                 "responses": {"200": _LIST, "400": _ERROR, "503": _UNAVAILABLE}}},
             "/v1/users/{user_id}/profile": {"get": {
                 "summary": "A user's session and recent items",

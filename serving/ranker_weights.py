@@ -1,11 +1,15 @@
-"""The flow's ranker weights and exploration order, as the server applies them: read from Redis, cached for a second.
+"""The flow's ranker weights, exploration order and context popularity, as the server applies them: read from Redis, cached for a second.
 
 The flow's ranker replicas publish their weights and the exploration slot's
 candidates to one hash (field ``shard<i>``, see
 :class:`~flows.redis_sink.RankerWrite`); a user's list is blended with the
 weights, and its exploration slot filled from the order, of the replica that
 learns from that user's shard. One ``HGETALL`` per second per server process
-keeps them fresh without a read per request.
+keeps them fresh without a read per request. With context features on
+(``LIVERECO_CONTEXT_ITEMS``), each replica's context segments' popular items
+(hash ``context:<shard>``, one field per segment, see
+:class:`online.context_popularity.ContextPopularity`) are read with them, one
+``HGETALL`` per shard.
 
 Examples
 --------
@@ -16,6 +20,9 @@ Examples
 True
 >>> cache.explore_for("bob" if stable_hash("bob") % 2 == 1 else "alice"), cache.explore_for("alice", "shoes") in ([], ["n1"])
 (['n1', 'n2'], True)
+>>> cache.update_context(0, {b"device=phone": b'[["a", 1.0], ["b", 0.5]]', b"hour=9": b"[1]"})
+>>> cache.context_for("alice" if stable_hash("alice") % 2 == 0 else "bob", "phone", 9)   # the malformed field is skipped
+({'a': 1.0, 'b': 0.5}, {})
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from collections.abc import Mapping
 
 import orjson
 
+from online.context_popularity import hour_segment
 from online.contract import RedisKeys, stable_hash
 from serving.redis_connect import AsyncRedisClient
 
@@ -37,11 +45,14 @@ log = logging.getLogger(__name__)
 class RankerWeights:
     """Per-shard blend weights, refreshed from Redis at most every ``max_age_s``."""
 
-    def __init__(self, shards: int, max_age_s: float = 1.0):
+    def __init__(self, shards: int, max_age_s: float = 1.0, context: bool = False):
         self.shards = shards
         self.max_age_s = max_age_s
+        self.context = context
+        """Whether to read the replicas' context popularity too (``LIVERECO_CONTEXT_ITEMS`` > 0)."""
         self._weights: dict[int, dict[str, float]] = {}
         self._explore: dict[int, list[tuple[str, str | None]]] = {}
+        self._context: dict[int, dict[str, dict[str, float]]] = {}
         self._read_at = float("-inf")
 
     def update(self, raw: Mapping[bytes | str, bytes | str]) -> None:
@@ -68,6 +79,26 @@ class RankerWeights:
             return
         self._read_at = now
         self.update(await client.hgetall(keys.ranker()))
+        if self.context:
+            for shard in range(self.shards):
+                self.update_context(shard, await client.hgetall(keys.context(shard)))
+
+    def update_context(self, shard: int, raw: Mapping[bytes | str, bytes | str]) -> None:
+        """Replace one replica's context popularity with a ``HGETALL`` answer; malformed fields are logged and skipped."""
+        segments: dict[str, dict[str, float]] = {}
+        for name, blob in raw.items():
+            segment = name.decode() if isinstance(name, bytes) else name
+            try:
+                segments[segment] = {str(item): float(share) for item, share in orjson.loads(blob)}
+            except (ValueError, TypeError, orjson.JSONDecodeError):
+                log.warning("context popularity: skipping malformed field %r of shard %d", segment, shard)
+        self._context[shard] = segments
+
+    def context_for(self, user_id: str, device: str | None, hour: int | None) -> tuple[dict[str, float], dict[str, float]]:
+        """The popular items of the request's device and hour segments, from ``user_id``'s replica (``{}``: unknown)."""
+        segments = self._context.get(stable_hash(user_id) % self.shards, {})
+        return (segments.get(f"device={device}", {}) if device else {},
+                segments.get(hour_segment(hour), {}) if hour is not None else {})
 
     def for_user(self, user_id: str) -> dict[str, float]:
         return self._weights.get(stable_hash(user_id) % self.shards, {})

@@ -130,7 +130,7 @@ def test_affinity_rows_features_and_sources() -> None:
     # without an affinity list the two features are zero and nothing else changes
     plain = Pool(personal=pool.personal, trending=pool.trending, exclude=pool.exclude)
     scored = Candidates.score(plain, [1.0] * len(FEATURES))
-    assert scored.affinity_only == 0 and all(scored.features(row)[6:] == [0.0, 0.0] for row in range(len(scored.items)))
+    assert scored.affinity_only == 0 and all(scored.features(row)[6:8] == [0.0, 0.0] for row in range(len(scored.items)))
 
 
 def test_a_cold_user_with_affinities_is_ranked_a_cold_user_without_keeps_trending_order() -> None:

@@ -89,6 +89,10 @@ class RedisKeys:
         """A hash: ranker shard -> its current blend weights (JSON), read by the server."""
         return f"{self.namespace}:ranker"
 
+    def context(self, shard: int) -> str:
+        """A hash: context segment (``device=phone``, ``hour=21``) -> its popular items (JSON), one per ranker shard."""
+        return f"{self.namespace}:context:{shard}"
+
     def trending(self, category: str | None = None) -> str:
         if category is None:
             return f"{self.namespace}:trending"

@@ -80,6 +80,7 @@ class Settings:
     affinity_categories: int = _setting(0, "LIVERECO_AFFINITY_CATEGORIES", "how many of a user's strongest categories (decayed affinity to events' context.category) propose their trending items as candidates, scored affinity × popularity within the category, with two ranker features (0: off, and lists carry no affinities; at most 16)")
     affinity_items: int = _setting(20, "LIVERECO_AFFINITY_ITEMS", "trending items per category that affinity candidates are taken from (each ranker replica keeps this many per category)")
     affinity_max_categories: int = _setting(1000, "LIVERECO_AFFINITY_MAX_CATEGORIES", "categories each ranker replica keeps a trending top of for affinity candidates (the coldest makes way for a new one); keep it above the catalog's count of categories")
+    context_items: int = _setting(0, "LIVERECO_CONTEXT_ITEMS", "items kept per context segment (the device an event's context names, its hour of day) for the ranker's two context features, a candidate's popularity among its segment's recent events (0: off; at most 64 segments per ranker replica)")
     gc_interval_s: float = _setting(60.0, "LIVERECO_GC_INTERVAL_S", "the flow collects cyclic garbage on this timer instead of Python's automatic collector, which walks the whole model state (0: Python's default)")
 
     @classmethod
@@ -113,7 +114,7 @@ class Settings:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{_env_of(name)}={getattr(self, name)!r}: must be positive")
         for name in ("ranker_learning_rate", "ranker_negatives", "gc_interval_s", "purchase_window_s",
-                     "purchase_boost", "explore_position", "session_neighbours"):
+                     "purchase_boost", "explore_position", "session_neighbours", "context_items"):
             value = getattr(self, name)
             if not value >= 0:
                 raise ValueError(f"{_env_of(name)}={value!r}: " + ("must be a number" if value != value else
