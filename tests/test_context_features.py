@@ -171,3 +171,12 @@ def test_the_server_serves_for_a_device_and_hour_the_list_the_ranker_stage_score
     second = _run_with_recovery(settings, store)
     assert [score.user_id for score in second] == ["probe"]
     assert list(second[0].listed) == served_items
+
+
+def test_the_memory_benchmark_measures_full_segments(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.context_memory import main, replica
+
+    assert 0 < replica(24, 5)[1] < replica(48, 5)[1]  # grows with the segments held, all at their bound
+    assert main(["--segments", "30", "--per-segment", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "30 segments x 5 items" in out and "MEMORY USAGE" in out
