@@ -65,7 +65,7 @@ __all__ = [
 DEFAULT_PARTITIONS = 4
 """Partitions of a new store unless asked otherwise (or more, when the cluster has more workers)."""
 
-STATE_FORMAT = 5
+STATE_FORMAT = 6
 """The format of the stage state this livereco snapshots. Bump it when a state class changes so
 that older snapshots no longer load (a field without a default, a new tuple layout). 1: stores
 written before the format was recorded; 2: the ranker's exploration pool and 6-field pending
@@ -73,7 +73,8 @@ trending updates (2026-11-21); 3: the user list's pool keeps the user's affiniti
 ranker's state its per-category trending (affinity candidates; a slots dataclass pickled with
 fewer fields does not load); 4: an item's state records the event time of its popularity
 (trending updates in event-time order), and the stages' states are compiled classes; 5: the
-ranker's state records the list length it learns to fill (``BlendRanker.list_length``)."""
+ranker's state records the list length it learns to fill (``BlendRanker.list_length``); 6: the
+ranker's state keeps its context popularity (context features)."""
 
 _FORMAT_FILE = "livereco-state-format"
 
