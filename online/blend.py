@@ -149,10 +149,14 @@ class Candidates:
 
     def _add_context(self, w_device: float, w_hour: float) -> None:
         """Each candidate's context part: its popularity in the request's device and hour segments."""
-        device, hour, items, negative = self.pool.device, self.pool.hour, self.items, self.negative_scores
-        for row in range(len(items)):
-            item = items[row]
-            negative[row] -= w_device * device.get(item, 0.0) + w_hour * hour.get(item, 0.0)
+        items, negative = self.items, self.negative_scores
+        for weight, shares in ((w_device, self.pool.device), (w_hour, self.pool.hour)):
+            if not weight or not shares:
+                continue  # most events name no device
+            for row in range(len(items)):
+                share = shares.get(items[row])
+                if share is not None:
+                    negative[row] -= weight * share
 
     @classmethod
     def _add_affinity(cls, pool: Pool, items: list[str], negative: list[float], personal: int, w_affinity: float,

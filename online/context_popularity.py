@@ -71,7 +71,7 @@ def context_segments(context: Mapping[str, str | float], ts: float) -> tuple[str
 class ContextPopularity:
     """Per context segment, the ``per_segment`` items with the most decayed events; at most ``max_segments`` segments."""
 
-    __slots__ = ("_changed", "_relative", "_segments", "decay", "max_segments", "per_segment")
+    __slots__ = ("_best", "_changed", "_relative", "_segments", "decay", "max_segments", "per_segment")
 
     def __init__(self, per_segment: int = 50, max_segments: int = 64, half_life_s: float = 7 * 86400.0):
         if per_segment < 1 or max_segments < 1 or not half_life_s > 0.0:
@@ -83,7 +83,9 @@ class ContextPopularity:
         self._segments: dict[str, dict[str, float]] = {}
         """Segment -> item -> log of its forward-decayed event count."""
         self._relative: dict[str, dict[str, float]] = {}
-        """Cached :meth:`relative` answers, dropped when their segment changes."""
+        """Segment -> item -> its popularity relative to the segment's best, kept up to date as it learns."""
+        self._best: dict[str, float] = {}
+        """Segment -> its best log score (what :attr:`_relative` is relative to)."""
         self._changed: set[str] = set()
         """Segments changed since :meth:`changed_tops` last ran."""
 
@@ -101,29 +103,33 @@ class ContextPopularity:
                 coldest = min(self._segments, key=lambda name: max(self._segments[name].values()))
                 if max(self._segments[coldest].values()) >= arrival:
                     return  # every kept segment is hotter than this event
-                del self._segments[coldest]
-                self._relative.pop(coldest, None)
+                del self._segments[coldest], self._relative[coldest], self._best[coldest]
                 self._changed.discard(coldest)
             scores = self._segments[segment] = {}
+            self._relative[segment], self._best[segment] = {}, arrival
+        relative = self._relative[segment]
         old = scores.get(item)
         if old is None and len(scores) >= self.per_segment:
             least = min(scores, key=scores.__getitem__)
             old = scores.pop(least)  # Space-Saving: the newcomer inherits the least popular item's count
-        scores[item] = arrival if old is None else _log_add(old, arrival)
-        self._relative.pop(segment, None)
+            del relative[least]
+        score = scores[item] = arrival if old is None else _log_add(old, arrival)
+        best = self._best[segment]
+        if score > best:  # a new best: every share is relative to it (the top item's own events, mostly)
+            self._best[segment] = score
+            for other, value in scores.items():
+                relative[other] = math.exp(value - score)
+        else:
+            relative[item] = math.exp(score - best)
         self._changed.add(segment)
 
     def relative(self, segment: str) -> Mapping[str, float]:
-        """Each kept item's popularity in ``segment`` relative to its best (1.0); empty for an unknown segment."""
-        cached = self._relative.get(segment)
-        if cached is not None:
-            return cached
-        scores = self._segments.get(segment)
-        if not scores:
-            return _EMPTY
-        best = max(scores.values())
-        cached = self._relative[segment] = {item: math.exp(score - best) for item, score in scores.items()}
-        return cached
+        """Each kept item's popularity in ``segment`` relative to its best (1.0); empty for an unknown segment.
+
+        A live view, kept up to date as the segment learns (one ``exp`` per event, all of them
+        only when the best item changes): read it before the next :meth:`learn_one`.
+        """
+        return self._relative.get(segment, _EMPTY)
 
     def top(self, segment: str, n: int) -> list[tuple[str, float]]:
         """The ``n`` most popular items of ``segment``, best first, relative to the best."""
@@ -141,7 +147,10 @@ class ContextPopularity:
 
     def __setstate__(self, state: tuple[int, int, float, dict[str, dict[str, float]]]) -> None:
         self.per_segment, self.max_segments, self.decay, self._segments = state
-        self._relative, self._changed = {}, set(self._segments)
+        self._best = {segment: max(scores.values()) for segment, scores in self._segments.items()}
+        self._relative = {segment: {item: math.exp(value - self._best[segment]) for item, value in scores.items()}
+                          for segment, scores in self._segments.items()}
+        self._changed = set(self._segments)
 
 
 def _log_add(a: float, b: float) -> float:

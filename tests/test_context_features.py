@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import random
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,18 @@ def test_changed_tops_report_each_changed_segment_once() -> None:
     assert popularity.changed_tops() == {}
     popularity.learn_one("hour=1", "c", ts=1.0)
     assert list(popularity.changed_tops()) == ["hour=1"]
+
+
+def test_the_live_relative_popularity_equals_one_computed_afresh() -> None:
+    rng = random.Random(5)
+    popularity = ContextPopularity(per_segment=8, max_segments=3, half_life_s=600.0)
+    for step in range(3000):
+        popularity.learn_one(f"hour={rng.randrange(4)}", f"i{int(rng.paretovariate(1.2)) % 40}", ts=step * 1.5)
+    afresh = pickle.loads(pickle.dumps(popularity))  # unpickling recomputes every share from the log scores
+    assert len(popularity) == 3
+    for segment in (f"hour={h}" for h in range(4)):
+        assert popularity.relative(segment) == pytest.approx(afresh.relative(segment), rel=1e-12)
+        assert not popularity.relative(segment) or max(popularity.relative(segment).values()) == 1.0
 
 
 def test_it_pickles_to_the_same_popularity() -> None:
