@@ -43,6 +43,7 @@ MODELS: dict[str, Callable[[], Recommender]] = {
     "river-mf": lambda: MatrixFactorisation(n_factors=8, seed=7),
     "livereco": lambda: LiverecoModel(Settings()),
     "livereco-affinity": lambda: LiverecoModel(Settings(affinity_categories=3)),  # affinity candidates on
+    "livereco-context": lambda: LiverecoModel(Settings(context_items=10)),  # context features on (hour segments)
 }
 
 
