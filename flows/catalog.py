@@ -1,6 +1,6 @@
 """Catalog attributes for replayed logs: a MovieTweetings ``movies.dat`` as each movie's category.
 
-``livereco eval`` reads the ratings log; when a ``movies.*`` file sits beside
+``livereco eval`` and ``livereco replay`` read the ratings log; when a ``movies.*`` file sits beside
 it (``movie_id::title (year)::genre|genre``), each rating of a known movie gets
 its genres as the event's ``context.category``, as a shop would send its
 catalog category with each event. An event carries one category, so a movie
@@ -40,12 +40,14 @@ False
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from online.contract import DEFAULT_LIMITS
 
-__all__ = ["GENRE_RULES", "MovieCatalog", "read_movie_genres"]
+__all__ = ["GENRE_RULES", "MovieCatalog", "attach_category", "read_movie_genres"]
 
 GENRE_RULES = ("first", "rarest", "combined", "none")
 """How a movie's genres become its one category (see the module docstring)."""
@@ -74,6 +76,26 @@ class MovieCatalog:
         counts = Counter(genre for genres in self.genres.values() for genre in genres)
         # The least common genre; among equally common ones, the first listed (min keeps the first).
         return {movie: min(genres, key=counts.__getitem__) for movie, genres in self.genres.items() if genres}
+
+
+def attach_category(raw: dict[str, Any], categories: Mapping[str, str]) -> None:
+    """Give a raw event (a log line's dict, not yet validated) its item's category, unless it names one.
+
+    >>> raw = {"item_id": 1, "context": {"device": "tv"}}
+    >>> attach_category(raw, {"1": "Drama"}); raw["context"]
+    {'device': 'tv', 'category': 'Drama'}
+    >>> own = {"item_id": "1", "context": {"category": "Noir"}}
+    >>> attach_category(own, {"1": "Drama"}); own["context"]
+    {'category': 'Noir'}
+    """
+    category = categories.get(str(raw.get("item_id")))
+    if category is None:
+        return
+    context = raw.get("context")
+    if context is None:
+        raw["context"] = {"category": category}
+    elif isinstance(context, dict) and "category" not in context:
+        raw["context"] = {**context, "category": category}
 
 
 def read_movie_genres(path: str | Path) -> MovieCatalog:

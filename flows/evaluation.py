@@ -39,7 +39,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import TestingSource, run_main
 from typing_extensions import override
 
-from flows.catalog import GENRE_RULES, read_movie_genres
+from flows.catalog import GENRE_RULES, attach_category, read_movie_genres
 from flows.dataflow import build_flow
 from flows.gc_policy import periodic_collection
 from flows.progress import Progress
@@ -90,13 +90,8 @@ def _read(path: Path, settings: Settings, rejected: list[str], categories: Mappi
         rejected.append(f"{path}:{line}: {error}")
 
     for line, raw in iter_log_events(path, on_error=reject):
-        category = categories.get(str(raw.get("item_id"))) if categories else None
-        if category is not None:
-            context = raw.get("context")
-            if context is None:
-                raw["context"] = {"category": category}
-            elif isinstance(context, dict) and "category" not in context:
-                raw["context"] = {**context, "category": category}
+        if categories:
+            attach_category(raw, categories)
         try:
             events.append(parse_event(raw, now=now, weights=settings.weights))
         except EventError as error:

@@ -48,7 +48,7 @@ import io
 import itertools
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -56,6 +56,7 @@ from typing import Any, TextIO
 import orjson
 import redis
 
+from flows.catalog import GENRE_RULES, attach_category, read_movie_genres
 from flows.event_writer import EventWriter
 from flows.redis_client import RedisClient, connect
 from online.contract import Event, EventError, EventLimits, Settings, parse_event
@@ -529,6 +530,7 @@ def replay(
     progress: bool = False,
     err: TextIO | None = None,
     max_printed: int = 100,
+    categories: Mapping[str, str] | None = None,
 ) -> ReplayReport:
     """Validate each line of ``path`` with the contract and append the valid events to the streams.
 
@@ -539,7 +541,10 @@ def replay(
     as possible) holds the average rate; ``limit`` caps the data lines read.
     ``time_shift="now"`` moves every timestamp by the same amount so the first
     valid event happens now; an event shifted more than the contract's
-    future bound (24 h) ahead of the clock is rejected.
+    future bound (24 h) ahead of the clock is rejected. ``categories``
+    (item -> category, e.g. from a ``movies.dat``: :mod:`flows.catalog`) become
+    the ``context.category`` of their items' events that name none, as
+    ``livereco eval`` gives them.
     """
     if batch < 1:
         raise ValueError(f"batch {batch}: must be at least 1")
@@ -603,6 +608,8 @@ def replay(
             if limit is not None and report.read >= limit:
                 break
             report.read += 1
+            if categories:
+                attach_category(raw, categories)
             try:
                 event = parse_event(raw, now=now, weights=weights)
                 if time_shift == "now":
@@ -710,6 +717,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="now: shift every timestamp so the first event happens now (default none)")
     parser.add_argument("--strict", action="store_true",
                         help="stop at the first bad line (exit code 2) instead of reporting it and going on")
+    parser.add_argument("--genres", choices=GENRE_RULES, default="first",
+                        help="with a movies.* file beside the log: which of a movie's genres becomes its events'"
+                        " category, as livereco eval does (first listed, rarest in the catalog, all combined as one,"
+                        " or none: no categories)")
+
+
+def _categories_beside(log: Path, rule: str) -> dict[str, str] | None:
+    """Item categories from a ``movies.*`` file beside ``log`` under genre ``rule`` (``None``: no file, or ``none``)."""
+    found = sorted(log.parent.glob("movies.*")) if rule != "none" else []
+    if not found:
+        return None
+    catalog = read_movie_genres(found[0])
+    categories = catalog.categories(rule)
+    print(f"livereco replay: {found[0].name}: {rule} genre as the category of {len(categories):,} movies' events"
+          + (f"; {len(catalog.rejected)} lines not valid, skipped (first: {catalog.rejected[0]})"
+             if catalog.rejected else ""), file=sys.stderr)
+    return categories
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -725,11 +749,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"livereco replay: {exc}", file=sys.stderr)
         return 2
     try:
+        categories = _categories_beside(path, args.genres)
         report = replay(
             path, settings, client,
             fmt=args.format, columns=args.columns, default_type=args.type, value_type=args.value_type,
             rate=args.rate, batch=args.batch, limit=args.limit, strict=args.strict,
-            time_shift=args.time_shift, progress=not args.no_progress,
+            time_shift=args.time_shift, progress=not args.no_progress, categories=categories,
         )
     except (ValueError, OSError) as exc:
         print(f"livereco replay: {exc}", file=sys.stderr)

@@ -70,6 +70,24 @@ def test_movietweetings_dat_is_ratings(
     ]
 
 
+def test_a_movies_file_beside_the_ratings_gives_their_events_categories_as_eval_does(
+    tmp_path: Path, settings: Settings, keys: RedisKeys, redis_client: redis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "ratings.dat"
+    log.write_text("1::1074638::7::1365029107\n1::1853728::8::1366576639\n2::0104257::0::1364690142\n")
+    (tmp_path / "movies.dat").write_text("1074638::A (2013)::Drama|Horror\n0104257::B (1992)::\nnot a movie\n")
+    assert run(parse_args(str(log), "--no-progress", "--genres", "combined"), settings) == 0
+    err = capsys.readouterr().err
+    assert "movies.dat: combined genre as the category of 1 movies' events" in err
+    assert f"{tmp_path / 'movies.dat'}:3: expected movie_id::title::genre|genre" in err  # the bad line, named
+    categories = {e.item_id: e.context.get("category") for _, e in stream_events(redis_client, keys)}
+    assert categories == {"1074638": "Drama|Horror", "1853728": None, "0104257": None}  # no genres, not listed
+    for stream in keys.streams():
+        redis_client.delete(stream)
+    assert run(parse_args(str(log), "--no-progress", "--genres", "none"), settings) == 0
+    assert all("category" not in e.context for _, e in stream_events(redis_client, keys))
+
+
 def test_jsonl_events_with_renamed_keys(
     tmp_path: Path, settings: Settings, keys: RedisKeys, redis_client: redis.Redis
 ) -> None:
