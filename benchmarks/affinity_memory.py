@@ -17,8 +17,8 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-import tracemalloc
 
+from benchmarks.allocation import allocated
 from flows.embedded_redis import EmbeddedRedis
 from flows.redis_client import connect
 from online.affinity_candidates import CategoryTrending
@@ -33,17 +33,18 @@ def replica_bytes(categories: int, per_category: int, items: int = 20_000, seed:
     ids = [sys.intern(f"item-{n:06d}") for n in range(items)]
     names = [sys.intern(f"category-{c:04d}") for c in range(categories)]
     updates = [(rng.choice(ids), rng.choice(names), float(step) + rng.random()) for step in range(categories * 200)]
-    tracemalloc.start()
-    before = tracemalloc.take_snapshot()
-    trending = CategoryTrending(per_category=per_category, max_categories=categories)
-    for item, category, score in updates:
-        trending.learn_one(item, category, score)
-    for category in names:
-        trending.tops(category, per_category)  # the cached read a replica keeps
-    after = tracemalloc.take_snapshot()
-    tracemalloc.stop()
+
+    def build() -> CategoryTrending:
+        trending = CategoryTrending(per_category=per_category, max_categories=categories)
+        for item, category, score in updates:
+            trending.learn_one(item, category, score)
+        for category in names:
+            trending.tops(category, per_category)  # the cached read a replica keeps
+        return trending
+
+    trending, size = allocated(build)
     assert len(trending) == categories and all(len(trending.tops(c, per_category)) == per_category for c in names)
-    return sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    return size
 
 
 def user_flow_bytes(categories: int) -> int:

@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-import tracemalloc
 
 import orjson
 
+from benchmarks.allocation import allocated
 from flows.embedded_redis import EmbeddedRedis
 from flows.redis_client import connect
 from online.context_popularity import ContextPopularity
@@ -34,17 +34,16 @@ def replica(segments: int, per_segment: int, items: int = 20_000, seed: int = 1)
     names = [sys.intern(f"hour={h}") for h in range(24)] + [sys.intern(f"device=d{d}") for d in range(segments - 24)]
     names = names[:segments]
     events = [(rng.choice(names), rng.choice(ids), float(step)) for step in range(segments * per_segment * 8)]
-    tracemalloc.start()
-    before = tracemalloc.take_snapshot()
-    popularity = ContextPopularity(per_segment=per_segment, max_segments=segments)
-    for segment, item, ts in events:
-        popularity.learn_one(segment, item, ts)
-    for segment in names:
-        popularity.relative(segment)  # the cache scoring reads
-    after = tracemalloc.take_snapshot()
-    tracemalloc.stop()
+
+    def build() -> ContextPopularity:
+        popularity = ContextPopularity(per_segment=per_segment, max_segments=segments)
+        for segment, item, ts in events:
+            popularity.learn_one(segment, item, ts)
+        return popularity
+
+    popularity, size = allocated(build)
     assert len(popularity) == segments and all(len(popularity.relative(s)) == per_segment for s in names)
-    return popularity, sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    return popularity, size
 
 
 def redis_bytes(popularity: ContextPopularity) -> tuple[int, int]:
