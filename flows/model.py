@@ -69,9 +69,8 @@ from flows.stages import (
     UserHistoryLogic,
     UserListLogic,
 )
-from online.affinity_candidates import affinity_candidates
-from online.blend import Pool, blend
-from online.context_popularity import hour_segment
+from online.blend import blend
+from online.context_popularity import device_segment, hour_segment
 from online.contract import Event, Settings, stable_hash
 
 __all__ = ["LiverecoModel"]
@@ -123,14 +122,8 @@ class LiverecoModel:
         personal = lists.state.previous if lists is not None else None
         personal = personal or _NO_POOL
         depth = max(n, self.settings.candidates)  # the server's pool size, as the ranker stage's
-        categories = replica.categories
-        affinity = affinity_candidates(personal.affinities, categories.tops, self.settings.affinity_categories,
-                                       self.settings.affinity_items) if personal.affinities and categories else ()
-        context = replica.context
-        pool = Pool(personal.ranked, replica.trending.top(depth + len(personal.exclude)), personal.repeats,
-                    personal.exclude, affinity,
-                    context.relative(f"device={device}") if context is not None and device else {},
-                    context.relative(hour_segment(hour)) if context is not None and hour is not None else {})
+        segments = (device_segment(device), hour_segment(hour) if hour is not None else "")
+        pool = replica.pool(personal, depth, self.settings.affinity_categories, self.settings.affinity_items, segments)
         explore = replica.exploration.order if self.settings.explore_position > 0 else ()
         return [item for item, _, _ in blend(pool, replica.ranker.weights, n, explore, self.settings.explore_position)]
 

@@ -797,6 +797,20 @@ class RankerState:
     context: ContextPopularity | None = None
     """Each context segment's popular items, for the context features (``None`` while ``LIVERECO_CONTEXT_ITEMS`` is 0)."""
 
+    def pool(self, personal: PersonalPool, depth: int, affinity_categories: int, affinity_items: int,
+             segments: Sequence[str] = ()) -> Pool:
+        """What the server blends for a user whose personal part is ``personal``, from this replica's trending,
+        category tops and context popularity (``segments``: the request's device and hour, see
+        :func:`online.context_popularity.context_segments`). The ranker stage scores it, the server builds its twin."""
+        categories, context = self.categories, self.context
+        affinity = affinity_candidates(personal.affinities, categories.tops, affinity_categories, affinity_items) \
+            if personal.affinities and categories else ()
+        trending = self.trending.top(depth + len(personal.exclude))
+        if context is not None and segments:
+            return Pool(personal.ranked, trending, personal.repeats, personal.exclude, affinity,
+                        context.relative(segments[0]), context.relative(segments[1]))
+        return Pool(personal.ranked, trending, personal.repeats, personal.exclude, affinity)
+
 
 @mypyc_attr(native_class=False)
 class RankerLogic(_StageLogic[TrendingWrite | Outcome, Any, "RankerState"]):
@@ -886,19 +900,11 @@ class RankerLogic(_StageLogic[TrendingWrite | Outcome, Any, "RankerState"]):
                 state.shard = stable_hash(outcome.user_id) % self.shards
             state.now = max(state.now, outcome.ts)
             self._advance(state.now)
-            previous = outcome.previous
-            affinity = affinity_candidates(previous.affinities, state.categories.tops, self.affinity_categories,
-                                           self.affinity_items) if previous.affinities and state.categories else ()
-            context = state.context
             segments = outcome.segments
-            if context is not None and segments:  # the device's and the hour's popular items, before this event
-                pool = Pool(previous.ranked, state.trending.top(self.n + len(previous.exclude)), previous.repeats,
-                            previous.exclude, affinity, context.relative(segments[0]), context.relative(segments[1]))
-            else:
-                pool = Pool(previous.ranked, state.trending.top(self.n + len(previous.exclude)), previous.repeats,
-                            previous.exclude, affinity)
+            pool = state.pool(outcome.previous, self.n, self.affinity_categories, self.affinity_items, segments)
             listed = state.ranker.learn_one(pool, outcome.item_id, score_k)  # ranked before learning
-            if context is not None:
+            context = state.context
+            if context is not None:  # counted after scoring: no event sees itself
                 for segment in segments:
                     context.learn_one(segment, outcome.item_id, outcome.ts)
             if explore_at > 0:  # the slot as the server fills it (blend), then what the user did with it

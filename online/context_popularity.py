@@ -47,9 +47,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-__all__ = ["ContextPopularity", "context_segments", "hour_segment"]
+__all__ = ["ContextPopularity", "context_segments", "device_segment", "hour_segment"]
 
 _EMPTY: dict[str, float] = {}
+
+
+def device_segment(device: str | float | None) -> str:
+    """The segment of a device (``""``: none named, so no segment)."""
+    return f"device={device}" if device is not None and device != "" else ""
 
 
 def hour_segment(hour: int) -> str:
@@ -59,13 +64,12 @@ def hour_segment(hour: int) -> str:
 
 def context_segments(context: Mapping[str, str | float], ts: float) -> tuple[str, str]:
     """An event's (device segment or ``""``, hour segment): see the module's docstring."""
-    device = context.get("device")
     hour = context.get("hour")
     if isinstance(hour, float | int) and not isinstance(hour, bool) and hour == int(hour) and 0 <= hour <= 23:
         of_day = int(hour)
     else:
         of_day = int(ts // 3600.0) % 24
-    return (f"device={device}" if device is not None and device != "" else ""), hour_segment(of_day)
+    return device_segment(context.get("device")), hour_segment(of_day)
 
 
 class ContextPopularity:

@@ -102,18 +102,18 @@ class BlendRanker:
         candidates = Candidates.score(pool, weight_vector(self.model.weights))  # no float() copy per event
         rows = candidates.top(max(n, self.negative_depth))
         items = candidates.items
-        shown = [items[row] for row in rows]
+        shown = [items[row] for row in rows[:n]]
         if self.learning_rate <= 0.0 or self.negatives <= 0 or positive not in items:
-            return shown[:n]
+            return shown
         chosen_row = items.index(positive)
         listed = rows[: self.list_length]
         # The other side of the cut: below the list if it was listed, the list itself if not.
         others = rows[self.list_length: self.negative_depth] if chosen_row in listed else listed
         if not others:
-            return shown[:n]
+            return shown
         chosen = candidates.features(chosen_row)
         for row in self.rng.sample(others, min(len(others), self.negatives)):
             other = candidates.features(row)
             self.model.learn_one({name: chosen[i] - other[i] for i, name in enumerate(FEATURES)}, True)
             self.learned += 1
-        return shown[:n]
+        return shown

@@ -33,7 +33,7 @@ from collections.abc import Mapping
 
 import orjson
 
-from online.context_popularity import hour_segment
+from online.context_popularity import device_segment, hour_segment
 from online.contract import RedisKeys, stable_hash
 from serving.redis_connect import AsyncRedisClient
 
@@ -97,7 +97,7 @@ class RankerWeights:
     def context_for(self, user_id: str, device: str | None, hour: int | None) -> tuple[dict[str, float], dict[str, float]]:
         """The popular items of the request's device and hour segments, from ``user_id``'s replica (``{}``: unknown)."""
         segments = self._context.get(stable_hash(user_id) % self.shards, {})
-        return (segments.get(f"device={device}", {}) if device else {},
+        return (segments.get(device_segment(device), {}) if device else {},
                 segments.get(hour_segment(hour), {}) if hour is not None else {})
 
     def for_user(self, user_id: str) -> dict[str, float]:
