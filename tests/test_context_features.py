@@ -93,6 +93,11 @@ def test_it_pickles_to_the_same_popularity() -> None:
     assert (copy.per_segment, copy.max_segments) == (4, 2)
 
 
+def test_a_negative_context_setting_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="LIVERECO_CONTEXT_ITEMS=-1: must not be negative"):
+        Settings.from_env({"LIVERECO_CONTEXT_ITEMS": "-1"})
+
+
 @pytest.mark.parametrize("arguments", [{"per_segment": 0}, {"max_segments": 0}, {"half_life_s": 0.0}])
 def test_bad_bounds_are_refused(arguments: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="per_segment and max_segments must be at least 1"):
@@ -170,6 +175,7 @@ def test_the_server_serves_for_a_device_and_hour_the_list_the_ranker_stage_score
         status, served = server.json("GET", f"/v1/users/probe/recommendations?n=20&device=phone&hour={HOUR}")
         desktop_status, on_desktop = server.json("GET", f"/v1/users/probe/recommendations?n=3&device=desktop&hour={HOUR}")
         bad_status, bad = server.json("GET", "/v1/users/probe/recommendations?hour=24")
+        long_status, long_device = server.json("GET", f"/v1/users/probe/recommendations?device={'x' * 257}")
     finally:
         server.stop()
     assert status == 200 and desktop_status == 200
@@ -177,6 +183,7 @@ def test_the_server_serves_for_a_device_and_hour_the_list_the_ranker_stage_score
     assert set(served_items[:3]) == {"phone0", "phone1", "phone2"}, served_items
     assert {item["item_id"] for item in on_desktop["items"]} == {"desktop0", "desktop1", "desktop2"}
     assert bad_status == 400 and "hour" in bad["error"]["message"]
+    assert long_status == 400 and "device: longer than 256" in long_device["error"]["message"]
 
     # The probe's next event, on a phone in the same hour: the flow scores it against the list served above.
     EventWriter(redis_client, settings.keys).append(
