@@ -46,7 +46,6 @@ FEATURES = ("personal", "personal_rank", "trending", "trending_rank", "repeat", 
             "device", "hour")
 
 
-
 @dataclass(slots=True)  # never mutated, but not frozen: a frozen __init__ costs ~6x, per event
 class Pool:
     """What one final list is made of.
