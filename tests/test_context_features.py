@@ -200,3 +200,12 @@ def test_the_memory_benchmark_measures_full_segments(capsys: pytest.CaptureFixtu
     assert main(["--segments", "30", "--per-segment", "5"]) == 0
     out = capsys.readouterr().out
     assert "30 segments x 5 items" in out and "MEMORY USAGE" in out
+
+
+def test_the_speed_benchmark_times_a_log_of_clicks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.context_speed import main
+
+    log = tmp_path / "train.tsv"
+    log.write_text("SessionId\tItemId\tTime\n" + "".join(f"{k % 7}\ti{k % 13}\t{T0 + 600 * k}\n" for k in range(200)))
+    assert main([str(log), "--per-segment", "5", "--repeat", "1"]) == 0
+    assert "200 clicks, 5 items per segment:" in capsys.readouterr().out
