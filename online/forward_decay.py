@@ -36,9 +36,11 @@ __all__ = ["ForwardDecay", "place", "strongest"]
 def place(log_scores: dict[str, float], order: list[str], item: str, log_score: float) -> None:
     """Set ``item``'s log score and keep ``order`` (the keys of ``log_scores``, weakest first) sorted.
 
-    A binary search and one list move instead of a sort per read: bounded
-    structures here are updated and read about equally often. Among equal
-    scores the latest placed counts as the weakest (shown last, evicted first).
+    Binary searches and list moves instead of a sort per read: bounded
+    structures here are updated and read about equally often. An item already
+    there is found by its old score, not by a scan (scanning the ranker's
+    200-item trending replica was 2% of the flow's work per event). Among equal scores the latest
+    placed counts as the weakest (shown last, evicted first).
 
     >>> scores, order = {}, []
     >>> for item, score in [("a", 1.0), ("b", 3.0), ("c", 2.0), ("a", 4.0)]:
@@ -46,10 +48,15 @@ def place(log_scores: dict[str, float], order: list[str], item: str, log_score: 
     >>> order
     ['c', 'b', 'a']
     """
-    if item in log_scores:
-        del order[order.index(item)]
+    key = log_scores.__getitem__
+    previous = log_scores.get(item)
+    if previous is not None:
+        at = bisect_left(order, previous, key=key)
+        while at < len(order) and order[at] != item:  # past the equal scores placed after it
+            at += 1
+        del order[at if at < len(order) else order.index(item)]
     log_scores[item] = log_score
-    order.insert(bisect_left(order, log_score, key=log_scores.__getitem__), item)
+    order.insert(bisect_left(order, log_score, key=key), item)
 
 
 def strongest(log_scores: Mapping[str, float], order: Sequence[str], k: int) -> list[tuple[str, float]]:
