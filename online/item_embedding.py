@@ -124,8 +124,12 @@ class SessionEmbedding:
         """The user touched an item with ``embedding`` (of length ``norm``) and interest ``weight`` (> 0 counts)."""
         if weight <= 0.0 or not norm:
             return
+        total = self._sum
+        if len(embedding) != len(total):
+            raise ValueError(f"an embedding of {len(embedding)} dimensions for a session embedding of {len(total)}")
         decay, scale = self.decay, weight / norm
-        self._sum = array("f", [decay * total + scale * x for total, x in zip(self._sum, embedding, strict=True)])
+        for i in range(len(total)):  # in place: a new array per event cost ~2% of the flow's work
+            total[i] = decay * total[i] + scale * embedding[i]
         self._weight = decay * self._weight + weight
 
     def vector(self) -> tuple[float, ...]:
