@@ -767,14 +767,18 @@ class UserListLogic(_StageLogic[NeighbourReply, Any, "UserListState"]):
                                            recent_weight=self.recent_weight, position_decay=self.position_decay,
                                            sessions=sessions, session_weight=self.session_weight)
             ranked = after.rerank(merged, self.n, last.recent, exclude, self.position_decay)
-        repeats = frozenset(recent_items).intersection(dict(ranked)) if self.recent_weight > 0.0 else frozenset()
+        repeat_rows: list[int] = []
+        if self.recent_weight > 0.0:  # the user's own recent items among the candidates
+            recent = set(recent_items)
+            repeat_rows = [row for row, (item, _) in enumerate(ranked) if item in recent]
+        repeats = frozenset([ranked[row][0] for row in repeat_rows])
         # The affinity candidates' input, rounded as the list's blob keeps it: the server scores the same values.
         affinities = [(category, quantize_affinity(score))
                       for category, score in state.affinity.top(self.affinity_categories)] \
             if self.affinity_categories and len(state.affinity) else []
         state.previous = PersonalPool(ranked, repeats, frozenset(exclude), affinities)
         return UserListWrite(last.user_id, ranked, last.ts, last.accepted_ms, last.session_id, last.recent,
-                             repeats=[p for p, (item, _) in enumerate(ranked) if item in repeats] if repeats else [],
+                             repeats=repeat_rows,
                              exclude=sorted(exclude), session_embedding=state.session.raw(),
                              affinities=state.affinity.top(self.profile_affinities) if written else [],
                              list_affinities=affinities)
