@@ -26,6 +26,9 @@ Examples
 >>> session.learn_one(shoes.unit(), weight=1.0)
 >>> round(cosine(session.vector(), boots.unit()), 3)
 1.0
+>>> session.learn_one((1.0, 0.0), weight=1.0)
+Traceback (most recent call last):
+ValueError: an embedding of 2 dimensions for a session embedding of 32
 """
 
 from __future__ import annotations
