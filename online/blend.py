@@ -93,10 +93,12 @@ class Candidates:
     ``negative_scores[j]`` is minus the score of ``items[j]`` (so an ascending
     stable sort ranks them); :meth:`features` rebuilds a row's
     :data:`FEATURES` when the ranker learns from it. Excluded items are left
-    out. The ranker scores every outcome's ~200 candidates, so this one pass is
-    the flow's innermost loop: it keeps two lists, adds each trending item's
-    part once, and finds a row's positions in the pool's lists only when asked
-    (numpy loses to plain Python at this size: ~75 µs against ~20 µs per pool).
+    out. The ranker scores every outcome's ~100 candidates, so this one pass is
+    the flow's innermost loop: it indexes the trending list once (positions,
+    not scores: a personal row that is also trending computes its trending part
+    itself) and keeps each row's positions in the pool's lists for
+    :meth:`features` (numpy loses to plain Python at this size: ~75 µs against
+    ~20 µs per pool). Items within each of the pool's lists are unique.
     """
 
     pool: Pool
@@ -104,7 +106,10 @@ class Candidates:
     negative_scores: list[float]
     personal: int
     """Rows that came from the personal list (they come first)."""
-    _ids: tuple[list[str], list[str]] | None = None
+    personal_ranks: list[int]
+    """Where each personal row stands in the pool's personal list (excluded items are skipped)."""
+    trending_at: dict[str, int]
+    """Each trending item's position in the pool's trending list."""
     affinity_only: int = 0
     """Rows that only the affinity list proposed (they come last)."""
     _affinity_ids: list[str] | None = None
@@ -117,31 +122,34 @@ class Candidates:
         reciprocals, trending, personal_list = _RECIPROCALS, pool.trending, pool.personal
         if max(len(trending), len(personal_list)) > len(reciprocals):
             reciprocals = tuple(_reciprocal(position) for position in range(max(len(trending), len(personal_list))))
-        # Each trending item's part of the score, in trending order; personal rows take theirs out.
-        trending_part = {item: w_trending * value + w_trending_rank * reciprocals[position]
-                         for position, (item, value) in enumerate(trending)}
+        trending_at = {item: position for position, (item, _) in enumerate(trending)}
+        taken = [False] * len(trending)  # the trending positions personal rows hold
         items: list[str] = []
         negative: list[float] = []
+        ranks: list[int] = []
         top = _best_score(personal_list)
         for rank, (item, score) in enumerate(personal_list):
             if item in exclude:
                 continue
             value = w_personal * (score / top) + w_personal_rank * reciprocals[rank]
-            part = trending_part.pop(item, None)
-            if part is not None:
-                value += part + w_both
+            position = trending_at.get(item, -1)
+            if position >= 0:
+                value += w_trending * trending[position][1] + w_trending_rank * reciprocals[position] + w_both
+                taken[position] = True
             if repeats and item in repeats:
                 value += w_repeat
             items.append(item)  # called directly, not through aliases: mypyc compiles these to C calls
             negative.append(-value)
+            ranks.append(rank)
         personal = len(items)
-        rest = [item for item in trending_part if item not in exclude] if exclude else list(trending_part)
-        items += rest
-        negative += [-trending_part[item] for item in rest]
+        for position, (item, popularity) in enumerate(trending):
+            if taken[position] or (exclude and item in exclude):
+                continue
+            items.append(item)
+            negative.append(-(w_trending * popularity + w_trending_rank * reciprocals[position]))
+        candidates = cls(pool, items, negative, personal, ranks, trending_at)
         if pool.affinity:
-            candidates = cls._add_affinity(pool, items, negative, personal, w_affinity, w_affinity_rank)
-        else:
-            candidates = cls(pool, items, negative, personal)
+            candidates._add_affinity(w_affinity, w_affinity_rank)
         if (pool.device or pool.hour) and (w_device or w_hour):
             candidates._add_context(w_device, w_hour)
         return candidates
@@ -157,11 +165,9 @@ class Candidates:
                 if share is not None:
                     negative[row] -= weight * share
 
-    @classmethod
-    def _add_affinity(cls, pool: Pool, items: list[str], negative: list[float], personal: int, w_affinity: float,
-                      w_affinity_rank: float) -> Candidates:
+    def _add_affinity(self, w_affinity: float, w_affinity_rank: float) -> None:
         """The affinity list's part: rows already proposed take it, the others come last."""
-        affinity, exclude = pool.affinity, pool.exclude
+        affinity, exclude, items, negative = self.pool.affinity, self.pool.exclude, self.items, self.negative_scores
         best = _best_score(affinity)
         part = {item: w_affinity * (value / best) + w_affinity_rank * _reciprocal(position)
                 for position, (item, value) in enumerate(affinity)}
@@ -172,7 +178,7 @@ class Candidates:
         rest = [item for item in part if item not in exclude]
         items += rest
         negative += [-part[item] for item in rest]
-        return cls(pool, items, negative, personal, affinity_only=len(rest))
+        self.affinity_only = len(rest)
 
     def top(self, n: int) -> list[int]:
         """Rows of the ``n`` best scores; ties keep candidate order (personal first, then trending).
@@ -187,12 +193,8 @@ class Candidates:
 
     def positions(self, row: int) -> tuple[int, int]:
         """Where ``items[row]`` stands in the pool's personal and trending lists (-1: not there)."""
-        if self._ids is None:  # asked for a few rows per pool: a C-level search beats building an index
-            self._ids = ([item for item, _ in self.pool.personal], [item for item, _ in self.pool.trending])
-        personal, trending = self._ids
-        item = self.items[row]
-        rank = personal.index(item) if row < self.personal else -1
-        return rank, trending.index(item) if item in trending else -1
+        return (self.personal_ranks[row] if row < self.personal else -1,
+                self.trending_at.get(self.items[row], -1))
 
     def source(self, row: int) -> str:
         """The generator ``items[row]`` is listed for: ``personal``, ``trending`` or ``affinity``, the first that proposed it."""
