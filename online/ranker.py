@@ -114,6 +114,8 @@ class BlendRanker:
         chosen = candidates.features(chosen_row)
         for row in self.rng.sample(others, min(len(others), self.negatives)):
             other = candidates.features(row)
-            self.model.learn_one({name: chosen[i] - other[i] for i, name in enumerate(FEATURES)}, True)
+            # Only the features that differ: a zero difference moves no weight, and River's work is per feature.
+            self.model.learn_one({name: chosen[i] - other[i] for i, name in enumerate(FEATURES) if chosen[i] != other[i]},
+                                 True)
             self.learned += 1
         return shown
