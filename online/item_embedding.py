@@ -108,19 +108,26 @@ def weighted_mean(total: Sequence[float], weight: float) -> tuple[float, ...]:
 
 
 class SessionEmbedding:
-    """The decayed, weighted mean of the unit embeddings of a session's items (newest weigh most)."""
+    """The decayed, weighted mean of the unit embeddings of a session's items (newest weigh most).
+
+    The running sum is a tuple of floats, rebuilt per event: the flow writes it
+    with every list, so :meth:`raw` hands it over without a copy. An
+    ``array('f')`` takes 0.9 KB less per user but makes a float object of every
+    element to read it: 23k instructions per event against 11k (2% of the
+    flow's work), plus a tuple copy per list written. Snapshots keep float32 bytes.
+    """
 
     __slots__ = ("_sum", "_weight", "decay")
 
     def __init__(self, dim: int = DIM, decay: float = 0.8) -> None:
         self.decay = decay
         """Each event multiplies the weight of everything before it by this."""
-        self._sum = array("f", bytes(4 * dim))
+        self._sum: tuple[float, ...] = (0.0,) * dim
         self._weight = 0.0
 
     def reset(self) -> None:
         """A new session: forget the previous one."""
-        self._sum = array("f", bytes(4 * len(self._sum)))
+        self._sum = (0.0,) * len(self._sum)
         self._weight = 0.0
 
     def learn_one(self, embedding: Sequence[float], weight: float, norm: float = 1.0) -> None:
@@ -131,8 +138,7 @@ class SessionEmbedding:
         if len(embedding) != len(total):
             raise ValueError(f"an embedding of {len(embedding)} dimensions for a session embedding of {len(total)}")
         decay, scale = self.decay, weight / norm
-        for i in range(len(total)):  # in place: a new array per event cost ~2% of the flow's work
-            total[i] = decay * total[i] + scale * embedding[i]
+        self._sum = tuple([decay * total[i] + scale * embedding[i] for i in range(len(total))])
         self._weight = decay * self._weight + weight
 
     def vector(self) -> tuple[float, ...]:
@@ -141,12 +147,13 @@ class SessionEmbedding:
 
     def raw(self) -> tuple[tuple[float, ...], float]:
         """The weighted sum and the total weight: ``vector() == sum / weight`` (the writer divides)."""
-        return tuple(self._sum), self._weight
+        return self._sum, self._weight
 
     def __getstate__(self) -> tuple[float, bytes, float]:
-        return self.decay, self._sum.tobytes(), self._weight
+        return self.decay, array("f", self._sum).tobytes(), self._weight
 
     def __setstate__(self, state: tuple[float, bytes, float]) -> None:
         self.decay, raw, self._weight = state
-        self._sum = array("f")
-        self._sum.frombytes(raw)
+        total = array("f")
+        total.frombytes(raw)
+        self._sum = tuple(total)
