@@ -156,7 +156,7 @@ class ExplorationPool:
             if arm.successes:
                 sample = rng.betavariate(1 + arm.successes, failures)
             else:  # Beta(1, b) by inversion: the usual case, and 15 times cheaper than betavariate
-                sample = 1.0 - rng.random() ** (1.0 / failures)
+                sample = 1.0 - math.pow(rng.random(), 1.0 / failures)
             if sample > bar:
                 drawn.append((sample, item))
         drawn.sort(reverse=True)

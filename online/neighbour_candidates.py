@@ -86,7 +86,7 @@ class NeighbourCandidates:
         for position, (item, weight, _) in enumerate(recent[: self.merge_depth]):
             if weight <= 0.0:
                 continue
-            influence = math.log1p(weight) / (position + 1) ** position_decay
+            influence = math.log1p(weight) / math.pow(position + 1, position_decay)  # typed float: int ** float is Any
             if recent_weight > 0.0:
                 scores[item] = scores.get(item, 0.0) + recent_weight * influence
             neighbours = self._neighbours.get(item)
