@@ -75,6 +75,7 @@ from online.contract import (
 from online.covisitation import CoVisitationNeighbours
 from online.exploration import ExplorationPool
 from online.forward_decay import ForwardDecay
+from online.init_pickle import reduce_by_init
 from online.item_embedding import ContextEmbedding, SessionEmbedding
 from online.neighbour_candidates import NeighbourCandidates
 from online.purchases import AfterPurchase, PurchaseWindow
@@ -108,6 +109,15 @@ class ParsedEvent:
     event: Event
     entry_id: str
     accepted_ms: int
+
+    def __init__(self, event: Event, entry_id: str, accepted_ms: int) -> None:
+        # Written out, not generated: mypyc compiles only the methods in the source (see online.init_pickle).
+        self.event = event
+        self.entry_id = entry_id
+        self.accepted_ms = accepted_ms
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return reduce_by_init(self)
 
 
 def parse_entry(entry: StreamEntry, weights: EventTypeWeights) -> ParsedEvent | DeadLetter:
@@ -205,6 +215,33 @@ class Touch:
     """The event's context segments, device and hour (:func:`online.context_popularity.context_segments`;
     empty while ``LIVERECO_CONTEXT_ITEMS`` is 0)."""
 
+    def __init__(self, item_id: str, user_id: str, entry_id: str, seq: int, weight: float, ts: float,
+                 accepted_ms: int, category: str | None, previous: list[str], session_id: str,
+                 recent: list[tuple[str, float, float]], exclude: list[str], life: int = 0,
+                 previous_kinds: tuple[str | None, ...] = (), window: PurchaseWindow | None = None,
+                 session_key: str = "", segments: tuple[str, ...] = ()) -> None:
+        # Written out, not generated: mypyc compiles only the methods in the source (see online.init_pickle).
+        self.item_id = item_id
+        self.user_id = user_id
+        self.entry_id = entry_id
+        self.seq = seq
+        self.weight = weight
+        self.ts = ts
+        self.accepted_ms = accepted_ms
+        self.category = category
+        self.previous = previous
+        self.session_id = session_id
+        self.recent = recent
+        self.exclude = exclude
+        self.life = life
+        self.previous_kinds = previous_kinds
+        self.window = window
+        self.session_key = session_key
+        self.segments = segments
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return reduce_by_init(self)
+
 
 @dataclass(slots=True)
 class NeighbourReply:
@@ -224,6 +261,23 @@ class NeighbourReply:
     sessions: dict[str, float] | None = None
     """What came after the item in its recent sessions, scored by their overlap with the user's session
     (:meth:`~online.session_neighbours.SessionNeighbours.scores`; ``None`` when turned off)."""
+
+    def __init__(self, item_id: str, neighbours: Sequence[tuple[str, float]], touch: Touch,
+                 embedding: tuple[float, ...] = (), embedding_norm: float = 0.0,
+                 of_kind: tuple[tuple[str, str], ...] = (), bought_next: list[tuple[str, float]] | None = None,
+                 sessions: dict[str, float] | None = None) -> None:
+        # Written out, not generated: mypyc compiles only the methods in the source (see online.init_pickle).
+        self.item_id = item_id
+        self.neighbours = neighbours
+        self.touch = touch
+        self.embedding = embedding
+        self.embedding_norm = embedding_norm
+        self.of_kind = of_kind
+        self.bought_next = bought_next
+        self.sessions = sessions
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return reduce_by_init(self)
 
     @property
     def user_id(self) -> str:
@@ -377,7 +431,7 @@ class UserHistoryLogic(_StageLogic[ParsedEvent, "list[Touch | Link | PurchaseLin
             )
             messages: list[Touch | Link | PurchaseLink] = [touch]
             messages.extend(
-                Link(other, event.item_id, weight / (distance + 1) ** self.distance_decay, event.ts, category,
+                Link(other, event.item_id, weight / math.pow(distance + 1, self.distance_decay), event.ts, category,
                      session_key)
                 for distance, other in enumerate(previous)
             )
@@ -429,6 +483,19 @@ class Link:
     session: str = ""
     """The key of the session both were in (:attr:`Touch.session_key`)."""
 
+    def __init__(self, item_id: str, other: str, weight: float, ts: float, category: str | None = None,
+                 session: str = "") -> None:
+        # Written out, not generated: mypyc compiles only the methods in the source (see online.init_pickle).
+        self.item_id = item_id
+        self.other = other
+        self.weight = weight
+        self.ts = ts
+        self.category = category
+        self.session = session
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return reduce_by_init(self)
+
 
 @dataclass(slots=True)  # never mutated, but not frozen: a frozen __init__ costs ~6x, per event
 class PurchaseLink:
@@ -438,6 +505,16 @@ class PurchaseLink:
     other: str
     weight: float
     ts: float
+
+    def __init__(self, item_id: str, other: str, weight: float, ts: float) -> None:
+        # Written out, not generated: mypyc compiles only the methods in the source (see online.init_pickle).
+        self.item_id = item_id
+        self.other = other
+        self.weight = weight
+        self.ts = ts
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return reduce_by_init(self)
 
 
 def _event_time(touch: tuple[float, float, int, str | None]) -> float:
@@ -612,6 +689,17 @@ class PersonalPool:
     affinities: Sequence[tuple[str, float]] = ()
     """The user's strongest categories as the list's blob keeps them (``LIVERECO_AFFINITY_CATEGORIES``; empty: off)."""
 
+    def __init__(self, ranked: list[tuple[str, float]], repeats: frozenset[str], exclude: frozenset[str],
+                 affinities: Sequence[tuple[str, float]] = ()) -> None:
+        # Written out, not generated: mypyc compiles only the methods in the source (see online.init_pickle).
+        self.ranked = ranked
+        self.repeats = repeats
+        self.exclude = exclude
+        self.affinities = affinities
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return reduce_by_init(self)
+
 
 @dataclass(slots=True)
 class Outcome:
@@ -624,6 +712,19 @@ class Outcome:
     previous: PersonalPool
     segments: tuple[str, ...] = ()
     """The event's context segments (:attr:`Touch.segments`)."""
+
+    def __init__(self, user_id: str, entry_id: str, item_id: str, ts: float, previous: PersonalPool,
+                 segments: tuple[str, ...] = ()) -> None:
+        # Written out, not generated: mypyc compiles only the methods in the source (see online.init_pickle).
+        self.user_id = user_id
+        self.entry_id = entry_id
+        self.item_id = item_id
+        self.ts = ts
+        self.previous = previous
+        self.segments = segments
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return reduce_by_init(self)
 
 
 @dataclass(slots=True)

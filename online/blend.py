@@ -38,7 +38,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from online.frozen_pickle import reduce_frozen
+from online.init_pickle import reduce_by_init
 
 __all__ = ["FEATURES", "Candidates", "Pool", "blend", "candidate_features", "explore_slot", "weight_vector"]
 
@@ -69,8 +69,21 @@ class Pool:
     device: Mapping[str, float] = field(default_factory=dict)
     hour: Mapping[str, float] = field(default_factory=dict)
 
-    def __reduce__(self) -> tuple[Any, ...]:  # a frozen dataclass compiled by mypyc needs it to unpickle
-        return reduce_frozen(self)
+    def __init__(self, personal: Sequence[tuple[str, float]] = (), trending: Sequence[tuple[str, float]] = (),
+                 repeats: Collection[str] = frozenset(), exclude: Collection[str] = frozenset(),
+                 affinity: Sequence[tuple[str, float]] = (), device: Mapping[str, float] | None = None,
+                 hour: Mapping[str, float] | None = None) -> None:
+        # Written out, not generated: mypyc compiles only the methods in the source (see online.init_pickle).
+        self.personal = personal
+        self.trending = trending
+        self.repeats = repeats
+        self.exclude = exclude
+        self.affinity = affinity
+        self.device = {} if device is None else device
+        self.hour = {} if hour is None else hour
+
+    def __reduce__(self) -> tuple[Any, ...]:  # its __init__ is compiled: pickle through it
+        return reduce_by_init(self)
 
 
 def _best_score(personal: Sequence[tuple[str, float]]) -> float:
@@ -113,6 +126,22 @@ class Candidates:
     affinity_only: int = 0
     """Rows that only the affinity list proposed (they come last)."""
     _affinity_ids: list[str] | None = None
+
+    def __init__(self, pool: Pool, items: list[str], negative_scores: list[float], personal: int,
+                 personal_ranks: list[int], trending_at: dict[str, int], affinity_only: int = 0,
+                 _affinity_ids: list[str] | None = None) -> None:
+        # Written out, not generated: mypyc compiles only the methods in the source (see online.init_pickle).
+        self.pool = pool
+        self.items = items
+        self.negative_scores = negative_scores
+        self.personal = personal
+        self.personal_ranks = personal_ranks
+        self.trending_at = trending_at
+        self.affinity_only = affinity_only
+        self._affinity_ids = _affinity_ids
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return reduce_by_init(self)
 
     @classmethod
     def score(cls, pool: Pool, weights: Sequence[float]) -> Candidates:

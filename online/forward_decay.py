@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from online.frozen_pickle import reduce_frozen
+from online.init_pickle import reduce_by_init
 
 __all__ = ["ForwardDecay", "place", "strongest"]
 
@@ -107,4 +107,4 @@ class ForwardDecay:
         return math.exp(log_score - now * self.rate)
 
     def __reduce__(self) -> tuple[Any, ...]:  # a frozen dataclass compiled by mypyc needs it to unpickle
-        return reduce_frozen(self)
+        return reduce_by_init(self)

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
-from online.frozen_pickle import reduce_frozen
+from online.init_pickle import reduce_by_init
 from online.neighbour_candidates import NeighbourCandidates
 
 __all__ = ["AfterPurchase", "PurchaseWindow"]
@@ -71,7 +71,7 @@ class PurchaseWindow:
     """The item this very event bought (its reply carries what buyers of it bought next)."""
 
     def __reduce__(self) -> tuple[Any, ...]:  # a frozen dataclass compiled by mypyc needs it to unpickle
-        return reduce_frozen(self)
+        return reduce_by_init(self)
 
 
 class AfterPurchase:
@@ -163,7 +163,7 @@ class AfterPurchase:
                 bought_next = following.get(item)
                 if not bought_next or weight <= 0.0:
                     continue
-                scale = self.boost * math.log1p(weight) / (position + 1) ** position_decay
+                scale = self.boost * math.log1p(weight) / math.pow(position + 1, position_decay)
                 for other, evidence in bought_next:
                     if other not in exclude:
                         scores[other] = scores.get(other, 0.0) + scale * evidence

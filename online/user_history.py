@@ -47,6 +47,7 @@ from hashlib import blake2b
 from typing import Any, ClassVar
 
 from online.contract import Event
+from online.init_pickle import reduce_by_init
 from online.purchases import PurchaseWindow
 
 __all__ = ["Observation", "UserHistory"]
@@ -62,6 +63,16 @@ class Observation:
     """Distinct items earlier in the same session, newest first (co-visitation pairs)."""
     category: str | None = None
     """The event's ``context.category`` as a string (interned: items and lists keep it), if any."""
+
+    def __init__(self, session_id: str, new_session: bool, previous: list[str], category: str | None = None) -> None:
+        # Written out, not generated: mypyc compiles only the methods in the source (see online.init_pickle).
+        self.session_id = session_id
+        self.new_session = new_session
+        self.previous = previous
+        self.category = category
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return reduce_by_init(self)
 
 
 class UserHistory:

@@ -181,7 +181,8 @@ def _stage_samples() -> list[object]:
     Ids of two characters or more: one-character strings are CPython singletons, and unpickling them adds
     sharing the original did not have (the same state, other bytes)."""
     from flows.model import LiverecoModel
-    from flows.stages import Link, NeighbourReply, Outcome, PurchaseLink, Touch
+    from flows.stages import Link, NeighbourReply, Outcome, ParsedEvent, PurchaseLink, Touch
+    from online.blend import Candidates, Pool
     from online.contract import Event, Settings
 
     model = LiverecoModel(Settings(purchase_window_s=3600.0))
@@ -199,7 +200,9 @@ def _stage_samples() -> list[object]:
     return [history.state, items_b.state, lists.state, model.rankers[0].state, model.rankers[0].state.ranker, touch,
             Link("ia", "ib", 0.5, 1.7e9, "kb", "ann\x1fs"), PurchaseLink("id", "ie", 1.0, 1.7e9),
             NeighbourReply("ib", items_b.state.neighbours.snapshot(3), touch, (0.5, 0.5), 1.0),
-            Outcome("bob", "1-0", "ie", 1.7e9, previous)]
+            Outcome("bob", "1-0", "ie", 1.7e9, previous), previous,
+            ParsedEvent(Event("ann", "ia", "view", 1.7e9), "1-0", 7),
+            Candidates.score(Pool(previous.ranked, [("ia", 1.0)], previous.repeats), [1.0] * 10)]
 
 
 def _value_tree(obj: object) -> bytes:
@@ -224,3 +227,30 @@ def test_every_compiled_class_pickles_and_comes_back_whole(sample: object) -> No
     if isinstance(sample, Sequence):
         assert list(copy) == list(sample)  # type: ignore[call-overload]  # a snapshot reads the same
 
+
+
+def _written_out_initialisers() -> Iterator[tuple[str, ast.ClassDef, ast.FunctionDef]]:
+    for module in COMPILED_MODULES:
+        tree = ast.parse((ROOT / (module.replace(".", "/") + ".py")).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and any("dataclass" in ast.unparse(d) for d in node.decorator_list):
+                init = next((f for f in node.body if isinstance(f, ast.FunctionDef) and f.name == "__init__"), None)
+                if init is not None:
+                    yield module, node, init
+
+
+def test_a_written_out_dataclass_initialiser_takes_and_sets_every_field_in_order() -> None:
+    """The hot dataclasses write ``__init__`` out so that mypyc compiles it; pickling rebuilds them
+    through it by position (``online.init_pickle``), so it must take exactly the fields, in order."""
+    checked = []
+    for module, cls, init in _written_out_initialisers():
+        fields = [stmt.target.id for stmt in cls.body if isinstance(stmt, ast.AnnAssign)
+                  and isinstance(stmt.target, ast.Name) and "ClassVar" not in ast.unparse(stmt.annotation)]
+        assert [arg.arg for arg in init.args.args[1:]] == fields, f"{module}.{cls.name}.__init__"
+        assigned = {target.attr for stmt in ast.walk(init) if isinstance(stmt, ast.Assign)
+                    for target in stmt.targets if isinstance(target, ast.Attribute)}
+        assert assigned == set(fields), f"{module}.{cls.name}.__init__ leaves {set(fields) - assigned} unset"
+        assert any(isinstance(f, ast.FunctionDef) and f.name == "__reduce__" for f in cls.body), \
+            f"{module}.{cls.name} needs __reduce__ (online.init_pickle): a compiled __init__ breaks default unpickling"
+        checked.append(cls.name)
+    assert {"Event", "Touch", "Pool", "Candidates", "Outcome"} <= set(checked)

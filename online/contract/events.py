@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from online.frozen_pickle import reduce_frozen
+from online.init_pickle import reduce_by_init
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -81,7 +81,7 @@ class EventLimits:
     max_abs_value: float = 1e9
 
     def __reduce__(self) -> tuple[Any, ...]:  # a frozen dataclass compiled by mypyc needs it to unpickle
-        return reduce_frozen(self)
+        return reduce_by_init(self)
 
 
 DEFAULT_LIMITS = EventLimits()
@@ -111,6 +111,19 @@ class Event:
     event_id: str | None = None
     context: Mapping[str, str | float] = field(default_factory=dict)
 
+    def __init__(self, user_id: str, item_id: str, type: str, ts: float, session_id: str | None = None,
+                 value: float | None = None, event_id: str | None = None,
+                 context: Mapping[str, str | float] | None = None) -> None:
+        # Written out, not generated: mypyc compiles only the methods in the source (see online.init_pickle).
+        self.user_id = user_id
+        self.item_id = item_id
+        self.type = type
+        self.ts = ts
+        self.session_id = session_id
+        self.value = value
+        self.event_id = event_id
+        self.context = {} if context is None else context
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON form written to the event streams (``None`` fields left out).
 
@@ -134,7 +147,7 @@ class Event:
         return out
 
     def __reduce__(self) -> tuple[Any, ...]:  # by its constructor arguments: the same pickle compiled or not
-        return reduce_frozen(self)
+        return reduce_by_init(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +232,7 @@ class EventTypeWeights:
         return self.weights.get(event.type, 0.0)
 
     def __reduce__(self) -> tuple[Any, ...]:  # a frozen dataclass compiled by mypyc needs it to unpickle
-        return reduce_frozen(self)
+        return reduce_by_init(self)
 
 
 DEFAULT_WEIGHTS = EventTypeWeights()

@@ -26,7 +26,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from online.frozen_pickle import reduce_frozen
+from online.init_pickle import reduce_by_init
 
 __all__ = ["RedisKeys", "stable_hash"]
 
@@ -99,4 +99,4 @@ class RedisKeys:
         return f"{self.namespace}:trending:c:{category}"
 
     def __reduce__(self) -> tuple[Any, ...]:  # a frozen dataclass compiled by mypyc needs it to unpickle
-        return reduce_frozen(self)
+        return reduce_by_init(self)
