@@ -65,7 +65,7 @@ __all__ = [
 DEFAULT_PARTITIONS = 4
 """Partitions of a new store unless asked otherwise (or more, when the cluster has more workers)."""
 
-STATE_FORMAT = 6
+STATE_FORMAT = 7
 """The format of the stage state this livereco snapshots. Bump it when a state class changes so
 that older snapshots no longer load (a field without a default, a new tuple layout). 1: stores
 written before the format was recorded; 2: the ranker's exploration pool and 6-field pending
@@ -74,7 +74,9 @@ ranker's state its per-category trending (affinity candidates; a slots dataclass
 fewer fields does not load); 4: an item's state records the event time of its popularity
 (trending updates in event-time order), and the stages' states are compiled classes; 5: the
 ranker's state records the list length it learns to fill (``BlendRanker.list_length``); 6: the
-ranker's state keeps its context popularity (context features)."""
+ranker's state keeps its context popularity (context features); 7: the stages' states pickle
+through their constructors (``online.init_pickle``: their ``__init__`` is compiled, and a compiled
+``__init__`` refuses the empty instance older pickles start from)."""
 
 _FORMAT_FILE = "livereco-state-format"
 

@@ -318,6 +318,12 @@ def _deadline_at(second: int) -> datetime:
     return datetime.fromtimestamp(second, tz=UTC)
 
 
+@lru_cache(maxsize=16)
+def _decay(half_life_s: float) -> ForwardDecay:
+    """A shared :class:`ForwardDecay` (immutable): item logics are made per new item."""
+    return ForwardDecay(half_life_s)
+
+
 V = TypeVar("V")
 W = TypeVar("W")
 S = TypeVar("S")
@@ -360,6 +366,14 @@ class UserHistoryState:
 
     history: UserHistory
     life: int
+
+    def __init__(self, history: UserHistory, life: int) -> None:
+        # Written out, not generated: mypyc compiles only the methods in the source (see online.init_pickle).
+        self.history = history
+        self.life = life
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return reduce_by_init(self)
 
 
 @mypyc_attr(native_class=False)
@@ -469,6 +483,25 @@ class ItemState:
     sessions: SessionNeighbours | None = None
     """The last sessions that touched the item (``None`` while session neighbours are off)."""
 
+    def __init__(self, item_id: str, neighbours: CoVisitationNeighbours, popularity: float | None = None,
+                 category: str | None = None, events: int = 0, popularity_ts: float = float("-inf"),
+                 context: ContextEmbedding | None = None, kinds: dict[str, str] | None = None,
+                 bought_next: CoVisitationNeighbours | None = None, sessions: SessionNeighbours | None = None) -> None:
+        # Written out, not generated: mypyc compiles only the methods in the source (see online.init_pickle).
+        self.item_id = item_id
+        self.neighbours = neighbours
+        self.popularity = popularity
+        self.category = category
+        self.events = events
+        self.popularity_ts = popularity_ts
+        self.context = ContextEmbedding() if context is None else context
+        self.kinds = kinds
+        self.bought_next = bought_next
+        self.sessions = sessions
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return reduce_by_init(self)
+
 
 @dataclass(slots=True)  # never mutated, but not frozen: a frozen __init__ costs ~6x, per event
 class Link:
@@ -559,7 +592,7 @@ class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any, "ItemState | None"
         self.learn_until_ts = float("inf") if learn_until_ts is None else learn_until_ts
         self.capacity = 2 * settings.neighbours
         self.half_life_s = settings.covisit_half_life_s
-        self.popularity = ForwardDecay(settings.trending_half_life_s)
+        self.popularity = _decay(settings.trending_half_life_s)  # one per flow, not one per item
         self.sessions_kept = settings.sessions_per_item if settings.session_neighbours > 0.0 else 0
         self.state: ItemState | None = _load(resume)
 
@@ -741,6 +774,24 @@ class UserListState:
     affinity: CategoryAffinity = field(default_factory=CategoryAffinity)
     after_purchase: AfterPurchase | None = None
     """The purchase window's rule while one is open (``None`` otherwise)."""
+
+    def __init__(self, candidates: NeighbourCandidates, latest: Touch | None = None,
+                 previous: PersonalPool | None = None, pending: dict[int, NeighbourReply] | None = None,
+                 life: int = 0, session_id: str = "", session: SessionEmbedding | None = None,
+                 affinity: CategoryAffinity | None = None, after_purchase: AfterPurchase | None = None) -> None:
+        # Written out, not generated: mypyc compiles only the methods in the source (see online.init_pickle).
+        self.candidates = candidates
+        self.latest = latest
+        self.previous = previous
+        self.pending = {} if pending is None else pending
+        self.life = life
+        self.session_id = session_id
+        self.session = SessionEmbedding() if session is None else session
+        self.affinity = CategoryAffinity() if affinity is None else affinity
+        self.after_purchase = after_purchase
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return reduce_by_init(self)
 
 
 @mypyc_attr(native_class=False)
