@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -28,122 +27,22 @@ from typing_extensions import override
 
 from flows.metrics import FRESHNESS, REDIS_ERRORS, SINK_WRITE_SECONDS, SINK_WRITES, observe_score
 from flows.redis_client import TRANSIENT_ERRORS, Backoff, Pipeline, RedisClient, connect
-from online.contract import CandidateList, RedisKeys, encode_candidates, encode_profile
-from online.item_embedding import weighted_mean
+from flows.writes import (
+    BLOB_VERSION,
+    DeadLetter,
+    ItemSimilarWrite,
+    PrequentialScore,
+    RankerWrite,
+    TrendingWrite,
+    UserListWrite,
+    Write,
+)
+from online.contract import RedisKeys
 
 __all__ = ["BLOB_VERSION", "DeadLetter", "ItemSimilarWrite", "PrequentialScore", "RankerWrite", "RedisSink", "SinkOptions",
            "TrendingWrite", "UserListWrite", "Write"]
 
 log = logging.getLogger(__name__)
-
-BLOB_VERSION = 2
-"""The encoding of lists and profiles the sink writes (:mod:`online.contract.candidates`, :mod:`online.contract.profile`);
-1 is what servers from before version 2 read (upgrade them first)."""
-
-
-@dataclass(slots=True)  # never mutated, but not frozen: a frozen __init__ costs ~6x, per event
-class UserListWrite:
-    """A user's fresh candidate list (and profile), produced by an event accepted at ``accepted_ms``.
-
-    Encoded by the sink, after writes to the same key in a batch are coalesced.
-    """
-
-    user_id: str
-    ranked: list[tuple[str, float]]
-    event_ts: float
-    accepted_ms: int
-    session_id: str
-    recent: list[tuple[str, float, float]]
-    repeats: list[int] = field(default_factory=list)
-    exclude: list[str] = field(default_factory=list)
-    session_embedding: tuple[tuple[float, ...], float] = ((), 0.0)
-    """The session embedding as a weighted sum and its weight (divided when encoded: only written lists pay)."""
-    affinities: list[tuple[str, float]] = field(default_factory=list)
-    """The profile's top categories."""
-    list_affinities: list[tuple[str, float]] = field(default_factory=list)
-    """The categories the list carries for the server's affinity candidates (empty while they are off)."""
-
-    def recs_blob(self, version: int = BLOB_VERSION) -> bytes:
-        return encode_candidates(CandidateList([i for i, _ in self.ranked], [s for _, s in self.ranked],
-                                               event_ts=self.event_ts, accepted_ms=self.accepted_ms,
-                                               repeats=self.repeats, exclude=self.exclude,
-                                               affinities=self.list_affinities), version)
-
-    def profile_blob(self, version: int = BLOB_VERSION) -> bytes:
-        return encode_profile(self.session_id, self.recent, weighted_mean(*self.session_embedding), self.affinities,
-                              version)
-
-
-@dataclass(slots=True)  # never mutated, but not frozen: a frozen __init__ costs ~6x, per event
-class ItemSimilarWrite:
-    """An item's similar list: its strongest neighbours (a :class:`~online.covisitation.TopNeighbours`
-    from the flow, computed only if this write is the one the sink keeps)."""
-
-    item_id: str
-    neighbours: Sequence[tuple[str, float]]
-    event_ts: float
-
-    def blob(self, version: int = BLOB_VERSION) -> bytes:
-        pairs = list(self.neighbours)
-        return encode_candidates(CandidateList([i for i, _ in pairs], [s for _, s in pairs],
-                                               event_ts=self.event_ts), version)
-
-
-@dataclass(slots=True)  # never mutated, but not frozen: a frozen __init__ costs ~6x, per event
-class TrendingWrite:
-    """An item's forward-decayed popularity (log score), globally and in its category."""
-
-    item_id: str
-    category: str | None
-    log_score: float
-    ts: float = 0.0
-    """Event time of the newest event counted in ``log_score``."""
-    events: int = 0
-    """The item's events so far (its flow state's count): while few, it is new (exploration)."""
-
-
-@dataclass(slots=True)  # never mutated, but not frozen: a frozen __init__ costs ~6x, per event
-class RankerWrite:
-    """One ranker replica's current blend weights and exploration order, for the server to apply at request time."""
-
-    shard: int
-    weights: dict[str, float]
-    pairs: int
-    explore: list[tuple[str, str | None]] = field(default_factory=list)
-    """The exploration slot's candidates in preference order, with their categories
-    (:attr:`online.exploration.ExplorationPool.order`)."""
-    contexts: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
-    """Context segments whose popular items changed, with their whole new top
-    (:meth:`online.context_popularity.ContextPopularity.changed_tops`)."""
-
-    def blob(self) -> bytes:
-        return orjson.dumps({"weights": self.weights, "pairs": self.pairs, "explore": self.explore})
-
-
-@dataclass(slots=True)  # never mutated, but not frozen: a frozen __init__ costs ~6x, per event
-class DeadLetter:
-    """A stream entry that failed validation, kept with its reason and raw bytes."""
-
-    stream: str
-    entry_id: str
-    field: str
-    reason: str
-    raw: bytes
-
-
-@dataclass(slots=True)  # never mutated, but not frozen: a frozen __init__ costs ~6x, per event
-class PrequentialScore:
-    """Where the touched item stood in the list the user had just before the event (``None``: absent)."""
-
-    entry_id: str
-    user_id: str
-    item_id: str
-    rank: int | None
-    listed: tuple[str, ...]
-
-
-Write = UserListWrite | ItemSimilarWrite | TrendingWrite | DeadLetter | PrequentialScore | RankerWrite
-
 
 @dataclass(frozen=True, slots=True)
 class SinkOptions:

@@ -3,7 +3,7 @@
 The path of one event (see the README's architecture section):
 
 1. ``parse_entry``: a raw stream entry becomes a :class:`ParsedEvent`, or a
-   :class:`~flows.redis_sink.DeadLetter` naming the field and the reason.
+   :class:`~flows.writes.DeadLetter` naming the field and the reason.
 2. :class:`UserHistoryLogic` (keyed by user): drops duplicate ``event_id``\\ s,
    segments sessions, keeps weighted recent items, and sends the item a
    :class:`Touch` carrying the session's previous items (and, within a
@@ -48,7 +48,8 @@ from mypy_extensions import mypyc_attr
 from typing_extensions import override
 
 from flows.metrics import DEAD_LETTERS, DUPLICATES, EVENTS, EVICTED, PREQUENTIAL_KS
-from flows.redis_sink import (
+from flows.redis_source import StreamEntry
+from flows.writes import (
     DeadLetter,
     ItemSimilarWrite,
     PrequentialScore,
@@ -56,7 +57,6 @@ from flows.redis_sink import (
     TrendingWrite,
     UserListWrite,
 )
-from flows.redis_source import StreamEntry
 from online.affinity import CategoryAffinity
 from online.affinity_candidates import CategoryTrending, affinity_candidates
 from online.blend import explore_slot

@@ -30,6 +30,7 @@ __all__ = ["COMPILED_MODULES", "PURE_PYTHON_ENV", "build_is_current", "build_sta
 COMPILED_MODULES = (
     "flows.dataflow",
     "flows.stages",
+    "flows.writes",
     "online.affinity",
     "online.blend",
     "online.contract.candidates",
@@ -50,7 +51,7 @@ COMPILED_MODULES = (
     "online.user_history",
 )
 """Modules compiled by mypyc. The ``online`` ones import the standard library and each other
-only; ``flows.stages`` (the dataflow's per-event logic) imports Bytewax and the sink's messages,
+only; ``flows.stages`` (the dataflow's per-event logic) imports Bytewax and the sink's messages (``flows.writes``),
 and ``online.ranker`` wraps River's logistic regression: ``mypyc.ini`` has the build type-check River,
 NumPy and Prometheus as ``Any`` (checking them would take the build from seconds to minutes). Its stage
 logic classes stay plain Python classes with compiled methods (``mypyc_attr(native_class=False)``),

@@ -182,6 +182,7 @@ def _stage_samples() -> list[object]:
     sharing the original did not have (the same state, other bytes)."""
     from flows.model import LiverecoModel
     from flows.stages import Link, NeighbourReply, Outcome, ParsedEvent, PurchaseLink, Touch
+    from flows.writes import DeadLetter, PrequentialScore, RankerWrite, TrendingWrite, UserListWrite
     from online.blend import Candidates, Pool
     from online.contract import Event, Settings
 
@@ -202,7 +203,10 @@ def _stage_samples() -> list[object]:
             NeighbourReply("ib", items_b.state.neighbours.snapshot(3), touch, (0.5, 0.5), 1.0),
             Outcome("bob", "1-0", "ie", 1.7e9, previous), previous,
             ParsedEvent(Event("ann", "ia", "view", 1.7e9), "1-0", 7),
-            Candidates.score(Pool(previous.ranked, [("ia", 1.0)], previous.repeats), [1.0] * 10)]
+            Candidates.score(Pool(previous.ranked, [("ia", 1.0)], previous.repeats), [1.0] * 10),
+            UserListWrite("bob", previous.ranked, 1.7e9, 7, "s", [("ib", 1.0, 1.7e9)], [0], ["id"], ((0.5,), 1.0)),
+            TrendingWrite("ib", "kb", 2.5, 1.7e9, 3), RankerWrite(0, {"personal": 1.5}, 4, [("ie", "ke")]),
+            PrequentialScore("1-0", "bob", "ie", 2, ("ia", "ie")), DeadLetter("events", "1-0", "ts", "bad", b"{}")]
 
 
 def _value_tree(obj: object) -> bytes:
