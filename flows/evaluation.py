@@ -203,7 +203,7 @@ def evaluate_livereco(data: EvalData, settings: Settings, frozen: bool = False, 
     """
     sink = _CollectingSink()
     # Encoded before the clock starts: turning events into JSON is the producers' work (the live
-    # source reads stored bytes), and it was a sixteenth of this run's instructions.
+    # source reads stored bytes), 6.7 µs per event here, about 4% of the clocked run.
     entries = list(_entries(data.events))
     source = TestingSource(progress.track(entries) if progress else entries, batch_size=batch_size or settings.read_count)
     flow = build_flow(settings, source=source, sink=sink, flow_id="livereco-eval",
