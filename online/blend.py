@@ -157,6 +157,7 @@ class Candidates:
         negative: list[float] = []
         ranks: list[int] = []
         top = _best_score(personal_list)
+        any_repeats, any_excluded = bool(repeats), bool(exclude)  # tested once, not per row
         for rank, (item, score) in enumerate(personal_list):
             if item in exclude:
                 continue
@@ -165,14 +166,14 @@ class Candidates:
             if position >= 0:
                 value += w_trending * trending[position][1] + w_trending_rank * reciprocals[position] + w_both
                 taken[position] = True
-            if repeats and item in repeats:
+            if any_repeats and item in repeats:
                 value += w_repeat
             items.append(item)  # called directly, not through aliases: mypyc compiles these to C calls
             negative.append(-value)
             ranks.append(rank)
         personal = len(items)
         for position, (item, popularity) in enumerate(trending):
-            if taken[position] or (exclude and item in exclude):
+            if taken[position] or (any_excluded and item in exclude):
                 continue
             items.append(item)
             negative.append(-(w_trending * popularity + w_trending_rank * reciprocals[position]))
