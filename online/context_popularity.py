@@ -24,7 +24,7 @@ score is lowest) if it beats it. The flow's ranker replica learns it from its
 users' events after scoring each (so no event sees itself) and publishes the
 segments it changed; the server reads them back (:mod:`serving.ranker_weights`).
 
-This module imports only the standard library.
+This module imports only the standard library and :mod:`online.forward_decay`.
 
 Examples
 --------
@@ -46,6 +46,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+
+from online.forward_decay import log_add
 
 __all__ = ["ContextPopularity", "context_segments", "device_segment", "hour_segment"]
 
@@ -117,7 +119,7 @@ class ContextPopularity:
             least = min(scores, key=scores.__getitem__)
             old = scores.pop(least)  # Space-Saving: the newcomer inherits the least popular item's count
             del relative[least]
-        score = scores[item] = arrival if old is None else _log_add(old, arrival)
+        score = scores[item] = arrival if old is None else log_add(old, arrival)
         best = self._best[segment]
         if score > best:  # a new best: every share is relative to it (the top item's own events, mostly)
             self._best[segment] = score
@@ -156,9 +158,3 @@ class ContextPopularity:
                           for segment, scores in self._segments.items()}
         self._changed = set(self._segments)
 
-
-def _log_add(a: float, b: float) -> float:
-    """``log(exp(a) + exp(b))`` without overflow."""
-    if a < b:
-        a, b = b, a
-    return a + math.log1p(math.exp(b - a))

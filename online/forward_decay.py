@@ -30,7 +30,17 @@ from typing import Any
 
 from online.init_pickle import reduce_by_init
 
-__all__ = ["ForwardDecay", "place", "strongest"]
+__all__ = ["ForwardDecay", "log_add", "place", "strongest"]
+
+
+def log_add(a: float, b: float) -> float:
+    """``log(exp(a) + exp(b))`` without overflow: the log score of two decayed sums added.
+
+    >>> log_add(0.0, 0.0) == math.log(2.0), log_add(1000.0, 0.0) == 1000.0
+    (True, True)
+    """
+    hi, lo = (a, b) if a >= b else (b, a)
+    return hi + math.log1p(math.exp(lo - hi))
 
 
 def place(log_scores: dict[str, float], order: list[str], item: str, log_score: float) -> None:
@@ -97,10 +107,7 @@ class ForwardDecay:
     def add(self, log_score: float | None, weight: float, ts: float) -> float:
         """``log_score`` with one more observation; ``weight`` must be positive."""
         term = self.log_weight(weight, ts)
-        if log_score is None:
-            return term
-        hi, lo = (log_score, term) if log_score >= term else (term, log_score)
-        return hi + math.log1p(math.exp(lo - hi))
+        return term if log_score is None else log_add(log_score, term)
 
     def value(self, log_score: float, now: float) -> float:
         """The decayed sum at time ``now``."""
