@@ -961,11 +961,10 @@ class RankerState:
         categories, context = self.categories, self.context
         affinity = affinity_candidates(personal.affinities, categories.tops, affinity_categories, affinity_items) \
             if personal.affinities and categories else ()
-        trending = self.trending.top(depth + len(personal.exclude))
-        if context is not None and segments:
-            return Pool(personal.ranked, trending, personal.repeats, personal.exclude, affinity,
-                        context.relative(segments[0]), context.relative(segments[1]))
-        return Pool(personal.ranked, trending, personal.repeats, personal.exclude, affinity)
+        device, hour = (context.relative(segments[0]), context.relative(segments[1])) \
+            if context is not None and segments else (None, None)
+        return Pool(personal.ranked, self.trending.top(depth + len(personal.exclude)), personal.repeats,
+                    personal.exclude, affinity, device, hour)
 
 
 @mypyc_attr(native_class=False)

@@ -148,7 +148,7 @@ async def merged_list(client: Reads, keys: RedisKeys, list_key: str, own_source:
                         trending=_trending_pool(trending, pool_size + len(stored_exclude) + len(exclude),
                                                 (trending_key, trending_stop)),
                         repeats={candidates.items[i] for i in candidates.repeats if i < len(candidates.items)},
-                        exclude=stored_exclude | exclude, affinity=affinity, device=device or {}, hour=hour or {}),
+                        exclude=stored_exclude | exclude, affinity=affinity, device=device, hour=hour),
                    weights or {}, n, explore, explore_at)
     answer = ListAnswer(source=own_source, accepted_ms=candidates.accepted_ms)
     answer.items = [{"item_id": item, "score": round(score, 6), "source": own_source if source == "personal" else source}
