@@ -23,6 +23,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from flows.catalog import GENRE_RULES, read_movie_genres
+from online.forward_decay import log_add
 
 __all__ = ["main", "reach"]
 
@@ -32,7 +33,7 @@ _LN2 = math.log(2.0)
 def _add(scores: dict[str, float], key: str, weight: float, ts: float, half_life_s: float) -> None:
     value = math.log(weight) + ts * _LN2 / half_life_s
     old = scores.get(key)
-    scores[key] = value if old is None else max(old, value) + math.log1p(math.exp(-abs(old - value)))
+    scores[key] = value if old is None else log_add(old, value)
 
 
 def _top(scores: dict[str, float], k: int) -> list[str]:
