@@ -12,6 +12,7 @@ from online.contract.events import (
     parse_ts,
 )
 from online.contract.keys import RedisKeys, stable_hash
+from online.contract.progress import StreamProgress, entry_ms
 from online.contract.profile import Profile, decode_profile, encode_profile
 from online.contract.settings import SETTINGS_DOC, Settings
 from online.contract.streams import EVENT_FIELD, accepted_ms, decode_stream_fields, stream_fields
@@ -29,12 +30,14 @@ __all__ = [
     "Profile",
     "RedisKeys",
     "Settings",
+    "StreamProgress",
     "accepted_ms",
     "decode_candidates",
     "decode_profile",
     "decode_stream_fields",
     "encode_candidates",
     "encode_profile",
+    "entry_ms",
     "parse_event",
     "parse_ts",
     "quantize_affinity",

@@ -69,6 +69,10 @@ class RedisKeys:
     def dead_letter(self) -> str:
         return f"{self.namespace}:deadletter"
 
+    def flow_progress(self) -> str:
+        """A hash: stream key -> the flow's :class:`~online.contract.progress.StreamProgress` on it (heartbeat, trim point)."""
+        return f"{self.namespace}:flow:progress"
+
     def meta(self) -> str:
         """A hash recording layout facts (partition count) that must not drift."""
         return f"{self.namespace}:meta"

@@ -50,7 +50,8 @@ class Settings:
     rating_range: str = _setting("1,5", "LIVERECO_RATING_RANGE", "'min,max' of rating values; the middle counts zero")
     max_body_bytes: int = _setting(1_048_576, "LIVERECO_MAX_BODY_BYTES", "largest accepted POST /v1/events body")
     max_batch: int = _setting(1000, "LIVERECO_MAX_BATCH", "most events in one POST /v1/events")
-    stream_maxlen: int = _setting(1_000_000, "LIVERECO_STREAM_MAXLEN", "approximate entries kept per event stream partition (producer-side trim)")
+    stream_maxlen: int = _setting(100_000, "LIVERECO_STREAM_MAXLEN", "most entries an event stream partition may hold: producers trim only what the flow has read (and could not need after a restart); when the flow is this far behind, POST /v1/events answers 503 with Retry-After instead of trimming unread events")
+    flow_stale_s: float = _setting(15.0, "LIVERECO_FLOW_STALE_S", "seconds without a heartbeat from the flow, while a stream holds unread events, after which /readyz answers 503 (accepted but not processed)")
     dead_letter_maxlen: int = _setting(100_000, "LIVERECO_DEADLETTER_MAXLEN", "approximate entries kept in the dead-letter stream")
     user_ttl_s: int = _setting(30 * 86400, "LIVERECO_USER_TTL_S", "seconds a user stays after their last event (wall clock): their Redis keys expire and the flow drops their state; items stay the longer of this and 4 co-visitation half-lives")
     recent_items: int = _setting(20, "LIVERECO_RECENT_ITEMS", "items remembered per user")
@@ -66,6 +67,8 @@ class Settings:
     covisit_half_life_s: float = _setting(7 * 86400.0, "LIVERECO_COVISIT_HALF_LIFE_S", "half-life of co-visitation evidence (event time)")
     trending_half_life_s: float = _setting(6 * 3600.0, "LIVERECO_TRENDING_HALF_LIFE_S", "half-life of trending popularity (event time)")
     trending_size: int = _setting(1000, "LIVERECO_TRENDING_SIZE", "items kept per trending sorted set")
+    dedup_horizon_s: float = _setting(86400.0, "LIVERECO_DEDUP_HORIZON_S", "a retried event_id counts once if it comes back within this many seconds (event time) of the first, among the user's last LIVERECO_DEDUP_MAX_IDS ids")
+    dedup_max_ids: int = _setting(2000, "LIVERECO_DEDUP_MAX_IDS", "event_ids remembered per user for de-duplication (bounds memory; the oldest are forgotten first)")
     session_gap_s: float = _setting(1800.0, "LIVERECO_SESSION_GAP_S", "inactivity that ends a session")
     poll_interval_ms: float = _setting(5.0, "LIVERECO_POLL_INTERVAL_MS", "how long the flow's source waits before polling an idle stream again")
     read_count: int = _setting(500, "LIVERECO_READ_COUNT", "most stream entries read per partition per poll")
@@ -81,6 +84,11 @@ class Settings:
     affinity_items: int = _setting(20, "LIVERECO_AFFINITY_ITEMS", "trending items per category that affinity candidates are taken from (each ranker replica keeps this many per category)")
     affinity_max_categories: int = _setting(1000, "LIVERECO_AFFINITY_MAX_CATEGORIES", "categories each ranker replica keeps a trending top of for affinity candidates (the coldest makes way for a new one); keep it above the catalog's count of categories")
     context_items: int = _setting(0, "LIVERECO_CONTEXT_ITEMS", "items kept per context segment (the device an event's context names, its hour of day) for the ranker's two context features, a candidate's popularity among its segment's recent events (0: off; at most 64 segments per ranker replica)")
+    data_dir: str = _setting(".livereco", "LIVERECO_DATA_DIR", "where livereco run and livereco redis keep the embedded Redis's data (AOF) and the flow's recovery store")
+    redis_appendfsync: str = _setting("everysec", "LIVERECO_REDIS_APPENDFSYNC", "fsync policy of the embedded Redis's append-only file: everysec (lose at most about a second on power loss) or always (lose nothing, slower)")
+    http_request_timeout_s: float = _setting(10.0, "LIVERECO_HTTP_REQUEST_TIMEOUT_S", "seconds a client has to send a request's headers and its whole body; slower requests are answered 408 and closed")
+    http_keepalive_s: float = _setting(5.0, "LIVERECO_HTTP_KEEPALIVE_S", "seconds an idle keep-alive connection stays open")
+    http_max_connections: int = _setting(2048, "LIVERECO_HTTP_MAX_CONNECTIONS", "open connections per server process; further ones are answered 503")
     gc_interval_s: float = _setting(60.0, "LIVERECO_GC_INTERVAL_S", "the flow collects cyclic garbage on this timer instead of Python's automatic collector, which walks the whole model state (0: Python's default)")
 
     @classmethod
@@ -109,12 +117,13 @@ class Settings:
                     "recent_items", "candidates", "neighbours", "covisit_half_life_s",
                     "trending_half_life_s", "trending_size", "ranker_shards", "session_gap_s", "read_count",
                     "explore_new_events", "explore_candidates", "sessions_per_item", "affinity_items",
-                    "affinity_max_categories", "ranker_list_length")
+                    "affinity_max_categories", "ranker_list_length", "dedup_max_ids", "flow_stale_s",
+                    "http_request_timeout_s", "http_keepalive_s", "http_max_connections")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{_env_of(name)}={getattr(self, name)!r}: must be positive")
         for name in ("ranker_learning_rate", "ranker_negatives", "gc_interval_s", "purchase_window_s",
-                     "purchase_boost", "explore_position", "session_neighbours", "context_items"):
+                     "purchase_boost", "explore_position", "session_neighbours", "context_items", "dedup_horizon_s"):
             value = getattr(self, name)
             if not value >= 0:
                 raise ValueError(f"{_env_of(name)}={value!r}: " + ("must be a number" if value != value else
@@ -126,6 +135,10 @@ class Settings:
             raise ValueError(f"{_env_of('ranker_negative_depth')}={self.ranker_negative_depth!r}: must be above "
                              f"{_env_of('ranker_list_length')}={self.ranker_list_length!r} (the candidates below the "
                              "list the ranker learns from)")
+        if self.redis_appendfsync not in ("everysec", "always", "no"):
+            raise ValueError(f"{_env_of('redis_appendfsync')}={self.redis_appendfsync!r}: expected everysec, always or no")
+        if not self.data_dir.strip():
+            raise ValueError(f"{_env_of('data_dir')}: must not be empty")
         if not 0.0 <= self.purchase_demote <= 1.0:
             raise ValueError(f"{_env_of('purchase_demote')}={self.purchase_demote!r}: must be between 0 and 1")
         self.keys  # noqa: B018 - validates namespace and partitions
