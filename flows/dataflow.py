@@ -12,6 +12,9 @@ Stages and their keys::
                       │                                             └─► popularity ─► ranker (shard) ◄─┘    │
                       │                                                  trending, similar ─┤ scores, weights│
                       └─► dead letters ───────────────────────────────────────────────────────┴──────────────┴─► Redis
+
+Every stage handles its events one by one inside a guard: an event (or a write) that fails anywhere becomes a
+dead letter naming the stage and the reason (:mod:`flows.dead_letters`), and the flow goes on.
 """
 
 from __future__ import annotations
@@ -60,6 +63,15 @@ def _messages_by_item(batch: list[tuple[str, list[Touch | Link | PurchaseLink]]]
 
 def _replies_by_user(batch: list[tuple[str, NeighbourReply]]) -> list[tuple[str, NeighbourReply]]:
     return [(reply.touch.user_id, reply) for _, reply in batch]
+
+
+def _is_messages(keyed: tuple[str, list[Touch | Link | PurchaseLink] | DeadLetter]
+                 ) -> TypeGuard[tuple[str, list[Touch | Link | PurchaseLink]]]:
+    return type(keyed[1]) is list  # else a DeadLetter: the user-history stage failed on that event
+
+
+def _dead_letters(batch: list[tuple[str, list[Touch | Link | PurchaseLink] | DeadLetter]]) -> list[DeadLetter]:
+    return [value for _, value in batch if isinstance(value, DeadLetter)]
 
 
 def _is_reply(keyed: tuple[str, object]) -> bool:
@@ -122,7 +134,8 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
 
     touched = op.stateful_batch("user_history", valid.trues,
                                 lambda resume: UserHistoryLogic(settings, resume, recoverable))
-    to_items = op.flat_map_batch("to_items", touched, _messages_by_item)
+    touched_ok = op.branch("touched_ok", touched, _is_messages)
+    to_items = op.flat_map_batch("to_items", touched_ok.trues, _messages_by_item)
     item_out = op.stateful_batch("items", to_items,
                                  lambda resume: ItemLogic(settings, resume, learn_until_ts, recoverable))
 
@@ -146,8 +159,9 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
     ranked = op.flat_map_batch("ranker_out", op.stateful_batch(
         "ranker", ranker_in, lambda resume: RankerLogic(settings, resume, recoverable)), _values)
 
+    history_failures: Stream[Write] = op.flat_map_batch("history_failures", touched_ok.falses, _dead_letters)
     writes: Stream[Write] = op.merge("writes", op.flat_map_batch("lists_out", outcomes.falses, _values), ranked, item_writes,
-                                     valid.falses)
+                                     valid.falses, history_failures)
     if sink is None:
         sink = RedisSink(settings.redis_url, SinkOptions(
             settings.keys,

@@ -15,12 +15,14 @@ __all__ = [
     "EVENTS",
     "EVICTED",
     "FRESHNESS",
+    "PARSE_REASONS",
     "PREQUENTIAL_HITS",
     "PREQUENTIAL_PREDICTIONS",
     "PREQUENTIAL_RECIPROCAL_RANK",
     "REDIS_ERRORS",
     "SINK_WRITES",
     "SINK_WRITE_SECONDS",
+    "STAGE_REASONS",
     "STREAM_LAG_ENTRIES",
     "STREAM_LAG_SECONDS",
     "STREAM_LENGTH",
@@ -37,9 +39,17 @@ DUPLICATES = Counter("livereco_flow_duplicate_events_total", "Events dropped bec
 EVICTED = Counter(
     "livereco_flow_evicted_keys_total", "Users and items dropped from flow state after their TTL idle, by stage.", ["stage"]
 )
+LABEL_STAGE = "stage"
 DEAD_LETTERS = Counter(
-    "livereco_flow_dead_letters_total", "Stream entries sent to the dead-letter stream, by reason.", [LABEL_REASON]
+    "livereco_flow_dead_letters_total",
+    "Events (or writes) sent to the dead-letter stream, by the stage that failed and a reason from a closed set:"
+    " the offending contract field for validation, 'error' for a failure in a stage, 'encoding' or 'rejected' in the sink.",
+    [LABEL_STAGE, LABEL_REASON],
 )
+PARSE_REASONS = ("event", "e", "user_id", "item_id", "type", "ts", "session_id", "value", "event_id", "context", "other")
+"""The ``reason`` label of a validation failure: the field the contract names (a context key counts as ``context``)."""
+STAGE_REASONS = {"user_history": ("error",), "items": ("error",), "user_lists": ("error",), "ranker": ("error",),
+                 "sink": ("encoding", "rejected")}
 FRESHNESS = Histogram(
     "livereco_flow_freshness_seconds",
     "Time from an event's acceptance into its stream to its user's new list being written to Redis.",
@@ -98,5 +108,10 @@ for _k in PREQUENTIAL_KS:
     PREQUENTIAL_RECIPROCAL_RANK.labels(str(_k))
 for _kind in ("user_list", "item_similar", "trending", "dead_letter"):
     SINK_WRITES.labels(_kind)
+for _reason in PARSE_REASONS:
+    DEAD_LETTERS.labels("parse", _reason)
+for _stage, _reasons in STAGE_REASONS.items():
+    for _reason in _reasons:
+        DEAD_LETTERS.labels(_stage, _reason)
 for _op in ("read", "write"):
     REDIS_ERRORS.labels(_op)

@@ -105,7 +105,8 @@ class LiverecoModel:
         trending: list[TrendingWrite] = []
         replies: list[NeighbourReply] = []
         for messages in touched:
-            self._to_items(messages, trending, replies)
+            if isinstance(messages, list):  # else a dead letter: the stage failed on this event
+                self._to_items(messages, trending, replies)
         outcomes = self._to_user_list(replies)
         self._to_rankers(trending, outcomes)
 

@@ -7,6 +7,11 @@ stream: dead letters are at least once (each names its stream and entry id).
 Within a batch, later writes to the same key replace earlier ones before
 anything is sent, so a burst of events for one user costs one ``SET``.
 
+One write that cannot be made does not stop the flow either: a list whose
+encoding fails, or a command Redis rejects for good (a key of the wrong type,
+say ``WRONGTYPE``), becomes a dead letter with stage ``sink`` (reason
+``encoding`` or ``rejected``) and the rest of the batch is written.
+
 A Redis outage blocks the batch: it is sent again, whole, on a fresh pipeline
 (redis-py empties a pipeline whose ``execute`` failed part-way), 50 ms after
 the first failure and twice as long after each further one, up to 2 s, until
@@ -23,8 +28,10 @@ from dataclasses import dataclass, field
 
 import orjson
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from redis.exceptions import ResponseError
 from typing_extensions import override
 
+from flows.dead_letters import stage_failure
 from flows.metrics import FRESHNESS, REDIS_ERRORS, SINK_WRITE_SECONDS, SINK_WRITES, observe_score
 from flows.redis_client import TRANSIENT_ERRORS, Backoff, Pipeline, RedisClient, connect
 from flows.writes import (
@@ -66,9 +73,21 @@ class _Batch:
     contexts: dict[int, dict[str, list[tuple[str, float]]]] = field(default_factory=dict)
     """Ranker shard -> context segment -> its popular items, from every ranker write of the batch."""
     dead: list[DeadLetter] = field(default_factory=list)
+    blobs: dict[str, bytes] = field(default_factory=dict)
+    """Key -> encoded list or profile, made once per batch (a retry after an outage sends the same bytes)."""
 
     def __bool__(self) -> bool:
         return bool(self.users or self.similar or self.trending or self.rankers or self.dead)
+
+
+_TRANSIENT_REPLIES = ("LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "READONLY", "OOM", "NOREPLICAS")
+"""Error replies that mean "not now" rather than "never": the batch waits and is sent again."""
+
+
+def _is_transient(error: Exception) -> bool:
+    if isinstance(error, TRANSIENT_ERRORS):
+        return True
+    return isinstance(error, ResponseError) and str(error).split(" ", 1)[0] in _TRANSIENT_REPLIES
 
 
 class _RedisSinkPartition(StatelessSinkPartition[Write]):
@@ -117,28 +136,57 @@ class _RedisSinkPartition(StatelessSinkPartition[Write]):
                 batch.dead.append(w)
         return batch
 
-    def _queue(self, pipe: Pipeline, batch: _Batch) -> None:
-        """Put every command of ``batch`` on ``pipe``."""
+    def _encode(self, batch: _Batch) -> None:
+        """Encode the blobs of ``batch`` once (kept across retries); a write that cannot be encoded is dead-lettered."""
         keys = self._keys
-        for uid, u in batch.users.items():
-            pipe.set(keys.user_recs(uid), u.recs_blob(), ex=self._user_ttl_s)
-            pipe.set(keys.user_profile(uid), u.profile_blob(), ex=self._user_ttl_s)
-        for iid, item in batch.similar.items():
-            pipe.set(keys.item_similar(iid), item.blob(), ex=self._item_ttl_s)
+        for uid, u in list(batch.users.items()):
+            try:
+                batch.blobs[keys.user_recs(uid)] = u.recs_blob()
+                batch.blobs[keys.user_profile(uid)] = u.profile_blob()
+            except Exception as exc:
+                del batch.users[uid]
+                batch.dead.append(stage_failure("sink", exc, "", "", f"list of user {uid}".encode("utf-8", "replace"),
+                                                reason="encoding"))
+        for iid, item in list(batch.similar.items()):
+            try:
+                batch.blobs[keys.item_similar(iid)] = item.blob()
+            except Exception as exc:
+                del batch.similar[iid]
+                batch.dead.append(stage_failure("sink", exc, "", "", f"similar list of item {iid}".encode("utf-8", "replace"),
+                                                reason="encoding"))
+
+    def _queue(self, pipe: Pipeline, batch: _Batch) -> list[str]:
+        """Put every command of ``batch`` on ``pipe``; what each command writes, in order (for rejections)."""
+        keys = self._keys
+        what: list[str] = []
+        blobs = batch.blobs
+        for uid in batch.users:
+            recs, profile = keys.user_recs(uid), keys.user_profile(uid)
+            pipe.set(recs, blobs[recs], ex=self._user_ttl_s)
+            pipe.set(profile, blobs[profile], ex=self._user_ttl_s)
+            what += (recs, profile)
+        for iid in batch.similar:
+            similar = keys.item_similar(iid)
+            pipe.set(similar, blobs[similar], ex=self._item_ttl_s)
+            what.append(similar)
         for key, members in batch.trending.items():
             pipe.zadd(key, members)
             pipe.zremrangebyrank(key, 0, -(self._trending_size + 1))
+            what += (key, key)
         if batch.rankers:
             pipe.hset(keys.ranker(), mapping={f"shard{r.shard}": r.blob() for r in batch.rankers.values()})
+            what.append(keys.ranker())
         for shard, tops in batch.contexts.items():
             pipe.hset(keys.context(shard), mapping={segment: orjson.dumps(top) for segment, top in tops.items()})
+            what.append(keys.context(shard))
         for d in batch.dead:
-            pipe.xadd(
-                keys.dead_letter(),
-                {"stream": d.stream, "id": d.entry_id, "field": d.field, "reason": d.reason, "raw": d.raw},
-                maxlen=self._dead_letter_maxlen,
-                approximate=True,
-            )
+            self._queue_dead_letter(pipe, d)
+            what.append(keys.dead_letter())
+        return what
+
+    def _queue_dead_letter(self, pipe: Pipeline, d: DeadLetter) -> None:
+        pipe.xadd(self._keys.dead_letter(), d.fields(),  # type: ignore[arg-type]
+                  maxlen=self._dead_letter_maxlen, approximate=True)
 
     def _write(self, batch: _Batch) -> None:
         """Send ``batch`` until Redis has taken all of it, backing off while Redis fails.
@@ -148,19 +196,44 @@ class _RedisSinkPartition(StatelessSinkPartition[Write]):
         would send nothing and lose the batch. Commands of a failed attempt that
         did run are overwritten with the same values.
         """
+        self._encode(batch)
         while True:
             pipe = self._client.pipeline(transaction=False)
-            self._queue(pipe, batch)
+            what = self._queue(pipe, batch)
             started = time.perf_counter()
             try:
-                pipe.execute()
+                results = pipe.execute(raise_on_error=False)
             except TRANSIENT_ERRORS as exc:
                 REDIS_ERRORS.labels("write").inc()
                 time.sleep(self._backoff.failed(exc))
                 continue
+            rejected = [(key, result) for key, result in zip(what, results, strict=True) if isinstance(result, Exception)]
+            retry = next((result for _, result in rejected if _is_transient(result)), None)
+            if retry is not None:  # Redis is loading, out of memory, failing over: the whole batch again, later
+                REDIS_ERRORS.labels("write").inc()
+                time.sleep(self._backoff.failed(retry))
+                continue
             SINK_WRITE_SECONDS.observe(time.perf_counter() - started)
             self._backoff.succeeded()
+            if rejected:
+                self._dead_letter_rejected(rejected)
             return
+
+    def _dead_letter_rejected(self, rejected: list[tuple[str, Exception]]) -> None:
+        """Dead letters for the commands Redis refused for good (the rest of their batch is written)."""
+        REDIS_ERRORS.labels("write").inc(len(rejected))
+        letters = [stage_failure("sink", error, "", "", f"write to {key}".encode("utf-8", "replace"), reason="rejected")
+                   for key, error in rejected if key != self._keys.dead_letter()]
+        if not letters:  # only the dead-letter stream itself refused: nothing left to record it in
+            log.error("Redis refused a write to the dead-letter stream %s: %s", self._keys.dead_letter(), rejected[0][1])
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for letter in letters:
+            self._queue_dead_letter(pipe, letter)
+        try:
+            pipe.execute(raise_on_error=False)
+        except TRANSIENT_ERRORS as exc:  # the next batch's writes will meet the outage and wait for it
+            log.warning("could not write %d dead letters of rejected writes: %s", len(letters), exc)
 
     @override
     def close(self) -> None:

@@ -14,6 +14,14 @@ position only moves past entries the partition has emitted, so a snapshot
 taken during the outage holds the last entry handed on and the first read
 after it starts right after that entry.
 
+Every second each partition also publishes its progress
+(:class:`~online.contract.progress.StreamProgress` in ``RedisKeys.flow_progress()``):
+the last entry read, the entry up to which producers may trim (the position
+of the snapshot before the last one: a restart resumes from a committed
+snapshot, never from before that one), and a heartbeat. The server answers
+``POST /v1/events`` with 503 rather than trimming unread events, and
+``/readyz`` turns red when the heartbeat stops while events wait.
+
 Every second each partition also exports its lag: entries in the stream
 after the last one read (counted in Redis, capped at :data:`LAG_CAP`), the
 seconds between that entry and the newest, and the stream's length. The
@@ -35,7 +43,7 @@ from typing_extensions import override
 
 from flows.metrics import REDIS_ERRORS, STREAM_LAG_ENTRIES, STREAM_LAG_SECONDS, STREAM_LENGTH
 from flows.redis_client import REDIS_EXCEPTIONS, Backoff, RedisClient, connect
-from online.contract import RedisKeys
+from online.contract import RedisKeys, StreamProgress
 
 __all__ = ["RedisStreamSource", "StreamEntry"]
 
@@ -59,10 +67,14 @@ class StreamEntry:
 
 class _StreamPartition(StatefulSourcePartition[StreamEntry, str]):
     def __init__(self, client: RedisClient, stream: str, last_id: str, read_count: int,
-                 poll_interval_s: float, stop_at_end: bool):
+                 poll_interval_s: float, stop_at_end: bool, progress_key: str | None = None):
         self._client = client
         self._stream = stream
         self._last_id = last_id
+        self._progress_key = progress_key
+        self._safe_id = last_id
+        """Entries up to this one are never needed again: a restart resumes after it or later."""
+        self._snapshots: list[str] = []
         self._read_count = read_count
         self._poll = timedelta(seconds=poll_interval_s)
         self._stop_at_end = stop_at_end
@@ -113,6 +125,17 @@ class _StreamPartition(StatefulSourcePartition[StreamEntry, str]):
         newest_ms = int(newest[0][0].split(b"-")[0]) if newest else 0
         read_ms = int(self._last_id.split("-")[0])
         STREAM_LAG_SECONDS.labels(self._stream).set(max(0, newest_ms - read_ms) / 1000.0 if behind else 0.0)
+        self._publish_progress()
+
+    def _publish_progress(self) -> None:
+        """Tell producers and the server how far this partition has read, up to where they may trim, and that it lives."""
+        if self._progress_key is None:
+            return
+        progress = StreamProgress(self._last_id, self._safe_id, int(time.time() * 1000))
+        try:
+            self._client.hset(self._progress_key, self._stream, progress.encode())
+        except REDIS_EXCEPTIONS as exc:
+            log.debug("publishing the progress of %s failed: %s", self._stream, exc)
 
     @override
     def next_awake(self) -> datetime | None:
@@ -120,6 +143,12 @@ class _StreamPartition(StatefulSourcePartition[StreamEntry, str]):
 
     @override
     def snapshot(self) -> str:
+        # The snapshot before this one is the oldest a restart can resume from once this one is committed.
+        self._snapshots.append(self._last_id)
+        if len(self._snapshots) > 2:
+            del self._snapshots[0]
+        if len(self._snapshots) == 2:
+            self._safe_id = self._snapshots[0]
         return self._last_id
 
     @override
@@ -149,4 +178,5 @@ class RedisStreamSource(FixedPartitionedSource[StreamEntry, str]):
     @override
     def build_part(self, step_id: str, for_part: str, resume_state: str | None) -> _StreamPartition:
         return _StreamPartition(connect(self.redis_url), for_part, resume_state or "0-0", self.read_count,
-                                self.poll_interval_s, self.stop_at_end)
+                                self.poll_interval_s, self.stop_at_end,
+                                None if self.stop_at_end else self.keys.flow_progress())

@@ -33,6 +33,7 @@ bytes: immutable, and cheap to take for keys that changed in an epoch.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import math
 import pickle
@@ -43,10 +44,12 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, ClassVar, Generic, TypeVar
 
+import orjson
 from bytewax.operators import StatefulBatchLogic
 from mypy_extensions import mypyc_attr
 from typing_extensions import override
 
+from flows.dead_letters import RAW_LIMIT, stage_failure
 from flows.metrics import DEAD_LETTERS, DUPLICATES, EVENTS, EVICTED, PREQUENTIAL_KS
 from flows.redis_source import StreamEntry
 from flows.writes import (
@@ -101,7 +104,6 @@ __all__ = [
     "parse_entry",
 ]
 
-_RAW_LIMIT = 64 * 1024  # raw bytes kept per dead letter
 
 
 @dataclass(slots=True)  # never mutated, but not frozen: a frozen __init__ costs ~6x, per event
@@ -163,11 +165,29 @@ def parse_entries(entries: list[StreamEntry], weights: EventTypeWeights) -> list
 def _parse(entry: StreamEntry, weights: EventTypeWeights) -> ParsedEvent | DeadLetter:
     try:
         event = parse_event(decode_stream_fields(entry.fields), weights=weights)
+        return ParsedEvent(event, entry.entry_id, accepted_ms(entry.entry_id))
     except EventError as exc:
-        DEAD_LETTERS.labels(exc.field if exc.field in _REASON_FIELDS else "other").inc()
-        raw = b"\n".join(k + b"=" + v for k, v in entry.fields.items())[:_RAW_LIMIT]
-        return DeadLetter(entry.stream, entry.entry_id, exc.field, str(exc), raw)
-    return ParsedEvent(event, entry.entry_id, accepted_ms(entry.entry_id))
+        field = exc.field.partition(".")[0]  # context.<key> counts as context: a closed set of labels
+        DEAD_LETTERS.labels("parse", field if field in _REASON_FIELDS else "other").inc()
+        return DeadLetter(entry.stream, entry.entry_id, exc.field, str(exc), _raw(entry))
+    except Exception as exc:  # anything else about one entry (a malformed id, ...) must not stop the flow
+        return stage_failure("parse", exc, entry.stream, entry.entry_id, _raw(entry), reason="other")
+
+
+def _raw(entry: StreamEntry) -> bytes:
+    """An entry's fields as stored, ``name=value`` per line (what a dead letter keeps of it)."""
+    try:
+        return b"\n".join(bytes(k) + b"=" + bytes(v) for k, v in entry.fields.items())[:RAW_LIMIT]
+    except Exception:  # fields of unexpected types: their repr is all there is
+        return repr(entry.fields).encode("utf-8", "replace")[:RAW_LIMIT]
+
+
+def _event_raw(parsed: ParsedEvent) -> bytes:
+    """A parsed event as its stream entry's JSON (what a dead letter keeps of an event a stage failed on)."""
+    try:
+        return orjson.dumps(parsed.event.to_dict())
+    except Exception:
+        return repr(parsed.event).encode("utf-8", "replace")
 
 
 def _count_events(counts: dict[str, int]) -> None:
@@ -377,7 +397,7 @@ class UserHistoryState:
 
 
 @mypyc_attr(native_class=False)
-class UserHistoryLogic(_StageLogic[ParsedEvent, "list[Touch | Link | PurchaseLink]", "UserHistoryState"]):
+class UserHistoryLogic(_StageLogic[ParsedEvent, "list[Touch | Link | PurchaseLink] | DeadLetter", "UserHistoryState"]):
     """User-keyed: de-duplication, sessions, recent items; emits the touch and the forward links.
 
     An evicted user's next event starts a new history (a new life) at seq 1.
@@ -390,6 +410,7 @@ class UserHistoryLogic(_StageLogic[ParsedEvent, "list[Touch | Link | PurchaseLin
 
     def __init__(self, settings: Settings, resume: bytes | None, recoverable: bool = True):
         super().__init__(recoverable, settings.user_ttl_s)
+        self.keys = settings.keys
         self.weights = settings.weights
         self.window_s = settings.purchase_window_s
         self.context_features = settings.context_items > 0
@@ -403,60 +424,85 @@ class UserHistoryLogic(_StageLogic[ParsedEvent, "list[Touch | Link | PurchaseLin
         return self.state.history
 
     @override
-    def on_batch(self, values: list[ParsedEvent]) -> tuple[Iterable[list[Touch | Link | PurchaseLink]], bool]:
+    def on_batch(self, values: list[ParsedEvent]) -> tuple[Iterable[list[Touch | Link | PurchaseLink] | DeadLetter], bool]:
         self.last_active = time.time()
-        out: list[list[Touch | Link | PurchaseLink]] = []
+        out: list[list[Touch | Link | PurchaseLink] | DeadLetter] = []
+        for parsed in values:
+            seq = self.state.history.events
+            try:
+                messages = self._learn(parsed)
+            except Exception as exc:  # one event must not stop the flow: dead-lettered, the next goes on
+                out.extend(self._failed(parsed, exc, seq))
+                continue
+            if messages is not None:
+                out.append(messages)
+        return out, StatefulBatchLogic.RETAIN
+
+    def _failed(self, parsed: ParsedEvent, exc: Exception, seq: int) -> list[list[Touch | Link | PurchaseLink] | DeadLetter]:
+        """The dead letter for an event this stage failed on, and a touch standing in for it if it took a sequence
+        number: the user-list stage takes replies in sequence order and would otherwise wait for it."""
+        event = parsed.event
+        out: list[list[Touch | Link | PurchaseLink] | DeadLetter] = [stage_failure(
+            self.stage, exc, self.keys.stream_for_user(event.user_id), parsed.entry_id, _event_raw(parsed))]
+        history = self.state.history
+        if history.events > seq:
+            with contextlib.suppress(Exception):  # else the user's later replies go on once max_pending of them wait
+                out.append([Touch(event.item_id, event.user_id, parsed.entry_id, history.events, 0.0, event.ts,
+                                  parsed.accepted_ms, None, [], history.session_id, history.recent(),
+                                  list(history.purchased), self.state.life)])
+        return out
+
+    def _learn(self, parsed: ParsedEvent) -> list[Touch | Link | PurchaseLink] | None:
+        """One event: its touch and links (``None`` for a duplicate)."""
         history = self.state.history
         life = self.state.life
         window_s = self.window_s
-        for parsed in values:
-            event = parsed.event
-            weight = self.weights.weight_of(event)
-            observed = history.learn_one(event, weight)
-            if observed is None:
-                DUPLICATES.inc()
-                continue
-            category = observed.category
-            previous = observed.previous if weight > 0.0 else []
-            bought = event.item_id if event.type == "purchase" and weight > 0.0 else None
-            window = history.purchase_window(event.ts, window_s, bought) if window_s > 0.0 else None
-            if observed.session_id != self._session_of:  # one key string per session, shared by its messages
-                self._session_of = observed.session_id
-                self._session_key = f"{event.user_id}\x1f{observed.session_id}"
-            session_key = self._session_key
-            touch = Touch(
-                item_id=event.item_id,
-                user_id=event.user_id,
-                entry_id=parsed.entry_id,
-                seq=history.events,
-                weight=weight,
-                ts=event.ts,
-                accepted_ms=parsed.accepted_ms,
-                category=category,
-                previous=previous,
-                session_id=observed.session_id,
-                recent=history.recent(),
-                exclude=list(history.purchased),
-                life=life,
-                previous_kinds=tuple(map(history.category_of, previous)) if category is not None else (),
-                window=window,
-                session_key=session_key,
-                segments=context_segments(event.context, event.ts) if self.context_features else (),
-            )
-            messages: list[Touch | Link | PurchaseLink] = [touch]
+        event = parsed.event
+        weight = self.weights.weight_of(event)
+        observed = history.learn_one(event, weight)
+        if observed is None:
+            DUPLICATES.inc()
+            return None
+        category = observed.category
+        previous = observed.previous if weight > 0.0 else []
+        bought = event.item_id if event.type == "purchase" and weight > 0.0 else None
+        window = history.purchase_window(event.ts, window_s, bought) if window_s > 0.0 else None
+        if observed.session_id != self._session_of:  # one key string per session, shared by its messages
+            self._session_of = observed.session_id
+            self._session_key = f"{event.user_id}\x1f{observed.session_id}"
+        session_key = self._session_key
+        touch = Touch(
+            item_id=event.item_id,
+            user_id=event.user_id,
+            entry_id=parsed.entry_id,
+            seq=history.events,
+            weight=weight,
+            ts=event.ts,
+            accepted_ms=parsed.accepted_ms,
+            category=category,
+            previous=previous,
+            session_id=observed.session_id,
+            recent=history.recent(),
+            exclude=list(history.purchased),
+            life=life,
+            previous_kinds=tuple(map(history.category_of, previous)) if category is not None else (),
+            window=window,
+            session_key=session_key,
+            segments=context_segments(event.context, event.ts) if self.context_features else (),
+        )
+        messages: list[Touch | Link | PurchaseLink] = [touch]
+        messages.extend(
+            Link(other, event.item_id, weight / math.pow(distance + 1, self.distance_decay), event.ts, category,
+                 session_key)
+            for distance, other in enumerate(previous)
+        )
+        if window is not None and bought is not None:
+            # What buyers of each earlier purchase of the window went on to buy: this item.
             messages.extend(
-                Link(other, event.item_id, weight / math.pow(distance + 1, self.distance_decay), event.ts, category,
-                     session_key)
-                for distance, other in enumerate(previous)
+                PurchaseLink(earlier, bought, weight / (distance + 1), event.ts)
+                for distance, earlier in enumerate(window.purchases[1:]) if earlier != bought
             )
-            if window is not None and bought is not None:
-                # What buyers of each earlier purchase of the window went on to buy: this item.
-                messages.extend(
-                    PurchaseLink(earlier, bought, weight / (distance + 1), event.ts)
-                    for distance, earlier in enumerate(window.purchases[1:]) if earlier != bought
-                )
-            out.append(messages)
-        return out, StatefulBatchLogic.RETAIN
+        return messages
 
 
 @dataclass(slots=True)
@@ -587,6 +633,7 @@ class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any, "ItemState | None"
     def __init__(self, settings: Settings, resume: bytes | None, learn_until_ts: float | None = None,
                  recoverable: bool = True):
         super().__init__(recoverable, settings.item_ttl_s)
+        self.keys = settings.keys
         self.k = settings.neighbours
         self.reply_k = min(self.k, self.reply_neighbours)
         self.learn_until_ts = float("inf") if learn_until_ts is None else learn_until_ts
@@ -612,54 +659,71 @@ class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any, "ItemState | None"
         neighbours_changed = False
         latest_ts = 0.0
         for msg in values:
-            latest_ts = max(latest_ts, msg.ts)
-            learn = msg.ts < self.learn_until_ts
-            if isinstance(msg, Link):
-                if not learn:
-                    continue
-                state.neighbours.learn_one(msg.other, msg.weight, msg.ts)
-                state.context.learn_one(msg.other, msg.weight)
-                if state.sessions is not None:
-                    state.sessions.learn_next(msg.session, msg.other)
-                if msg.category is not None:
-                    self._label(state, msg.other, msg.category)
-                neighbours_changed = True
-                continue
-            if isinstance(msg, PurchaseLink):
-                if learn:
-                    if state.bought_next is None:
-                        state.bought_next = CoVisitationNeighbours(self.capacity, self.half_life_s)
-                    state.bought_next.learn_one(msg.other, msg.weight, msg.ts)
-                continue
-            state.events += 1
-            if msg.category:
-                state.category = msg.category
-            if msg.weight > 0.0 and learn:
-                popular.append((msg.ts, msg.weight, state.events, state.category))
-                for distance, other in enumerate(msg.previous):
-                    evidence = self.backward_weight * msg.weight / (distance + 1)
-                    state.neighbours.learn_one(other, evidence, msg.ts)
-                    state.context.learn_one(other, evidence)
+            try:
+                latest_ts = max(latest_ts, msg.ts)
+                learn = msg.ts < self.learn_until_ts
+                if isinstance(msg, Link):
+                    if not learn:
+                        continue
+                    state.neighbours.learn_one(msg.other, msg.weight, msg.ts)
+                    state.context.learn_one(msg.other, msg.weight)
+                    if state.sessions is not None:
+                        state.sessions.learn_next(msg.session, msg.other)
+                    if msg.category is not None:
+                        self._label(state, msg.other, msg.category)
                     neighbours_changed = True
-                if msg.previous_kinds:
-                    for other, kind in zip(msg.previous, msg.previous_kinds, strict=True):
-                        if kind is not None:
-                            self._label(state, other, kind)
-            sessions = None
-            if state.sessions is not None and msg.weight > 0.0:
-                sessions = state.sessions.scores(state.item_id, msg.previous, msg.session_key)
-                if learn:
-                    state.sessions.learn_touch(msg.session_key, state.item_id, msg.previous)
-            top = state.neighbours.snapshot(self.reply_k)  # its values are computed by the user-list stage
-            if msg.window is None:
-                out.append(NeighbourReply(state.item_id, top, msg, *state.context.raw(), sessions=sessions))
-            else:
-                out.append(self._window_reply(state, top, msg, msg.window, sessions))
-        if popular:
-            out += self._popularity(state, popular)
-        if neighbours_changed:  # computed only if the sink writes it (most are replaced within a batch)
-            out.append(ItemSimilarWrite(state.item_id, state.neighbours.snapshot(self.k), latest_ts))
+                    continue
+                if isinstance(msg, PurchaseLink):
+                    if learn:
+                        if state.bought_next is None:
+                            state.bought_next = CoVisitationNeighbours(self.capacity, self.half_life_s)
+                        state.bought_next.learn_one(msg.other, msg.weight, msg.ts)
+                    continue
+                state.events += 1
+                if msg.category:
+                    state.category = msg.category
+                if msg.weight > 0.0 and learn:
+                    popular.append((msg.ts, msg.weight, state.events, state.category))
+                    for distance, other in enumerate(msg.previous):
+                        evidence = self.backward_weight * msg.weight / (distance + 1)
+                        state.neighbours.learn_one(other, evidence, msg.ts)
+                        state.context.learn_one(other, evidence)
+                        neighbours_changed = True
+                    if msg.previous_kinds:
+                        for other, kind in zip(msg.previous, msg.previous_kinds, strict=True):
+                            if kind is not None:
+                                self._label(state, other, kind)
+                sessions = None
+                if state.sessions is not None and msg.weight > 0.0:
+                    sessions = state.sessions.scores(state.item_id, msg.previous, msg.session_key)
+                    if learn:
+                        state.sessions.learn_touch(msg.session_key, state.item_id, msg.previous)
+                top = state.neighbours.snapshot(self.reply_k)  # its values are computed by the user-list stage
+                if msg.window is None:
+                    out.append(NeighbourReply(state.item_id, top, msg, *state.context.raw(), sessions=sessions))
+                else:
+                    out.append(self._window_reply(state, top, msg, msg.window, sessions))
+            except Exception as exc:  # one message must not stop the flow: dead-lettered, the next goes on
+                out.extend(self._failed(msg, exc))
+        try:
+            if popular:
+                out += self._popularity(state, popular)
+            if neighbours_changed:  # computed only if the sink writes it (most are replaced within a batch)
+                out.append(ItemSimilarWrite(state.item_id, state.neighbours.snapshot(self.k), latest_ts))
+        except Exception as exc:
+            out.append(stage_failure(self.stage, exc, "", "", f"item {state.item_id}: popularity and similar list"
+                                     .encode()))
         return out, StatefulBatchLogic.RETAIN
+
+    def _failed(self, msg: Touch | Link | PurchaseLink, exc: Exception) -> list[Any]:
+        """The dead letter for a message this stage failed on; a failed touch still gets a reply (with no
+        neighbours), as the user-list stage waits for every touch's reply in sequence order."""
+        if isinstance(msg, Touch):
+            stream, entry_id = self.keys.stream_for_user(msg.user_id), msg.entry_id
+            raw = f"touch of item {msg.item_id} by user {msg.user_id} (event {msg.entry_id})"
+            return [stage_failure(self.stage, exc, stream, entry_id, raw.encode()), NeighbourReply(msg.item_id, [], msg)]
+        kind = type(msg).__name__
+        return [stage_failure(self.stage, exc, "", "", f"{kind} {msg.item_id} -> {msg.other}".encode())]
 
     def _popularity(self, state: ItemState, touches: list[tuple[float, float, int, str | None]]) -> list[TrendingWrite]:
         """One popularity update per positive touch ``(ts, weight, events, category)``, in event-time order.
@@ -814,6 +878,7 @@ class UserListLogic(_StageLogic[NeighbourReply, Any, "UserListState"]):
 
     def __init__(self, settings: Settings, resume: bytes | None, recoverable: bool = True):
         super().__init__(recoverable, settings.user_ttl_s + self.eviction_grace_s)
+        self.keys = settings.keys
         self.n = settings.candidates
         self.recent_weight = settings.recent_weight
         self.position_decay = settings.position_decay
@@ -873,32 +938,47 @@ class UserListLogic(_StageLogic[NeighbourReply, Any, "UserListState"]):
                     break  # wait for the missing reply: every touch sends exactly one
                 ready = pending.pop(min(pending))
             touch = ready.touch
-            # Learned only now: ranking an earlier touch forgets lists of items outside its recent items.
-            state.candidates.learn_one(ready.item_id, ready.neighbours)
-            if touch.session_id != state.session_id:
-                state.session_id = touch.session_id
-                state.session.reset()
-            state.session.learn_one(ready.embedding, touch.weight, ready.embedding_norm)
-            if touch.category:
-                state.affinity.learn_one(touch.category, touch.weight, touch.ts)
-            window = touch.window
-            if window is not None:
-                after = state.after_purchase
-                if after is None:
-                    after = state.after_purchase = AfterPurchase(self.purchase_demote, self.purchase_boost)
-                after.learn_one(window, ready.bought_next, ready.of_kind)
-            elif state.after_purchase is not None:
-                state.after_purchase = None  # the window has closed
-            if touch.weight > 0.0 and state.previous is not None:
-                out.append(Outcome(touch.user_id, touch.entry_id, touch.item_id, touch.ts, state.previous,
-                                   touch.segments))
+            try:
+                # Learned only now: ranking an earlier touch forgets lists of items outside its recent items.
+                state.candidates.learn_one(ready.item_id, ready.neighbours)
+                if touch.session_id != state.session_id:
+                    state.session_id = touch.session_id
+                    state.session.reset()
+                state.session.learn_one(ready.embedding, touch.weight, ready.embedding_norm)
+                if touch.category:
+                    state.affinity.learn_one(touch.category, touch.weight, touch.ts)
+                window = touch.window
+                if window is not None:
+                    after = state.after_purchase
+                    if after is None:
+                        after = state.after_purchase = AfterPurchase(self.purchase_demote, self.purchase_boost)
+                    after.learn_one(window, ready.bought_next, ready.of_kind)
+                elif state.after_purchase is not None:
+                    state.after_purchase = None  # the window has closed
+                if touch.weight > 0.0 and state.previous is not None:
+                    out.append(Outcome(touch.user_id, touch.entry_id, touch.item_id, touch.ts, state.previous,
+                                       touch.segments))
+            except Exception as exc:  # one event must not stop the flow: dead-lettered, its user goes on
+                out.append(stage_failure(self.stage, exc, self.keys.stream_for_user(touch.user_id), touch.entry_id,
+                                         f"reply of item {ready.item_id} to user {touch.user_id}".encode()))
             state.latest = touch
             sessions = ready.sessions
             if pending:  # the next outcome needs this list; only the newest one is written
-                self._rank(touch, sessions, written=False)
+                self._guarded_rank(touch, sessions, out, written=False)
         if touch is not None:
-            out.append(self._rank(touch, sessions))
+            self._guarded_rank(touch, sessions, out)
         return out, StatefulBatchLogic.RETAIN
+
+    def _guarded_rank(self, last: Touch, sessions: dict[str, float] | None, out: list[Any], written: bool = True) -> None:
+        """:meth:`_rank`, its write appended to ``out``; a failure is dead-lettered (the previous list stays)."""
+        try:
+            write = self._rank(last, sessions, written)
+        except Exception as exc:
+            out.append(stage_failure(self.stage, exc, self.keys.stream_for_user(last.user_id), last.entry_id,
+                                     f"ranking the list of user {last.user_id}".encode()))
+            return
+        if written:
+            out.append(write)
 
     def _rank(self, last: Touch, sessions: dict[str, float] | None, written: bool = True) -> UserListWrite:
         state = self.state
@@ -1002,6 +1082,7 @@ class RankerLogic(_StageLogic[TrendingWrite | Outcome, Any, "RankerState"]):
 
     def __init__(self, settings: Settings, resume: bytes | None, recoverable: bool = True):
         super().__init__(recoverable)  # shards are few and always in use: never evicted
+        self.keys = settings.keys
         self.n = settings.candidates
         self.score_k = max(PREQUENTIAL_KS)  # the prequential metrics read the top 20 of each list
         self.shards = settings.ranker_shards
@@ -1051,30 +1132,37 @@ class RankerLogic(_StageLogic[TrendingWrite | Outcome, Any, "RankerState"]):
                 outcomes.append(value)
         explore_at, score_k = self.explore_at, self.score_k
         for outcome in sorted(outcomes, key=lambda o: o.ts):
-            if state.shard < 0:
-                state.shard = stable_hash(outcome.user_id) % self.shards
-            state.now = max(state.now, outcome.ts)
+            try:
+                if state.shard < 0:
+                    state.shard = stable_hash(outcome.user_id) % self.shards
+                state.now = max(state.now, outcome.ts)
+                self._advance(state.now)
+                segments = outcome.segments
+                pool = state.pool(outcome.previous, self.n, self.affinity_categories, self.affinity_items, segments)
+                listed = state.ranker.learn_one(pool, outcome.item_id, score_k)  # ranked before learning
+                context = state.context
+                if context is not None:  # counted after scoring: no event sees itself
+                    for segment in segments:
+                        context.learn_one(segment, outcome.item_id, outcome.ts)
+                if explore_at > 0:  # the slot as the server fills it (blend), then what the user did with it
+                    exploration = state.exploration
+                    incumbent = listed[explore_at - 1] if len(listed) >= explore_at else None
+                    slot = explore_slot(pool, exploration.order, len(listed), explore_at, score_k)
+                    if slot is not None:
+                        listed.insert(slot[0], slot[1])
+                        del listed[score_k:]
+                    exploration.learn_one(slot[1] if slot is not None else None, incumbent, outcome.item_id)
+                rank = next((p + 1 for p, item in enumerate(listed) if item == outcome.item_id), None)
+                out.append(PrequentialScore(outcome.entry_id, outcome.user_id, outcome.item_id, rank, tuple(listed)))
+            except Exception as exc:  # one outcome must not stop the flow: dead-lettered, the next goes on
+                out.append(stage_failure(self.stage, exc, self.keys.stream_for_user(outcome.user_id), outcome.entry_id,
+                                         f"outcome of user {outcome.user_id} on item {outcome.item_id}".encode()))
+        try:
             self._advance(state.now)
-            segments = outcome.segments
-            pool = state.pool(outcome.previous, self.n, self.affinity_categories, self.affinity_items, segments)
-            listed = state.ranker.learn_one(pool, outcome.item_id, score_k)  # ranked before learning
-            context = state.context
-            if context is not None:  # counted after scoring: no event sees itself
-                for segment in segments:
-                    context.learn_one(segment, outcome.item_id, outcome.ts)
-            if explore_at > 0:  # the slot as the server fills it (blend), then what the user did with it
-                exploration = state.exploration
-                incumbent = listed[explore_at - 1] if len(listed) >= explore_at else None
-                slot = explore_slot(pool, exploration.order, len(listed), explore_at, score_k)
-                if slot is not None:
-                    listed.insert(slot[0], slot[1])
-                    del listed[score_k:]
-                exploration.learn_one(slot[1] if slot is not None else None, incumbent, outcome.item_id)
-            rank = next((p + 1 for p, item in enumerate(listed) if item == outcome.item_id), None)
-            out.append(PrequentialScore(outcome.entry_id, outcome.user_id, outcome.item_id, rank, tuple(listed)))
-        self._advance(state.now)
-        contexts = state.context.changed_tops() if state.context is not None and outcomes else {}
-        if (state.ranker.learned != learned or state.exploration.version != explored or contexts) and state.shard >= 0:
-            out.append(RankerWrite(state.shard, state.ranker.weights, state.ranker.learned,
-                                   state.exploration.published(), contexts))
+            contexts = state.context.changed_tops() if state.context is not None and outcomes else {}
+            if (state.ranker.learned != learned or state.exploration.version != explored or contexts) and state.shard >= 0:
+                out.append(RankerWrite(state.shard, state.ranker.weights, state.ranker.learned,
+                                       state.exploration.published(), contexts))
+        except Exception as exc:  # the weights are published with the next batch
+            out.append(stage_failure(self.stage, exc, "", "", f"ranker shard {state.shard}: publishing".encode()))
         return out, StatefulBatchLogic.RETAIN

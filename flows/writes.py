@@ -25,7 +25,7 @@ from online.contract import CandidateList, encode_candidates, encode_profile
 from online.init_pickle import reduce_by_init
 from online.item_embedding import weighted_mean
 
-__all__ = ["BLOB_VERSION", "DeadLetter", "ItemSimilarWrite", "PrequentialScore", "RankerWrite", "TrendingWrite",
+__all__ = ["BLOB_VERSION", "DEAD_LETTER_STAGES", "DeadLetter", "ItemSimilarWrite", "PrequentialScore", "RankerWrite", "TrendingWrite",
            "UserListWrite", "Write"]
 
 BLOB_VERSION = 2
@@ -164,23 +164,38 @@ class RankerWrite:
 
 @dataclass(slots=True)  # never mutated, but not frozen: a frozen __init__ costs ~6x, per event
 class DeadLetter:
-    """A stream entry that failed validation, kept with its reason and raw bytes."""
+    """An event (or one write) the flow could not use, kept with where it failed, why, and its raw bytes.
+
+    ``stage`` is the step that failed (:data:`DEAD_LETTER_STAGES`); ``field`` names the event's offending
+    field when validation failed (empty otherwise); ``reason`` is the message.
+    """
 
     stream: str
     entry_id: str
     field: str
     reason: str
     raw: bytes
+    stage: str
 
-    def __init__(self, stream: str, entry_id: str, field: str, reason: str, raw: bytes) -> None:
+    def __init__(self, stream: str, entry_id: str, field: str, reason: str, raw: bytes, stage: str = "parse") -> None:
         self.stream = stream
         self.entry_id = entry_id
         self.field = field
         self.reason = reason
         self.raw = raw
+        self.stage = stage
 
     def __reduce__(self) -> tuple[Any, ...]:
         return reduce_by_init(self)
+
+    def fields(self) -> dict[str, str | bytes]:
+        """The dead-letter stream entry."""
+        return {"stream": self.stream, "id": self.entry_id, "stage": self.stage, "field": self.field,
+                "reason": self.reason, "raw": self.raw}
+
+
+DEAD_LETTER_STAGES = ("parse", "user_history", "items", "user_lists", "ranker", "sink")
+"""Where an event or a write can fail: the ``stage`` of a dead letter and of ``livereco_flow_dead_letters_total``."""
 
 
 @dataclass(slots=True)  # never mutated, but not frozen: a frozen __init__ costs ~6x, per event

@@ -26,6 +26,7 @@ online.contract.events.EventError: type: unknown event type 'teleport' (known: a
 from __future__ import annotations
 
 import math
+import re
 import sys
 import time
 from collections.abc import Mapping
@@ -44,7 +45,26 @@ __all__ = [
     "EventTypeWeights",
     "parse_event",
     "parse_ts",
+    "unsafe_character",
 ]
+
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029" + chr(0xD800) + "-" + chr(0xDFFF) + "]")
+"""Characters no id or context string may hold: C0 and C1 controls (the stored lists separate ids by a
+newline), line and paragraph separators, and lone surrogates (not UTF-8). Emoji with skin tones and
+zero-width-joiner sequences (``👩🏽‍💻``) are fine: ``str.isprintable`` refused the joiner."""
+
+
+def unsafe_character(text: str) -> str | None:
+    """A description of the first character of ``text`` that no id may hold, or ``None``.
+
+    >>> unsafe_character("👩🏽‍💻 and 👨‍👩‍👧‍👦"), unsafe_character("shoes\\nx")
+    (None, 'a control character U+000A at position 5')
+    """
+    found = _UNSAFE.search(text)
+    if found is None:
+        return None
+    return f"a control character U+{ord(found.group()):04X} at position {found.start()}"
+
 
 # 2000-01-01T00:00:00Z: older timestamps are almost always a unit mistake
 # (milliseconds read as seconds would be far in the future instead).
@@ -300,8 +320,8 @@ def _identifier(obj: Mapping[str, Any], name: str, limits: EventLimits, required
         raise EventError(name, "must not be empty")
     if len(text) > limits.max_id_length:
         raise EventError(name, f"is {len(text)} characters long; the limit is {limits.max_id_length}")
-    if not text.isprintable():
-        raise EventError(name, "contains control characters")
+    if (unsafe := unsafe_character(text)) is not None:
+        raise EventError(name, f"contains {unsafe}")
     return text
 
 
@@ -316,12 +336,16 @@ def _context(raw: Any, limits: EventLimits) -> dict[str, str | float]:
     for key, value in raw.items():
         if not isinstance(key, str) or not key or len(key) > limits.max_context_key_length:
             raise EventError("context", f"key {str(key)[:40]!r} must be 1-{limits.max_context_key_length} characters")
+        if (unsafe := unsafe_character(key)) is not None:
+            raise EventError("context", f"key {key[:40]!r} contains {unsafe}")
         where = f"context.{key}"
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise EventError(where, f"must be a string or a number, not {type(value).__name__}")
         if isinstance(value, str):
             if len(value) > limits.max_context_value_length:
                 raise EventError(where, f"is {len(value)} characters long; the limit is {limits.max_context_value_length}")
+            if (unsafe := unsafe_character(value)) is not None:
+                raise EventError(where, f"contains {unsafe}")
             out[key] = value
         else:
             if not math.isfinite(value):
