@@ -23,61 +23,20 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import orjson
 import pytest
 import redis
 
 from benchmarks.cluster_check import flow_env
+from benchmarks.poison import NOW, POISON, event_fields
 from flows.embedded_redis import free_port
 from flows.readiness import wait_until_answering
 from online.contract import RedisKeys, decode_profile
 from tests.processes import ROOT
 
-NOW = time.time()
-
 
 def _event(user: str, item: str, **extra: object) -> dict[bytes, bytes]:
-    return {b"e": orjson.dumps({"user_id": user, "item_id": item, "type": "view", "ts": NOW, **extra})}
+    return event_fields(user, item, **extra)
 
-
-def _json(text: str) -> dict[bytes, bytes]:
-    return {b"e": text.encode()}
-
-
-POISON: dict[str, dict[bytes, bytes]] = {
-    "newline in a context value": _event("p", "i", context={"category": "shoes\nx"}),
-    "U+2028 in a context value": _event("p", "i", context={"category": "shoes\u2028x"}),
-    "control character in a context key": _event("p", "i", context={"cat\x01": "x"}),
-    "tab in item_id": _event("p", "sku\t1"),
-    "NUL in user_id": _json('{"user_id":"a\\u0000b","item_id":"i","type":"view"}'),
-    "lone surrogate": _json('{"user_id":"\\ud800","item_id":"i","type":"view"}'),
-    "invalid UTF-8": {b"e": b'{"user_id":"\xff\xfe","item_id":"i","type":"view"}'},
-    "not JSON": _json("{this is not json"),
-    "empty object": _json("{}"),
-    "an array": _json('[{"user_id":"u","item_id":"i","type":"view"}]'),
-    "a number": _json("42"),
-    "null": _json("null"),
-    "no event field": {b"x": b"y"},
-    "empty fields": {b"": b""},
-    "binary field names": {b"\x00\xff": b"\x00"},
-    "unknown field": _json('{"user_id":"u","item_id":"i","type":"view","itemId":"j"}'),
-    "unknown type": _json('{"user_id":"u","item_id":"i","type":"teleport"}'),
-    "rating without value": _json('{"user_id":"u","item_id":"i","type":"rating"}'),
-    "value as a string": _json('{"user_id":"u","item_id":"i","type":"purchase","value":"12"}'),
-    "boolean id": _json('{"user_id":true,"item_id":"i","type":"view"}'),
-    "object as id": _json('{"user_id":{"a":1},"item_id":"i","type":"view"}'),
-    "NaN": _json('{"user_id":"u","item_id":"i","type":"view","ts":NaN}'),
-    "huge number": _json('{"user_id":"u","item_id":"i","type":"purchase","value":1e400}'),
-    "timestamp in milliseconds": _json(f'{{"user_id":"u","item_id":"i","type":"view","ts":{NOW * 1000}}}'),
-    "timestamp before 2000": _json('{"user_id":"u","item_id":"i","type":"view","ts":0}'),
-    "ISO time without zone": _json('{"user_id":"u","item_id":"i","type":"view","ts":"2024-01-01T00:00:00"}'),
-    "200 KB id": _event("x" * 200_000, "i"),
-    "deep nesting": _json('{"user_id":"u","item_id":"i","type":"view","context":' + "[" * 2000 + "]" * 2000 + "}"),
-    "100 context keys": _event("p", "i", context={f"k{n}": n for n in range(100)}),
-    "context value an object": _event("p", "i", context={"category": {"a": 1}}),
-    "field-per-key entry with a bad ts": {b"user_id": b"u", b"item_id": b"i", b"type": b"view", b"ts": b"soon"},
-}
-"""Entries the contract refuses: each is dead-lettered by the parse stage."""
 
 WRONG_TYPE_CATEGORY = "wrong-type"
 """A category whose trending key the test makes a string: Redis refuses the sink's ZADD (WRONGTYPE)."""
