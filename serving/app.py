@@ -25,6 +25,7 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from online.contract import Settings
+from online.contract.redis_url import redact, redact_text
 from serving.http import HTTPError, Query, Receive, Scope, Send, json_response, read_body, split_path
 from serving.ingest import append_events, parse_batch
 from serving.lists import merged_list, read_profile, read_trending
@@ -43,17 +44,26 @@ Handler = Callable[[Scope, Receive, list[str]], Awaitable[tuple[int, bytes]]]
 
 
 async def wait_for_redis(client: AsyncRedisClient, url: str, timeout_s: float) -> None:
-    """Ping until Redis answers; after ``timeout_s`` raise naming the URL."""
+    """Ping until Redis answers; after ``timeout_s`` raise naming the URL (its password redacted).
+
+    Logged when the wait begins and then every 10 s, not at every retry.
+    """
+    shown = redact(url)
     deadline = time.monotonic() + timeout_s
     delay = 0.05
+    next_log = 0.0
     while True:
         try:
             await ping(client)
             return
         except REDIS_EXCEPTIONS as exc:
-            if time.monotonic() + delay > deadline:
-                raise RuntimeError(f"Redis at {url} did not answer within {timeout_s:.0f} s: {exc}") from exc
-            log.warning("waiting for Redis at %s (%s)", url, exc)
+            reason = redact_text(str(exc), url)
+            now = time.monotonic()
+            if now + delay > deadline:
+                raise RuntimeError(f"Redis at {shown} did not answer within {timeout_s:.0f} s: {reason}") from None
+            if now >= next_log:
+                log.warning("waiting up to %.0f s for Redis at %s (%s)", deadline - now, shown, reason)
+                next_log = now + 10.0
             await asyncio.sleep(delay)
             delay = min(1.0, delay * 2)
 
@@ -145,8 +155,9 @@ class LiverecoApp:
                     await wait_for_redis(self.client, self.settings.redis_url, self.redis_wait_s)
                     await check_layout(self.client, self.settings)
                     self.metrics.up.set(1)
-                except Exception as exc:
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                except Exception as exc:  # uvicorn prints the message: never the password
+                    await send({"type": "lifespan.startup.failed",
+                                "message": redact_text(str(exc), self.settings.redis_url)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":

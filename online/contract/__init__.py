@@ -12,8 +12,8 @@ from online.contract.events import (
     parse_ts,
 )
 from online.contract.keys import RedisKeys, stable_hash
-from online.contract.progress import StreamProgress, entry_ms
 from online.contract.profile import Profile, decode_profile, encode_profile
+from online.contract.progress import StreamProgress, entry_ms
 from online.contract.settings import SETTINGS_DOC, Settings
 from online.contract.streams import EVENT_FIELD, accepted_ms, decode_stream_fields, stream_fields
 
