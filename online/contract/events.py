@@ -287,6 +287,20 @@ def parse_ts(raw: Any, now: float, limits: EventLimits = DEFAULT_LIMITS) -> floa
     return ts
 
 
+_EMOJI_FORMAT = frozenset("\u200c\u200d") | frozenset(map(chr, range(0xE0020, 0xE0080)))
+"""Invisible format characters emoji are made of (ZWNJ, ZWJ: 👩🏽\u200d💻; tags: subdivision flags), allowed in ids;
+other format characters (bidi overrides, U+202E) stay refused with the control characters."""
+
+
+def _printable(text: str) -> bool:
+    r"""``str.isprintable`` but for the format characters of emoji sequences.
+
+    >>> _printable("👩🏽\u200d💻"), _printable("👨\u200d👩\u200d👧\u200d👦"), _printable("a\u202eb"), _printable("a\nb")
+    (True, True, False, False)
+    """
+    return text.isprintable() or all(c.isprintable() or c in _EMOJI_FORMAT for c in text)
+
+
 def _identifier(obj: Mapping[str, Any], name: str, limits: EventLimits, required: bool) -> str | None:
     raw = obj.get(name)
     if raw is None:
@@ -300,7 +314,7 @@ def _identifier(obj: Mapping[str, Any], name: str, limits: EventLimits, required
         raise EventError(name, "must not be empty")
     if len(text) > limits.max_id_length:
         raise EventError(name, f"is {len(text)} characters long; the limit is {limits.max_id_length}")
-    if not text.isprintable():
+    if not _printable(text):
         raise EventError(name, "contains control characters")
     return text
 
