@@ -6,6 +6,7 @@ import ast
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -46,10 +47,18 @@ def test_serve_against_a_dead_redis_never_prints_the_password() -> None:
            "LIVERECO_FLOW_METRICS_PORT": "0"}
     process = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve"], env=env, cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert process.stdout is not None
+    output: list[bytes] = []
+    reader = threading.Thread(target=lambda: output.extend(iter(process.stdout.readline, b"")),  # type: ignore[union-attr]
+                              daemon=True)
+    reader.start()
+    answers = []
     try:
-        deadline = time.monotonic() + 4
-        answers = []
-        while time.monotonic() < deadline:  # whatever answers on the port (nothing while it waits for Redis)
+        deadline = time.monotonic() + 30  # start-up is slow on a busy machine: wait for the first message
+        while b"waiting up to" not in b"".join(output) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        until = time.monotonic() + 3
+        while time.monotonic() < until:  # a few seconds of retries, and whatever answers on the port
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as answer:
                     answers.append(answer.read())
@@ -61,10 +70,12 @@ def test_serve_against_a_dead_redis_never_prints_the_password() -> None:
     finally:
         process.terminate()
         try:
-            out, _ = process.communicate(timeout=3)
+            process.wait(timeout=3)
         except subprocess.TimeoutExpired:  # uvicorn does not act on SIGTERM while its startup waits for Redis
             process.kill()
-            out, _ = process.communicate()
+            process.wait()
+        reader.join(timeout=5)
+    out = b"".join(output)
     text = out.decode(errors="replace")
     assert "waiting up to" in text and "user:***@127.0.0.1" in text, text  # it did talk about the URL
     assert SECRET not in text
