@@ -26,18 +26,15 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.cluster import ClusterNode, ClusterPipeline
 from redis.exceptions import ClusterDownError, RedisClusterException, TryAgainError
 
+from online.contract.redis_url import CLUSTER_SCHEMES, ClusterURL, is_cluster_url, parse_cluster_url, redact
+
 __all__ = ["CLUSTER_SCHEMES", "REDIS_EXCEPTIONS", "TRANSIENT_ERRORS", "Backoff", "ClusterURL", "Pipeline", "RedisClient",
            "connect", "is_cluster_url", "parse_cluster_url", "redact"]
-
-CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}
-"""URL schemes that mean Redis Cluster, and whether each uses TLS."""
 
 RedisClient = redis.Redis | redis.RedisCluster
 """What :func:`connect` returns: both have the commands and ``pipeline(transaction=False)`` livereco uses."""
@@ -114,79 +111,6 @@ class Backoff:
                       time.monotonic() - self._since, self._failures)
         self._failures = 0
         self._wait_s = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class ClusterURL:
-    """The parts of a ``redis+cluster://`` URL."""
-
-    nodes: tuple[tuple[str, int], ...]
-    username: str | None
-    password: str | None
-    ssl: bool
-
-
-def is_cluster_url(url: str) -> bool:
-    return url.split("://", 1)[0].lower() in CLUSTER_SCHEMES
-
-
-def _node(shown: str, text: str) -> tuple[str, int]:
-    host, port = text, "6379"
-    if text.startswith("["):  # [IPv6]:port
-        end = text.find("]")
-        if end < 0:
-            raise ValueError(f"REDIS_URL {shown!r}: node {text!r} has an unclosed '['")
-        host, rest = text[1:end], text[end + 1:]
-        if rest:
-            if not rest.startswith(":"):
-                raise ValueError(f"REDIS_URL {shown!r}: node {text!r}: expected [address]:port")
-            port = rest[1:]
-    elif ":" in text:
-        host, port = text.rsplit(":", 1)
-    if not host:
-        raise ValueError(f"REDIS_URL {shown!r}: node {text!r} has no host")
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ValueError(f"REDIS_URL {shown!r}: node {text!r}: port must be a number from 1 to 65535")
-    return host, int(port)
-
-
-def redact(url: str) -> str:
-    """``url`` with its password replaced, for messages.
-
-    >>> redact("redis+cluster://app:secret@h:7000/")
-    'redis+cluster://app:***@h:7000/'
-    """
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    userinfo, host = rest.rsplit("@", 1)
-    user, colon, _ = userinfo.partition(":")
-    return f"{scheme}://{user}{':***' if colon else ''}@{host}"
-
-
-def parse_cluster_url(url: str) -> ClusterURL:
-    """Split ``redis+cluster://[user[:password]@]host[:port][,host[:port]...][/[0]]`` (default port 6379)."""
-    shown = redact(url)
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme.lower() not in CLUSTER_SCHEMES:
-        raise ValueError(f"REDIS_URL {shown!r}: not a cluster URL; expected {' or '.join(CLUSTER_SCHEMES)}://")
-    parts = urlsplit("x://" + rest.rsplit("@", 1)[-1])  # hosts only: a password may hold any character
-    if parts.query or parts.fragment:
-        raise ValueError(f"REDIS_URL {shown!r}: query options are not supported in a cluster URL")
-    if parts.path.strip("/") not in ("", "0"):
-        raise ValueError(f"REDIS_URL {shown!r}: Redis Cluster has only database 0, not {parts.path.strip('/')!r}")
-    username = password = None
-    if "@" in rest:
-        userinfo = rest.rsplit("@", 1)[0]
-        user, colon, secret = userinfo.partition(":")
-        username = unquote(user) or None
-        password = unquote(secret) if colon else None
-    hosts = [h.strip() for h in parts.netloc.split(",")]
-    if not any(hosts):
-        raise ValueError(f"REDIS_URL {shown!r}: names no cluster node; expected {scheme}://host:port[,host:port...]/")
-    if not all(hosts):
-        raise ValueError(f"REDIS_URL {shown!r}: an empty node between commas")
-    return ClusterURL(tuple(_node(shown, h) for h in hosts), username, password, CLUSTER_SCHEMES[scheme.lower()])
 
 
 def connect(url: str) -> RedisClient:

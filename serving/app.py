@@ -25,10 +25,12 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from online.contract import Settings
-from serving.http import HTTPError, Query, Receive, Scope, Send, json_response, read_body, split_path
+from online.contract.redis_url import redact, redact_text
+from serving.backlog import StreamBacklog, StreamStatus, flow_status
+from serving.http import HTTPError, Query, Receive, Scope, Send, json_response, read_body, require_json, split_path
 from serving.ingest import append_events, parse_batch
 from serving.lists import merged_list, read_profile, read_trending
-from serving.metrics import NOT_FOUND_ROUTE, ServingMetrics
+from serving.metrics import NOT_FOUND_ROUTE, ServingMetrics, field_label, method_label
 from serving.openapi import openapi_document
 from serving.ranker_weights import RankerWeights
 from serving.redis_connect import REDIS_EXCEPTIONS, AsyncRedisClient, connect_async, ping
@@ -43,17 +45,26 @@ Handler = Callable[[Scope, Receive, list[str]], Awaitable[tuple[int, bytes]]]
 
 
 async def wait_for_redis(client: AsyncRedisClient, url: str, timeout_s: float) -> None:
-    """Ping until Redis answers; after ``timeout_s`` raise naming the URL."""
+    """Ping until Redis answers; after ``timeout_s`` raise naming the URL (its password redacted).
+
+    Logged when the wait begins and then every 10 s, not at every retry.
+    """
+    shown = redact(url)
     deadline = time.monotonic() + timeout_s
     delay = 0.05
+    next_log = 0.0
     while True:
         try:
             await ping(client)
             return
         except REDIS_EXCEPTIONS as exc:
-            if time.monotonic() + delay > deadline:
-                raise RuntimeError(f"Redis at {url} did not answer within {timeout_s:.0f} s: {exc}") from exc
-            log.warning("waiting for Redis at %s (%s)", url, exc)
+            reason = redact_text(str(exc), url)
+            now = time.monotonic()
+            if now + delay > deadline:
+                raise RuntimeError(f"Redis at {shown} did not answer within {timeout_s:.0f} s: {reason}") from None
+            if now >= next_log:
+                log.warning("waiting up to %.0f s for Redis at %s (%s)", deadline - now, shown, reason)
+                next_log = now + 10.0
             await asyncio.sleep(delay)
             delay = min(1.0, delay * 2)
 
@@ -77,7 +88,8 @@ class LiverecoApp:
                  metrics: ServingMetrics | None = None, redis_wait_s: float = 30.0):
         self.settings = settings
         self.keys = settings.keys
-        self.metrics = metrics or ServingMetrics()
+        self.metrics = metrics or ServingMetrics(partitions=settings.partitions)
+        self.backlog = StreamBacklog(settings)
         self.redis_wait_s = redis_wait_s
         self.ranker_weights = RankerWeights(settings.ranker_shards, context=settings.context_items > 0)
         self._client = client
@@ -111,31 +123,37 @@ class LiverecoApp:
         method = scope["method"]
         route = NOT_FOUND_ROUTE
         content_type = b"application/json"
+        headers: list[tuple[bytes, bytes]] | None = None
         try:
             segments = split_path(scope.get("raw_path") or scope["path"].encode())
             route, handler, allowed = self._match(segments)
             if handler is None:
                 raise HTTPError(404, "not_found", f"path: no route for {scope['path'][:100]!r}", field="path")
             if method not in allowed:
-                raise HTTPError(405, "method_not_allowed", f"method: {method} not allowed here; use {', '.join(allowed)}",
-                                field="method")
+                raise HTTPError(405, "method_not_allowed", f"method: {method[:20]} not allowed here; use"
+                                f" {', '.join(allowed)}", field="method", allow=allowed)
             status, body = await handler(scope, receive, segments)
             if route == "/metrics":
                 content_type = CONTENT_TYPE_LATEST.encode()
         except HTTPError as exc:
-            status, body = exc.status, exc.body()
+            status, body, headers = exc.status, exc.body(), exc.headers()
         except REDIS_EXCEPTIONS as exc:
             self.metrics.redis_errors.inc()
             self.metrics.up.set(0)
-            status = 503
-            body = HTTPError(503, "redis_unavailable", f"Redis is unreachable ({type(exc).__name__}); retry shortly",
-                             retry_after_s=1).body()
+            error = HTTPError(503, "redis_unavailable", f"Redis is unreachable ({type(exc).__name__}); retry shortly",
+                              retry_after_s=1)
+            status, body, headers = 503, error.body(), error.headers()
         except UnicodeDecodeError:
             status, body = 400, HTTPError(400, "bad_request", "path: not valid UTF-8 after percent-decoding",
                                           field="path").body()
-        await json_response(send, status, body, content_type)
-        self.metrics.duration.labels(route, method).observe(time.perf_counter() - started)
-        self.metrics.requests.labels(route, method, str(status)).inc()
+        except Exception:  # a bug: still one JSON error shape, and the connection is not trusted further
+            log.exception("unexpected error answering %s %s", method, route)
+            error = HTTPError(500, "internal_error", "the server failed to answer; this is a bug", close=True)
+            status, body, headers = 500, error.body(), error.headers()
+        await json_response(send, status, body, content_type, headers)
+        label = method_label(route, method)
+        self.metrics.duration.labels(route, label).observe(time.perf_counter() - started)
+        self.metrics.requests.labels(route, label, str(status)).inc()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -145,8 +163,9 @@ class LiverecoApp:
                     await wait_for_redis(self.client, self.settings.redis_url, self.redis_wait_s)
                     await check_layout(self.client, self.settings)
                     self.metrics.up.set(1)
-                except Exception as exc:
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                except Exception as exc:  # uvicorn prints the message: never the password
+                    await send({"type": "lifespan.startup.failed",
+                                "message": redact_text(str(exc), self.settings.redis_url)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
@@ -246,17 +265,23 @@ class LiverecoApp:
         return 200, orjson.dumps({"user_id": user_id, **profile})
 
     async def _events(self, scope: Scope, receive: Receive, s: list[str]) -> tuple[int, bytes]:
-        body = await read_body(scope, receive, self.settings.max_body_bytes)
         try:
+            require_json(scope)
+            body = await read_body(scope, receive, self.settings.max_body_bytes, self.settings.http_request_timeout_s)
             events = parse_batch(body, self.settings)
         except HTTPError as exc:
             if exc.status == 422:
                 for error in exc.extra.get("errors", ()):
-                    self.metrics.events_rejected.labels(error["field"]).inc()
+                    self.metrics.events_rejected.labels(field_label(error["field"])).inc()
             else:
-                self.metrics.events_rejected.labels(exc.field or "body").inc()
+                self.metrics.events_rejected.labels(field_label(exc.field)).inc()
             raise
-        ids = await append_events(self.client, self.settings, events)
+        try:
+            ids = await append_events(self.client, self.settings, events, self.backlog)
+        except HTTPError as exc:
+            if exc.code == "backlog_full":
+                self.metrics.backlog_refusals.labels(str(self.keys.streams().index(exc.extra["stream"]))).inc()
+            raise
         self.metrics.up.set(1)
         self.metrics.events_accepted.inc(len(ids))
         return 202, orjson.dumps({"accepted": len(ids), "ids": ids})
@@ -264,12 +289,38 @@ class LiverecoApp:
     async def _healthz(self, scope: Scope, receive: Receive, s: list[str]) -> tuple[int, bytes]:
         return 200, b'{"status":"ok"}'
 
+    async def _flow_status(self) -> list[StreamStatus]:
+        statuses = await flow_status(self.client, self.settings)
+        for partition, status in enumerate(statuses):
+            label = str(partition)
+            self.metrics.stream_entries.labels(label).set(status.entries)
+            self.metrics.unread_age.labels(label).set(status.oldest_unread_age_s or 0.0)
+            age = status.heartbeat_age_s
+            self.metrics.heartbeat_age.labels(label).set(float("inf") if age is None else age)
+            self.metrics.flow_stalled.labels(label).set(1 if status.stalled else 0)
+        return statuses
+
     async def _readyz(self, scope: Scope, receive: Receive, s: list[str]) -> tuple[int, bytes]:
         await ping(self.client)
         self.metrics.up.set(1)
+        stalled = [status for status in await self._flow_status() if status.stalled]
+        if stalled:
+            first = stalled[0]
+            heartbeat = "no progress from the flow at all" if first.heartbeat_age_s is None else \
+                f"the flow's last heartbeat is {first.heartbeat_age_s:.1f} s old"
+            raise HTTPError(
+                503, "flow_stalled",
+                f"{first.stream}: events accepted but not processed: the oldest unread one is"
+                f" {first.oldest_unread_age_s:.1f} s old and {heartbeat} (LIVERECO_FLOW_STALE_S"
+                f" = {self.settings.flow_stale_s:g})", retry_after_s=5, streams=[st.as_json() for st in stalled])
         return 200, b'{"status":"ready"}'
 
     async def _metrics(self, scope: Scope, receive: Receive, s: list[str]) -> tuple[int, bytes]:
+        try:
+            await self._flow_status()  # the flow's health, as of this scrape
+        except REDIS_EXCEPTIONS:
+            self.metrics.redis_errors.inc()
+            self.metrics.up.set(0)  # the rest of the metrics are still worth scraping
         return 200, generate_latest(self.metrics.registry)
 
     async def _openapi_json(self, scope: Scope, receive: Receive, s: list[str]) -> tuple[int, bytes]:

@@ -27,6 +27,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from online.contract import Event, EventError, Settings, parse_event, stream_fields
+from serving.backlog import StreamBacklog
 from serving.http import HTTPError
 from serving.redis_connect import AsyncRedisClient
 
@@ -85,31 +86,48 @@ def _decoded(ids: list[Any]) -> list[str]:
     return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
 
 
-async def append_events(client: AsyncRedisClient, settings: Settings, events: list[Event]) -> list[str]:
+def _xadd(pipe: Any, stream: str, event: Event, trim_to: str | None) -> None:
+    if trim_to is None:
+        pipe.xadd(stream, stream_fields(event))
+    else:  # MINID, never MAXLEN: only what the flow can never need again is trimmed
+        pipe.xadd(stream, stream_fields(event), minid=trim_to, approximate=True)
+
+
+async def append_events(client: AsyncRedisClient, settings: Settings, events: list[Event],
+                        backlog: StreamBacklog | None = None) -> list[str]:
     """XADD every event to its user's partition, in one round trip; returns the entry ids in event order.
 
     One MULTI/EXEC for the whole batch on a single server; one per partition in Redis Cluster.
+    With ``backlog``, a partition at its bound refuses the whole batch (503, nothing written) and
+    each append trims its partition to the flow's safe point; without, nothing is trimmed.
     """
     keys = settings.keys
+    streams = [keys.stream_for_user(event.user_id) for event in events]
+    by_stream: dict[str, list[int]] = {}
+    for index, stream in enumerate(streams):
+        by_stream.setdefault(stream, []).append(index)
+    counts = {stream: len(indexes) for stream, indexes in by_stream.items()}
+    trim = {s: d.trim_to for s, d in (await backlog.decisions(client, counts)).items()} if backlog else {}
     if not isinstance(client, aioredis.RedisCluster):
         pipe = client.pipeline(transaction=True)
-        for event in events:
-            pipe.xadd(keys.stream_for_user(event.user_id), stream_fields(event),  # type: ignore[arg-type]
-                      maxlen=settings.stream_maxlen, approximate=True)
-        return _decoded(await pipe.execute())
-    by_stream: dict[str, list[int]] = {}
-    for index, event in enumerate(events):
-        by_stream.setdefault(keys.stream_for_user(event.user_id), []).append(index)
+        for stream, event in zip(streams, events, strict=True):
+            _xadd(pipe, stream, event, trim.get(stream))
+        appended = _decoded(await pipe.execute())
+        if backlog:
+            backlog.appended(counts)
+        return appended
 
     async def append_share(stream: str, indexes: list[int]) -> list[Any]:
         pipe = client.pipeline(transaction=True)  # one slot: the cluster client sends MULTI/EXEC to its master
         for index in indexes:
-            pipe.xadd(stream, stream_fields(events[index]),  # type: ignore[arg-type]
-                      maxlen=settings.stream_maxlen, approximate=True)
+            _xadd(pipe, stream, events[index], trim.get(stream))
         return list(await pipe.execute())
 
     # Every share runs to its end before an error is raised: no write is left in flight behind a 503.
     results = await asyncio.gather(*(append_share(s, ix) for s, ix in by_stream.items()), return_exceptions=True)
+    if backlog:
+        backlog.appended({s: n for (s, n), r in zip(counts.items(), results, strict=True)
+                          if not isinstance(r, BaseException)})
     for result in results:
         if isinstance(result, BaseException):
             raise result

@@ -1,7 +1,11 @@
 """Prometheus metrics of the HTTP server, on their own registry.
 
 Label names are constants and every label set that can occur is created up
-front, so dashboards show zeros instead of gaps.
+front, so dashboards show zeros instead of gaps. No label value comes from
+client input unless it is one of a closed set: a method a route does not
+serve is ``other``, a path no route matches is ``unmatched``, a field name the
+contract does not know is ``unknown_field`` (:func:`field_label`), so no
+request can add a series.
 
 Examples
 --------
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["ROUTES", "ServingMetrics"]
+__all__ = ["FIELDS", "OTHER_METHOD", "ROUTES", "ServingMetrics", "field_label", "method_label"]
 
 LABEL_ROUTE = "route"
 LABEL_METHOD = "method"
@@ -37,6 +41,41 @@ ROUTES: tuple[tuple[str, str], ...] = (
 """(method, route template) of every endpoint: the ``route`` label's values."""
 
 NOT_FOUND_ROUTE = "unmatched"
+OTHER_METHOD = "other"
+LABEL_PARTITION = "partition"
+
+_ROUTE_METHODS: dict[str, str] = {route: method for method, route in ROUTES}
+_READ_STATUSES = ("200", "400", "404", "500", "503")
+_STATUSES: dict[str, tuple[str, ...]] = {
+    "/v1/events": ("202", "400", "408", "413", "415", "422", "429", "500", "503"),
+    "/healthz": ("200", "500"), "/metrics": ("200", "500", "503"), "/openapi.json": ("200", "500"),
+}
+"""Every status each route answers (the rest: ``_READ_STATUSES``); a wrong method is 405 under ``other``."""
+
+FIELDS = ("user_id", "item_id", "type", "ts", "session_id", "value", "event_id", "context", "event", "body",
+          "content-length", "content-type", "unknown_field")
+"""The ``field`` label's values: the event fields, the request's parts, and ``unknown_field``."""
+
+
+def method_label(route: str, method: str) -> str:
+    """``method`` when ``route`` serves it, else ``other`` (methods come from the client).
+
+    >>> method_label("/v1/events", "POST"), method_label("/v1/events", "BREW"), method_label("unmatched", "GET")
+    ('POST', 'other', 'other')
+    """
+    return method if _ROUTE_METHODS.get(route) == method else OTHER_METHOD
+
+
+def field_label(field: str | None) -> str:
+    """The ``field`` label of a refusal: one of :data:`FIELDS`.
+
+    >>> field_label("item_id"), field_label("context.category"), field_label("x" * 64), field_label(None)
+    ('item_id', 'context', 'unknown_field', 'body')
+    """
+    if field is None:
+        return "body"
+    name = field.split(".", 1)[0].split("[", 1)[0]
+    return name if name in FIELDS else "unknown_field"
 
 # Sub-millisecond resolution where a Redis-backed lookup lives.
 LATENCY_BUCKETS = (0.0002, 0.0004, 0.0006, 0.0008, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075,
@@ -44,9 +83,9 @@ LATENCY_BUCKETS = (0.0002, 0.0004, 0.0006, 0.0008, 0.001, 0.0015, 0.002, 0.003, 
 
 
 class ServingMetrics:
-    """All server metrics on one (by default fresh) registry."""
+    """All server metrics on one (by default fresh) registry; ``partitions`` labels the per-stream gauges."""
 
-    def __init__(self, registry: CollectorRegistry | None = None):
+    def __init__(self, registry: CollectorRegistry | None = None, partitions: int = 0):
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.duration = Histogram(
@@ -65,7 +104,8 @@ class ServingMetrics:
             "livereco_serving_events_accepted_total", "Events appended to the streams.", registry=r,
         )
         self.events_rejected = Counter(
-            "livereco_serving_events_rejected_total", "Events refused, by the field named in the error.",
+            "livereco_serving_events_rejected_total",
+            "Events refused, by the field named in the error (unknown_field for a field the contract does not know).",
             [LABEL_FIELD], registry=r,
         )
         self.redis_errors = Counter(
@@ -77,10 +117,45 @@ class ServingMetrics:
             buckets=(0.01, 0.1, 1.0, 10.0, 60.0, 600.0, 3600.0, 86400.0), registry=r,
         )
         self.up = Gauge("livereco_serving_redis_up", "1 when the last Redis call succeeded.", registry=r)
+        self.backlog_refusals = Counter(
+            "livereco_serving_backlog_refusals_total",
+            "POST /v1/events answered 503 because a stream partition held LIVERECO_STREAM_MAXLEN entries.",
+            [LABEL_PARTITION], registry=r,
+        )
+        self.stream_entries = Gauge(
+            "livereco_serving_stream_entries", "Entries in each event stream partition (XLEN), read at /metrics.",
+            [LABEL_PARTITION], registry=r,
+        )
+        self.unread_age = Gauge(
+            "livereco_serving_stream_unread_age_seconds",
+            "Age of the oldest entry the flow has not read, per partition (0: none waits).", [LABEL_PARTITION],
+            registry=r,
+        )
+        self.heartbeat_age = Gauge(
+            "livereco_serving_flow_heartbeat_age_seconds",
+            "Seconds since the flow last published its progress on a partition (+Inf: never).", [LABEL_PARTITION],
+            registry=r,
+        )
+        self.flow_stalled = Gauge(
+            "livereco_serving_flow_stalled",
+            "1 when a partition holds events accepted but not processed (the /readyz rule).", [LABEL_PARTITION],
+            registry=r,
+        )
         for method, route in ROUTES:
             self.duration.labels(route, method)
-            for status in ("200", "400", "404", "503"):
+            self.duration.labels(route, OTHER_METHOD)
+            for status in _STATUSES.get(route, _READ_STATUSES):
                 self.requests.labels(route, method, status)
+            self.requests.labels(route, OTHER_METHOD, "405")
+        self.duration.labels(NOT_FOUND_ROUTE, OTHER_METHOD)
+        for status in ("400", "404"):
+            self.requests.labels(NOT_FOUND_ROUTE, OTHER_METHOD, status)
         for route in ("/v1/users/{user_id}/recommendations", "/v1/items/{item_id}/similar"):
             for reason in ("unknown", "short"):
                 self.fallbacks.labels(route, reason)
+        for field in FIELDS:
+            self.events_rejected.labels(field)
+        for partition in range(partitions):
+            for family in (self.backlog_refusals, self.stream_entries, self.unread_age, self.flow_stalled):
+                family.labels(str(partition))
+            self.heartbeat_age.labels(str(partition)).set(float("inf"))

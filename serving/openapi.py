@@ -22,8 +22,20 @@ _EXCLUDE = {"name": "exclude", "in": "query", "schema": {"type": "string"},
             "description": "Comma-separated item ids never to return (repeatable)."}
 _ERROR = {"description": "Error naming the problem",
           "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-_UNAVAILABLE = {"description": "Redis is unreachable; retry later",
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}}
+_UNAVAILABLE = {"description": "Redis is unreachable, or the connection limit is reached; retry after Retry-After",
+                "headers": _RETRY_AFTER,
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_INGEST_UNAVAILABLE = {
+    "description": "Nothing was written: a stream partition holds LIVERECO_STREAM_MAXLEN entries the flow has not"
+                   " released (code backlog_full, naming stream, entries and bound), or Redis is unreachable; retry"
+                   " the same batch after Retry-After (event_id makes a retry count once)",
+    "headers": _RETRY_AFTER, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_TIMEOUT = {"description": "The request (headers and body) did not arrive within LIVERECO_HTTP_REQUEST_TIMEOUT_S;"
+                           " the connection is closed",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_MEDIA = {"description": "The body is not declared as application/json (charset UTF-8)",
+          "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _LIST = {"description": "A ranked list",
          "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ItemList"}}}}
 
@@ -94,10 +106,17 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     "202": {"description": "Appended", "content": {"application/json": {"schema": {
                         "type": "object", "properties": {"accepted": {"type": "integer"},
                                                          "ids": {"type": "array", "items": {"type": "string"}}}}}}},
-                    "400": _ERROR, "413": _ERROR, "422": _ERROR, "503": _UNAVAILABLE}}},
+                    "400": _ERROR, "408": _TIMEOUT, "413": _ERROR, "415": _MEDIA, "422": _ERROR,
+                    "503": _INGEST_UNAVAILABLE}}},
             "/healthz": {"get": {"summary": "The process is up", "responses": {"200": {"description": "ok"}}}},
-            "/readyz": {"get": {"summary": "Redis answers", "responses": {"200": {"description": "ready"},
-                                                                         "503": _UNAVAILABLE}}},
+            "/readyz": {"get": {
+                "summary": "Redis answers, and no event waits unprocessed while the flow is silent",
+                "responses": {"200": {"description": "ready"}, "503": {
+                    "description": "Redis is unreachable, or a stream holds events after the flow's read position"
+                                   " and the flow's heartbeat is older than LIVERECO_FLOW_STALE_S (code flow_stalled,"
+                                   " streams: stream, entries, oldest_unread_age_s, heartbeat_age_s)",
+                    "headers": _RETRY_AFTER,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text"}}}},
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "JSON"}}}},
         },
@@ -112,6 +131,8 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "Error": {"type": "object", "properties": {"error": {"type": "object", "required": ["code", "message"],
                       "properties": {"code": {"type": "string"}, "message": {"type": "string"},
                                      "field": {"type": "string"}, "index": {"type": "integer"},
-                                     "errors": {"type": "array"}}}}},
+                                     "errors": {"type": "array"}, "retry_after_s": {"type": "integer"},
+                                     "stream": {"type": "string"}, "entries": {"type": "integer"},
+                                     "bound": {"type": "integer"}, "streams": {"type": "array"}}}}},
         }},
     }

@@ -4,7 +4,8 @@
 gives a :class:`redis.asyncio.RedisCluster`; any other URL a
 :class:`redis.asyncio.Redis`. Both are lazy: nothing is contacted until the
 first command (the server's startup ping). The URL grammar is the flow's
-(:mod:`flows.redis_client`), so both sides accept exactly the same URLs.
+(:mod:`online.contract.redis_url`, which :mod:`flows.redis_client` uses too),
+so both sides accept exactly the same URLs; nothing here imports ``flows``.
 
 Examples
 --------
@@ -21,12 +22,18 @@ ValueError: REDIS_URL 'redis+cluster://': names no cluster node; expected redis+
 
 from __future__ import annotations
 
+import redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode
+from redis.exceptions import RedisClusterException
 
-from flows.redis_client import REDIS_EXCEPTIONS, is_cluster_url, parse_cluster_url
+from online.contract.redis_url import is_cluster_url, parse_cluster_url, redact
 
-__all__ = ["REDIS_EXCEPTIONS", "AsyncRedisClient", "connect_async", "ping"]
+__all__ = ["REDIS_EXCEPTIONS", "AsyncRedisClient", "connect_async", "ping", "redact"]
+
+REDIS_EXCEPTIONS: tuple[type[Exception], ...] = (redis.RedisError, RedisClusterException)
+"""Everything a Redis outage can raise (the cluster client raises ``RedisClusterException``, not a ``RedisError``,
+when no node answers or a slot has no owner)."""
 
 AsyncRedisClient = aioredis.Redis | aioredis.RedisCluster
 """Either client: the server uses only commands and non-transactional pipelines both have."""

@@ -1,4 +1,10 @@
-"""Run the server: uvicorn with uvloop and httptools, one or more worker processes."""
+"""Run the server: uvicorn with uvloop and httptools, one or more worker processes.
+
+The HTTP protocol is uvicorn's httptools one with livereco's limits
+(:mod:`serving.protocol`): request timeout, header size, connection limit,
+JSON errors. Each worker reads them from the environment, as it reads every
+other setting.
+"""
 
 from __future__ import annotations
 
@@ -18,9 +24,10 @@ def serve(settings: Settings, workers: int = 1, log_level: str = "warning") -> N
         port=settings.port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        http="serving.protocol:LiverecoHttpProtocol",
         lifespan="on",
         access_log=False,
         log_level=log_level,
-        timeout_keep_alive=30,
+        timeout_keep_alive=settings.http_keepalive_s,  # type: ignore[arg-type]  # uvicorn takes any number
+        limit_concurrency=None,  # LIVERECO_HTTP_MAX_CONNECTIONS is applied by the protocol, with a JSON 503
     )

@@ -81,4 +81,4 @@ def test_malformed_stream_entry_is_dead_lettered_and_the_flow_goes_on(
     views = [{"user_id": "after", "item_id": f"i{k}", "type": "view"} for k in range(3)]
     assert post(f"{base}/v1/events", orjson.dumps(views))[0] == 202
     wait_for(lambda: orjson.loads(get(f"{base}/v1/users/after/recommendations")[1])["source"] == "personal", 5)
-    assert metric_value(get(flow_metrics)[1].decode(), "livereco_flow_dead_letters_total", 'reason="e"') == 1
+    assert metric_value(get(flow_metrics)[1].decode(), "livereco_flow_dead_letters_total", 'reason="e",stage="parse"') == 1

@@ -34,6 +34,9 @@ def test_health_ready_and_openapi(live_server: LiveServer) -> None:
     assert isinstance(doc, dict)
     documented = {(method.upper(), path) for path, ops in doc["paths"].items() for method in ops}
     assert documented == set(ROUTES)
+    ingest = doc["paths"]["/v1/events"]["post"]["responses"]
+    assert {"408", "415", "503"} <= set(ingest) and "Retry-After" in ingest["503"]["headers"]
+    assert "Retry-After" in doc["paths"]["/readyz"]["get"]["responses"]["503"]["headers"]
 
 
 def test_post_one_event_and_a_batch(live_server: LiveServer, redis_client: redis.Redis, keys: RedisKeys) -> None:
@@ -233,8 +236,8 @@ def test_bad_requests_name_the_parameter(live_server: LiveServer, path: str, sta
 
 
 def test_wrong_method(live_server: LiveServer) -> None:
-    status, body = live_server.json("GET", "/v1/events")
-    assert status == 405 and body["error"]["field"] == "method"
+    status, headers, raw = live_server.request("GET", "/v1/events")
+    assert status == 405 and orjson.loads(raw)["error"]["field"] == "method" and headers["allow"] == "POST"
 
 
 def test_metrics_have_request_durations(live_server: LiveServer) -> None:
@@ -254,9 +257,10 @@ def test_redis_outage_answers_503_and_recovers(namespace: str) -> None:
         assert server.json("GET", "/v1/trending")[0] == 200
         own.process.terminate()  # type: ignore[union-attr]
         own.process.wait()  # type: ignore[union-attr]
-        status, body = server.json("POST", "/v1/events", VIEW)
-        assert status == 503
-        assert body["error"]["code"] == "redis_unavailable"
+        status, headers, raw = server.request("POST", "/v1/events", orjson.dumps(VIEW),
+                                              {"content-type": "application/json"})
+        assert status == 503 and headers["retry-after"] == "1"
+        assert orjson.loads(raw)["error"]["code"] == "redis_unavailable"
         assert server.json("GET", "/readyz")[0] == 503
         own.start()  # same port: the server reconnects by itself
         deadline = time.monotonic() + 10

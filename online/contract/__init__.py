@@ -13,7 +13,7 @@ from online.contract.events import (
 )
 from online.contract.keys import RedisKeys, stable_hash
 from online.contract.profile import Profile, decode_profile, encode_profile
-from online.contract.progress import StreamProgress, entry_ms
+from online.contract.progress import AppendDecision, StreamProgress, append_decision, entry_ms, flow_stalled
 from online.contract.settings import SETTINGS_DOC, Settings
 from online.contract.streams import EVENT_FIELD, accepted_ms, decode_stream_fields, stream_fields
 
@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_WEIGHTS",
     "EVENT_FIELD",
     "SETTINGS_DOC",
+    "AppendDecision",
     "CandidateList",
     "Event",
     "EventError",
@@ -32,12 +33,14 @@ __all__ = [
     "Settings",
     "StreamProgress",
     "accepted_ms",
+    "append_decision",
     "decode_candidates",
     "decode_profile",
     "decode_stream_fields",
     "encode_candidates",
     "encode_profile",
     "entry_ms",
+    "flow_stalled",
     "parse_event",
     "parse_ts",
     "quantize_affinity",

@@ -45,6 +45,7 @@ __all__ = [
     "EventTypeWeights",
     "parse_event",
     "parse_ts",
+    "unprintable_character",
     "unsafe_character",
 ]
 
@@ -55,7 +56,7 @@ zero-width-joiner sequences (``👩🏽‍💻``) are fine: ``str.isprintable`` 
 
 
 def unsafe_character(text: str) -> str | None:
-    """A description of the first character of ``text`` that no id may hold, or ``None``.
+    """A description of the first character of ``text`` that no context string may hold, or ``None``.
 
     >>> unsafe_character("👩🏽‍💻 and 👨‍👩‍👧‍👦"), unsafe_character("shoes\\nx")
     (None, 'a control character U+000A at position 5')
@@ -64,6 +65,19 @@ def unsafe_character(text: str) -> str | None:
     if found is None:
         return None
     return f"a control character U+{ord(found.group()):04X} at position {found.start()}"
+
+
+def unprintable_character(text: str) -> str | None:
+    """A description of the first character of ``text`` that no id may hold, or ``None``: ids are printable
+    (emoji sequences included, see :func:`_printable`), so they cannot hide a bidi override or a line break.
+
+    >>> unprintable_character("👨‍👩‍👧‍👦"), unprintable_character("a\\u202eb")
+    (None, 'a non-printable character U+202E at position 1')
+    """
+    if _printable(text):
+        return None
+    position, char = next((n, c) for n, c in enumerate(text) if not (c.isprintable() or c in _EMOJI_FORMAT))
+    return f"a non-printable character U+{ord(char):04X} at position {position}"
 
 
 # 2000-01-01T00:00:00Z: older timestamps are almost always a unit mistake
@@ -307,6 +321,20 @@ def parse_ts(raw: Any, now: float, limits: EventLimits = DEFAULT_LIMITS) -> floa
     return ts
 
 
+_EMOJI_FORMAT = frozenset("\u200c\u200d") | frozenset(map(chr, range(0xE0020, 0xE0080)))
+"""Invisible format characters emoji are made of (ZWNJ, ZWJ: 👩🏽\u200d💻; tags: subdivision flags), allowed in ids;
+other format characters (bidi overrides, U+202E) stay refused with the control characters."""
+
+
+def _printable(text: str) -> bool:
+    r"""``str.isprintable`` but for the format characters of emoji sequences.
+
+    >>> _printable("👩🏽\u200d💻"), _printable("👨\u200d👩\u200d👧\u200d👦"), _printable("a\u202eb"), _printable("a\nb")
+    (True, True, False, False)
+    """
+    return text.isprintable() or all(c.isprintable() or c in _EMOJI_FORMAT for c in text)
+
+
 def _identifier(obj: Mapping[str, Any], name: str, limits: EventLimits, required: bool) -> str | None:
     raw = obj.get(name)
     if raw is None:
@@ -320,7 +348,7 @@ def _identifier(obj: Mapping[str, Any], name: str, limits: EventLimits, required
         raise EventError(name, "must not be empty")
     if len(text) > limits.max_id_length:
         raise EventError(name, f"is {len(text)} characters long; the limit is {limits.max_id_length}")
-    if (unsafe := unsafe_character(text)) is not None:
+    if (unsafe := unprintable_character(text)) is not None:
         raise EventError(name, f"contains {unsafe}")
     return text
 
