@@ -34,7 +34,7 @@ from redis.cluster import ClusterNode, ClusterPipeline
 from redis.exceptions import ClusterDownError, RedisClusterException, TryAgainError
 
 __all__ = ["CLUSTER_SCHEMES", "REDIS_EXCEPTIONS", "TRANSIENT_ERRORS", "Backoff", "ClusterURL", "Pipeline", "RedisClient",
-           "connect", "is_cluster_url", "parse_cluster_url", "redact"]
+           "SecretFilter", "connect", "is_cluster_url", "parse_cluster_url", "redact", "scrub", "url_secrets"]
 
 CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}
 """URL schemes that mean Redis Cluster, and whether each uses TLS."""
@@ -162,6 +162,69 @@ def redact(url: str) -> str:
     userinfo, host = rest.rsplit("@", 1)
     user, colon, _ = userinfo.partition(":")
     return f"{scheme}://{user}{':***' if colon else ''}@{host}"
+
+
+def url_secrets(url: str) -> tuple[str, ...]:
+    """The password in ``url`` as written and percent-decoded, longest first (empty: none).
+
+    >>> url_secrets("redis://app:s%40cret@h:6379/0"), url_secrets("redis://h:6379/0")
+    (('s%40cret', 's@cret'), ())
+    """
+    _, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return ()
+    _, colon, secret = rest.rsplit("@", 1)[0].partition(":")
+    if not colon or not secret:
+        return ()
+    return tuple(sorted({secret, unquote(secret)}, key=len, reverse=True))
+
+
+def scrub(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` with every occurrence of each secret replaced by ``***``.
+
+    >>> scrub("AUTH failed for redis://app:hunter2@h/0", ("hunter2",))
+    'AUTH failed for redis://app:***@h/0'
+    """
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+class SecretFilter(logging.Filter):
+    """A handler filter that takes ``secrets`` out of every record it passes: message, arguments and traceback.
+
+    Installed on the root logger's handlers by the CLI, it covers livereco's
+    logs and those of every library that logs through ``logging`` (redis-py,
+    Bytewax), whatever they put in an exception's message.
+
+    >>> import io
+    >>> out = io.StringIO(); handler = logging.StreamHandler(out)
+    >>> handler.addFilter(SecretFilter(("hunter2",)))
+    >>> doc = logging.getLogger("doc.secret"); doc.addHandler(handler); doc.propagate = False
+    >>> try:
+    ...     raise ConnectionError("redis://app:hunter2@h/0 refused")
+    ... except ConnectionError as exc:
+    ...     doc.error("cannot reach %s: %s", "redis://app:hunter2@h/0", exc, exc_info=True)
+    >>> text = out.getvalue(); "hunter2" in text, text.splitlines()[0], text.splitlines()[-1]
+    (False, 'cannot reach redis://app:***@h/0: redis://app:***@h/0 refused', 'ConnectionError: redis://app:***@h/0 refused')
+    """
+
+    def __init__(self, secrets: tuple[str, ...]):
+        super().__init__()
+        self.secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.secrets:
+            return True
+        record.msg, record.args = scrub(record.getMessage(), self.secrets), None
+        if record.exc_info:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+        if record.exc_text:
+            record.exc_text = scrub(record.exc_text, self.secrets)
+        if record.stack_info:
+            record.stack_info = scrub(record.stack_info, self.secrets)
+        return True
 
 
 def parse_cluster_url(url: str) -> ClusterURL:
