@@ -114,6 +114,11 @@ def _run_flow(args: argparse.Namespace, settings: Settings) -> int:
     if not addresses and process_id != 0:
         print("livereco flow: -i needs the cluster's addresses (-a)", file=sys.stderr)
         return 2
+    problem = _check_redis(settings.redis_url, "livereco flow",
+                           "starting anyway: each stream partition and the sink retry until it answers")
+    if problem is not None:
+        print(f"livereco flow: {problem}", file=sys.stderr)
+        return 2
     recovery = None
     if args.recovery_directory is not None:
         problem = _prepare_recovery(args, addresses)
@@ -125,8 +130,6 @@ def _run_flow(args: argparse.Namespace, settings: Settings) -> int:
         port = settings.flow_metrics_port + process_id
         start_http_server(port, addr=settings.host)
         log.info("flow metrics on http://%s:%d/metrics", settings.host, port)
-    _warn_if_unreachable(settings.redis_url, "livereco flow",
-                         "starting anyway: each stream partition and the sink retry until it answers")
     flow = build_flow(settings, stop_at_end=args.stop_at_end, recoverable=recovery is not None)
     with periodic_collection(settings.gc_interval_s):
         cli_main(
@@ -168,9 +171,13 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def _stop_on_signals() -> None:
-    """`kill`, a closed terminal or a supervisor stop livereco as Ctrl-C does: it stops its children and exits."""
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGHUP, _interrupt)
+    """`kill`, a closed terminal or a supervisor stop livereco as Ctrl-C does: it stops its children and exits.
+
+    A signal this process was started ignoring stays ignored (``nohup livereco run`` survives the terminal).
+    """
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, _interrupt)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -217,19 +224,28 @@ _AOF_LOAD_S = 300.0
 """How long the embedded Redis may take to answer: it reads its whole append-only file first."""
 
 
-def _warn_if_unreachable(url: str, who: str, then: str) -> None:
-    """One clear line, password hidden, when Redis does not answer now (the caller carries on and retries)."""
+def _check_redis(url: str, who: str, then: str) -> str | None:
+    """Ping Redis once. A URL that cannot work: the message to stop with. No answer: one clear warning, then go on.
+
+    Every message shows the URL with its password hidden.
+    """
     from flows.redis_client import REDIS_EXCEPTIONS, connect
 
-    unreachable: tuple[type[Exception], ...] = (*REDIS_EXCEPTIONS, OSError, ValueError)
+    unreachable: tuple[type[Exception], ...] = (*REDIS_EXCEPTIONS, OSError)
     try:
         client = connect(url)
-        try:
-            client.ping()
-        finally:
-            client.close()
+    except ValueError as exc:
+        return f"REDIS_URL {redact(url)} cannot be used: {exc}"
+    except unreachable as exc:  # a cluster client asks a node for the slot map as it is made
+        log.warning("%s: cannot reach Redis at %s (%s); %s", who, redact(url), exc, then)
+        return None
+    try:
+        client.ping()
     except unreachable as exc:
         log.warning("%s: cannot reach Redis at %s (%s); %s", who, redact(url), exc, then)
+    finally:
+        client.close()
+    return None
 
 
 def _banner(settings: Settings, args: argparse.Namespace, redis_url: str, data: DataDir, fsync: str,
@@ -287,8 +303,11 @@ def _run_all(args: argparse.Namespace, settings: Settings) -> int:
                     embedded.start(timeout_s=_AOF_LOAD_S)
                     env["REDIS_URL"] = embedded.url
                 else:
-                    _warn_if_unreachable(settings.redis_url, "livereco run",
-                                         "starting anyway: the flow and the server wait for it")
+                    problem = _check_redis(settings.redis_url, "livereco run",
+                                           "starting anyway: the flow and the server wait for it")
+                    if problem is not None:
+                        print(f"livereco run: {problem}", file=sys.stderr)
+                        return 2
 
                 def start(*argv: str, keep_fds: tuple[int, ...] = ()) -> None:
                     out = subprocess.PIPE if secrets else None  # relayed with the password taken out
