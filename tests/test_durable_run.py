@@ -189,4 +189,5 @@ def test_livereco_run_keeps_lists_and_model_state_refuses_a_second_run_and_leave
         again.wait_for(b"resuming from its last snapshot")
         answer = recommendations()
         assert answer["source"] == "personal" and answer["items"] == listed
-        stop_and_check_nothing_left(again.process, signal.SIGINT)
+        # Killed outright it cannot stop them: the kernel does (PR_SET_PDEATHSIG). Ctrl-C: tests/test_cli.py.
+        stop_and_check_nothing_left(again.process, signal.SIGKILL)
