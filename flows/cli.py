@@ -13,11 +13,18 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import traceback
 from datetime import timedelta
 from pathlib import Path
+from types import TracebackType
 
+from flows.child_processes import die_with_parent, ignoring_signals, relay, stop_in_order
+from flows.data_dir import DataDir, DataDirInUse
+from flows.embedded_redis import APPENDFSYNC_POLICIES
 from flows.recovery import DEFAULT_PARTITIONS
+from flows.redis_client import SecretFilter, redact, scrub, url_secrets
 from online.contract import Settings
 from online.contract.settings import unknown_variables
 
@@ -108,6 +115,11 @@ def _run_flow(args: argparse.Namespace, settings: Settings) -> int:
     if not addresses and process_id != 0:
         print("livereco flow: -i needs the cluster's addresses (-a)", file=sys.stderr)
         return 2
+    problem = _check_redis(settings.redis_url, "livereco flow",
+                           "starting anyway: each stream partition and the sink retry until it answers")
+    if problem is not None:
+        print(f"livereco flow: {problem}", file=sys.stderr)
+        return 2
     recovery = None
     if args.recovery_directory is not None:
         problem = _prepare_recovery(args, addresses)
@@ -150,77 +162,110 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 # --- livereco redis ------------------------------------------------------------------------------------------
-def _run_redis(args: argparse.Namespace, settings: Settings) -> int:
-    from flows.embedded_redis import EmbeddedRedis
-
-    with EmbeddedRedis(port=args.port) as server:
-        print(f"embedded Redis at {server.url} (Ctrl-C stops it)", flush=True)
-        try:
-            while server.process is not None and server.process.poll() is None:
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
-    return 0
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="where the embedded Redis's append-only file and the flow's recovery store live; delete it"
+                   " to start fresh (default .livereco) [env: LIVERECO_DATA_DIR]")
+    p.add_argument("--appendfsync", choices=APPENDFSYNC_POLICIES, default=None,
+                   help="fsync policy of the embedded Redis's append-only file: everysec loses at most about a"
+                   " second of writes on power loss, always none (default everysec) [env: LIVERECO_REDIS_APPENDFSYNC]")
 
 
-# --- livereco run --------------------------------------------------------------------------------------------
-def _stop(children: list[subprocess.Popen[bytes]]) -> None:
-    for child in children:
-        if child.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 5
-    for child in children:
-        try:
-            child.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
+def _stop_on_signals() -> None:
+    """`kill`, a closed terminal or a supervisor stop livereco as Ctrl-C does: it stops its children and exits.
+
+    A signal this process was started ignoring stays ignored (``nohup livereco run`` survives the terminal).
+    """
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, _interrupt)
 
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _run_all(args: argparse.Namespace, settings: Settings) -> int:
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _run_redis(args: argparse.Namespace, settings: Settings) -> int:
     from flows.embedded_redis import EmbeddedRedis
-    from flows.readiness import wait_until_answering
 
-    # `kill`, a closed terminal or a supervisor stop everything as Ctrl-C does, leaving no orphans.
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGHUP, _interrupt)
-    embedded = None
-    env = dict(os.environ)
-    if not settings.redis_url:
-        embedded = EmbeddedRedis().start()
-        env["REDIS_URL"] = embedded.url
-    redis_url = env["REDIS_URL"]
-    me = [sys.executable, "-m", "flows.cli"]
-    children: list[subprocess.Popen[bytes]] = []
-    names: dict[int, str] = {}
-
-    def start(*argv: str) -> None:
-        child = subprocess.Popen([*me, *argv], env=env, start_new_session=True)
-        names[child.pid] = argv[0]
-        children.append(child)
-
-    base = f"http://{settings.host}:{settings.port}"
+    _stop_on_signals()
+    data = DataDir(args.data_dir or settings.data_dir)
+    fsync = args.appendfsync or settings.redis_appendfsync
+    server: EmbeddedRedis | None = None
     try:
-        start("flow")
-        start("serve")
-        try:
-            wait_until_answering(f"{base}/readyz", children, timeout_s=60)
-        except (RuntimeError, TimeoutError) as exc:
-            print(f"livereco run: the server did not become ready ({exc}); see the messages above", file=sys.stderr)
-            return 1
-        if args.rate > 0:
-            start("produce", "--rate", str(args.rate))
-        user = "curious-newcomer"
-        print(f"""
-livereco is running ({'embedded Redis at ' + redis_url if embedded else 'Redis at ' + redis_url})
+        with data.lock("redis", "livereco redis") as lock_fd:
+            try:
+                server = EmbeddedRedis(port=args.port, data_dir=str(data.redis), appendfsync=fsync,
+                                       keep_fds=(lock_fd,))
+                server.start(timeout_s=_AOF_LOAD_S)
+                print(f"embedded Redis at {server.url} (loopback only), data in {data.redis}\n"
+                      f"  append-only file, appendfsync {fsync}; start fresh: stop it and delete {data.root}\n"
+                      "Ctrl-C stops it", flush=True)
+                while server.process is not None and server.process.poll() is None:
+                    time.sleep(0.5)
+                print(f"livereco redis: redis-server exited with {server.process and server.process.returncode};"
+                      f" its log: {data.redis / 'redis.log'}", file=sys.stderr)
+                return 1
+            except KeyboardInterrupt:
+                return 0
+            finally:
+                with ignoring_signals(*_STOP_SIGNALS):
+                    if server is not None:
+                        server.stop()
+    except (DataDirInUse, RuntimeError, OSError) as exc:
+        print(f"livereco redis: {exc}", file=sys.stderr)
+        return 1
+
+
+# --- livereco run --------------------------------------------------------------------------------------------
+_AOF_LOAD_S = 300.0
+"""How long the embedded Redis may take to answer: it reads its whole append-only file first."""
+
+
+def _check_redis(url: str, who: str, then: str) -> str | None:
+    """Ping Redis once. A URL that cannot work: the message to stop with. No answer: one clear warning, then go on.
+
+    Every message shows the URL with its password hidden.
+    """
+    from flows.redis_client import REDIS_EXCEPTIONS, connect
+
+    unreachable: tuple[type[Exception], ...] = (*REDIS_EXCEPTIONS, OSError)
+    try:
+        client = connect(url)
+    except ValueError as exc:
+        return f"REDIS_URL {redact(url)} cannot be used: {exc}"
+    except unreachable as exc:  # a cluster client asks a node for the slot map as it is made
+        log.warning("%s: cannot reach Redis at %s (%s); %s", who, redact(url), exc, then)
+        return None
+    try:
+        client.ping()
+    except unreachable as exc:
+        log.warning("%s: cannot reach Redis at %s (%s); %s", who, redact(url), exc, then)
+    finally:
+        client.close()
+    return None
+
+
+def _banner(settings: Settings, args: argparse.Namespace, redis_url: str, data: DataDir, fsync: str,
+            embedded: bool) -> str:
+    base = f"http://{settings.host}:{settings.port}"
+    user = "curious-newcomer"
+    if embedded:
+        where = f"embedded Redis at {redis_url} (loopback only)"
+        kept = (f"{data.root}\n                (Redis append-only file, appendfsync {fsync}; the flow's recovery store)")
+    else:
+        where = f"Redis at {redact(redis_url)}"
+        kept = f"{data.root}\n                (the flow's recovery store; Redis keeps its own data)"
+    return f"""
+livereco is running ({where})
   server        {base}            (OpenAPI: {base}/openapi.json)
   flow metrics  http://{settings.host}:{settings.flow_metrics_port}/metrics
   producer      a synthetic shop, {args.rate:g} events/s{' (off)' if args.rate <= 0 else ''}
+  data          {kept}
+                kept across restarts; to start fresh, stop livereco and delete {data.root}
 
 Try:
   curl -s '{base}/v1/trending?n=5'
@@ -231,20 +276,82 @@ Try:
   curl -s {base}/metrics | grep livereco_serving_request_duration
 
 Ctrl-C stops everything.
-""", flush=True)
-        while all(c.poll() is None for c in children):
-            time.sleep(0.5)
-        dead = next(c for c in children if c.poll() is not None)
-        print(f"livereco run: {names[dead.pid]} exited with {dead.returncode}; stopping",
-              file=sys.stderr)
+"""
+
+
+def _run_all(args: argparse.Namespace, settings: Settings) -> int:
+    """Embedded Redis (unless REDIS_URL), flow, server and producer; stopped in reverse order on any stop signal."""
+    from flows.embedded_redis import EmbeddedRedis
+    from flows.readiness import wait_until_answering
+
+    _stop_on_signals()
+    data = DataDir(args.data_dir or settings.data_dir)
+    fsync = args.appendfsync or settings.redis_appendfsync
+    secrets = url_secrets(settings.redis_url)
+    env = dict(os.environ)
+    children: list[subprocess.Popen[bytes]] = []
+    relays: list[threading.Thread] = []
+    names: dict[int, str] = {}
+    embedded: EmbeddedRedis | None = None
+    base = f"http://{settings.host}:{settings.port}"
+    try:
+        with contextlib.ExitStack() as locks:
+            recovery_fd = locks.enter_context(data.lock("recovery", "livereco run"))
+            redis_fd = None if settings.redis_url else locks.enter_context(data.lock("redis", "livereco run"))
+            try:
+                if redis_fd is not None:
+                    embedded = EmbeddedRedis(data_dir=str(data.redis), appendfsync=fsync, keep_fds=(redis_fd,))
+                    embedded.start(timeout_s=_AOF_LOAD_S)
+                    env["REDIS_URL"] = embedded.url
+                else:
+                    problem = _check_redis(settings.redis_url, "livereco run",
+                                           "starting anyway: the flow and the server wait for it")
+                    if problem is not None:
+                        print(f"livereco run: {problem}", file=sys.stderr)
+                        return 2
+
+                def start(*argv: str, keep_fds: tuple[int, ...] = ()) -> None:
+                    out = subprocess.PIPE if secrets else None  # relayed with the password taken out
+                    child = subprocess.Popen([sys.executable, "-m", "flows.cli", *argv], env=env, stdout=out,
+                                             stderr=out, start_new_session=True, pass_fds=keep_fds,
+                                             preexec_fn=die_with_parent())
+                    names[child.pid] = argv[0]
+                    children.append(child)
+                    if child.stdout is not None and child.stderr is not None:
+                        relays.extend(relay(pipe, sink, lambda text: scrub(text, secrets))
+                                      for pipe, sink in ((child.stdout, sys.stdout), (child.stderr, sys.stderr)))
+
+                start("flow", "--recovery-directory", str(data.recovery), keep_fds=(recovery_fd,))
+                start("serve")
+                try:
+                    wait_until_answering(f"{base}/readyz", children, timeout_s=60)
+                except (RuntimeError, TimeoutError) as exc:
+                    print(f"livereco run: the server did not become ready ({exc}); see the messages above",
+                          file=sys.stderr)
+                    return 1
+                if args.rate > 0:
+                    start("produce", "--rate", str(args.rate))
+                print(_banner(settings, args, env["REDIS_URL"], data, fsync, embedded is not None), flush=True)
+                while all(c.poll() is None for c in children):
+                    time.sleep(0.5)
+                dead = next(c for c in children if c.poll() is not None)
+                print(f"livereco run: {names[dead.pid]} exited with {dead.returncode}; stopping", file=sys.stderr)
+                return 1
+            except KeyboardInterrupt:
+                print("\nstopping...", file=sys.stderr, flush=True)
+                return 0
+            finally:
+                with ignoring_signals(*_STOP_SIGNALS):  # a second Ctrl-C must not cut the shutdown short
+                    stop_in_order(list(reversed(children)))  # producer, then server, then flow
+                    if embedded is not None:
+                        embedded.stop()  # Redis last: it fsyncs its append-only file as it stops
+                    for thread in relays:
+                        thread.join(timeout=2)
+    except (DataDirInUse, RuntimeError, OSError) as exc:
+        print(f"livereco run: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("\nstopping...", file=sys.stderr)
+    except KeyboardInterrupt:  # before anything was started
         return 0
-    finally:
-        _stop(list(reversed(children)))  # producer, then server, then flow
-        if embedded is not None:
-            embedded.stop()
 
 
 # --- entry point ---------------------------------------------------------------------------------------------
@@ -257,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="embedded Redis + flow + server + synthetic producer; Ctrl-C stops all")
     _env_default(p, "--rate", env="LIVERECO_PRODUCER_RATE", type=float, default=200.0,
                  help="synthetic events per second (0: no producer)")
+    _add_data_args(p)
     p.set_defaults(handler=_run_all)
     p = sub.add_parser("flow", help="run the dataflow (Bytewax runner options included)")
     _add_flow_args(p)
@@ -274,13 +382,35 @@ def build_parser() -> argparse.ArgumentParser:
     synthetic_shop.add_arguments(p)
     p.set_defaults(handler=synthetic_shop.run)
     p = sub.add_parser("redis", help="run an embedded redis-server in the foreground")
-    p.add_argument("--port", type=int, default=6379)
+    p.add_argument("--port", type=int, default=6379, help="port on 127.0.0.1 (default 6379)")
+    _add_data_args(p)
     p.set_defaults(handler=_run_redis)
     return parser
 
 
+def _hide_secrets(url: str) -> None:
+    """Keep ``url``'s password out of every log line and uncaught traceback this process prints."""
+    secrets = url_secrets(url)
+    if not secrets:
+        return
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(SecretFilter(secrets))
+
+    def excepthook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        sys.stderr.write(scrub("".join(traceback.format_exception(kind, exc, tb)), secrets))
+
+    def thread_excepthook(hook: threading.ExceptHookArgs) -> None:
+        if hook.exc_value is not None:
+            sys.stderr.write(f"Exception in thread {hook.thread.name if hook.thread else '?'}:\n")
+            excepthook(hook.exc_type, hook.exc_value, hook.exc_traceback)
+
+    sys.excepthook = excepthook
+    threading.excepthook = thread_excepthook
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    _hide_secrets(os.environ.get("REDIS_URL", ""))
     for warning in unknown_variables():
         print(f"livereco: warning: {warning}", file=sys.stderr)
     args = build_parser().parse_args(argv)

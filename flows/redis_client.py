@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
+from urllib.parse import unquote
 
 import redis
 from redis.cluster import ClusterNode, ClusterPipeline
@@ -34,7 +35,7 @@ from redis.exceptions import ClusterDownError, RedisClusterException, TryAgainEr
 from online.contract.redis_url import CLUSTER_SCHEMES, ClusterURL, is_cluster_url, parse_cluster_url, redact
 
 __all__ = ["CLUSTER_SCHEMES", "REDIS_EXCEPTIONS", "TRANSIENT_ERRORS", "Backoff", "ClusterURL", "Pipeline", "RedisClient",
-           "connect", "is_cluster_url", "parse_cluster_url", "redact"]
+           "SecretFilter", "connect", "is_cluster_url", "parse_cluster_url", "redact", "scrub", "url_secrets"]
 
 RedisClient = redis.Redis | redis.RedisCluster
 """What :func:`connect` returns: both have the commands and ``pipeline(transaction=False)`` livereco uses."""
@@ -111,6 +112,69 @@ class Backoff:
                       time.monotonic() - self._since, self._failures)
         self._failures = 0
         self._wait_s = 0.0
+
+
+def url_secrets(url: str) -> tuple[str, ...]:
+    """The password in ``url`` as written and percent-decoded, longest first (empty: none).
+
+    >>> url_secrets("redis://app:s%40cret@h:6379/0"), url_secrets("redis://h:6379/0")
+    (('s%40cret', 's@cret'), ())
+    """
+    _, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return ()
+    _, colon, secret = rest.rsplit("@", 1)[0].partition(":")
+    if not colon or not secret:
+        return ()
+    return tuple(sorted({secret, unquote(secret)}, key=len, reverse=True))
+
+
+def scrub(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` with every occurrence of each secret replaced by ``***``.
+
+    >>> scrub("AUTH failed for redis://app:hunter2@h/0", ("hunter2",))
+    'AUTH failed for redis://app:***@h/0'
+    """
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+class SecretFilter(logging.Filter):
+    """A handler filter that takes ``secrets`` out of every record it passes: message, arguments and traceback.
+
+    Installed on the root logger's handlers by the CLI, it covers livereco's
+    logs and those of every library that logs through ``logging`` (redis-py,
+    Bytewax), whatever they put in an exception's message.
+
+    >>> import io
+    >>> out = io.StringIO(); handler = logging.StreamHandler(out)
+    >>> handler.addFilter(SecretFilter(("hunter2",)))
+    >>> doc = logging.getLogger("doc.secret"); doc.addHandler(handler); doc.propagate = False
+    >>> try:
+    ...     raise ConnectionError("redis://app:hunter2@h/0 refused")
+    ... except ConnectionError as exc:
+    ...     doc.error("cannot reach %s: %s", "redis://app:hunter2@h/0", exc, exc_info=True)
+    >>> text = out.getvalue(); "hunter2" in text, text.splitlines()[0], text.splitlines()[-1]
+    (False, 'cannot reach redis://app:***@h/0: redis://app:***@h/0 refused', 'ConnectionError: redis://app:***@h/0 refused')
+    """
+
+    def __init__(self, secrets: tuple[str, ...]):
+        super().__init__()
+        self.secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.secrets:
+            return True
+        record.msg, record.args = scrub(record.getMessage(), self.secrets), None
+        if record.exc_info:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+        if record.exc_text:
+            record.exc_text = scrub(record.exc_text, self.secrets)
+        if record.stack_info:
+            record.stack_info = scrub(record.stack_info, self.secrets)
+        return True
 
 
 def connect(url: str) -> RedisClient:

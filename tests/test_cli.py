@@ -24,6 +24,17 @@ def test_flags_show_their_environment_variables() -> None:
     assert "[env: BYTEWAX_RECOVERY_DIRECTORY]" in flow_help
 
 
+def test_run_and_redis_take_a_data_dir_and_an_fsync_policy() -> None:
+    parser = build_parser()
+    for command in ("run", "redis"):
+        text = " ".join(parser._subparsers._group_actions[0].choices[command].format_help().split())  # type: ignore[union-attr]
+        assert "[env: LIVERECO_DATA_DIR]" in text and "[env: LIVERECO_REDIS_APPENDFSYNC]" in text
+    args = parser.parse_args(["redis", "--data-dir", "/tmp/x", "--appendfsync", "always"])
+    assert (args.data_dir, args.appendfsync) == (Path("/tmp/x"), "always")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["run", "--appendfsync", "sometimes"])
+
+
 def test_bad_setting_is_named(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     from flows.cli import main
 
@@ -39,10 +50,10 @@ def child_pids(pid: int) -> set[int]:
 
 
 @pytest.mark.slow
-def test_run_serves_personal_lists_and_ctrl_c_stops_everything() -> None:
+def test_run_serves_personal_lists_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
     port, metrics_port = free_port(), free_port()
     env = {**os.environ, "LIVERECO_PORT": str(port), "LIVERECO_FLOW_METRICS_PORT": str(metrics_port),
-           "PYTHONPATH": str(ROOT)}
+           "PYTHONPATH": str(ROOT), "LIVERECO_DATA_DIR": str(tmp_path / "data")}
     env.pop("REDIS_URL", None)  # the default: an embedded Redis
     run = subprocess.Popen([sys.executable, "-m", "flows.cli", "run", "--rate", "100"], env=env, cwd=ROOT,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
