@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -32,15 +31,3 @@ def run_in_child(fn: Callable[..., Any], *args: Any, what: str = "child") -> Any
     process.join()
     return result
 
-
-def _print_progress(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
-def _with_progress(fn: Callable[..., Any], *args: Any) -> Any:
-    return fn(*args, progress=_print_progress)
-
-
-def run_in_child_with_progress(fn: Callable[..., Any], *args: Any, what: str = "breakdown") -> Any:
-    """``fn(*args, progress=...)`` in a spawned process; ``progress(line)`` writes the line to stderr."""
-    return run_in_child(_with_progress, fn, *args, what=what)

@@ -38,11 +38,12 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import asdict
+from functools import partial
 from typing import Any
 
 import orjson
 
-from benchmarks.child_process import run_in_child_with_progress
+from benchmarks.child_process import run_in_child
 from benchmarks.machine import machine_line
 from benchmarks.memory_workload import PROFILE_AFFINITIES
 from benchmarks.redis_footprint import (
@@ -72,8 +73,8 @@ def _state_breakdown(args: argparse.Namespace, machine: str, settings: Settings,
                      full: list[FullFootprint], alternatives: list[Alternative]) -> int:
     """The soak instrumented by :mod:`benchmarks.state_breakdown`."""
     points = [args.events * (i + 1) // args.breakdown_points for i in range(max(1, args.breakdown_points))]
-    breakdown = run_in_child_with_progress(run_breakdown, settings, args.events, args.users, args.items, points,
-                                           args.breakdown_sample)
+    breakdown = run_in_child(partial(run_breakdown, progress=True), settings, args.events, args.users, args.items,
+                             points, args.breakdown_sample, what="breakdown")
     if args.json:
         print(orjson.dumps({"machine": machine, "redis_flow": asdict(flow) if flow else None,
                             "redis_full": [asdict(f) for f in full], "alternatives": [asdict(a) for a in alternatives],

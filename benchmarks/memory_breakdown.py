@@ -38,10 +38,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from typing import Any
 
 from benchmarks.bytewax_key_cost import KeyOverhead, bytewax_key_overhead
-from benchmarks.child_process import run_in_child, run_in_child_with_progress
+from benchmarks.child_process import run_in_child
 from benchmarks.machine import machine_line
 from benchmarks.redis_blobs import redis_alternatives, redis_blob_composition
 from benchmarks.state_at_bound import at_bound, print_at_bound
@@ -100,8 +101,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {name:<48}{per_user:>8,.0f} B   (blobs {blobs:,.0f} B)")
         return 0
     points = [args.events * (i + 1) // args.points for i in range(args.points)]
-    result: Breakdown = run_in_child_with_progress(run_breakdown, settings, args.events, args.users, args.items,
-                                                   points, args.sample, args.tracemalloc, not args.no_snapshots)
+    result: Breakdown = run_in_child(partial(run_breakdown, progress=True), settings, args.events, args.users,
+                                     args.items, points, args.sample, args.tracemalloc, not args.no_snapshots,
+                                     what="breakdown")
     print_breakdown(result)
     print(machine_line())
     return 0

@@ -9,7 +9,6 @@ the flow's alone.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -21,6 +20,7 @@ from benchmarks.child_process import run_in_child
 from benchmarks.memory_probes import DiscardSink, rss_kib
 from benchmarks.memory_workload import soak_entries, users_seen_after
 from flows.dataflow import build_flow
+from flows.progress import Progress
 from flows.redis_source import StreamEntry
 from online.contract import Settings
 
@@ -72,16 +72,18 @@ def soak(settings: Settings, events: int, users: int, items: int, sample_every: 
     """Run the real dataflow over lazily generated events and sample this process's RSS every ``sample_every``."""
     samples: list[RssSample] = []
     started = time.perf_counter()
+    # on a terminal, a redrawn count of events between the sample lines; elsewhere only the sample lines
+    bar = Progress(events, "soak", enabled=progress)
 
     def sample(n: int) -> None:
         seen = users_seen_after(n, users)
         samples.append(RssSample(n, seen, rss_kib() / 1024, time.perf_counter() - started))
         if progress:
             s = samples[-1]
-            print(f"  soak: {n:>10,} events, {seen:>8,} users seen, RSS {s.rss_mib:8.1f} MiB, {s.seconds:7.1f} s",
-                  file=sys.stderr, flush=True)
+            bar.note(f"  soak: {n:>10,} events, {seen:>8,} users seen, RSS {s.rss_mib:8.1f} MiB, {s.seconds:7.1f} s")
 
     def on_event(n: int) -> None:
+        bar.advance()
         if n and n % sample_every == 0:
             sample(n)
 
@@ -96,6 +98,7 @@ def soak(settings: Settings, events: int, users: int, items: int, sample_every: 
     started = time.perf_counter()
     run_main(flow)
     seconds = time.perf_counter() - started
+    bar.close()
     return SoakResult(events, users, items, baseline, samples, seconds, dict(sink.counts))
 
 

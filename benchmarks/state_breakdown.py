@@ -22,7 +22,7 @@ import time
 import tracemalloc
 import weakref
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,7 @@ from benchmarks.memory_probes import DiscardSink, rss_kib
 from benchmarks.memory_workload import soak_entries, users_seen_after
 from benchmarks.pymalloc import PymallocStats, pymalloc_stats
 from flows.dataflow import build_flow
+from flows.progress import Progress
 from flows.redis_source import StreamEntry
 from online.contract import Settings
 
@@ -220,7 +221,7 @@ def _site_growth(before: tracemalloc.Snapshot | None, after: tracemalloc.Snapsho
 
 def run_breakdown(settings: Settings, events: int, users: int, items: int, points: list[int], sample: int = 2000,
                   trace: bool = False, recoverable: bool = True, seed: int = 7, top_sites: int = 15,
-                  progress: Callable[[str], None] | None = None) -> Breakdown:
+                  progress: bool = False) -> Breakdown:
     """The real dataflow over the soak's events; a :class:`PointReport` after each of ``points`` events.
 
     ``recoverable`` is passed to ``build_flow`` (True, its default: every key
@@ -231,6 +232,8 @@ def run_breakdown(settings: Settings, events: int, users: int, items: int, point
     marks = sorted(set(p for p in points if 0 < p <= events) | {events})
     previous_snapshot: list[tracemalloc.Snapshot | None] = [None]
     started = time.perf_counter()
+    # on a terminal, a redrawn count of events between the point lines; elsewhere only the point lines
+    bar = Progress(events, "breakdown", enabled=progress)
 
     def report(n: int) -> None:
         elapsed = time.perf_counter() - started
@@ -252,10 +255,11 @@ def run_breakdown(settings: Settings, events: int, users: int, items: int, point
         reports.append(PointReport(n, users_seen_after(n, users), elapsed, rss, stats, stages, walk_seconds,
                                    rss_kib() / 1024, traced, overhead, sites, alive))
         if progress:
-            progress(f"  breakdown: {n:>10,} events, RSS {rss:8.1f} MiB, walk {walk_seconds:5.1f} s, "
+            bar.note(f"  breakdown: {n:>10,} events, RSS {rss:8.1f} MiB, walk {walk_seconds:5.1f} s, "
                      f"{elapsed:7.1f} s")
 
     def on_event(n: int) -> None:
+        bar.advance()
         if n and n in marks:
             report(n)
 
@@ -276,6 +280,7 @@ def run_breakdown(settings: Settings, events: int, users: int, items: int, point
         seconds = time.perf_counter() - started
         if trace:
             tracemalloc.stop()
+    bar.close()
     return Breakdown(events, users, items, baseline, reports, seconds, settings.user_ttl_s, recoverable,
                      dict(registry.built), baseline_pymalloc)
 
