@@ -28,6 +28,16 @@ test: $(COMPILED)  ## the whole suite: lint, types, doctests, tests against a re
 	$(VENV)/bin/mypy
 	$(PY) -m pytest
 
+# The README's headline figures that need nothing outside the repository (a few minutes on 2 cores):
+# Redis bytes per user and per item, ingestion and freshness, and the RSC15 quality when ../shared/data
+# has it. The long ones (benchmarks.memory's 2M-event soak, benchmarks.serving with wrk,
+# benchmarks.build_ab) are run by hand: docs/performance.md and docs/memory.md give their commands.
+RSC15 := ../shared/data/rsc15-100k
+bench: $(COMPILED)  ## the quick benchmarks behind the README's figures
+	$(PY) -m benchmarks.memory --no-soak --redis-users 10000
+	$(PY) -m benchmarks.ingest --events 40000 --repeat 2 --seconds 10
+	@if [ -d $(RSC15) ]; then $(VENV)/bin/livereco eval $(RSC15); else echo "skipped livereco eval: no $(RSC15)"; fi
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check online flows serving tests benchmarks deploy
 

@@ -30,3 +30,4 @@ def run_in_child(fn: Callable[..., Any], *args: Any, what: str = "child") -> Any
         raise RuntimeError(f"the {what} process exited with {process.exitcode} before reporting") from None
     process.join()
     return result
+

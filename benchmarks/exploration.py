@@ -113,12 +113,15 @@ def simulate(settings: Settings, n_events: int = 30_000, n_users: int = 500, lau
 
 def _rsc15(settings: Settings) -> None:
     from flows.evaluation import evaluate_livereco, load
+    from flows.progress import Progress
 
     data = load(ROOT.parent / "shared" / "data" / "rsc15-100k", settings)
     print("RSC15 sample, streaming, through the dataflow (10,152 predictions)")
     print(f"{'slot':>8} {'HR@10':>8} {'MRR@10':>8} {'HR@20':>8} {'MRR@20':>8} {'events/s':>9}")
     for position in (0, 10, 20):
-        metrics, per_s, _ = evaluate_livereco(data, replace(settings, explore_position=position))
+        progress = Progress(len(data.events), f"slot {position or 'off'}")  # draws on a terminal only
+        metrics, per_s, _ = evaluate_livereco(data, replace(settings, explore_position=position), progress=progress)
+        progress.close()
         report = metrics.report()
         print(f"{position or 'off':>8} {report['HR@10']:8.4f} {report['MRR@10']:8.4f} {report['HR@20']:8.4f} "
               f"{report['MRR@20']:8.4f} {per_s:9,.0f}", flush=True)

@@ -58,6 +58,7 @@ import redis
 
 from flows.catalog import GENRE_RULES, attach_category, read_movie_genres
 from flows.event_writer import EventWriter
+from flows.progress import Progress
 from flows.redis_client import RedisClient, connect
 from online.contract import Event, EventError, EventLimits, Settings, parse_event
 
@@ -466,49 +467,6 @@ class ReplayReport:
         )
 
 
-class _Progress:
-    """A one-line progress display on a terminal; a line every few seconds elsewhere."""
-
-    def __init__(self, out: TextIO, total_bytes: int | None, enabled: bool) -> None:
-        self.out = out
-        self.total = total_bytes or None
-        self.enabled = enabled
-        self.tty = enabled and out.isatty()
-        self.interval = 0.2 if self.tty else 5.0
-        self.start = time.monotonic()
-        self.last = self.start
-        self.shown = False
-
-    def update(self, written: int, bytes_read: int, force: bool = False) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if not force and now - self.last < self.interval:
-            return
-        self.last = now
-        elapsed = max(now - self.start, 1e-9)
-        text = f"replay: {written:,} events written, {written / elapsed:,.0f} events/s"
-        if self.total:
-            text += f", {min(bytes_read / self.total, 1.0):.0%}"
-        if self.tty:
-            self.out.write(f"\r\x1b[K{text}")
-            self.shown = True
-        else:
-            self.out.write(text + "\n")
-        self.out.flush()
-
-    def clear(self) -> None:
-        if self.tty and self.shown:
-            self.out.write("\r\x1b[K")
-            self.shown = False
-
-    def finish(self) -> None:
-        if self.tty and self.shown:
-            self.out.write("\n")
-            self.out.flush()
-            self.shown = False
-
-
 class _Stop(Exception):
     """Raised from the error handler to end the read (``--strict``, ``--limit``)."""
 
@@ -561,7 +519,12 @@ def replay(
     max_future_s = EventLimits().max_future_s
     # under a rate limit, write at least ~10 times a second so the rate is smooth
     batch_size = min(batch, max(1, int(rate / 10))) if rate > 0 else batch
-    bar = _Progress(err, _size(path), progress)
+    size = _size(path)
+    # on a terminal one redrawn line; in a log a line every 5 s
+    bar = Progress(None, "replay", unit="events written", stream=err, log_every_s=5.0, enabled=progress)
+
+    def show() -> None:
+        bar.update(report.written, pos.bytes_read / size if size else None)
     pending: list[Event] = []
     shift: float | None = None
     low: float | None = None
@@ -574,10 +537,9 @@ def replay(
         if len(report.rejections) < _REPORTED_REJECTIONS:
             report.rejections.append(rejection)
         if report.rejected <= max_printed:
-            bar.clear()
-            err.write(f"{path}:{line}: rejected: {error}\n")
+            bar.note(f"{path}:{line}: rejected: {error}")
             if report.rejected == max_printed:
-                err.write(f"{path}: further rejected lines are counted, not printed\n")
+                bar.note(f"{path}: further rejected lines are counted, not printed")
         if strict:
             report.strict_failure = rejection
             raise _Stop
@@ -597,7 +559,7 @@ def replay(
             delay = t0 + report.written / rate - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-        bar.update(report.written, pos.bytes_read)
+        show()
 
     events = iter_log_events(
         path, fmt, columns, default_type, value_type=value_type, on_error=on_read_error, position=pos
@@ -624,7 +586,7 @@ def replay(
                         )
             except EventError as exc:
                 reject(line, exc)
-                bar.update(report.written, pos.bytes_read)
+                show()
                 continue
             if event.type == "rating" and event.value is not None:
                 low = event.value if low is None else min(low, event.value)
@@ -643,8 +605,8 @@ def replay(
         if close is not None:
             close()
         report.seconds = time.monotonic() - t0
-        bar.update(report.written, pos.bytes_read, force=True)
-        bar.finish()
+        show()
+        bar.close()
     if low is not None and high is not None:
         report.value_range = (low, high)
         lo, hi = weights.rating_range

@@ -9,18 +9,15 @@ from itertools import islice
 import orjson
 import pytest
 
-from benchmarks.memory import (
+from benchmarks.memory_workload import full_user_writes, soak_entries, user_id, users_seen_after
+from benchmarks.redis_footprint import (
     ALTERNATIVES,
     ITEM_ALTERNATIVES,
     alternative_footprints,
     flow_footprint,
     full_footprint,
-    full_user_writes,
-    soak,
-    soak_entries,
-    user_id,
-    users_seen_after,
 )
+from benchmarks.rss_soak import soak
 from flows.embedded_redis import EmbeddedRedis
 from online.contract import Settings, parse_event
 from online.item_embedding import DIM
