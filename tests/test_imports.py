@@ -10,8 +10,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("online", "flows", "serving", "benchmarks")
 
@@ -118,7 +116,6 @@ def test_no_import_circle() -> None:
     assert cycle is None, "import circle: " + " -> ".join(cycle or [])
 
 
-@pytest.mark.xfail(strict=False, reason="serving/redis_connect.py imports flows.redis_client: being moved (issue 15, part 4)")
 def test_serving_imports_nothing_from_flows() -> None:
     graph = import_graph()
     reaching = {name: sorted(d for d in deps if d.partition(".")[0] == "flows")
