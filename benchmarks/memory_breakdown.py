@@ -655,7 +655,7 @@ def at_bound(settings: Settings, user_events: int = 40, sessions: int = 4, item_
         VariantSize("  as its seq (int)", float(sys.getsizeof(10**6)), ""),
         VariantSize("UserHistory._session_items deque(maxlen=5)", as_is["session"], ""),
         VariantSize("  as a list of <= 5", _walk_one(list(h._session_items)), ""),
-        VariantSize("UserHistory.dedup (EventDedup)", as_is["seen"], f"{len(h.dedup)} ids: 3 arrays, 24 B an id"),
+        VariantSize("UserHistory.dedup (EventDedup)", as_is["seen"], f"{len(h.dedup) if h.dedup else 0} ids: 3 arrays, 24 B an id"),
         VariantSize("UserHistory._recent as is", as_is["recent"],
                     f"{len(h._recent)} items -> [weight, ts]"),
         VariantSize("  values as (weight, ts) tuples, interned ids",

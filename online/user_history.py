@@ -90,8 +90,9 @@ class UserHistory:
     dedup_horizon_s, dedup_max_ids
         A retried ``event_id`` counts once within this much event time of the
         first, among the user's latest ``dedup_max_ids`` ids
-        (:class:`~online.event_dedup.EventDedup`: 64-bit hashes, 24 bytes an id).
-        Events without an ``event_id`` are never de-duplicated.
+        (:class:`~online.event_dedup.EventDedup`: 64-bit hashes, 24 bytes an id,
+        made at the user's first event with an id). Events without an
+        ``event_id`` are never de-duplicated.
     """
 
     window_purchases: ClassVar[int] = 8
@@ -104,6 +105,8 @@ class UserHistory:
         "_session_items",
         "_sessions",
         "dedup",
+        "dedup_horizon_s",
+        "dedup_max_ids",
         "events",
         "link_window",
         "purchased",
@@ -117,8 +120,10 @@ class UserHistory:
         self.recent_items = recent_items
         self.session_gap_s = session_gap_s
         self.link_window = link_window
-        self.dedup = EventDedup(dedup_horizon_s, dedup_max_ids)
-        """The user's recent event ids (retries of them count once)."""
+        self.dedup_horizon_s = dedup_horizon_s
+        self.dedup_max_ids = dedup_max_ids
+        self.dedup: EventDedup | None = None
+        """The user's recent event ids (retries of them count once); ``None`` until an event has one."""
         self._recent: OrderedDict[str, list[Any]] = OrderedDict()  # item -> [weight, ts, category]
         self._session_items: deque[str] = deque(maxlen=link_window)
         self._sessions = 0
@@ -131,8 +136,12 @@ class UserHistory:
     def learn_one(self, event: Event, weight: float) -> Observation | None:
         """Record ``event`` with its interest ``weight``; ``None`` when it is a duplicate."""
         event_id = event.event_id
-        if event_id is not None and self.dedup.is_duplicate(event_id, event.ts):
-            return None
+        if event_id is not None:
+            dedup = self.dedup
+            if dedup is None:  # most users of a log without ids never pay for one
+                dedup = self.dedup = EventDedup(self.dedup_horizon_s, self.dedup_max_ids)
+            if dedup.is_duplicate(event_id, event.ts):
+                return None
         self.events += 1
         if event.session_id is not None:
             new_session = event.session_id != self.session_id

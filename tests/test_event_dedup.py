@@ -137,16 +137,20 @@ def test_events_without_an_event_id_are_never_deduplicated() -> None:
     history = UserHistory()
     plain = Event("u", "a", "view", T0)
     assert all(history.learn_one(plain, 1.0) is not None for _ in range(3))
+    assert history.dedup is None  # nothing to remember, nothing kept
     retried = Event("u", "a", "view", T0, event_id="x")
     assert history.learn_one(retried, 1.0) is not None and history.learn_one(retried, 1.0) is None
-    assert history.events == 4 and len(history.dedup) == 1
+    assert history.learn_one(plain, 1.0) is not None
+    assert history.events == 5 and history.dedup is not None and len(history.dedup) == 1
 
 
 def test_user_history_takes_the_settings() -> None:
     history = UserHistory(dedup_horizon_s=5.0, dedup_max_ids=3)
-    assert (history.dedup.horizon_s, history.dedup.max_ids) == (5.0, 3)
+    history.learn_one(Event("u", "a", "view", T0, event_id="x"), 1.0)
+    assert history.dedup is not None and (history.dedup.horizon_s, history.dedup.max_ids) == (5.0, 3)
     copy = pickle.loads(pickle.dumps(history, protocol=pickle.HIGHEST_PROTOCOL))
-    assert (copy.dedup.horizon_s, copy.dedup.max_ids) == (5.0, 3)
+    assert copy.dedup is not None and (copy.dedup.horizon_s, copy.dedup.max_ids) == (5.0, 3)
+    assert copy.learn_one(Event("u", "a", "view", T0 + 1, event_id="x"), 1.0) is None
 
 
 # --- the real flow ----------------------------------------------------------------------------------------------
