@@ -13,9 +13,12 @@
    an ``event_id`` (RSC15's case) and for events with new ids while the user
    has about 20, 200 and 2,000 ids remembered (ids spaced ``horizon / n`` apart
    in event time, so expiry keeps about ``n``). It uses whichever
-   ``online`` package imports first, so the same script times an older tree:
+   ``online`` package imports first, so the same script times an older tree.
+   Wall time on a shared machine moves by ±50% between runs: ``--instructions``
+   counts instructions under valgrind instead (5,000 events, minus a run of none).
 
     .venv/bin/python -m benchmarks.dedup_cost
+    .venv/bin/python -m benchmarks.dedup_cost --instructions
     PYTHONPATH=/tmp/before .venv/bin/python -m benchmarks.dedup_cost --part speed   # an older checkout
 """
 
@@ -80,19 +83,62 @@ def _per_event_us(events: list[Event], warm: list[Event], repeats: int) -> float
     return statistics.median(times)
 
 
+def _scenario(name: str, events: int) -> tuple[list[Event], list[Event]]:
+    """``(warm-up, timed)`` events of one user: ``plain`` (no ids) or ``ids<n>`` (about ``n`` ids remembered)."""
+    items = [f"{214_000_000 + k}" for k in range(50)]
+    if name == "plain":
+        return [], [Event("u", items[k % 50], "view", T0 + k) for k in range(events)]
+    n = int(name.removeprefix("ids"))
+    step = HORIZON_S / n
+    warm = [Event("u", items[k % 50], "view", T0 + step * k, event_id=f"w{k}") for k in range(n)]
+    return warm, [Event("u", items[k % 50], "view", T0 + step * (n + k), event_id=f"n{k}") for k in range(events)]
+
+
+def _run_once(name: str, events: int) -> None:
+    """One scenario, once, for an instruction count (run under valgrind by :func:`instructions`)."""
+    warm, timed = _scenario(name, events)
+    history = UserHistory()
+    for event in warm:
+        history.learn_one(event, 1.0)
+    for event in timed:
+        history.learn_one(event, 1.0)
+
+
+def instructions(events: int) -> None:
+    """Instructions per ``learn_one`` (cachegrind, ``--cache-sim=no``): a run of ``events`` minus one of none."""
+    import os
+    import re
+    import subprocess
+    import sys
+    import tempfile
+
+    import online.compiled
+
+    print(f"UserHistory.learn_one per event, instructions ({online.compiled.describe()}, "
+          f"{__import__('online').__path__[0]})")
+
+    def count(name: str, n: int) -> int:
+        with tempfile.NamedTemporaryFile() as out:
+            done = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no", f"--cachegrind-out-file={out.name}",
+                                   sys.executable, "-m", "benchmarks.dedup_cost", "--run-once", name, "--events", str(n)],
+                                  env={**os.environ, "PYTHONHASHSEED": "0"}, capture_output=True, text=True, check=True)
+        return int(re.findall(r"I\s+refs:\s+([\d,]+)", done.stderr)[-1].replace(",", ""))
+
+    for name in ("plain", *(f"ids{n}" for n in SIZES)):
+        per_event = (count(name, events) - count(name, 0)) / events
+        label = "no event_id" if name == "plain" else f"new ids, ~{int(name[3:]):,} remembered"
+        print(f"  {label:<34}{per_event:>10,.0f} instructions", flush=True)
+
+
 def speed(events: int, repeats: int) -> None:
     import online.compiled
 
     print(f"UserHistory.learn_one per event, median of {repeats} x {events:,} events "
           f"({online.compiled.describe()}, {UserHistory.__module__} from {__import__('online').__path__[0]})")
-    items = [f"{214_000_000 + k}" for k in range(50)]
-    plain = [Event("u", items[k % 50], "view", T0 + k) for k in range(events)]
-    print(f"  {'no event_id':<34}{_per_event_us(plain, [], repeats):>8.2f} µs")
-    for n in SIZES:
-        step = HORIZON_S / n
-        warm = [Event("u", items[k % 50], "view", T0 + step * k, event_id=f"w{k}") for k in range(n)]
-        new = [Event("u", items[k % 50], "view", T0 + step * (n + k), event_id=f"n{k}") for k in range(events)]
-        print(f"  {f'new ids, ~{n:,} remembered':<34}{_per_event_us(new, warm, repeats):>8.2f} µs")
+    for name in ("plain", *(f"ids{n}" for n in SIZES)):
+        warm, timed = _scenario(name, events)
+        label = "no event_id" if name == "plain" else f"new ids, ~{int(name[3:]):,} remembered"
+        print(f"  {label:<34}{_per_event_us(timed, warm, repeats):>8.2f} µs")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,7 +146,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--part", choices=("memory", "speed", "both"), default="both")
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--instructions", action="store_true", help="count instructions under valgrind instead of timing")
+    parser.add_argument("--run-once", metavar="SCENARIO", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.run_once:
+        _run_once(args.run_once, args.events)
+        return 0
+    if args.instructions:
+        instructions(min(args.events, 5000))
+        return 0
     if args.part in ("memory", "both"):
         memory()
     if args.part in ("speed", "both"):
