@@ -114,7 +114,7 @@ def at_bound(settings: Settings, user_events: int = 40, sessions: int = 4, item_
     # "As is" first: the helpers below hold references to the same strings and would shrink their shares.
     as_is = {"cache": _walk_one(cache), "ranked": _walk_one(st.previous.ranked) if st.previous else 0.0,
              "sets": _walk_one(st.previous.repeats) + _walk_one(st.previous.exclude) if st.previous else 0.0,
-             "latest": _walk_one(st.latest), "session": _walk_one(h._session_items), "seen": _walk_one(h._seen),
+             "latest": _walk_one(st.latest), "session": _walk_one(h._session_items), "seen": _walk_one(h.dedup),
              "recent": _walk_one(h._recent),
              "scores": _walk_one((neighbours._ids, neighbours._negated)) if neighbours else 0.0}
     merge_depth = type(st.candidates).merge_depth
@@ -146,9 +146,8 @@ def at_bound(settings: Settings, user_events: int = 40, sessions: int = 4, item_
         VariantSize("  as its seq (int)", float(sys.getsizeof(10**6)), ""),
         VariantSize("UserHistory._session_items deque(maxlen=5)", as_is["session"], ""),
         VariantSize("  as a list of <= 5", _walk_one(list(h._session_items)), ""),
-        VariantSize("UserHistory._seen array('Q', 64)", as_is["seen"], "64-bit hashes"),
-        VariantSize("  array('I', 64): 32-bit hashes", _walk_one(__import__("array").array("I", bytes(256))),
-                    "false-duplicate odds 64/2^32 per event"),
+        VariantSize("UserHistory.dedup (EventDedup)", as_is["seen"],
+                    f"{len(h.dedup) if h.dedup is not None else 0} ids: 3 arrays, 24 B an id"),
         VariantSize("UserHistory._recent as is", as_is["recent"],
                     f"{len(h._recent)} items -> [weight, ts]"),
         VariantSize("  values as (weight, ts) tuples, interned ids",

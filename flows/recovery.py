@@ -65,7 +65,7 @@ __all__ = [
 DEFAULT_PARTITIONS = 4
 """Partitions of a new store unless asked otherwise (or more, when the cluster has more workers)."""
 
-STATE_FORMAT = 7
+STATE_FORMAT = 8
 """The format of the stage state this livereco snapshots. Bump it when a state class changes so
 that older snapshots no longer load (a field without a default, a new tuple layout). 1: stores
 written before the format was recorded; 2: the ranker's exploration pool and 6-field pending
@@ -76,7 +76,8 @@ fewer fields does not load); 4: an item's state records the event time of its po
 ranker's state records the list length it learns to fill (``BlendRanker.list_length``); 6: the
 ranker's state keeps its context popularity (context features); 7: the stages' states pickle
 through their constructors (``online.init_pickle``: their ``__init__`` is compiled, and a compiled
-``__init__`` refuses the empty instance older pickles start from)."""
+``__init__`` refuses the empty instance older pickles start from); 8: a user's history keeps its
+event ids by event time (``UserHistory.dedup``, an ``online.event_dedup.EventDedup``), not in a ring of 64."""
 
 _FORMAT_FILE = "livereco-state-format"
 

@@ -417,7 +417,8 @@ class UserHistoryLogic(_StageLogic[ParsedEvent, "list[Touch | Link | PurchaseLin
         self._session_of = ""
         self._session_key = ""
         self.state: UserHistoryState = _load(resume) or UserHistoryState(
-            UserHistory(settings.recent_items, settings.session_gap_s), time.time_ns())
+            UserHistory(settings.recent_items, settings.session_gap_s, dedup_horizon_s=settings.dedup_horizon_s,
+                        dedup_max_ids=settings.dedup_max_ids), time.time_ns())
 
     @property
     def history(self) -> UserHistory:

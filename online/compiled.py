@@ -42,6 +42,7 @@ COMPILED_MODULES = (
     "online.contract.profile",
     "online.contract.streams",
     "online.covisitation",
+    "online.event_dedup",
     "online.exploration",
     "online.forward_decay",
     "online.item_embedding",

@@ -2,8 +2,10 @@
 
 This is the user-keyed state of the dataflow's first stage. Everything is
 bounded: ``recent_items`` distinct items (with their category, when events
-carry one), the last ``dedup_window`` event ids, the last ``link_window``
-items of the current session, the last ``window_purchases`` purchases.
+carry one), the event ids of the last ``dedup_horizon_s`` of event time (at
+most ``dedup_max_ids``: :class:`~online.event_dedup.EventDedup`), the last
+``link_window`` items of the current session, the last ``window_purchases``
+purchases.
 
 Examples
 --------
@@ -40,13 +42,12 @@ True
 from __future__ import annotations
 
 import sys
-from array import array
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from hashlib import blake2b
 from typing import Any, ClassVar
 
 from online.contract import Event
+from online.event_dedup import EventDedup
 from online.init_pickle import reduce_by_init
 from online.purchases import PurchaseWindow
 
@@ -86,10 +87,12 @@ class UserHistory:
         Inactivity that ends a session when events carry no ``session_id``.
     link_window
         Items of the current session that the next item is paired with.
-    dedup_window
-        Event ids remembered to drop producer retries (a retry after this many
-        newer events of the same user counts again). Kept as 64-bit hashes in
-        a ring: 8 bytes each, so 64 ids cost 512 bytes, not the ~10 KB of strings.
+    dedup_horizon_s, dedup_max_ids
+        A retried ``event_id`` counts once within this much event time of the
+        first, among the user's latest ``dedup_max_ids`` ids
+        (:class:`~online.event_dedup.EventDedup`: 64-bit hashes, 24 bytes an id,
+        made at the user's first event with an id). Events without an
+        ``event_id`` are never de-duplicated.
     """
 
     window_purchases: ClassVar[int] = 8
@@ -99,11 +102,11 @@ class UserHistory:
         "_bought",
         "_last_ts",
         "_recent",
-        "_seen",
-        "_seen_next",
         "_session_items",
         "_sessions",
-        "dedup_window",
+        "dedup",
+        "dedup_horizon_s",
+        "dedup_max_ids",
         "events",
         "link_window",
         "purchased",
@@ -113,14 +116,15 @@ class UserHistory:
     )
 
     def __init__(self, recent_items: int = 20, session_gap_s: float = 1800.0, link_window: int = 5,
-                 dedup_window: int = 64):
+                 dedup_horizon_s: float = 86400.0, dedup_max_ids: int = 2000):
         self.recent_items = recent_items
         self.session_gap_s = session_gap_s
         self.link_window = link_window
-        self.dedup_window = dedup_window
+        self.dedup_horizon_s = dedup_horizon_s
+        self.dedup_max_ids = dedup_max_ids
+        self.dedup: EventDedup | None = None
+        """The user's recent event ids (retries of them count once); ``None`` until an event has one."""
         self._recent: OrderedDict[str, list[Any]] = OrderedDict()  # item -> [weight, ts, category]
-        self._seen = array("Q", bytes(8 * dedup_window))  # ring of 64-bit event-id hashes (0: empty)
-        self._seen_next = 0
         self._session_items: deque[str] = deque(maxlen=link_window)
         self._sessions = 0
         self._last_ts: float | None = None
@@ -129,20 +133,15 @@ class UserHistory:
         self.purchased: OrderedDict[str, float] = OrderedDict()
         self._bought: deque[tuple[str, str | None, float]] = deque(maxlen=self.window_purchases)
 
-    def _is_duplicate(self, event_id: str | None) -> bool:
-        if event_id is None or not self.dedup_window:
-            return False
-        digest = int.from_bytes(blake2b(event_id.encode(), digest_size=8).digest(), "little") or 1
-        if digest in self._seen:
-            return True
-        self._seen[self._seen_next] = digest
-        self._seen_next = (self._seen_next + 1) % self.dedup_window
-        return False
-
     def learn_one(self, event: Event, weight: float) -> Observation | None:
         """Record ``event`` with its interest ``weight``; ``None`` when it is a duplicate."""
-        if self._is_duplicate(event.event_id):
-            return None
+        event_id = event.event_id
+        if event_id is not None:
+            dedup = self.dedup
+            if dedup is None:  # most users of a log without ids never pay for one
+                dedup = self.dedup = EventDedup(self.dedup_horizon_s, self.dedup_max_ids)
+            if dedup.is_duplicate(event_id, event.ts):
+                return None
         self.events += 1
         if event.session_id is not None:
             new_session = event.session_id != self.session_id
