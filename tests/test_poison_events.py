@@ -30,7 +30,7 @@ from benchmarks.cluster_check import flow_env
 from benchmarks.poison import NOW, POISON, event_fields
 from flows.embedded_redis import free_port
 from flows.readiness import wait_until_answering
-from online.contract import RedisKeys, decode_profile
+from online.contract import RedisKeys, decode_candidates, decode_profile
 from tests.processes import ROOT
 
 
@@ -76,6 +76,12 @@ def _wait_for(predicate: object, timeout_s: float, what: str) -> float:
     raise AssertionError(f"{what}: not within {timeout_s} s")
 
 
+def _personal(client: redis.Redis, keys: RedisKeys, user: str) -> bool:
+    """The user has a personal list: the seed's co-visitation put b and c beside a."""
+    raw = client.get(keys.user_recs(user))
+    return raw is not None and {"b", "c"} <= set(decode_candidates(raw).items)  # type: ignore[arg-type]
+
+
 def _profile_items(client: redis.Redis, keys: RedisKeys, user: str) -> list[tuple[str, float]]:
     raw = client.get(keys.user_profile(user))
     if raw is None:
@@ -107,8 +113,8 @@ def test_poison_in_the_streams_never_stops_the_flow(redis_url: str, namespace: s
             good[user] = ["a"]
             client.xadd(keys.stream_for_user(user), _event(user, "a"))
             if wait:  # the next event of another user gets its list within a second
-                latencies.append(_wait_for(lambda user=user: client.exists(keys.user_recs(user)), 1.0,
-                                           f"the list of {user} after the poison {name!r}"))
+                latencies.append(_wait_for(lambda user=user: _personal(client, keys, user), 1.0,
+                                           f"the personal list of {user} after the poison {name!r}"))
         # A write Redis refuses, and an event of the same user after it.
         user = f"{phase}-wrongtype"
         good[user] = ["a", "b"]
