@@ -45,8 +45,9 @@ def _compiled_extensions() -> list:
     try:
         extensions = mypycify([*paths, "--config-file", str(ROOT / "mypyc.ini")], opt_level="3",
                               group_name="online.native")  # its shared library: in the package
-    except Exception as exc:  # a type error mypyc cannot compile: still installable
-        print(f"livereco: mypyc could not compile ({exc}): installing pure Python", file=sys.stderr)
+    except (Exception, SystemExit) as exc:  # a type error mypyc cannot compile (it exits): still installable
+        # pip's isolated build has mypy but not the dependencies' types: mypyc then reports errors and exits.
+        print(f"livereco: mypyc could not compile ({exc!r}): installing pure Python", file=sys.stderr)
         return []
     for extension in extensions:
         extension.optional = True  # no C compiler: skip it, the pure Python module stays
