@@ -33,8 +33,8 @@ MAX_AFFINITY_CATEGORIES = 16
 """Categories a user's :class:`~online.affinity.CategoryAffinity` keeps (its default capacity)."""
 
 
-def _setting(default: Any, env: str, doc: str) -> Any:
-    return field(default=default, metadata={"env": env, "doc": doc})
+def _setting(default: Any, env: str, doc: str, secret: bool = False) -> Any:
+    return field(default=default, metadata={"env": env, "doc": doc}, repr=not secret)
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,11 @@ class Settings:
     partitions: int = _setting(4, "LIVERECO_PARTITIONS", "event stream partitions (one Bytewax source partition each); fixed once data exists")
     host: str = _setting("127.0.0.1", "LIVERECO_HOST", "HTTP server bind address")
     port: int = _setting(8000, "LIVERECO_PORT", "HTTP server port")
+    api_keys: str = _setting("", "LIVERECO_API_KEYS", "API keys, 'scope:key' entries (scopes read, write, admin; several keys per scope for rotation), comma separated; empty (and no file): the server is open and serves only on loopback", secret=True)
+    api_keys_file: str = _setting("", "LIVERECO_API_KEYS_FILE", "a file of API keys, one 'scope:key' per line ('#' comments), added to LIVERECO_API_KEYS")
+    insecure_open: int = _setting(0, "LIVERECO_INSECURE_OPEN", "1: serve without API keys on a non-loopback address (refused otherwise)")
+    rate_limit: float = _setting(1000.0, "LIVERECO_RATE_LIMIT", "requests a second per API key (per client address on an open server), per server process; 0: no limit")
+    rate_burst: int = _setting(2000, "LIVERECO_RATE_BURST", "requests a client may send at once above the rate before it is answered 429")
     flow_metrics_port: int = _setting(9101, "LIVERECO_FLOW_METRICS_PORT", "Prometheus port of the dataflow (process i uses port + i); 0 turns it off")
     event_weights: str = _setting("", "LIVERECO_EVENT_WEIGHTS", "override or add event types, 'type=weight,...' (e.g. 'purchase=8,like=2')")
     rating_range: str = _setting("1,5", "LIVERECO_RATING_RANGE", "'min,max' of rating values; the middle counts zero")
@@ -119,12 +124,12 @@ class Settings:
                     "trending_half_life_s", "trending_size", "ranker_shards", "session_gap_s", "read_count",
                     "explore_new_events", "explore_candidates", "sessions_per_item", "affinity_items",
                     "affinity_max_categories", "ranker_list_length", "dedup_max_ids", "flow_stale_s",
-                    "http_request_timeout_s", "http_keepalive_s", "http_max_connections")
+                    "http_request_timeout_s", "http_keepalive_s", "http_max_connections", "rate_burst")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{_env_of(name)}={getattr(self, name)!r}: must be positive")
         for name in ("ranker_learning_rate", "ranker_negatives", "gc_interval_s", "purchase_window_s",
-                     "purchase_boost", "explore_position", "session_neighbours", "context_items", "dedup_horizon_s"):
+                     "purchase_boost", "explore_position", "session_neighbours", "context_items", "dedup_horizon_s", "rate_limit"):
             value = getattr(self, name)
             if not value >= 0:
                 raise ValueError(f"{_env_of(name)}={value!r}: " + ("must be a number" if value != value else
@@ -138,6 +143,8 @@ class Settings:
                              "list the ranker learns from)")
         if self.redis_appendfsync not in ("everysec", "always", "no"):
             raise ValueError(f"{_env_of('redis_appendfsync')}={self.redis_appendfsync!r}: expected everysec, always or no")
+        if self.insecure_open not in (0, 1):
+            raise ValueError(f"{_env_of('insecure_open')}={self.insecure_open!r}: expected 0 or 1")
         if not self.data_dir.strip():
             raise ValueError(f"{_env_of('data_dir')}: must not be empty")
         if not 0.0 <= self.purchase_demote <= 1.0:
