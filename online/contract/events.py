@@ -144,10 +144,13 @@ class Event:
     value: float | None = None
     event_id: str | None = None
     context: Mapping[str, str | float] = field(default_factory=dict)
+    rec_id: str | None = None
+    """The ``rec_id`` of the served list this event answers (attribution); ``""`` when the event carried a
+    malformed one (the event still counts, its attribution is ``unknown``)."""
 
     def __init__(self, user_id: str, item_id: str, type: str, ts: float, session_id: str | None = None,
                  value: float | None = None, event_id: str | None = None,
-                 context: Mapping[str, str | float] | None = None) -> None:
+                 context: Mapping[str, str | float] | None = None, rec_id: str | None = None) -> None:
         # Written out, not generated: mypyc compiles only the methods in the source (see online.init_pickle).
         self.user_id = user_id
         self.item_id = item_id
@@ -157,6 +160,7 @@ class Event:
         self.value = value
         self.event_id = event_id
         self.context = {} if context is None else context
+        self.rec_id = rec_id
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form written to the event streams (``None`` fields left out).
@@ -178,6 +182,8 @@ class Event:
             out["event_id"] = self.event_id
         if self.context:
             out["context"] = dict(self.context)
+        if self.rec_id is not None:
+            out["rec_id"] = self.rec_id
         return out
 
     def __reduce__(self) -> tuple[Any, ...]:  # by its constructor arguments: the same pickle compiled or not
@@ -382,7 +388,21 @@ def _context(raw: Any, limits: EventLimits) -> dict[str, str | float]:
     return out
 
 
-_FIELDS = frozenset(("user_id", "item_id", "type", "ts", "session_id", "value", "event_id", "context"))
+_FIELDS = frozenset(("user_id", "item_id", "type", "ts", "session_id", "value", "event_id", "context", "rec_id"))
+MAX_REC_ID_LENGTH = 64
+
+
+def _rec_id(raw: Any) -> str | None:
+    """A ``rec_id`` as sent, ``""`` for a malformed one: attribution must never cost an event.
+
+    >>> _rec_id("r-1f3a"), _rec_id(None), _rec_id(42), _rec_id("x" * 65), _rec_id("a\\nb")
+    ('r-1f3a', None, '', '', '')
+    """
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not raw or len(raw) > MAX_REC_ID_LENGTH or not raw.isprintable():
+        return ""
+    return raw
 
 
 def parse_event(
@@ -437,4 +457,5 @@ def parse_event(
         value=value,
         event_id=_identifier(obj, "event_id", limits, required=False),
         context=_context(obj.get("context"), limits),
+        rec_id=_rec_id(obj.get("rec_id")),
     )
