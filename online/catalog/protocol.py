@@ -165,7 +165,8 @@ def _ndjson(body: bytes) -> Iterator[tuple[int, Any]]:
 
 
 def _is_noscript(reply: Any) -> bool:
-    return isinstance(reply, Exception) and "NOSCRIPT" in str(reply)
+    """Redis does not know the script yet (redis-py turns ``NOSCRIPT ...`` into ``No matching script...``)."""
+    return isinstance(reply, Exception) and ("NOSCRIPT" in str(reply) or "No matching script" in str(reply))
 
 
 def _check(reply: Any) -> Any:

@@ -274,8 +274,8 @@ class CatalogReplica:
         cursor = 0
         while True:
             ((cursor_raw, flat),) = yield [self.commands.scan(cursor, self.scan_count)]
-            for position in range(0, len(flat), 2):
-                fresh.put(decode_item(flat[position + 1]))
+            for blob in (flat.values() if isinstance(flat, dict) else flat[1::2]):  # redis-py: a dict; raw: a flat list
+                fresh.put(decode_item(blob))
             cursor = int(cursor_raw)
             if cursor == 0:
                 break
