@@ -216,3 +216,19 @@ def test_random_requests_always_satisfy_their_filters() -> None:
         accept = filters.predicate(snapshot, NOW)
         assert all(accept(item) for item in ids(listed))
         assert len(listed) == min(10, sum(1 for item in snapshot if accept(item)))
+
+
+def test_reading_only_a_prefix_of_the_candidates_gives_the_full_answer() -> None:
+    from online.catalog.diversity import diversify
+    from online.catalog.filters import refill
+
+    rng = random.Random(3)
+    snapshot = shop()
+    everything = blended_treadmills_first()
+    for _ in range(100):
+        blended = rng.sample(everything, 60)
+        cap, n = rng.choice([1, 2, 3]), rng.choice([3, 10, 20])
+        accept = Filters().predicate(snapshot, NOW)
+        full = diversify(refill(blended, accept, (), []), lambda entry: snapshot.first_category(snapshot.row(entry[0])),
+                         cap, 10)
+        assert assemble(blended, snapshot, n=n, now=NOW, diversity_cap=cap) == full[:n]

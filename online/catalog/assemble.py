@@ -30,11 +30,12 @@ Examples
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Collection, Sequence
 
-from online.catalog.diversity import DEFAULT_CAP, DEFAULT_WINDOW, diversify
-from online.catalog.filters import Filters, Ranked, refill
+from online.catalog.diversity import DEFAULT_CAP, DEFAULT_WINDOW, diversify_prefix
+from online.catalog.filters import Filters, Ranked, iter_refill
 from online.catalog.rules import Block, Boost, Bury, NewArrivals, Pin, Promotion, Rule, Rules
 from online.catalog.snapshot import CatalogSnapshot
 
@@ -69,26 +70,46 @@ def assemble(blended: Sequence[Ranked], snapshot: CatalogSnapshot, n: int, filte
     blocks = [rule for rule in active if isinstance(rule, Block)]
     if blocks:
         accept = _without_blocked(accept, blocks, snapshot)
-    pool = refill(blended, accept, category_trending, trending)
+    pins = [rule for rule in active if isinstance(rule, Pin) and rule.on_page(filters.categories) and accept(rule.item)]
+    pinned = {pin.item for pin in pins}
+    found = iter_refill(blended, (lambda item: item not in pinned and accept(item)) if pins else accept,
+                        category_trending, trending)
     factors = [rule for rule in active if isinstance(rule, Boost | Bury | NewArrivals)]
+    promotions = [rule for rule in active if isinstance(rule, Promotion)]
+    # Rules that re-rank may lift any candidate: every one is needed. Otherwise enough for n places and the
+    # diversity window, and more only if the cap asks for it (below).
+    want = None if factors or promotions else 2 * max(n, diversity_window if diversity_cap > 0 else 0) + len(pins)
+    pool = list(found if want is None else itertools.islice(found, want))
+    exhausted = want is None or len(pool) < want
     if factors:
         pool = _boosted(pool, factors, snapshot, now)
-    fixed: dict[int, Ranked] = {}
-    pins = [rule for rule in active if isinstance(rule, Pin) and rule.on_page(filters.categories)]
-    if pins:
-        pool = _pin(pool, fixed, pins, accept)
-    for promotion in (rule for rule in active if isinstance(rule, Promotion)):
-        pool = _promote(pool, fixed, promotion, snapshot, n)
-    listed = _layout(fixed, pool)
-    if diversity_cap > 0 and len(snapshot):
-        rows, codes = snapshot._rows, snapshot._first_category
+    category = _category_of(snapshot)
+    while True:
+        fixed: dict[int, Ranked] = {}
+        free = _pin(list(pool), fixed, pins, blended, category_trending, trending) if pins else pool
+        for promotion in promotions:
+            free = _promote(free, fixed, promotion, snapshot, n)
+        listed = _layout(fixed, free)
+        over = False
+        if diversity_cap > 0 and len(snapshot):
+            listed, over = diversify_prefix(listed, category, diversity_cap, min(diversity_window, len(listed)),
+                                            fixed.keys())
+        if exhausted or (len(listed) >= n and not over):
+            return listed[:n]
+        more = list(itertools.islice(found, len(pool)))  # the cap needed an item from further down: twice as many
+        exhausted = len(more) < len(pool)
+        pool += more
 
-        def category(entry: Ranked) -> int | None:
-            row = rows.get(entry[0], -1)
-            return codes[row] or None if row >= 0 else None
 
-        listed = diversify(listed, category, diversity_cap, min(diversity_window, len(listed)), fixed.keys())
-    return listed[:n]
+def _category_of(snapshot: CatalogSnapshot) -> Callable[[Ranked], int | None]:
+    """An entry's diversity key: its first category's code (``None``: no category, or not in the catalog)."""
+    rows, codes = snapshot._rows, snapshot._first_category
+
+    def category(entry: Ranked) -> int | None:
+        row = rows.get(entry[0], -1)
+        return codes[row] or None if row >= 0 else None
+
+    return category
 
 
 def _without_blocked(accept: Callable[[str], bool], blocks: list[Block], snapshot: CatalogSnapshot) -> Callable[[str], bool]:
@@ -123,17 +144,23 @@ def _boosted(pool: list[Ranked], rules: Sequence[Rule], snapshot: CatalogSnapsho
     return [pool[place] for place in order]
 
 
-def _pin(pool: list[Ranked], fixed: dict[int, Ranked], pins: list[Pin], accept: Callable[[str], bool]) -> list[Ranked]:
-    """Each pinned item taken out of ``pool`` and put in ``fixed`` at its place (the next free one if taken)."""
+def _pin(pool: list[Ranked], fixed: dict[int, Ranked], pins: list[Pin], blended: Sequence[Ranked],
+         *trending: Sequence[tuple[str, float]]) -> list[Ranked]:
+    """Each pinned item put in ``fixed`` at its place (the next free one if taken); ``pool`` holds none of them.
+
+    A pinned item keeps its blended score (or its popularity); one in neither takes the score of the place it takes.
+    """
+    scores = {item: score for popular in reversed(trending) for item, score in popular}
+    scores.update((item, score) for item, score, _ in blended)
     for pin in sorted(pins, key=lambda rule: rule.position):
-        if any(entry[0] == pin.item for entry in fixed.values()) or not accept(pin.item):
+        if any(entry[0] == pin.item for entry in fixed.values()):
             continue
         place = pin.position - 1
         while place in fixed:
             place += 1
-        at = next((index for index, entry in enumerate(pool) if entry[0] == pin.item), -1)
-        # not a candidate: it takes the score of the place it takes
-        score = pool.pop(at)[1] if at >= 0 else pool[min(place, len(pool) - 1)][1] if pool else 0.0
+        score = scores.get(pin.item)
+        if score is None:
+            score = pool[min(place, len(pool) - 1)][1] if pool else 0.0
         fixed[place] = (pin.item, score, "pinned")
     return pool
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Hashable, Sequence
 from typing import TypeVar
 
-__all__ = ["DEFAULT_CAP", "DEFAULT_WINDOW", "diversify"]
+__all__ = ["DEFAULT_CAP", "DEFAULT_WINDOW", "diversify", "diversify_prefix"]
 
 T = TypeVar("T")
 
@@ -40,8 +40,19 @@ def diversify(ranked: Sequence[T], category_of: Callable[[T], Hashable | None], 
     places (0-based) whose entries must not move. ``cap`` 0 or less turns the
     cap off. Cost: O(window × len(ranked)) at worst, a few µs for a list of 100.
     """
+    return diversify_prefix(ranked, category_of, cap, window, fixed)[0]
+
+
+def diversify_prefix(ranked: Sequence[T], category_of: Callable[[T], Hashable | None], cap: int = DEFAULT_CAP,
+                     window: int = DEFAULT_WINDOW, fixed: Collection[int] = ()) -> tuple[list[T], bool]:
+    """:func:`diversify`, and whether a window place had to take an item over the cap.
+
+    When it did not, the answer for ``ranked`` is also the beginning of the
+    answer for any longer list that starts with ``ranked``: a caller may
+    diversify a prefix of its candidates and fetch more only when this is ``True``.
+    """
     if cap <= 0 or window <= 0 or len(ranked) <= cap:
-        return list(ranked)
+        return list(ranked), False
     counts: dict[Hashable, int] = {}
     for place in fixed:
         if place < min(window, len(ranked)):
@@ -53,13 +64,14 @@ def diversify(ranked: Sequence[T], category_of: Callable[[T], Hashable | None], 
     taken = [False] * len(free)
     out: list[T] = []
     start = 0  # the first free entry not taken yet
+    over = False
     for place in range(len(ranked)):
         if place in fixed:
             out.append(ranked[place])
             continue
         while taken[start]:
             start += 1
-        chosen = start
+        chosen = -1
         if place < window:
             for index in range(start, len(free)):
                 if not taken[index]:
@@ -67,9 +79,13 @@ def diversify(ranked: Sequence[T], category_of: Callable[[T], Hashable | None], 
                     if category is None or counts.get(category, 0) < cap:
                         chosen = index
                         break
+            if chosen < 0:
+                chosen, over = start, True
             category = categories[chosen]
             if category is not None:
                 counts[category] = counts.get(category, 0) + 1
+        else:
+            chosen = start
         taken[chosen] = True
         out.append(free[chosen])
-    return out
+    return out, over

@@ -43,13 +43,14 @@ online.catalog.filters.FilterError: colour: is not a known parameter (known: att
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from online.catalog.snapshot import CatalogSnapshot
 
-__all__ = ["FILTER_PARAMETERS", "FilterError", "Filters", "Ranked", "refill"]
+__all__ = ["FILTER_PARAMETERS", "FilterError", "Filters", "Ranked", "iter_refill", "refill"]
 
 Ranked = tuple[str, float, str]
 """``(item_id, score, source)``, as :func:`online.blend.blend` returns them."""
@@ -185,13 +186,16 @@ class Filters:
         excluded = self.exclude | frozenset(exclude) if exclude else self.exclude
         if not len(snapshot):  # no catalog: only the exclusions apply
             return lambda item: item not in excluded
-        rows, tests = snapshot._rows, self._row_tests(snapshot, now)
+        rows, tests = snapshot._rows, self._row_tests(snapshot)
+        flags, starts, ends, stock = snapshot._flags, snapshot._from, snapshot._until, self.in_stock
 
         def accept(item: str) -> bool:
             if item in excluded:
                 return False
             row = rows.get(item, -1)
             if row < 0:
+                return False
+            if stock and (flags[row] != 3 or not starts[row] <= now < ends[row]):  # 3: alive and in stock, inlined
                 return False
             for test in tests:  # noqa: SIM110 - a loop, not all(generator): this runs per candidate
                 if not test(row):
@@ -200,10 +204,9 @@ class Filters:
 
         return accept
 
-    def _row_tests(self, snapshot: CatalogSnapshot, now: float) -> list[Callable[[int], bool]]:
+    def _row_tests(self, snapshot: CatalogSnapshot) -> list[Callable[[int], bool]]:
+        """The property filters (not stock, which :meth:`predicate` tests inline), cheapest first."""
         tests: list[Callable[[int], bool]] = []
-        if self.in_stock:
-            tests.append(lambda row: snapshot.available(row, now))
         if self.categories:
             paths, sets, codes = self.categories, snapshot._category_sets.values, snapshot._ancestors
             if len(paths) == 1:
@@ -230,23 +233,23 @@ def refill(candidates: Iterable[Ranked], accept: Callable[[str], bool], category
     """The candidates that pass ``accept``, then the category's trending items, then trending, without repeats.
 
     ``n``: stop once this many are found (``None``: all of them, which is what
-    rules and diversity need to re-rank). Trending items keep their relative
-    popularity as their score and ``"trending"`` as their source.
+    rules that re-rank need). Trending items keep their relative popularity as
+    their score and ``"trending"`` as their source.
     """
-    out: list[Ranked] = []
+    found = iter_refill(candidates, accept, category_trending, trending)
+    return list(found if n is None else itertools.islice(found, n))
+
+
+def iter_refill(candidates: Iterable[Ranked], accept: Callable[[str], bool],
+                category_trending: Sequence[tuple[str, float]], trending: Sequence[tuple[str, float]]) -> Iterator[Ranked]:
+    """:func:`refill`, lazily: each item is tested only when it is asked for."""
     seen: set[str] = set()
-    limit = math.inf if n is None else n
     for item, score, source in candidates:
         if item not in seen and accept(item):
             seen.add(item)
-            out.append((item, score, source))
-            if len(out) >= limit:
-                return out
+            yield item, score, source
     for pool in (category_trending, trending):
         for item, popularity in pool:
             if item not in seen and accept(item):
                 seen.add(item)
-                out.append((item, popularity, "trending"))
-                if len(out) >= limit:
-                    return out
-    return out
+                yield item, popularity, "trending"

@@ -41,7 +41,7 @@ from online.catalog.protocol import CatalogChange, CatalogCommands, Command, dec
 
 __all__ = ["CatalogReplica", "CatalogSnapshot"]
 
-_ALIVE, _IN_STOCK = 1, 2
+_ALIVE, _IN_STOCK = 1, 2  # online.catalog.filters tests ``flags == 3`` inline: keep these values
 _EMPTY: frozenset[str] = frozenset()
 
 
