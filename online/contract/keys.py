@@ -2,7 +2,10 @@
 
 Keys a request reads together share a hash tag, so in Redis Cluster they sit
 in one slot: a user's candidate list and profile are tagged ``{u:<user>}``,
-an item's neighbour list ``{i:<item>}``. Each event stream partition carries
+an item's neighbour list ``{i:<item>}``. The catalog's keys share ``{catalog}``:
+one script writes an item, the version and the change stream atomically, and
+servers read them together (the whole catalog sits in one slot of a cluster;
+every server holds all of it in memory anyway, :mod:`online.catalog.snapshot`). Each event stream partition carries
 its own tag so that partitions spread over the cluster's masters.
 
 Examples
@@ -18,6 +21,8 @@ True
 ['lr:events:{p0}', 'lr:events:{p1}', 'lr:events:{p2}', 'lr:events:{p3}']
 >>> keys.trending(), keys.trending("shoes")
 ('lr:trending', 'lr:trending:c:shoes')
+>>> keys.catalog_items(), keys.catalog_changes(), keys.catalog_rules()
+('lr:{catalog}:items', 'lr:{catalog}:changes', 'lr:{catalog}:rules')
 """
 
 from __future__ import annotations
@@ -101,6 +106,23 @@ class RedisKeys:
         if category is None:
             return f"{self.namespace}:trending"
         return f"{self.namespace}:trending:c:{category}"
+
+    # --- catalog (one hash tag: written by one script, read together) ----------------
+    def catalog_items(self) -> str:
+        """A hash: item id -> the item's JSON (:func:`online.catalog.item.encode_item`), readable with ``HGET``."""
+        return f"{self.namespace}:{{catalog}}:items"
+
+    def catalog_version(self) -> str:
+        """A counter: the catalog's version, raised by every change."""
+        return f"{self.namespace}:{{catalog}}:version"
+
+    def catalog_changes(self) -> str:
+        """A stream: one entry per change, entry id ``<version>-0``, fields ``id``, ``item`` (JSON; empty: deleted), ``t`` (ms)."""
+        return f"{self.namespace}:{{catalog}}:changes"
+
+    def catalog_rules(self) -> str:
+        """A hash: ``version`` (a counter) and ``doc``, the merchandising rules' JSON (:mod:`online.catalog.rules`)."""
+        return f"{self.namespace}:{{catalog}}:rules"
 
     def __reduce__(self) -> tuple[Any, ...]:  # a frozen dataclass compiled by mypyc needs it to unpickle
         return reduce_by_init(self)
