@@ -356,7 +356,7 @@ def _run_all(args: argparse.Namespace, settings: Settings) -> int:
 
 # --- entry point ---------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    from flows import evaluation, inspect, replay, synthetic_shop
+    from flows import catalog_store, evaluation, inspect, replay, synthetic_shop
 
     parser = argparse.ArgumentParser(prog="livereco", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -381,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("produce", help="stream a synthetic shop's events to the server")
     synthetic_shop.add_arguments(p)
     p.set_defaults(handler=synthetic_shop.run)
+    p = sub.add_parser("catalog", help="load catalog items (CSV/JSONL) or merchandising rules into Redis")
+    catalog_store.add_arguments(p)
+    p.set_defaults(handler=catalog_store.run)
     p = sub.add_parser("inspect", help="what Redis and the recovery store hold about a user (exit 1: something)")
     inspect.add_arguments(p)
     p.set_defaults(handler=inspect.run)
