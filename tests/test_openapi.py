@@ -77,7 +77,7 @@ def test_documented_parameter_bounds_are_the_ones_enforced() -> None:
     assert params["n"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 500, "default": 10}
     assert params["hour"]["schema"] == {"type": "integer", "minimum": 0, "maximum": 23}
     assert params["user_id"]["in"] == "path" and params["user_id"]["schema"]["minLength"] == 1
-    route, ok = Router(ROUTES).match("GET", ["v1", "users", "u", "recommendations"], b"n=500&hour=0&category=")
+    _route, ok = Router(ROUTES).match("GET", ["v1", "users", "u", "recommendations"], b"n=500&hour=0&category=")
     assert (ok.n, ok.hour, ok.category) == (500, 0, None)  # an empty optional text parameter is "not given"
 
 
@@ -118,7 +118,7 @@ context_values = st.one_of(st.text(st.sampled_from("ab\n\x9f\u2029👩 "), max_s
                            st.none(), st.builds(lambda n: "v" * n, st.sampled_from([256, 257])), st.lists(st.none()))
 context_keys = st.one_of(st.text(st.sampled_from("k\x01\u2028é"), max_size=3),
                          st.builds(lambda n: "k" * n, st.sampled_from([64, 65])))
-types = st.one_of(st.sampled_from(sorted(SETTINGS.weights.weights) + ["teleport", ""]), st.integers(0, 3))
+types = st.one_of(st.sampled_from([*sorted(SETTINGS.weights.weights), "teleport", ""]), st.integers(0, 3))
 timestamps = st.one_of(st.none(), numbers, st.booleans(), st.sampled_from(["2024-01-02T03:04:05Z", "1700000000"]))
 
 
