@@ -49,7 +49,7 @@ _LIMITS = DEFAULT_LIMITS
 PathId = Annotated[str, Meta(min_length=1, max_length=_LIMITS.max_id_length,
                              description="Percent-encode '/' and other reserved characters.")]
 Count = Annotated[int, Meta(ge=1, le=MAX_N, description="How many items to return.")]
-Exclude = Annotated[list[str], Meta(max_length=MAX_N, description=f"Item ids never to return: repeat the parameter"
+Exclude = Annotated[list[Annotated[str, Meta(max_length=_LIMITS.max_id_length)]], Meta(max_length=MAX_N, description=f"Item ids never to return: repeat the parameter"
                                     f" or separate ids by commas (at most {MAX_N} ids in all).")]
 Text = Annotated[str, Meta(max_length=256)]
 Source = Literal["personal", "similar", "trending", "explore", "affinity"]
@@ -62,12 +62,13 @@ class RecommendationsRequest(Struct, frozen=True, kw_only=True, forbid_unknown_f
                                  description="The user, or an anonymous session id; percent-encode '/'.")]
     n: Count = 10
     exclude: Exclude = []
+    # An optional parameter is UNSET when not given (None would let msgspec read the text "null" as absent).
     category: Annotated[Text, Meta(description="The page's category: the trending part of the list comes from it"
-                                               " (all items' trending while it has none).")] | None = None
+                                               " (all items' trending while it has none).")] | UnsetType = UNSET
     device: Annotated[Text, Meta(description="The request's device, as events name it in context.device"
-                                             " (context features, LIVERECO_CONTEXT_ITEMS).")] | None = None
+                                             " (context features, LIVERECO_CONTEXT_ITEMS).")] | UnsetType = UNSET
     hour: Annotated[int, Meta(ge=0, le=23, description="The client's local hour of day (default: the UTC hour"
-                                                       " now; context features).")] | None = None
+                                                       " now; context features).")] | UnsetType = UNSET
 
 
 class ProfileRequest(Struct, frozen=True, kw_only=True):
@@ -82,7 +83,7 @@ class ItemRequest(Struct, frozen=True, kw_only=True):
 
 class TrendingRequest(Struct, frozen=True, kw_only=True):
     n: Count = 10
-    category: Annotated[Text, Meta(description="A category's trending instead of all items'.")] | None = None
+    category: Annotated[Text, Meta(description="A category's trending instead of all items'.")] | UnsetType = UNSET
 
 
 # --- responses ---------------------------------------------------------------------------------------------

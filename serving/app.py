@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 import orjson
+from msgspec import UNSET
 from prometheus_client import generate_latest
 
 from online.contract import Settings
@@ -206,14 +207,15 @@ class LiverecoApp:
     # --- handlers: one per route of serving.routes.ROUTES, named by its handler field ---------------------
     async def recommendations(self, request: Request) -> RecommendationList:
         p: RecommendationsRequest = request.params
+        category, device = p.category or None, p.device or None
         await self.ranker_weights.refresh(self.client, self.keys)
         # The request's context (device, hour of day: the client's local hour, else UTC's now) for the context features.
         device_popular, hour_popular = self.ranker_weights.context_for(
-            p.user_id, p.device, time.gmtime().tm_hour if p.hour is None else p.hour) \
+            p.user_id, device, time.gmtime().tm_hour if p.hour is UNSET else p.hour) \
             if self.settings.context_items else ({}, {})
         # The page's category (a category page, a cold user's first visit): the trending part comes from it,
         # or from all items while that category has no trending items yet.
-        for trending_category in ((p.category, None) if p.category else (None,)):
+        for trending_category in ((category, None) if category else (None,)):
             answer = await merged_list(self.reads, self.keys, self.keys.user_recs(p.user_id), "personal", p.n,
                                        set(p.exclude), trending_category=trending_category,
                                        weights=self.ranker_weights.for_user(p.user_id),
@@ -250,9 +252,10 @@ class LiverecoApp:
 
     async def trending(self, request: Request) -> TrendingList:
         p: TrendingRequest = request.params
-        items = await read_trending(self.reads, self.keys, p.n, p.category)
+        category = p.category or None
+        items = await read_trending(self.reads, self.keys, p.n, category)
         self.metrics.up.set(1)
-        return TrendingList(category=p.category, items=items)
+        return TrendingList(category=category, items=items)
 
     async def profile(self, request: Request) -> Profile:
         user_id = request.params.user_id
