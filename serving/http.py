@@ -1,4 +1,4 @@
-"""Minimal ASGI plumbing: JSON responses, bounded bodies, query parameters, errors.
+"""Minimal ASGI plumbing: JSON responses, bounded bodies, the JSON content type, path segments, errors.
 
 The server is a plain ASGI callable on uvicorn (uvloop + httptools): no
 framework layer between the socket and the handler, which is where the
