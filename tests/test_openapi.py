@@ -16,6 +16,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from msgspec import UNSET
 
 from online.contract import EventError, Settings, parse_event
 from serving.app import LiverecoApp
@@ -78,7 +79,7 @@ def test_documented_parameter_bounds_are_the_ones_enforced() -> None:
     assert params["hour"]["schema"] == {"type": "integer", "minimum": 0, "maximum": 23}
     assert params["user_id"]["in"] == "path" and params["user_id"]["schema"]["minLength"] == 1
     _route, ok = Router(ROUTES).match("GET", ["v1", "users", "u", "recommendations"], b"n=500&hour=0&category=")
-    assert (ok.n, ok.hour, ok.category) == (500, 0, None)  # an empty optional text parameter is "not given"
+    assert (ok.n, ok.hour, ok.category) == (500, 0, UNSET)  # an empty optional text parameter is "not given"
 
 
 def test_every_error_is_documented_with_the_one_error_shape_and_503s_with_retry_after() -> None:
