@@ -3,14 +3,9 @@
 Examples
 --------
 Served by uvicorn (``livereco serve``); in a test, call it with any ASGI
-client. Every answer is JSON; every error names its problem::
-
-    GET  /v1/users/{user_id}/recommendations?n=10&exclude=a,b
-    GET  /v1/users/{user_id}/profile
-    GET  /v1/items/{item_id}/similar?n=10
-    GET  /v1/trending?n=10&category=shoes
-    POST /v1/events
-    GET  /healthz  /readyz  /metrics  /openapi.json
+client. The routes are :data:`serving.routes.ROUTES`, each answered by the
+method its ``handler`` names, with the Structs of :mod:`serving.api`; every
+error is one JSON shape naming its problem.
 """
 
 from __future__ import annotations
@@ -19,15 +14,30 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from msgspec import UNSET
+from prometheus_client import generate_latest
 
 from online.contract import Settings
 from online.contract.redis_url import redact, redact_text
+from serving.api import (
+    Accepted,
+    ItemRequest,
+    Profile,
+    RecentItem,
+    RecommendationList,
+    RecommendationsRequest,
+    SimilarList,
+    Status,
+    TrendingList,
+    TrendingRequest,
+)
 from serving.backlog import StreamBacklog, StreamStatus, flow_status
-from serving.http import HTTPError, Query, Receive, Scope, Send, json_response, read_body, require_json, split_path
+from serving.http import HTTPError, Receive, Scope, Send, json_response, read_body, require_json, split_path
 from serving.ingest import append_events, parse_batch
 from serving.lists import merged_list, read_profile, read_trending
 from serving.metrics import NOT_FOUND_ROUTE, ServingMetrics, field_label, method_label
@@ -35,13 +45,26 @@ from serving.openapi import openapi_document
 from serving.ranker_weights import RankerWeights
 from serving.redis_connect import REDIS_EXCEPTIONS, AsyncRedisClient, connect_async, ping
 from serving.redis_reads import FastReads, fast_reads_for
+from serving.router import Router
+from serving.routes import ROUTES
 
 __all__ = ["LiverecoApp", "app_from_env", "wait_for_redis"]
 
 log = logging.getLogger("livereco.serving")
 
-MAX_N = 500
-Handler = Callable[[Scope, Receive, list[str]], Awaitable[tuple[int, bytes]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What a handler gets: the ASGI scope and receive (for a body), and its decoded params Struct."""
+
+    scope: Scope
+    receive: Receive
+    params: Any
+
+
+Handler = Callable[[Request], Awaitable[Any]]
+"""A route's handler: answers its response Struct (``bytes`` for a body that is not JSON) or raises HTTPError."""
 
 
 async def wait_for_redis(client: AsyncRedisClient, url: str, timeout_s: float) -> None:
@@ -82,7 +105,7 @@ async def check_layout(client: AsyncRedisClient, settings: Settings) -> None:
 
 
 class LiverecoApp:
-    """Routes requests to handlers, times them, and turns errors into JSON answers."""
+    """Routes requests by the route table to its handlers, times them, and turns errors into JSON answers."""
 
     def __init__(self, settings: Settings, client: AsyncRedisClient | None = None,
                  metrics: ServingMetrics | None = None, redis_wait_s: float = 30.0):
@@ -98,8 +121,12 @@ class LiverecoApp:
         self._fast: FastReads | None = None if client is not None else fast_reads_for(
             settings.redis_url, connect_timeout_s=1.0, timeout_s=2.0)
         self._openapi = orjson.dumps(openapi_document(settings))
-        self._single_segment: dict[str, Handler] = {"healthz": self._healthz, "readyz": self._readyz,
-                                                    "metrics": self._metrics, "openapi.json": self._openapi_json}
+        self.router = Router(ROUTES)
+        missing = [route.handler for route in ROUTES if not callable(getattr(self, route.handler, None))]
+        if missing:
+            raise TypeError(f"routes without a handler method on {type(self).__name__}: {', '.join(missing)}")
+        self._handlers: dict[str, Handler] = {route.handler: getattr(self, route.handler) for route in ROUTES}
+        self._encode = msgspec.json.Encoder().encode
 
     @property
     def client(self) -> AsyncRedisClient:
@@ -121,20 +148,21 @@ class LiverecoApp:
             return
         started = time.perf_counter()
         method = scope["method"]
-        route = NOT_FOUND_ROUTE
+        label = NOT_FOUND_ROUTE
         content_type = b"application/json"
         headers: list[tuple[bytes, bytes]] | None = None
         try:
             segments = split_path(scope.get("raw_path") or scope["path"].encode())
-            route, handler, allowed = self._match(segments)
-            if handler is None:
-                raise HTTPError(404, "not_found", f"path: no route for {scope['path'][:100]!r}", field="path")
-            if method not in allowed:
-                raise HTTPError(405, "method_not_allowed", f"method: {method[:20]} not allowed here; use"
-                                f" {', '.join(allowed)}", field="method", allow=allowed)
-            status, body = await handler(scope, receive, segments)
-            if route == "/metrics":
-                content_type = CONTENT_TYPE_LATEST.encode()
+            template = self.router.template(segments)
+            if template is not None:
+                label = template.path
+            route, params = self.router.resolve(template, method, segments, scope.get("query_string", b""))
+            answer = await self._handlers[route.handler](Request(scope, receive, params))
+            status = route.status
+            if isinstance(answer, bytes):
+                body, content_type = answer, route.media_type.encode()
+            else:
+                body = self._encode(answer)
         except HTTPError as exc:
             status, body, headers = exc.status, exc.body(), exc.headers()
         except REDIS_EXCEPTIONS as exc:
@@ -147,13 +175,13 @@ class LiverecoApp:
             status, body = 400, HTTPError(400, "bad_request", "path: not valid UTF-8 after percent-decoding",
                                           field="path").body()
         except Exception:  # a bug: still one JSON error shape, and the connection is not trusted further
-            log.exception("unexpected error answering %s %s", method, route)
+            log.exception("unexpected error answering %s %s", method, label)
             error = HTTPError(500, "internal_error", "the server failed to answer; this is a bug", close=True)
             status, body, headers = 500, error.body(), error.headers()
         await json_response(send, status, body, content_type, headers)
-        label = method_label(route, method)
-        self.metrics.duration.labels(route, label).observe(time.perf_counter() - started)
-        self.metrics.requests.labels(route, label, str(status)).inc()
+        method_name = method_label(label, method)
+        self.metrics.duration.labels(label, method_name).observe(time.perf_counter() - started)
+        self.metrics.requests.labels(label, method_name, str(status)).inc()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -176,49 +204,25 @@ class LiverecoApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    def _match(self, s: list[str]) -> tuple[str, Handler | None, tuple[str, ...]]:
-        n = len(s)
-        if n == 4 and s[0] == "v1" and s[1] == "users" and s[3] == "recommendations":
-            return "/v1/users/{user_id}/recommendations", self._recommendations, ("GET",)
-        if n == 4 and s[0] == "v1" and s[1] == "users" and s[3] == "profile":
-            return "/v1/users/{user_id}/profile", self._profile, ("GET",)
-        if n == 4 and s[0] == "v1" and s[1] == "items" and s[3] == "similar":
-            return "/v1/items/{item_id}/similar", self._similar, ("GET",)
-        if s == ["v1", "trending"]:
-            return "/v1/trending", self._trending, ("GET",)
-        if s == ["v1", "events"]:
-            return "/v1/events", self._events, ("POST",)
-        if n == 1 and s[0] in self._single_segment:
-            return "/" + s[0], self._single_segment[s[0]], ("GET",)
-        return NOT_FOUND_ROUTE, None, ()
-
-    # --- handlers --------------------------------------------------------------
-    @staticmethod
-    def _id(segment: str, field: str) -> str:
-        if not segment or len(segment) > 256:
-            raise HTTPError(400, "bad_parameter", f"{field}: must be 1-256 characters", field=field)
-        return segment
-
-    async def _recommendations(self, scope: Scope, receive: Receive, s: list[str]) -> tuple[int, bytes]:
-        user_id = self._id(s[2], "user_id")
-        q = Query(scope.get("query_string", b""))
-        n = q.integer("n", 10, 1, MAX_N)
+    # --- handlers: one per route of serving.routes.ROUTES, named by its handler field ---------------------
+    async def recommendations(self, request: Request) -> RecommendationList:
+        p: RecommendationsRequest = request.params
+        category, device = p.category or None, p.device or None
         await self.ranker_weights.refresh(self.client, self.keys)
+        # The request's context (device, hour of day: the client's local hour, else UTC's now) for the context features.
+        device_popular, hour_popular = self.ranker_weights.context_for(
+            p.user_id, device, time.gmtime().tm_hour if p.hour is UNSET else p.hour) \
+            if self.settings.context_items else ({}, {})
         # The page's category (a category page, a cold user's first visit): the trending part comes from it,
         # or from all items while that category has no trending items yet.
-        category = q.text("category")
-        # The request's context (device, hour of day: the client's local hour, else UTC's now) for the context features.
-        device, hour = q.text("device"), q.integer("hour", -1, 0, 23)
-        device_popular, hour_popular = self.ranker_weights.context_for(
-            user_id, device, hour if hour >= 0 else time.gmtime().tm_hour) if self.settings.context_items else ({}, {})
         for trending_category in ((category, None) if category else (None,)):
-            answer = await merged_list(self.reads, self.keys, self.keys.user_recs(user_id), "personal", n,
-                                       set(q.id_list("exclude")), trending_category=trending_category,
-                                       weights=self.ranker_weights.for_user(user_id),
+            answer = await merged_list(self.reads, self.keys, self.keys.user_recs(p.user_id), "personal", p.n,
+                                       set(p.exclude), trending_category=trending_category,
+                                       weights=self.ranker_weights.for_user(p.user_id),
                                        depth=self.settings.candidates,
                                        # purchased and recent items (disliked ones are among the recent): the flow's bound
                                        stored_exclude_max=2 * self.settings.recent_items,
-                                       explore=self.ranker_weights.explore_for(user_id, trending_category),
+                                       explore=self.ranker_weights.explore_for(p.user_id, trending_category),
                                        explore_at=self.settings.explore_position,
                                        affinity_top=self.settings.affinity_categories,
                                        affinity_items=self.settings.affinity_items,
@@ -226,53 +230,52 @@ class LiverecoApp:
             if answer.items:
                 break
         self.metrics.up.set(1)
-        route = "/v1/users/{user_id}/recommendations"
         if answer.fallback:
-            self.metrics.fallbacks.labels(route, answer.fallback).inc()
-        body: dict[str, Any] = {"user_id": user_id, "source": answer.source, "fallback": answer.fallback,
-                                "items": answer.items}
+            self.metrics.fallbacks.labels("/v1/users/{user_id}/recommendations", answer.fallback).inc()
+        body = RecommendationList(user_id=p.user_id, source=answer.source,  # type: ignore[arg-type]
+                                  fallback=answer.fallback, items=answer.items)  # type: ignore[arg-type]
         if answer.accepted_ms:
             age_s = max(0.0, time.time() - answer.accepted_ms / 1000.0)
             self.metrics.list_age.observe(age_s)
-            body["updated_ms_ago"] = round(age_s * 1000.0, 1)
-        return 200, orjson.dumps(body)
+            body.updated_ms_ago = round(age_s * 1000.0, 1)
+        return body
 
-    async def _similar(self, scope: Scope, receive: Receive, s: list[str]) -> tuple[int, bytes]:
-        item_id = self._id(s[2], "item_id")
-        q = Query(scope.get("query_string", b""))
-        n = q.integer("n", 10, 1, MAX_N)
-        answer = await merged_list(self.reads, self.keys, self.keys.item_similar(item_id), "similar", n,
-                                   {item_id, *q.id_list("exclude")})
+    async def similar(self, request: Request) -> SimilarList:
+        p: ItemRequest = request.params
+        answer = await merged_list(self.reads, self.keys, self.keys.item_similar(p.item_id), "similar", p.n,
+                                   {p.item_id, *p.exclude})
         self.metrics.up.set(1)
         if answer.fallback:
             self.metrics.fallbacks.labels("/v1/items/{item_id}/similar", answer.fallback).inc()
-        return 200, orjson.dumps({"item_id": item_id, "source": answer.source, "fallback": answer.fallback,
-                                  "items": answer.items})
+        return SimilarList(item_id=p.item_id, source=answer.source,  # type: ignore[arg-type]
+                           fallback=answer.fallback, items=answer.items)  # type: ignore[arg-type]
 
-    async def _trending(self, scope: Scope, receive: Receive, s: list[str]) -> tuple[int, bytes]:
-        q = Query(scope.get("query_string", b""))
-        n = q.integer("n", 10, 1, MAX_N)
-        category = q.text("category")
-        items = await read_trending(self.reads, self.keys, n, category)
+    async def trending(self, request: Request) -> TrendingList:
+        p: TrendingRequest = request.params
+        category = p.category or None
+        items = await read_trending(self.reads, self.keys, p.n, category)
         self.metrics.up.set(1)
-        return 200, orjson.dumps({"category": category, "source": "trending", "items": items})
+        return TrendingList(category=category, items=items)
 
-    async def _profile(self, scope: Scope, receive: Receive, s: list[str]) -> tuple[int, bytes]:
-        user_id = self._id(s[2], "user_id")
+    async def profile(self, request: Request) -> Profile:
+        user_id = request.params.user_id
         profile = await read_profile(self.reads, self.keys, user_id)
         if profile is None:
             raise HTTPError(404, "unknown_user", f"user_id: no profile for {user_id[:64]!r}", field="user_id")
-        return 200, orjson.dumps({"user_id": user_id, **profile})
+        return Profile(user_id=user_id, session_id=profile.session_id,
+                       recent=[RecentItem(item, weight, ts) for item, weight, ts in profile.recent],
+                       session_embedding=list(profile.session_embedding), affinities=list(profile.affinities))
 
-    async def _events(self, scope: Scope, receive: Receive, s: list[str]) -> tuple[int, bytes]:
+    async def ingest(self, request: Request) -> Accepted:
         try:
-            require_json(scope)
-            body = await read_body(scope, receive, self.settings.max_body_bytes, self.settings.http_request_timeout_s)
+            require_json(request.scope)
+            body = await read_body(request.scope, request.receive, self.settings.max_body_bytes,
+                                   self.settings.http_request_timeout_s)
             events = parse_batch(body, self.settings)
         except HTTPError as exc:
             if exc.status == 422:
                 for error in exc.extra.get("errors", ()):
-                    self.metrics.events_rejected.labels(field_label(error["field"])).inc()
+                    self.metrics.events_rejected.labels(field_label(error.field)).inc()
             else:
                 self.metrics.events_rejected.labels(field_label(exc.field)).inc()
             raise
@@ -284,10 +287,10 @@ class LiverecoApp:
             raise
         self.metrics.up.set(1)
         self.metrics.events_accepted.inc(len(ids))
-        return 202, orjson.dumps({"accepted": len(ids), "ids": ids})
+        return Accepted(accepted=len(ids), ids=ids)
 
-    async def _healthz(self, scope: Scope, receive: Receive, s: list[str]) -> tuple[int, bytes]:
-        return 200, b'{"status":"ok"}'
+    async def healthz(self, request: Request) -> Status:
+        return _OK
 
     async def _flow_status(self) -> list[StreamStatus]:
         statuses = await flow_status(self.client, self.settings)
@@ -300,7 +303,7 @@ class LiverecoApp:
             self.metrics.flow_stalled.labels(label).set(1 if status.stalled else 0)
         return statuses
 
-    async def _readyz(self, scope: Scope, receive: Receive, s: list[str]) -> tuple[int, bytes]:
+    async def readyz(self, request: Request) -> Status:
         await ping(self.client)
         self.metrics.up.set(1)
         stalled = [status for status in await self._flow_status() if status.stalled]
@@ -312,19 +315,22 @@ class LiverecoApp:
                 503, "flow_stalled",
                 f"{first.stream}: events accepted but not processed: the oldest unread one is"
                 f" {first.oldest_unread_age_s:.1f} s old and {heartbeat} (LIVERECO_FLOW_STALE_S"
-                f" = {self.settings.flow_stale_s:g})", retry_after_s=5, streams=[st.as_json() for st in stalled])
-        return 200, b'{"status":"ready"}'
+                f" = {self.settings.flow_stale_s:g})", retry_after_s=5, streams=[st.as_struct() for st in stalled])
+        return _READY
 
-    async def _metrics(self, scope: Scope, receive: Receive, s: list[str]) -> tuple[int, bytes]:
+    async def prometheus(self, request: Request) -> bytes:
         try:
             await self._flow_status()  # the flow's health, as of this scrape
         except REDIS_EXCEPTIONS:
             self.metrics.redis_errors.inc()
             self.metrics.up.set(0)  # the rest of the metrics are still worth scraping
-        return 200, generate_latest(self.metrics.registry)
+        return generate_latest(self.metrics.registry)
 
-    async def _openapi_json(self, scope: Scope, receive: Receive, s: list[str]) -> tuple[int, bytes]:
-        return 200, self._openapi
+    async def openapi(self, request: Request) -> bytes:
+        return self._openapi
+
+
+_OK, _READY = Status("ok"), Status("ready")
 
 
 def app_from_env() -> LiverecoApp:

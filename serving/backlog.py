@@ -28,6 +28,7 @@ from typing import Any
 
 from online.contract import AppendDecision, Settings, StreamProgress, append_decision, flow_stalled
 from online.contract.progress import entry_ms
+from serving.api import StreamState
 from serving.http import HTTPError
 from serving.redis_connect import AsyncRedisClient
 
@@ -121,9 +122,9 @@ class StreamStatus:
     heartbeat_age_s: float | None
     stalled: bool
 
-    def as_json(self) -> dict[str, Any]:
-        return {"stream": self.stream, "entries": self.entries, "oldest_unread_age_s": self.oldest_unread_age_s,
-                "heartbeat_age_s": self.heartbeat_age_s}
+    def as_struct(self) -> StreamState:
+        return StreamState(stream=self.stream, entries=self.entries, oldest_unread_age_s=self.oldest_unread_age_s,
+                           heartbeat_age_s=self.heartbeat_age_s)
 
 
 async def flow_status(client: AsyncRedisClient, settings: Settings) -> list[StreamStatus]:

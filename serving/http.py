@@ -1,4 +1,4 @@
-"""Minimal ASGI plumbing: JSON responses, bounded bodies, query parameters, errors.
+"""Minimal ASGI plumbing: JSON responses, bounded bodies, the JSON content type, path segments, errors.
 
 The server is a plain ASGI callable on uvicorn (uvloop + httptools): no
 framework layer between the socket and the handler, which is where the
@@ -10,17 +10,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import unquote
 
-import orjson
+import msgspec
 
-__all__ = ["DEADLINE_KEY", "HTTPError", "Query", "json_response", "read_body", "require_json", "split_path"]
+from serving.api import Error, ErrorDetail
+
+__all__ = ["DEADLINE_KEY", "HTTPError", "json_response", "read_body", "require_json", "split_path"]
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+_encode = msgspec.json.Encoder().encode
 
 DEADLINE_KEY = "livereco.deadline"
 """Scope key: the event-loop time by which the request's headers and body must have arrived
@@ -34,9 +37,8 @@ class HTTPError(Exception):
     body); ``close`` ends the connection after the answer (a 408: the rest of a
     slow body is not worth reading); ``allow`` lists a 405's methods.
 
-    >>> e = HTTPError(400, "bad_parameter", "n: must be an integer", field="n")
-    >>> orjson.loads(e.body())["error"]["field"]
-    'n'
+    >>> HTTPError(400, "bad_parameter", "n: must be an integer", field="n").body()
+    b'{"error":{"code":"bad_parameter","message":"n: must be an integer","field":"n"}}'
     >>> HTTPError(503, "redis_unavailable", "retry").headers()
     [(b'retry-after', b'1')]
     """
@@ -54,13 +56,9 @@ class HTTPError(Exception):
         self.extra = extra
 
     def body(self) -> bytes:
-        error: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.field is not None:
-            error["field"] = self.field
-        if self.retry_after_s is not None:
-            error["retry_after_s"] = self.retry_after_s
-        error.update(self.extra)
-        return orjson.dumps({"error": error})
+        """The :class:`serving.api.Error` answer (an ``extra`` it does not have is a TypeError: a bug)."""
+        return _encode(Error(ErrorDetail(code=self.code, message=self.message, field=self.field,
+                                         retry_after_s=self.retry_after_s, **self.extra)))
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         headers = []
@@ -166,55 +164,3 @@ def split_path(raw_path: bytes) -> list[str]:
     """
     text = raw_path.decode("latin-1").split("?", 1)[0]
     return [unquote(part, errors="strict") for part in text.strip("/").split("/")] if text.strip("/") else []
-
-
-class Query:
-    """Typed access to query parameters with errors that name the parameter.
-
-    >>> q = Query(b"n=5&exclude=a,b&exclude=c")
-    >>> q.integer("n", 10, 1, 100), q.id_list("exclude")
-    (5, ['a', 'b', 'c'])
-    >>> Query(b"n=0").integer("n", 10, 1, 100)
-    Traceback (most recent call last):
-    ...
-    serving.http.HTTPError: n: must be between 1 and 100, got 0
-    """
-
-    def __init__(self, query_string: bytes):
-        try:
-            self._params = parse_qs(query_string.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
-        except UnicodeDecodeError:
-            raise HTTPError(400, "bad_parameter", "query: not valid UTF-8", field="query") from None
-
-    def integer(self, name: str, default: int, lo: int, hi: int) -> int:
-        values = self._params.get(name)
-        if not values:
-            return default
-        try:
-            value = int(values[-1])
-        except ValueError:
-            raise HTTPError(400, "bad_parameter", f"{name}: must be an integer, got {values[-1][:40]!r}",
-                            field=name) from None
-        if not lo <= value <= hi:
-            raise HTTPError(400, "bad_parameter", f"{name}: must be between {lo} and {hi}, got {value}", field=name)
-        return value
-
-    def text(self, name: str, max_length: int = 256) -> str | None:
-        values = self._params.get(name)
-        if not values or not values[-1]:
-            return None
-        if len(values[-1]) > max_length:
-            raise HTTPError(400, "bad_parameter", f"{name}: longer than {max_length} characters", field=name)
-        return values[-1]
-
-    def id_list(self, name: str, max_items: int = 500) -> list[str]:
-        items = [part for value in self._params.get(name, ()) for part in value.split(",") if part]
-        if len(items) > max_items:
-            raise HTTPError(400, "bad_parameter", f"{name}: more than {max_items} ids", field=name)
-        return items
-
-    def flag(self, name: str) -> bool:
-        values = self._params.get(name)
-        if not values:
-            return False
-        return values[-1].lower() in ("1", "true", "yes")

@@ -27,6 +27,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from online.contract import Event, EventError, Settings, parse_event, stream_fields
+from serving.api import EventRefusal
 from serving.backlog import StreamBacklog
 from serving.http import HTTPError
 from serving.redis_connect import AsyncRedisClient
@@ -66,18 +67,18 @@ def parse_batch(body: bytes, settings: Settings, now: float | None = None) -> li
                         field="body")
     now = time.time() if now is None else now
     events: list[Event] = []
-    errors: list[dict[str, Any]] = []
+    errors: list[EventRefusal] = []
     for index, obj in enumerate(decoded):
         try:
             events.append(parse_event(obj, now=now, weights=settings.weights))
         except EventError as exc:
             if len(errors) < _MAX_REPORTED_ERRORS:
-                errors.append({"index": index, "field": exc.field, "message": exc.message})
+                errors.append(EventRefusal(index=index, field=exc.field, message=exc.message))
     if errors:
         first = errors[0]
         raise HTTPError(
-            422, "invalid_event", f"events[{first['index']}].{first['field']}: {first['message']}",
-            field=first["field"], index=first["index"], errors=errors, rejected=len(decoded),
+            422, "invalid_event", f"events[{first.index}].{first.field}: {first.message}",
+            field=first.field, index=first.index, errors=errors, rejected=len(decoded),
         )
     return events
 

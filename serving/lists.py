@@ -25,7 +25,8 @@ from typing import Any
 
 from online.affinity_candidates import affinity_candidates, affinity_categories
 from online.blend import Pool, blend
-from online.contract import CandidateList, RedisKeys, decode_candidates, decode_profile
+from online.contract import CandidateList, Profile, RedisKeys, decode_candidates, decode_profile
+from serving.api import ItemSourced, TrendingItem
 from serving.redis_connect import AsyncRedisClient
 from serving.redis_reads import FastReads
 
@@ -39,7 +40,7 @@ __all__ = ["ListAnswer", "merged_list", "read_profile", "read_trending"]
 class ListAnswer:
     source: str
     """``personal`` / ``similar`` when the subject's own list answered, else ``trending``."""
-    items: list[dict[str, Any]] = field(default_factory=list)
+    items: list[ItemSourced] = field(default_factory=list)
     fallback: str | None = None
     """Why trending was used: ``unknown`` (no list), ``short`` (padded)."""
     accepted_ms: int = 0
@@ -151,7 +152,7 @@ async def merged_list(client: Reads, keys: RedisKeys, list_key: str, own_source:
                         exclude=stored_exclude | exclude, affinity=affinity, device=device, hour=hour),
                    weights or {}, n, explore, explore_at)
     answer = ListAnswer(source=own_source, accepted_ms=candidates.accepted_ms)
-    answer.items = [{"item_id": item, "score": round(score, 6), "source": own_source if source == "personal" else source}
+    answer.items = [ItemSourced(item, round(score, 6), own_source if source == "personal" else source)  # type: ignore[arg-type]
                     for item, score, source in ranked]
     available = sum(1 for item in candidates.items if item not in exclude and item not in stored_exclude)
     if not available:
@@ -176,13 +177,13 @@ async def _affinity_pool(client: Reads, keys: RedisKeys, affinities: Sequence[tu
     return affinity_candidates(affinities, lambda category, k: tops[category][:k], top, per_category)
 
 
-async def read_trending(client: Reads, keys: RedisKeys, n: int, category: str | None) -> list[dict[str, Any]]:
+async def read_trending(client: Reads, keys: RedisKeys, n: int, category: str | None) -> list[TrendingItem]:
     reply = await _zrevrange_withscores(client, keys.trending(category), n - 1)
-    return [{"item_id": item, "score": round(score, 6)} for item, score in _relative(_score_pairs(reply))]
+    return [TrendingItem(item, round(score, 6)) for item, score in _relative(_score_pairs(reply))]
 
 
-async def read_profile(client: Reads, keys: RedisKeys, user_id: str) -> dict[str, Any] | None:
+async def read_profile(client: Reads, keys: RedisKeys, user_id: str) -> Profile | None:
     blob = await client.get(keys.user_profile(user_id))
     if blob is None:
         return None
-    return decode_profile(blob).to_dict()
+    return decode_profile(blob)

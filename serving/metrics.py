@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from serving import routes
+
 __all__ = ["FIELDS", "OTHER_METHOD", "ROUTES", "ServingMetrics", "field_label", "method_label"]
 
 LABEL_ROUTE = "route"
@@ -27,30 +29,17 @@ LABEL_STATUS = "status"
 LABEL_REASON = "reason"
 LABEL_FIELD = "field"
 
-ROUTES: tuple[tuple[str, str], ...] = (
-    ("GET", "/v1/users/{user_id}/recommendations"),
-    ("GET", "/v1/users/{user_id}/profile"),
-    ("GET", "/v1/items/{item_id}/similar"),
-    ("GET", "/v1/trending"),
-    ("POST", "/v1/events"),
-    ("GET", "/healthz"),
-    ("GET", "/readyz"),
-    ("GET", "/metrics"),
-    ("GET", "/openapi.json"),
-)
-"""(method, route template) of every endpoint: the ``route`` label's values."""
+ROUTES: tuple[tuple[str, str], ...] = tuple((route.method, route.path) for route in routes.ROUTES)
+"""(method, route template) of every endpoint (:data:`serving.routes.ROUTES`): the ``route`` label's values."""
 
 NOT_FOUND_ROUTE = "unmatched"
 OTHER_METHOD = "other"
 LABEL_PARTITION = "partition"
 
-_ROUTE_METHODS: dict[str, str] = {route: method for method, route in ROUTES}
-_READ_STATUSES = ("200", "400", "404", "500", "503")
-_STATUSES: dict[str, tuple[str, ...]] = {
-    "/v1/events": ("202", "400", "408", "413", "415", "422", "429", "500", "503"),
-    "/healthz": ("200", "500"), "/metrics": ("200", "500", "503"), "/openapi.json": ("200", "500"),
-}
-"""Every status each route answers (the rest: ``_READ_STATUSES``); a wrong method is 405 under ``other``."""
+_ROUTE_METHODS: dict[str, frozenset[str]] = {path: frozenset(m for m, p in ROUTES if p == path) for _, path in ROUTES}
+_STATUSES: dict[tuple[str, str], tuple[str, ...]] = {(route.method, route.path): tuple(map(str, route.statuses))
+                                                     for route in routes.ROUTES}
+"""Every status each route answers (from the route table); a wrong method is 405 under ``other``."""
 
 FIELDS = ("user_id", "item_id", "type", "ts", "session_id", "value", "event_id", "context", "event", "body",
           "content-length", "content-type", "unknown_field")
@@ -63,7 +52,7 @@ def method_label(route: str, method: str) -> str:
     >>> method_label("/v1/events", "POST"), method_label("/v1/events", "BREW"), method_label("unmatched", "GET")
     ('POST', 'other', 'other')
     """
-    return method if _ROUTE_METHODS.get(route) == method else OTHER_METHOD
+    return method if method in _ROUTE_METHODS.get(route, ()) else OTHER_METHOD
 
 
 def field_label(field: str | None) -> str:
@@ -144,13 +133,13 @@ class ServingMetrics:
         for method, route in ROUTES:
             self.duration.labels(route, method)
             self.duration.labels(route, OTHER_METHOD)
-            for status in _STATUSES.get(route, _READ_STATUSES):
+            for status in _STATUSES[method, route]:
                 self.requests.labels(route, method, status)
             self.requests.labels(route, OTHER_METHOD, "405")
         self.duration.labels(NOT_FOUND_ROUTE, OTHER_METHOD)
         for status in ("400", "404"):
             self.requests.labels(NOT_FOUND_ROUTE, OTHER_METHOD, status)
-        for route in ("/v1/users/{user_id}/recommendations", "/v1/items/{item_id}/similar"):
+        for route in ("/v1/users/{user_id}/recommendations", "/v1/items/{item_id}/similar"):  # the lists that fall back
             for reason in ("unknown", "short"):
                 self.fallbacks.labels(route, reason)
         for field in FIELDS:

@@ -1,0 +1,247 @@
+"""The HTTP API's types: every request's parameters, every body and every answer, as msgspec ``Struct``\\ s.
+
+These are the one definition. :mod:`serving.router` decodes path and query
+parameters into the request Structs (so a bad one is refused naming it), the
+handlers answer with the response Structs (encoded as they are), errors are
+:class:`Error`, and :mod:`serving.openapi` derives the OpenAPI schemas from
+the same classes with ``msgspec.json.schema_components``. A field is added in
+one place and appears in all three.
+
+The event body is the one exception to "msgspec validates": the event contract
+(:func:`online.contract.parse_event`) stays the single validator, shared with
+the flow; :func:`event_struct` describes it for the schema (same limits), and
+``tests/test_openapi.py`` checks the two agree on generated examples.
+
+Examples
+--------
+>>> msgspec.json.encode(TrendingList(category=None, items=[TrendingItem("a", 1.0)]))
+b'{"category":null,"source":"trending","items":[{"item_id":"a","score":1.0}]}'
+>>> msgspec.convert({"user_id": "u", "n": "0"}, RecommendationsRequest, strict=False)
+Traceback (most recent call last):
+...
+msgspec.ValidationError: Expected `int` >= 1 - at `$.n`
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import unicodedata
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from online.contract import DEFAULT_LIMITS
+from online.contract.events import unprintable_character
+
+__all__ = [
+    "MAX_N", "Accepted", "Error", "ErrorDetail", "EventRefusal", "ItemRequest", "ItemSourced", "Profile",
+    "ProfileRequest", "RecentItem", "RecommendationList", "RecommendationsRequest", "SimilarList", "Status",
+    "StreamState", "TrendingItem", "TrendingList", "TrendingRequest", "event_struct", "printable_pattern",
+]
+
+MAX_N = 500
+"""The most items one list answer holds."""
+_LIMITS = DEFAULT_LIMITS
+
+PathId = Annotated[str, Meta(min_length=1, max_length=_LIMITS.max_id_length,
+                             description="Percent-encode '/' and other reserved characters.")]
+Count = Annotated[int, Meta(ge=1, le=MAX_N, description="How many items to return.")]
+Exclude = Annotated[list[Annotated[str, Meta(max_length=_LIMITS.max_id_length)]], Meta(max_length=MAX_N, description=f"Item ids never to return: repeat the parameter"
+                                    f" or separate ids by commas (at most {MAX_N} ids in all).")]
+Text = Annotated[str, Meta(max_length=256)]
+Source = Literal["personal", "similar", "trending", "explore", "affinity"]
+Fallback = Literal["unknown", "short"]
+
+
+# --- requests: path and query parameters (a field named in the route's path template is a path parameter) -----
+class RecommendationsRequest(Struct, frozen=True, kw_only=True, forbid_unknown_fields=False):
+    user_id: Annotated[str, Meta(min_length=1, max_length=_LIMITS.max_id_length,
+                                 description="The user, or an anonymous session id; percent-encode '/'.")]
+    n: Count = 10
+    exclude: Exclude = []
+    # An optional parameter is UNSET when not given (None would let msgspec read the text "null" as absent).
+    category: Annotated[Text, Meta(description="The page's category: the trending part of the list comes from it"
+                                               " (all items' trending while it has none).")] | UnsetType = UNSET
+    device: Annotated[Text, Meta(description="The request's device, as events name it in context.device"
+                                             " (context features, LIVERECO_CONTEXT_ITEMS).")] | UnsetType = UNSET
+    hour: Annotated[int, Meta(ge=0, le=23, description="The client's local hour of day (default: the UTC hour"
+                                                       " now; context features).")] | UnsetType = UNSET
+
+
+class ProfileRequest(Struct, frozen=True, kw_only=True):
+    user_id: PathId
+
+
+class ItemRequest(Struct, frozen=True, kw_only=True):
+    item_id: PathId
+    n: Count = 10
+    exclude: Exclude = []
+
+
+class TrendingRequest(Struct, frozen=True, kw_only=True):
+    n: Count = 10
+    category: Annotated[Text, Meta(description="A category's trending instead of all items'.")] | UnsetType = UNSET
+
+
+# --- responses ---------------------------------------------------------------------------------------------
+class ItemSourced(Struct, frozen=True):
+    """One item of a ranked list, with where it came from."""
+
+    item_id: str
+    score: float
+    source: Source
+
+
+class RecommendationList(Struct, kw_only=True):
+    user_id: str
+    source: Literal["personal", "trending"]
+    fallback: Fallback | None
+    items: list[ItemSourced]
+    updated_ms_ago: Annotated[float, Meta(ge=0, description="Age of the personal part (ms).")] | UnsetType = UNSET
+
+
+class SimilarList(Struct, kw_only=True):
+    item_id: str
+    source: Literal["similar", "trending"]
+    fallback: Fallback | None
+    items: list[ItemSourced]
+
+
+class TrendingItem(Struct, frozen=True):
+    item_id: str
+    score: Annotated[float, Meta(description="Popularity relative to the top item (1.0).")]
+
+
+class TrendingList(Struct, kw_only=True):
+    category: str | None
+    source: Literal["trending"] = "trending"
+    items: list[TrendingItem] = []
+
+
+class RecentItem(Struct, frozen=True):
+    item_id: str
+    weight: float
+    ts: float
+
+
+class Profile(Struct, kw_only=True):
+    user_id: str
+    session_id: str | None
+    recent: list[RecentItem]
+    session_embedding: list[float]
+    affinities: list[tuple[str, float]]
+
+
+class Accepted(Struct, kw_only=True):
+    accepted: Annotated[int, Meta(ge=1)]
+    ids: Annotated[list[str], Meta(description="The stream entry id of each event, in order.")]
+
+
+class Status(Struct):
+    status: Literal["ok", "ready"]
+
+
+# --- errors: one shape --------------------------------------------------------------------------------------
+class EventRefusal(Struct, frozen=True, kw_only=True):
+    index: int
+    field: str
+    message: str
+
+
+class StreamState(Struct, frozen=True, kw_only=True):
+    stream: str
+    entries: int
+    oldest_unread_age_s: float | None
+    heartbeat_age_s: float | None
+
+
+class ErrorDetail(Struct, kw_only=True, omit_defaults=True):
+    """What went wrong: ``code`` for programs, ``message`` for people, ``field`` naming the culprit."""
+
+    code: str
+    message: str
+    field: str | None = None
+    retry_after_s: int | None = None
+    index: Annotated[int, Meta(description="invalid_event: the first bad event's position")] | None = None
+    errors: Annotated[list[EventRefusal], Meta(description="invalid_event: every bad event")] | None = None
+    rejected: Annotated[int, Meta(description="invalid_event: events refused (the whole batch)")] | None = None
+    stream: Annotated[str, Meta(description="backlog_full: the full partition")] | None = None
+    entries: int | None = None
+    bound: Annotated[int, Meta(description="backlog_full: LIVERECO_STREAM_MAXLEN")] | None = None
+    streams: Annotated[list[StreamState], Meta(description="flow_stalled: the stalled partitions")] | None = None
+
+
+class Error(Struct):
+    error: ErrorDetail
+
+
+# --- the event body: a description of online.contract.parse_event -------------------------------------------
+@functools.cache
+def printable_pattern() -> str:
+    """A JSON Schema ``pattern`` matching exactly the strings the contract accepts as ids' characters.
+
+    Built from the contract's own rule (:func:`online.contract.unprintable_character`) over every code
+    point, as a character class of ranges, so the schema and the validator cannot drift apart.
+    """
+    allowed = [code for code in range(sys.maxunicode + 1)
+               if chr(code).isprintable() or (_is_format(code) and unprintable_character(chr(code)) is None)]
+    ranges: list[tuple[int, int]] = []
+    for code in allowed:
+        if ranges and ranges[-1][1] == code - 1:
+            ranges[-1] = (ranges[-1][0], code)
+        else:
+            ranges.append((code, code))
+    return "^[" + "".join(_char(lo) if lo == hi else f"{_char(lo)}-{_char(hi)}" for lo, hi in ranges) + "]*$"
+
+
+def _is_format(code: int) -> bool:
+    """Only format characters (Cf) can be printable to the contract without being to ``str.isprintable``."""
+    return unicodedata.category(chr(code)) == "Cf"
+
+
+def _char(code: int) -> str:
+    return "\\" + chr(code) if chr(code) in "\\]^-[" else chr(code)
+
+
+_UNSAFE_CLASS = "\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029"
+"""The contract's characters no context string may hold (online.contract.events._UNSAFE; surrogates cannot be
+in decoded JSON text)."""
+
+
+def event_struct(types: Sequence[str]) -> type[Struct]:
+    """The ``Event`` body Struct for these known event types (``Settings.weights``), limits as the contract's.
+
+    Ids may be strings or integers (the contract takes both); optional fields may be ``null`` (the contract
+    treats it as absent). What a JSON schema cannot say is added by :mod:`serving.openapi`: ``value`` is
+    required for a rating. What no static schema can say: ``ts`` at most ``max_future_s`` past the server's
+    clock, and a ``ts`` string must be a real date.
+    """
+    limits = _LIMITS
+    text_id = Annotated[str, Meta(min_length=1, max_length=limits.max_id_length, pattern=printable_pattern())]
+    # orjson reads integers of 64 bits, signed or not (a larger one is a 400); msgspec's bounds stop at int64
+    int_id = Annotated[int, Meta(extra_json_schema={"minimum": -(2**63), "maximum": 2**64 - 1})]
+    ident: Any = text_id | int_id
+    context_key = Annotated[str, Meta(min_length=1, max_length=limits.max_context_key_length,
+                                      pattern=f"^[^{_UNSAFE_CLASS}]*$")]
+    context_text = Annotated[str, Meta(max_length=limits.max_context_value_length, pattern=f"^[^{_UNSAFE_CLASS}]*$")]
+    context: Any = Annotated[dict[context_key, context_text | float], Meta(
+        max_length=limits.max_context_keys, description="Small map, e.g. category, device.")]
+    ts: Any = (Annotated[float, Meta(ge=limits.min_ts)]
+               | Annotated[str, Meta(description="ISO 8601 with a zone, or epoch seconds as text")])
+    kind: Any = Literal[tuple(sorted(types))]
+    return msgspec.defstruct("Event", [
+        ("user_id", Annotated[ident, Meta(description="The user, or an anonymous session id.")]),
+        ("item_id", ident),
+        ("type", kind),
+        ("ts", Annotated[ts | None, Meta(description=f"Event time: epoch seconds (2000 or later) or ISO 8601 with a"
+                                                     f" zone; at most {limits.max_future_s:.0f} s past the server's"
+                                                     " clock; default: now.")], None),
+        ("session_id", ident | None, None),
+        ("value", Annotated[Annotated[float, Meta(ge=-limits.max_abs_value, le=limits.max_abs_value)] | None,
+                            Meta(description="The rating (required for type=rating), or an amount.")], None),
+        ("event_id", Annotated[ident | None, Meta(description="Idempotency key: a retry counts once.")], None),
+        ("context", context | None, None),
+    ], kw_only=True, forbid_unknown_fields=True)

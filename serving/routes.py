@@ -1,0 +1,124 @@
+"""The route table: every endpoint of the HTTP API, once.
+
+Each :class:`Route` names its method, path template, the :class:`~serving.app.LiverecoApp`
+method that answers it, the Struct its parameters decode into, its body, the
+Struct it answers with, and every status it can answer. From this table come
+the routing and the 405s with ``Allow`` (:mod:`serving.router`), the ``route``
+label set of the metrics (:mod:`serving.metrics`) and the OpenAPI paths
+(:mod:`serving.openapi`); nothing else lists routes.
+
+Adding an endpoint: its Structs in :mod:`serving.api`, a row here, and the
+handler method on the app (the app refuses to start when a row has none).
+
+>>> [f"{r.method} {r.path}" for r in ROUTES][:2]
+['GET /v1/users/{user_id}/recommendations', 'GET /v1/users/{user_id}/profile']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from msgspec import Meta
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from online.contract import Settings
+from serving.api import (
+    Accepted,
+    ItemRequest,
+    Profile,
+    ProfileRequest,
+    RecommendationList,
+    RecommendationsRequest,
+    SimilarList,
+    Status,
+    TrendingList,
+    TrendingRequest,
+    event_struct,
+)
+
+__all__ = ["PROTOCOL_ERRORS", "ROUTES", "Route", "events_body"]
+
+BAD_PARAMETER = "A path or query parameter is invalid (field names it)"
+REDIS_DOWN = "Redis is unreachable; retry after Retry-After"
+INTERNAL = "The server failed to answer (a bug); the connection is closed"
+
+PROTOCOL_ERRORS: Mapping[int, str] = {
+    400: "Malformed HTTP; the connection is closed",
+    408: "The request (headers and body) did not arrive within LIVERECO_HTTP_REQUEST_TIMEOUT_S; the connection is"
+         " closed",
+    431: "The request line and headers exceed 16 KiB or 100 lines; the connection is closed",
+    503: "The server process has LIVERECO_HTTP_MAX_CONNECTIONS open connections; retry after Retry-After",
+}
+"""What :mod:`serving.protocol` may answer on any route, before the application sees the request."""
+
+RETRY_AFTER_STATUSES = frozenset({503})
+"""Statuses that always carry ``Retry-After``."""
+
+
+def events_body(settings: Settings) -> Any:
+    """``POST /v1/events``'s body: one event or an array of up to ``LIVERECO_MAX_BATCH``, types as configured."""
+    event = event_struct(sorted(settings.weights.weights))
+    return event | Annotated[list[event], Meta(min_length=1, max_length=settings.max_batch)]  # type: ignore[valid-type]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One endpoint. ``errors`` maps every error status the application may answer to when it does."""
+
+    method: str
+    path: str
+    handler: str
+    """The name of the :class:`~serving.app.LiverecoApp` coroutine answering it."""
+    summary: str
+    response: Any
+    """The Struct of a success (``str`` for a body that is not JSON, with ``media_type``)."""
+    status: int = 200
+    params: type | None = None
+    """The Struct path and query parameters decode into (a field named in ``path`` is a path parameter)."""
+    body: Callable[[Settings], Any] | None = None
+    """The request body's type, given the settings (limits and event types come from them)."""
+    errors: Mapping[int, str] = field(default_factory=dict)
+    media_type: str = "application/json"
+    description: str = ""
+
+    @property
+    def statuses(self) -> tuple[int, ...]:
+        """Every status the application answers here (the protocol's own are :data:`PROTOCOL_ERRORS`)."""
+        return (self.status, *sorted(self.errors), *(() if 500 in self.errors else (500,)))
+
+
+_LIST_ERRORS = {400: BAD_PARAMETER, 503: REDIS_DOWN}
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/v1/users/{user_id}/recommendations", "recommendations",
+          "A user's fresh personal list; trending for unknown users", RecommendationList,
+          params=RecommendationsRequest, errors=_LIST_ERRORS),
+    Route("GET", "/v1/users/{user_id}/profile", "profile", "A user's session, recent items, session embedding"
+          " and affinities", Profile, params=ProfileRequest,
+          errors={400: BAD_PARAMETER, 404: "No profile for this user (none yet, or expired)", 503: REDIS_DOWN}),
+    Route("GET", "/v1/items/{item_id}/similar", "similar",
+          "Items that go with an item (decayed co-visitation); trending when unknown", SimilarList,
+          params=ItemRequest, errors=_LIST_ERRORS),
+    Route("GET", "/v1/trending", "trending", "Most popular items now (time-decayed), globally or in a category",
+          TrendingList, params=TrendingRequest, errors=_LIST_ERRORS),
+    Route("POST", "/v1/events", "ingest", "Ingest one event or an array of them; all or nothing", Accepted,
+          status=202, body=events_body, errors={
+              400: "The body is not JSON, not UTF-8, empty, or neither an object nor a non-empty array",
+              408: PROTOCOL_ERRORS[408],
+              413: "The body exceeds LIVERECO_MAX_BODY_BYTES or the batch LIVERECO_MAX_BATCH",
+              415: "The body is not declared as application/json (charset UTF-8)",
+              422: "An event breaks the contract: nothing was written; errors lists every bad event by index and"
+                   " field (a ts more than a day past the server's clock is one)",
+              503: "Nothing was written: a stream partition holds LIVERECO_STREAM_MAXLEN entries the flow has not"
+                   " released (code backlog_full, naming stream, entries and bound), or Redis is unreachable;"
+                   " retry the same batch after Retry-After (event_id makes a retry count once)"}),
+    Route("GET", "/healthz", "healthz", "The process is up", Status),
+    Route("GET", "/readyz", "readyz", "Redis answers, and no event waits unprocessed while the flow is silent", Status,
+          errors={503: "Redis is unreachable, or a stream holds events after the flow's read position and the flow's"
+                       " heartbeat is older than LIVERECO_FLOW_STALE_S (code flow_stalled, streams)"}),
+    Route("GET", "/metrics", "prometheus", "Prometheus metrics", str,
+          media_type=CONTENT_TYPE_LATEST),
+    Route("GET", "/openapi.json", "openapi", "This document", dict),
+)
