@@ -244,4 +244,7 @@ def event_struct(types: Sequence[str]) -> type[Struct]:
                             Meta(description="The rating (required for type=rating), or an amount.")], None),
         ("event_id", Annotated[ident | None, Meta(description="Idempotency key: a retry counts once.")], None),
         ("context", context | None, None),
+        ("rec_id", Annotated[Any | None, Meta(description="The rec_id of the list this event answers (attribution);"
+                                                         " any value is accepted: a malformed one is counted as an"
+                                                         " unknown attribution, never refused.")], None),
     ], kw_only=True, forbid_unknown_fields=True)
