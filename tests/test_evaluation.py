@@ -14,10 +14,11 @@ from prometheus_client import REGISTRY
 
 from flows.cli import main
 from flows.dataflow import build_flow
-from flows.evaluation import EvalData, evaluate_baseline, evaluate_livereco, load
+from flows.eval_data import protocol
+from flows.evaluation import EvalData, evaluate_baseline, evaluate_livereco, flow_time_shift, load, tune
 from flows.event_writer import EventWriter
-from online.baselines import LastItemCoVisitation, MostPopular
-from online.contract import Event, Settings
+from online.baselines import BPRMatrixFactorisation, ItemKNN, LastItemCoVisitation, MostPopular
+from online.contract import Event, EventError, Settings, parse_event
 
 T0 = 1_700_000_000.0
 
@@ -108,7 +109,7 @@ def test_eval_command_prints_json(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["eval", str(tmp_path), "--mode", "streaming", "--json"]) == 0
     report = orjson.loads(capsys.readouterr().out)
     models = {r["model"] for r in report["results"]}
-    assert models == {"livereco", "most-popular", "decayed-popularity", "last-item-covisitation", "river-mf"}
+    assert models == {"livereco", "most-popular", "decayed-popularity", "last-item-covisitation", "item-knn", "bpr-mf"}
     assert all(0.0 <= r["HR@20"] <= 1.0 for r in report["results"])
 
 
@@ -201,3 +202,182 @@ def test_movietweetings_movies_give_every_rated_movie_a_category(shared_data: Pa
     with_category = sum(1 for e in data.events if "category" in e.context)
     assert with_category == 99_921  # the other 79 ratings are of the 66 movies listed without genres
     assert len({e.context["category"] for e in data.events if "category" in e.context}) == 24
+
+
+# --- issue 20, part 1: historical logs, the user protocol and its candidate rule, honest baselines -----------
+
+Y1996 = 820_454_400.0  # 1996-01-01
+
+
+def write_user_log(path: Path, rows: list[tuple[str, str, float, float]]) -> None:
+    """MovieTweetings' layout: ``user::item::rating::epoch``."""
+    path.write_text("".join(f"{u}::{i}::{r:g}::{int(t)}\n" for u, i, r, t in rows))
+
+
+def taste_log(users: int, start: float, seed: int = 5, step_s: float = 3600.0) -> list[tuple[str, str, float, float]]:
+    """Two tastes: even users rate a-items, odd users b-items (10 of each, equally popular), one rating a ``step_s``."""
+    rng = random.Random(seed)
+    rows = []
+    t = start
+    for step in range(8):
+        for u in range(users):
+            group = "a" if u % 2 == 0 else "b"
+            t += step_s
+            rows.append((f"u{u}", f"{group}{(u + 3 * step + rng.randrange(2)) % 10}", 8.0, t))
+    return rows
+
+
+def test_a_1990s_log_is_evaluated_with_its_own_timestamps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "ratings.dat"
+    write_user_log(log, taste_log(40, Y1996))
+    settings = Settings.from_env({"LIVERECO_RATING_RANGE": "0,10"}, flow_metrics_port=0)
+    data = load(log, settings)
+    assert len(data.events) == 320 and data.rejected == 0
+    assert data.events[0].ts == Y1996 + 3600.0 and data.events[-1].ts < 946_684_800.0  # all before 2000, kept as they are
+    with pytest.raises(EventError, match="before 2000-01-01"):  # the live check is still the live check
+        parse_event({"user_id": "u", "item_id": "a", "type": "view", "ts": Y1996})
+    assert flow_time_shift(data.events) % (7 * 86400.0) == 0.0  # the flow alone sees whole weeks later
+    live, _, _ = evaluate_livereco(data, settings)
+    assert live.predictions == sum(data.scored) > 100
+    assert live.report()["HR@10"] > 0.3  # lists to score: the flow took every event (it raises on one refused)
+    assert main(["eval", str(log), "--models", "livereco,most-popular", "--json"]) == 0
+    report = orjson.loads(capsys.readouterr().out)
+    assert report["mode"] == "user" and report["events"] == 320 and report["rejected_lines"] == 0
+    assert all(r["predictions"] == report["predictions"] > 100 for r in report["results"])
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n", b"1::a::8::1e30x\n2::b::eight::99\n"])
+def test_a_log_with_no_usable_event_fails_loudly(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                  content: bytes) -> None:
+    log = tmp_path / "ratings.dat"
+    log.write_bytes(content)
+    assert main(["eval", str(log), "--models", "livereco"]) == 2
+    err = capsys.readouterr().err
+    assert "no usable event" in err and str(log) in err
+    if content.strip():
+        assert "all 2 lines were rejected" in err
+
+
+def test_a_log_with_events_but_nothing_to_score_fails_loudly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "ratings.dat"
+    write_user_log(log, [(f"u{k}", "a", 9.0, T0 + k) for k in range(10)])  # ten users, one rating each
+    assert main(["eval", str(log)]) == 2
+    assert "no prediction to score under the user protocol" in capsys.readouterr().err
+
+
+def test_silently_dropped_lines_are_counted_in_the_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "ratings.dat"
+    write_user_log(log, taste_log(20, T0))
+    with log.open("a") as f:
+        f.write("u1::a1::8::-5\nu2::a2::8::soon\n")  # before the epoch; not a time
+    assert main(["eval", str(log), "--models", "most-popular", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert orjson.loads(captured.out)["rejected_lines"] == 2
+    assert "2 log lines are not valid events" in captured.err and "is before 1970-01-01" in captured.err
+
+
+def consumed_log() -> list[Event]:
+    """u1 and u2 touch a, b, c; u3 touches a then b: popularity lists [a, b, c] when u3's b is predicted."""
+    return [Event(u, i, "view", T0 + 10 * n + k) for n, u in enumerate(("u1", "u2")) for k, i in enumerate("abc")] + \
+        [Event("u3", "a", "view", T0 + 100.0), Event("u3", "b", "view", T0 + 101.0)]
+
+
+def test_the_user_protocol_removes_consumed_items_from_every_models_list() -> None:
+    settings = Settings.from_env({}, flow_metrics_port=0)
+    user = protocol("toy", consumed_log(), settings, "user", 0.0, 0.0)
+    session = protocol("toy", consumed_log(), settings, "session", 0.0, 0.0)
+    assert user.exclude_consumed and not session.exclude_consumed
+    last = len(user.events) - 1
+    assert user.scored[last] and session.scored[last]
+    # u3 had a: the rule removes it, so b is first; in session mode a stays, and b is second
+    assert evaluate_baseline(MostPopular(), user).ranks[-1] == 1
+    assert evaluate_baseline(MostPopular(), session).ranks[-1] == 2
+    # livereco with its own items recommended back (RECENT_WEIGHT=3): the scorer applies the same rule to its list
+    live, _, _ = evaluate_livereco(user, dataclasses.replace(settings, recent_weight=3.0))
+    assert live.held_excluded > 0 and live.ranks[-1] == 1
+
+
+def test_a_repeat_of_a_consumed_item_is_not_a_prediction_in_user_mode() -> None:
+    events = [Event("u", "a", "view", T0), Event("u", "b", "view", T0 + 1), Event("u", "a", "view", T0 + 2)]
+    data = protocol("toy", events, Settings(), "user", 0.0, 0.0)
+    assert data.scored == [False, True, False] and data.repeats == 1
+
+
+def test_mode_says_which_protocol_ran_and_the_old_spelling_still_picks_the_learning(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "ratings.dat"
+    write_user_log(log, taste_log(20, T0, step_s=10.0))  # a user's ratings 200 s apart: sessions
+    for mode in ("session", "user"):
+        assert main(["eval", str(log), "--mode", mode, "--mode", "streaming", "--models", "most-popular",
+                     "--json"]) == 0
+        report = orjson.loads(capsys.readouterr().out)
+        assert report["mode"] == mode and [r["learning"] for r in report["results"]] == ["streaming"]
+        assert ("touched before" in report["candidate_rule"]) == (mode == "user")
+    assert main(["eval", str(log), "--models", "most-popular"]) == 0
+    assert "user protocol" in capsys.readouterr().out.splitlines()[0]
+
+
+def test_train_and_warmup_fractions_are_learned_not_scored(tmp_path: Path) -> None:
+    log = tmp_path / "ratings.dat"
+    write_user_log(log, taste_log(20, T0))
+    data = load(log, Settings(), train_fraction=0.25, warmup_fraction=0.25)
+    assert data.test_start == 40 and not any(data.scored[:80]) and any(data.scored[80:])
+    assert data.validation is not None and len(data.validation.events) == 80
+    assert not any(data.validation.scored[:40]) and any(data.validation.scored[40:])
+
+
+def test_columns_map_a_log_like_replay(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "log.csv"
+    log.write_text("who,what,when\n" + "".join(f"{u},{i},{int(t)}\n" for u, i, _, t in taste_log(10, T0)))
+    assert main(["eval", str(log), "--columns", "user_id=who,item_id=what,ts=when", "--models", "most-popular",
+                 "--json"]) == 0
+    assert orjson.loads(capsys.readouterr().out)["events"] == 80
+    with pytest.raises(SystemExit) as exited:
+        main(["eval", str(log), "--columns", "user_id=who,itemid=what"])
+    assert exited.value.code == 2 and "'itemid' is not an event field" in capsys.readouterr().err
+
+
+def test_coverage_stays_within_the_catalog_when_test_items_are_not_in_train(tmp_path: Path) -> None:
+    rows = [(f"s{s}", f"old{s % 3}", T0 + s * 60 + k) for s in range(20) for k in range(2)]
+    rows += [(f"s{s}", f"new{(s + k) % 30}", T0 + s * 60 + k) for s in range(20, 80) for k in range(3)]
+    write_split(tmp_path, rows, test_from=20)
+    data = load(tmp_path, Settings.from_env({}, flow_metrics_port=0))
+    report = evaluate_baseline(LastItemCoVisitation(), data).report(len(data.catalog))
+    # the old denominator (3 training items) gave 10.0 here
+    assert 3 / 33 < report["coverage@20"] <= 1.0
+
+
+def test_the_output_gives_paired_differences_against_livereco(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_split(tmp_path, session_log(150), test_from=120)
+    assert main(["eval", str(tmp_path), "--learning", "streaming", "--models", "livereco,most-popular,item-knn",
+                 "--json"]) == 0
+    rows = {r["model"]: r for r in orjson.loads(capsys.readouterr().out)["results"]}
+    mean, se = rows["most-popular"]["livereco_minus_model"]["HR@10"]
+    assert mean == pytest.approx(rows["livereco"]["HR@10"] - rows["most-popular"]["HR@10"], abs=1e-5)
+    assert mean > 3 * se > 0  # chains: livereco far ahead of popularity
+    assert "livereco_minus_model" not in rows["livereco"]
+    assert rows["item-knn"]["setting"] == "default"  # the split's train spans minutes: no day to validate on
+    log = tmp_path / "ratings.dat"
+    write_user_log(log, taste_log(30, T0))
+    assert main(["eval", str(log), "--models", "item-knn", "--json"]) == 0
+    row = orjson.loads(capsys.readouterr().out)["results"][0]
+    assert row["setting"].startswith("half-life") and row["setting"].endswith("(chosen on validation)")
+    assert len(row["validation_HR@10"]) == len(ItemKNN.GRID)
+
+
+def test_decayed_popularity_takes_its_half_life_from_the_validation_part() -> None:
+    # every two hours ten new items become what everyone watches; all items end with equal counts
+    events = [Event(f"u{u}", f"b{block}-{(u + k) % 10}", "view", T0 + block * 7200.0 + u * 30.0 + k)
+              for block in range(30) for u in range(40) for k in range(2)]
+    data = protocol("blocks", events, Settings(), "user", 0.0, 0.3)
+    chosen, scores = tune("decayed-popularity", data)
+    assert chosen is not None and chosen <= 6 * 3600.0
+    assert scores[chosen] > scores[365 * 86400.0] + 0.2
+
+
+def test_knn_and_bpr_learn_tastes_that_popularity_cannot() -> None:
+    events = [Event(u, i, "rating", t, value=r) for u, i, r, t in taste_log(60, T0)]
+    data = protocol("tastes", events, Settings.from_env({"LIVERECO_RATING_RANGE": "0,10"}), "user", 0.0, 0.0)
+    popular = evaluate_baseline(MostPopular(), data).report()["HR@5"]
+    assert evaluate_baseline(ItemKNN(), data).report()["HR@5"] > popular + 0.2
+    assert evaluate_baseline(BPRMatrixFactorisation(learning_rate=0.1, seed=3), data).report()["HR@5"] > popular + 0.1

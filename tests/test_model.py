@@ -46,8 +46,8 @@ def test_a_user_log_with_purchases_and_dislikes_scores_as_in_the_dataflow(tmp_pa
     events = list({e.event_id: e for e in toy_stream(3000, seed=5)}.values())
     log = tmp_path / "log.jsonl"
     log.write_bytes(b"".join(orjson.dumps(e.to_dict()) + b"\n" for e in events))
-    data = load(log, SETTINGS, positive=4.0)
-    assert sum(data.scored) > 2000
+    data = load(log, SETTINGS, positive=4.0, mode="session", warmup_fraction=0.0)  # user mode: 5 users, few new items
+    assert sum(data.scored) > 1000
     flow, _, _ = evaluate_livereco(data, SETTINGS, batch_size=1)
     assert_same(evaluate_baseline(LiverecoModel(SETTINGS), data), flow)
 
@@ -57,7 +57,7 @@ def test_a_user_log_with_affinity_candidates_scores_as_in_the_dataflow(tmp_path:
     events = list({e.event_id: e for e in toy_stream(3000, seed=6)}.values())  # every event has a category
     log = tmp_path / "log.jsonl"
     log.write_bytes(b"".join(orjson.dumps(e.to_dict()) + b"\n" for e in events))
-    data = load(log, settings, positive=4.0)
+    data = load(log, settings, positive=4.0, mode="session", warmup_fraction=0.0)
     flow, _, weights = evaluate_livereco(data, settings, batch_size=1)
     assert weights[0]["affinity"] != 0.0 or weights[0]["affinity_rank"] != 0.0  # the generator took part
     assert_same(evaluate_baseline(LiverecoModel(settings), data), flow)

@@ -26,7 +26,14 @@ from typing import Any
 import pytest
 
 from flows.model import LiverecoModel
-from online.baselines import DecayedPopularity, LastItemCoVisitation, MatrixFactorisation, MostPopular
+from online.baselines import (
+    BPRMatrixFactorisation,
+    DecayedPopularity,
+    ItemKNN,
+    LastItemCoVisitation,
+    MatrixFactorisation,
+    MostPopular,
+)
 from online.contract import Event, Settings
 from online.protocol import Recommender
 from tests.processes import ROOT
@@ -41,6 +48,8 @@ MODELS: dict[str, Callable[[], Recommender]] = {
     "decayed-popularity": DecayedPopularity,
     "last-item-covisitation": LastItemCoVisitation,
     "river-mf": lambda: MatrixFactorisation(n_factors=8, seed=7),
+    "item-knn": lambda: ItemKNN(half_life_s=86400.0),
+    "bpr-mf": lambda: BPRMatrixFactorisation(n_factors=8, seed=7),
     "livereco": lambda: LiverecoModel(Settings()),
     "livereco-affinity": lambda: LiverecoModel(Settings(affinity_categories=3)),  # affinity candidates on
     "livereco-context": lambda: LiverecoModel(Settings(context_items=10)),  # context features on (hour segments)

@@ -224,7 +224,7 @@ def test_the_shop_with_purchases_and_categories_scores_as_in_the_dataflow(
         distinct.append(e if not distinct or e.ts > distinct[-1].ts else replace(e, ts=distinct[-1].ts + 0.001))
     log = tmp_path / "shop.jsonl"
     log.write_bytes(b"".join(orjson.dumps(e.to_dict()) + b"\n" for e in distinct))
-    data = load(log, SETTINGS)
+    data = load(log, SETTINGS, mode="session", warmup_fraction=0.0)
     assert sum(e.type == "purchase" for e in data.events) > 50 and sum(data.scored) > 2000
     flow, _, _ = evaluate_livereco(data, SETTINGS, batch_size=1)
     model = evaluate_baseline(LiverecoModel(SETTINGS), data)

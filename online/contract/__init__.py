@@ -4,6 +4,7 @@ from online.contract.candidates import CandidateList, decode_candidates, encode_
 from online.contract.events import (
     DEFAULT_LIMITS,
     DEFAULT_WEIGHTS,
+    HISTORICAL_LIMITS,
     Event,
     EventError,
     EventLimits,
@@ -21,6 +22,7 @@ __all__ = [
     "DEFAULT_LIMITS",
     "DEFAULT_WEIGHTS",
     "EVENT_FIELD",
+    "HISTORICAL_LIMITS",
     "SETTINGS_DOC",
     "AppendDecision",
     "CandidateList",

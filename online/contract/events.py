@@ -31,7 +31,7 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from online.init_pickle import reduce_by_init
@@ -39,6 +39,7 @@ from online.init_pickle import reduce_by_init
 __all__ = [
     "DEFAULT_LIMITS",
     "DEFAULT_WEIGHTS",
+    "HISTORICAL_LIMITS",
     "Event",
     "EventError",
     "EventLimits",
@@ -104,6 +105,8 @@ class EventLimits:
 
     ``max_future_s`` bounds clock skew of producers; ``min_ts`` rejects
     timestamps before 2000 (usually milliseconds sent as seconds, or zero).
+    Those two are for live ingestion (the server and the live flow);
+    :data:`HISTORICAL_LIMITS` reads a historical log with its own timestamps.
     """
 
     max_id_length: int = 256
@@ -119,6 +122,19 @@ class EventLimits:
 
 
 DEFAULT_LIMITS = EventLimits()
+"""Live ingestion: nothing before 2000, nothing more than a day ahead of the receiver's clock."""
+
+HISTORICAL_LIMITS = EventLimits(max_future_s=math.inf, min_ts=0.0)
+"""A historical log (``livereco eval``): any time from the epoch on, and no bound relative to today's clock
+(a log from 1998 or a synthetic one dated 2040 is read as it is). The size limits are the live ones.
+
+>>> parse_ts(820454400, now=1.8e9, limits=HISTORICAL_LIMITS), parse_ts(3e9, now=1.8e9, limits=HISTORICAL_LIMITS)
+(820454400.0, 3000000000.0)
+>>> parse_ts(-1, now=1.8e9, limits=HISTORICAL_LIMITS)
+Traceback (most recent call last):
+...
+online.contract.events.EventError: ts: -1.0 is before 1970-01-01T00:00:00Z (a zero or a unit mistake?)
+"""
 
 
 @dataclass(slots=True)
@@ -288,6 +304,11 @@ def _iso_ts(text: str) -> float:
     return parsed.timestamp()
 
 
+def _iso_utc(ts: float) -> str:
+    """``ts`` as ISO 8601 UTC, to the second (``2000-01-01T00:00:00Z`` for the live bound)."""
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def parse_ts(raw: Any, now: float, limits: EventLimits = DEFAULT_LIMITS) -> float:
     """Epoch seconds from a number or an ISO 8601 string, within sane bounds.
 
@@ -323,7 +344,7 @@ def parse_ts(raw: Any, now: float, limits: EventLimits = DEFAULT_LIMITS) -> floa
             " (milliseconds instead of seconds?)",
         )
     if ts < limits.min_ts:
-        raise EventError("ts", f"{ts} is before 2000-01-01 (a zero or a unit mistake?)")
+        raise EventError("ts", f"{ts} is before {_iso_utc(limits.min_ts)} (a zero or a unit mistake?)")
     return ts
 
 
