@@ -26,6 +26,7 @@ from flows.embedded_redis import APPENDFSYNC_POLICIES
 from flows.recovery import DEFAULT_PARTITIONS
 from flows.redis_client import SecretFilter, redact, scrub, url_secrets
 from online.contract import Settings
+from online.contract.api_keys import access_problem, access_summary
 from online.contract.settings import unknown_variables
 
 __all__ = ["main"]
@@ -157,6 +158,11 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.redis_url:
         print("livereco serve: REDIS_URL is not set (livereco run starts an embedded Redis)", file=sys.stderr)
         return 2
+    problem = access_problem(settings)
+    if problem:
+        print(f"livereco serve: {problem}", file=sys.stderr)
+        return 2
+    log.info("%s", access_summary(settings))
     serve(settings, workers=args.workers)
     return 0
 

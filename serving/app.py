@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from msgspec import UNSET
 from prometheus_client import generate_latest
 
 from online.contract import Settings
+from online.contract.api_keys import ApiKeys, is_loopback
+from online.contract.rate_limit import RateLimiter
 from online.contract.redis_url import redact, redact_text
 from serving.api import (
     Accepted,
@@ -127,6 +130,9 @@ class LiverecoApp:
             raise TypeError(f"routes without a handler method on {type(self).__name__}: {', '.join(missing)}")
         self._handlers: dict[str, Handler] = {route.handler: getattr(self, route.handler) for route in ROUTES}
         self._encode = msgspec.json.Encoder().encode
+        self.api_keys = ApiKeys.from_settings(settings.api_keys, settings.api_keys_file)
+        self.limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
+        self._open_publicly = not self.api_keys.enabled and not is_loopback(settings.host)
 
     @property
     def client(self) -> AsyncRedisClient:
@@ -157,6 +163,8 @@ class LiverecoApp:
             if template is not None:
                 label = template.path
             route, params = self.router.resolve(template, method, segments, scope.get("query_string", b""))
+            if route.scope is not None:
+                self._admit(scope, route.scope)
             answer = await self._handlers[route.handler](Request(scope, receive, params))
             status = route.status
             if isinstance(answer, bytes):
@@ -182,6 +190,32 @@ class LiverecoApp:
         method_name = method_label(label, method)
         self.metrics.duration.labels(label, method_name).observe(time.perf_counter() - started)
         self.metrics.requests.labels(label, method_name, str(status)).inc()
+
+    def _admit(self, scope: Scope, needed: str) -> None:
+        """Check the request's API key against ``needed`` and its client's rate; raise the 401/403/429 answer."""
+        authorization = x_api_key = None
+        if self.api_keys.enabled:
+            for name, value in scope["headers"]:
+                if name == b"authorization":
+                    authorization = value.decode("latin-1")
+                elif name == b"x-api-key":
+                    x_api_key = value.decode("latin-1")
+            decision = self.api_keys.check(authorization, x_api_key, needed)
+            if decision.status != 200:
+                self.metrics.auth_failures.labels(str(decision.status)).inc()
+                code = "unauthorized" if decision.status == 401 else "forbidden"
+                raise HTTPError(decision.status, code, decision.message)
+            client = f"key:{decision.key}"
+        elif self._open_publicly:
+            client = f"address:{(scope.get('client') or ('?',))[0]}"
+        else:  # open on loopback: every client is this machine, one address; nothing to tell apart
+            return
+        wait = self.limiter.allow(client, time.monotonic())
+        if wait > 0.0:
+            self.metrics.rate_limited.inc()
+            raise HTTPError(429, "rate_limited", f"more than {self.settings.rate_limit:g} requests a second from this"
+                            f" {'key' if self.api_keys.enabled else 'client address'}; retry after Retry-After",
+                            retry_after_s=max(1, math.ceil(wait)))
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -68,6 +68,8 @@ class HTTPError(Exception):
             headers.append((b"allow", ", ".join(self.allow).encode()))
         if self.close:
             headers.append((b"connection", b"close"))
+        if self.status == 401:
+            headers.append((b"www-authenticate", b'Bearer realm="livereco"'))
         return headers
 
 

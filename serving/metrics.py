@@ -105,6 +105,16 @@ class ServingMetrics:
             "Age of a personal candidate list when served (now minus its event's acceptance).",
             buckets=(0.01, 0.1, 1.0, 10.0, 60.0, 600.0, 3600.0, 86400.0), registry=r,
         )
+        self.auth_failures = Counter(
+            "livereco_serving_auth_failures_total", "Requests refused for their API key, by status (401, 403).",
+            [LABEL_STATUS], registry=r,
+        )
+        self.rate_limited = Counter(
+            "livereco_serving_rate_limited_total", "Requests answered 429: a key or client address above its rate.",
+            registry=r,
+        )
+        for status in ("401", "403"):
+            self.auth_failures.labels(status)
         self.up = Gauge("livereco_serving_redis_up", "1 when the last Redis call succeeded.", registry=r)
         self.backlog_refusals = Counter(
             "livereco_serving_backlog_refusals_total",

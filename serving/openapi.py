@@ -11,7 +11,7 @@ event types and the batch limit.
 >>> from online.contract import Settings
 >>> doc = openapi_document(Settings.from_env({}))
 >>> sorted(doc["paths"]["/v1/trending"]["get"]["responses"])
-['200', '400', '408', '431', '500', '503']
+['200', '400', '401', '403', '408', '429', '431', '500', '503']
 >>> [p["name"] for p in doc["paths"]["/v1/items/{item_id}/similar"]["get"]["parameters"]]
 ['item_id', 'n', 'exclude']
 """
@@ -36,6 +36,14 @@ _ERROR_CONTENT = {"application/json": {"schema": {"$ref": _REF.format(name="Erro
 _RATING_NEEDS_VALUE = {"if": {"properties": {"type": {"const": "rating"}}, "required": ["type"]},
                        "then": {"required": ["value"], "properties": {"value": {"type": "number"}}}}
 """What the Event Struct cannot say by itself: the contract requires ``value`` for a rating."""
+
+
+_SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer",
+               "description": "An API key of the operation's scope (read, write, admin; admin opens everything),"
+                              " when the server has keys (LIVERECO_API_KEYS)"},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "The same key, in a header"},
+}
 
 
 def _body_schema(media_type: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -69,7 +77,7 @@ def _parameters(route: Route, schema: dict[str, Any]) -> list[dict[str, Any]]:
 def _responses(route: Route, schema: dict[str, Any]) -> dict[str, Any]:
     responses: dict[str, Any] = {str(route.status): {"description": route.summary,
                                                      "content": _body_schema(route.media_type, schema)}}
-    errors = dict(route.errors)
+    errors = dict(route.all_errors)
     errors.setdefault(500, "The server failed to answer (a bug); the connection is closed")
     for status, text in PROTOCOL_ERRORS.items():
         errors[status] = f"{errors[status]}; or: {text}" if status in errors else text
@@ -103,6 +111,8 @@ def openapi_document(settings: Settings, routes: Sequence[Route] = ROUTES) -> di
                                      "responses": _responses(route, answer)}
         if route.description:
             operation["description"] = route.description
+        if route.scope is not None:  # keys are optional for the server (open on loopback without them)
+            operation["security"] = [{"bearer": [route.scope]}, {"apiKey": [route.scope]}, {}]
         if route.params is not None:
             ref = by_type[route.params]["$ref"].rsplit("/", 1)[-1]
             operation["parameters"] = _parameters(route, components[ref])
@@ -119,5 +129,5 @@ def openapi_document(settings: Settings, routes: Sequence[Route] = ROUTES) -> di
                  "description": "Streaming online recommendations: events in, fresh lists out. Every error is"
                                 " {\"error\": {\"code\", \"message\", \"field\", ...}} naming the field."},
         "paths": paths,
-        "components": {"schemas": components},
+        "components": {"schemas": components, "securitySchemes": _SECURITY_SCHEMES},
     }

@@ -53,7 +53,16 @@ PROTOCOL_ERRORS: Mapping[int, str] = {
 }
 """What :mod:`serving.protocol` may answer on any route, before the application sees the request."""
 
-RETRY_AFTER_STATUSES = frozenset({503})
+AUTH_ERRORS: Mapping[int, str] = {
+    401: "No API key, or not a valid one (when LIVERECO_API_KEYS is set): send Authorization: Bearer <key>"
+         " or X-API-Key",
+    403: "The API key's scope does not allow this operation (read, write, admin)",
+    429: "Too many requests from this key (or client address): more than LIVERECO_RATE_LIMIT a second after a"
+         " burst of LIVERECO_RATE_BURST; retry after Retry-After",
+}
+"""What a scoped route may answer before its handler runs."""
+
+RETRY_AFTER_STATUSES = frozenset({429, 503})
 """Statuses that always carry ``Retry-After``."""
 
 
@@ -82,11 +91,20 @@ class Route:
     errors: Mapping[int, str] = field(default_factory=dict)
     media_type: str = "application/json"
     description: str = ""
+    scope: str | None = None
+    """The API-key scope it needs (``read``, ``write``, ``admin``: :mod:`online.contract.api_keys`); ``None``: open.
+    A scoped route may also answer 401, 403 and 429 (:data:`AUTH_ERRORS`)."""
+
+    @property
+    def all_errors(self) -> Mapping[int, str]:
+        """``errors`` and, on a scoped route, the key and rate-limit answers."""
+        return {**AUTH_ERRORS, **self.errors} if self.scope is not None else self.errors
 
     @property
     def statuses(self) -> tuple[int, ...]:
         """Every status the application answers here (the protocol's own are :data:`PROTOCOL_ERRORS`)."""
-        return (self.status, *sorted(self.errors), *(() if 500 in self.errors else (500,)))
+        errors = self.all_errors
+        return (self.status, *sorted(errors), *(() if 500 in errors else (500,)))
 
 
 _LIST_ERRORS = {400: BAD_PARAMETER, 503: REDIS_DOWN}
@@ -94,15 +112,16 @@ _LIST_ERRORS = {400: BAD_PARAMETER, 503: REDIS_DOWN}
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/users/{user_id}/recommendations", "recommendations",
           "A user's fresh personal list; trending for unknown users", RecommendationList,
-          params=RecommendationsRequest, errors=_LIST_ERRORS),
+          params=RecommendationsRequest, errors=_LIST_ERRORS, scope="read"),
     Route("GET", "/v1/users/{user_id}/profile", "profile", "A user's session, recent items, session embedding"
           " and affinities", Profile, params=ProfileRequest,
-          errors={400: BAD_PARAMETER, 404: "No profile for this user (none yet, or expired)", 503: REDIS_DOWN}),
+          errors={400: BAD_PARAMETER, 404: "No profile for this user (none yet, or expired)", 503: REDIS_DOWN},
+          scope="read"),
     Route("GET", "/v1/items/{item_id}/similar", "similar",
           "Items that go with an item (decayed co-visitation); trending when unknown", SimilarList,
-          params=ItemRequest, errors=_LIST_ERRORS),
+          params=ItemRequest, errors=_LIST_ERRORS, scope="read"),
     Route("GET", "/v1/trending", "trending", "Most popular items now (time-decayed), globally or in a category",
-          TrendingList, params=TrendingRequest, errors=_LIST_ERRORS),
+          TrendingList, params=TrendingRequest, errors=_LIST_ERRORS, scope="read"),
     Route("POST", "/v1/events", "ingest", "Ingest one event or an array of them; all or nothing", Accepted,
           status=202, body=events_body, errors={
               400: "The body is not JSON, not UTF-8, empty, or neither an object nor a non-empty array",
@@ -113,7 +132,7 @@ ROUTES: tuple[Route, ...] = (
                    " field (a ts more than a day past the server's clock is one)",
               503: "Nothing was written: a stream partition holds LIVERECO_STREAM_MAXLEN entries the flow has not"
                    " released (code backlog_full, naming stream, entries and bound), or Redis is unreachable;"
-                   " retry the same batch after Retry-After (event_id makes a retry count once)"}),
+                   " retry the same batch after Retry-After (event_id makes a retry count once)"}, scope="write"),
     Route("GET", "/healthz", "healthz", "The process is up", Status),
     Route("GET", "/readyz", "readyz", "Redis answers, and no event waits unprocessed while the flow is silent", Status,
           errors={503: "Redis is unreachable, or a stream holds events after the flow's read position and the flow's"

@@ -36,10 +36,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-__all__ = ["MIN_KEY_LENGTH", "SCOPES", "ApiKeys", "Decision", "key_id"]
+__all__ = ["MIN_KEY_LENGTH", "SCOPES", "ApiKeys", "Decision", "access_problem", "access_summary", "is_loopback",
+           "key_id"]
 
 SCOPES = ("read", "write", "admin")
 MIN_KEY_LENGTH = 16
@@ -134,3 +137,40 @@ class ApiKeys:
 def _bearer(authorization: str) -> str:
     kind, _, value = authorization.strip().partition(" ")
     return value.strip() if kind.lower() == "bearer" else ""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` serves this machine only.
+
+    >>> is_loopback("127.0.0.1"), is_loopback("::1"), is_loopback("localhost"), is_loopback("0.0.0.0")
+    (True, True, True, False)
+    """
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def access_problem(settings: Any) -> str | None:
+    """Why the server must not start with these settings (bad keys, or open on a public address), else ``None``."""
+    try:
+        keys = ApiKeys.from_settings(settings.api_keys, settings.api_keys_file)
+    except ValueError as exc:
+        return str(exc)
+    if not keys.enabled and not is_loopback(settings.host) and not settings.insecure_open:
+        return (f"no API keys (LIVERECO_API_KEYS, LIVERECO_API_KEYS_FILE) and LIVERECO_HOST={settings.host!r} is not"
+                " loopback: anyone who can reach it could write events and read every profile. Set keys, bind"
+                " 127.0.0.1, or accept this with LIVERECO_INSECURE_OPEN=1")
+    return None
+
+
+def access_summary(settings: Any) -> str:
+    """One start-up line saying who may use the server (never a key)."""
+    keys = ApiKeys.from_settings(settings.api_keys, settings.api_keys_file)
+    if keys.enabled:
+        counts = {scope: sum(1 for _, s in keys.entries if s == scope) for scope in SCOPES}
+        return "API keys required: " + ", ".join(f"{n} {scope}" for scope, n in counts.items() if n)
+    where = "loopback only" if is_loopback(settings.host) else "ALL ADDRESSES (LIVERECO_INSECURE_OPEN=1)"
+    return f"no API keys: the server is open, on {where}"

@@ -49,7 +49,7 @@ class Settings:
     api_keys: str = _setting("", "LIVERECO_API_KEYS", "API keys, 'scope:key' entries (scopes read, write, admin; several keys per scope for rotation), comma separated; empty (and no file): the server is open and serves only on loopback", secret=True)
     api_keys_file: str = _setting("", "LIVERECO_API_KEYS_FILE", "a file of API keys, one 'scope:key' per line ('#' comments), added to LIVERECO_API_KEYS")
     insecure_open: int = _setting(0, "LIVERECO_INSECURE_OPEN", "1: serve without API keys on a non-loopback address (refused otherwise)")
-    rate_limit: float = _setting(1000.0, "LIVERECO_RATE_LIMIT", "requests a second per API key (per client address on an open server), per server process; 0: no limit")
+    rate_limit: float = _setting(1000.0, "LIVERECO_RATE_LIMIT", "requests a second per API key (per client address on a server open on a public address), per server process; 0: no limit")
     rate_burst: int = _setting(2000, "LIVERECO_RATE_BURST", "requests a client may send at once above the rate before it is answered 429")
     flow_metrics_port: int = _setting(9101, "LIVERECO_FLOW_METRICS_PORT", "Prometheus port of the dataflow (process i uses port + i); 0 turns it off")
     event_weights: str = _setting("", "LIVERECO_EVENT_WEIGHTS", "override or add event types, 'type=weight,...' (e.g. 'purchase=8,like=2')")
