@@ -69,6 +69,7 @@ import numpy as np
 import orjson
 
 from online.contract import Settings
+from online.contract.backoff import Backoff
 
 __all__ = [
     "CATEGORY_SPECS",
@@ -687,6 +688,24 @@ class ProduceStats:
         return line
 
 
+_WAITING = "waiting for the server at %(what)s ... (%(problem)s)"
+_LOST = "lost the server at %(what)s (%(problem)s); retrying for up to %(wait_s)g s"
+_ANSWERING = "the server at %(what)s is answering"
+
+
+class _Say:
+    """The producer's messages (``livereco produce: ...`` on its output) as the log of a :class:`Backoff`."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say = say
+
+    def warning(self, msg: str, /, *args: Any) -> None:
+        self.say(msg % args[0] if args else msg)
+
+    def info(self, msg: str, /, *args: Any) -> None:
+        self.say(msg % args[0] if args else msg)
+
+
 class _Retry(Exception):
     """The server is unreachable or unavailable; try the batch again later."""
 
@@ -832,39 +851,32 @@ def produce(
 
     def deliver(batch: list[dict[str, Any]]) -> bool:
         """POST one batch, retrying while the server is away; False when giving up or stopped."""
-        deadline: float | None = None
-        first_failure = 0.0
-        backoff = 0.05
-        waiting = False
+        backoff = Backoff(url, _Say(say), first_s=0.05, max_s=0.25, began=_WAITING if stats.batches == 0 else _LOST,
+                          ended=_ANSWERING, fields={"wait_s": wait_s})
+        deadline = math.inf
         while True:
             try:
                 status, data = poster.post(orjson.dumps(batch))
                 if status == 429 or status >= 500:
                     raise _Retry(_describe(status, data)[:200])
             except _Retry as exc:
+                first = not backoff.failing
+                delay = backoff.failed(exc)
                 now = time.monotonic()
-                if deadline is None:
-                    first_failure = now
-                    deadline = min(now + wait_s, max(end, now + 0.5))
-                    waiting = True
-                    if stats.batches == 0:
-                        say(f"waiting for the server at {url} ... ({exc})")
-                    else:
-                        say(f"lost the server at {url} ({exc}); retrying for up to {wait_s:g} s")
+                if first:
+                    deadline = min(backoff.since + wait_s, max(end, backoff.since + 0.5))
                 elif now >= deadline:
-                    stats.gave_up = f"no answer from {url} for {now - first_failure:.1f} s ({exc})"
+                    stats.gave_up = f"no answer from {url} for {now - backoff.since:.1f} s ({exc})"
                     say(stats.gave_up)
                     return False
-                pause(min(backoff, max(deadline - now, 0.0)))
-                backoff = min(backoff * 2, 0.25)
+                pause(min(delay, max(deadline - now, 0.0)))
                 if stopped():
                     return False
                 stamp = round(time.time(), 3)
                 for event in batch:  # they are being sent now
                     event["ts"] = stamp
                 continue
-            if waiting:
-                say(f"the server at {url} is answering")
+            backoff.succeeded()
             record(batch, status, data)
             return True
 
