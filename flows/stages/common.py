@@ -3,6 +3,11 @@
 All state lives in per-key logics, so Bytewax partitions it across workers
 and processes and snapshots it for recovery. Snapshots are pickled bytes:
 immutable, and cheap to take for keys that changed in an epoch.
+
+>>> _load(_dump({"seen": 3})), _dump({"seen": 3}, recoverable=False)
+({'seen': 3}, None)
+>>> _idle_deadline(1_700_000_000.2, 60.0).isoformat()   # a key idle for a minute leaves at the whole second
+'2023-11-14T22:14:21+00:00'
 """
 
 from __future__ import annotations

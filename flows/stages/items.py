@@ -6,6 +6,12 @@ optionally its last sessions (:class:`~online.session_neighbours.SessionNeighbou
 and a :class:`~flows.stages.messages.NeighbourReply` back to the user with the
 item's current neighbours (and the items of its sessions that overlap the
 user's, scored).
+
+>>> logic = ItemLogic(Settings(), None, recoverable=False)
+>>> touch = Touch("b", "ann", "2-0", 2, 1.0, 1.7e9, 2, None, ["a"], "s", [("b", 1.0, 1.7e9), ("a", 1.0, 1.7e9)], [])
+>>> out, _ = logic.on_batch([touch])                   # ann saw a, then b
+>>> [type(m).__name__ for m in out], list(out[0].neighbours)
+(['NeighbourReply', 'TrendingWrite', 'ItemSimilarWrite'], [('a', 1.0)])
 """
 
 from __future__ import annotations

@@ -1,6 +1,11 @@
 """The messages stages send each other: the user-history stage's :class:`Touch`, :class:`Link` and
 :class:`PurchaseLink` to items, the item stage's :class:`NeighbourReply` back to the user, and the
 user-list stage's :class:`Outcome` (with the user's :class:`PersonalPool`) to the ranker.
+
+>>> import pickle
+>>> link = Link("a", "b", 0.5, 1.7e9)                   # b came after a: routed to a
+>>> pickle.loads(pickle.dumps(link)) == link
+True
 """
 
 from __future__ import annotations

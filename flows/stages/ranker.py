@@ -5,6 +5,12 @@ would have served before each outcome (personal candidates blended with
 trending and, with ``LIVERECO_AFFINITY_CATEGORIES``, the trending items of the
 user's favourite categories), scores the event against it, learns, and
 publishes the ranker's weights.
+
+>>> logic = RankerLogic(Settings(), None, recoverable=False)
+>>> pool = PersonalPool([("a", 2.0), ("c", 0.7)], frozenset({"a"}), frozenset())
+>>> out, _ = logic.on_batch([TrendingWrite("c", None, 1.0, 1.7e9 - 1, 1), Outcome("ann", "2-0", "c", 1.7e9, pool)])
+>>> [(type(w).__name__, w.rank, w.listed) for w in out]   # c stood second in the list served before
+[('PrequentialScore', 2, ('a', 'c'))]
 """
 
 from __future__ import annotations

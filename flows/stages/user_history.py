@@ -6,6 +6,13 @@ session's previous items (and, within a purchase window, the
 :class:`~online.purchases.PurchaseWindow`) and each previous item a
 :class:`~flows.stages.messages.Link`; a purchase also sends each earlier
 purchase of the window a :class:`~flows.stages.messages.PurchaseLink`.
+
+>>> from online.contract import Event
+>>> logic = UserHistoryLogic(Settings(), None, recoverable=False)
+>>> out, _ = logic.on_batch([ParsedEvent(Event("ann", "a", "view", 1.7e9), "1-0", 1),
+...                          ParsedEvent(Event("ann", "b", "view", 1.7e9 + 1), "2-0", 2)])
+>>> [[f"{type(m).__name__} {m.item_id}" for m in messages] for messages in out]
+[['Touch a'], ['Touch b', 'Link a']]
 """
 
 from __future__ import annotations

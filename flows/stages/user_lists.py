@@ -4,6 +4,13 @@ It caches the neighbour lists of the user's recent items, merges them into the
 fresh personal candidates (re-ranked by :class:`~online.purchases.AfterPurchase`
 inside a purchase window), and hands them to the sink; each positive event
 becomes an :class:`~flows.stages.messages.Outcome`.
+
+>>> logic = UserListLogic(Settings(), None, recoverable=False)
+>>> first = Touch("a", "ann", "1-0", 1, 1.0, 1.7e9, 1, None, [], "s", [("a", 1.0, 1.7e9)], [])
+>>> second = Touch("b", "ann", "2-0", 2, 1.0, 1.7e9, 2, None, ["a"], "s", [("b", 1.0, 1.7e9), ("a", 1.0, 1.7e9)], [])
+>>> out, _ = logic.on_batch([NeighbourReply("a", [("c", 1.0)], first), NeighbourReply("b", [("a", 1.0), ("d", 0.5)], second)])
+>>> [type(m).__name__ for m in out], [item for item, _ in out[1].ranked]   # only the newest list is written
+(['Outcome', 'UserListWrite'], ['b', 'a', 'd', 'c'])
 """
 
 from __future__ import annotations
