@@ -139,20 +139,18 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
     touched = op.stateful_batch("user_history", valid.trues,
                                 lambda resume: UserHistoryLogic(settings, resume, recoverable))
     touched_ok = op.branch("touched_ok", touched, _is_messages)
-    history_failures: Stream[Write] = op.flat_map_batch("history_failures", touched_ok.falses, _dead_letters)
 
     # → item state [by item]: replies back to their users; popularity and similar lists to the sink
     to_items = op.flat_map_batch("to_items", touched_ok.trues, _messages_by_item)
     item_out = op.stateful_batch("items", to_items,
                                  lambda resume: ItemLogic(settings, resume, learn_until_ts, recoverable))
     replies = op.branch("replies", item_out, _is_reply)
+    back_to_user = op.flat_map_batch("by_user_again", replies.trues, _replies_by_user)
     item_writes: Stream[Write] = op.flat_map_batch("item_writes", replies.falses, _values)
 
     # → user list [by user]: the personal list to the sink, each positive event's outcome to the ranker
-    back_to_user = op.flat_map_batch("by_user_again", replies.trues, _replies_by_user)
     lists = op.stateful_batch("user_lists", back_to_user, lambda resume: UserListLogic(settings, resume, recoverable))
     outcomes = op.branch("outcomes", lists, _is_outcome)
-    list_writes: Stream[Write] = op.flat_map_batch("lists_out", outcomes.falses, _values)
 
     # → ranker [by shard]: every popularity update to every replica, each outcome to its user's shard
     shard_keys = [f"shard{shard}" for shard in range(settings.ranker_shards)]
@@ -169,7 +167,10 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
     ranked = op.flat_map_batch("ranker_out", op.stateful_batch(
         "ranker", ranker_in, lambda resume: RankerLogic(settings, resume, recoverable)), _values)
 
-    # → sink: pipelined, idempotent writes of every stage, dead letters among them
+    # → sink: pipelined, idempotent writes of every stage, dead letters among them (these two steps are made last,
+    # as they always were: every step is made in the same order as before, so Bytewax builds the same dataflow)
+    history_failures: Stream[Write] = op.flat_map_batch("history_failures", touched_ok.falses, _dead_letters)
+    list_writes: Stream[Write] = op.flat_map_batch("lists_out", outcomes.falses, _values)
     writes: Stream[Write] = op.merge("writes", list_writes, ranked, item_writes, valid.falses, history_failures)
     if sink is None:
         sink = RedisSink(settings.redis_url, SinkOptions(
