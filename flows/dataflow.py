@@ -13,8 +13,9 @@ Stages and their keys::
                       │                                                  trending, similar ─┤ scores, weights│
                       └─► dead letters ───────────────────────────────────────────────────────┴──────────────┴─► Redis
 
-Every stage handles its events one by one inside a guard: an event (or a write) that fails anywhere becomes a
-dead letter naming the stage and the reason (:mod:`flows.dead_letters`), and the flow goes on.
+:func:`build_flow` wires them in this order, one commented block per stage; each stage's logic is a module of
+:mod:`flows.stages`. Every stage handles its events one by one inside a guard: an event (or a write) that fails
+anywhere becomes a dead letter naming the stage and the reason (:mod:`flows.dead_letters`), and the flow goes on.
 """
 
 from __future__ import annotations
@@ -53,18 +54,6 @@ def _is_keyed(item: tuple[str, ParsedEvent] | DeadLetter) -> TypeGuard[tuple[str
     return type(item) is tuple
 
 
-def _values(batch: list[tuple[str, V]]) -> list[V]:
-    return [value for _, value in batch]
-
-
-def _messages_by_item(batch: list[tuple[str, list[Touch | Link | PurchaseLink]]]) -> list[tuple[str, Touch | Link | PurchaseLink]]:
-    return [(message.item_id, message) for _, messages in batch for message in messages]
-
-
-def _replies_by_user(batch: list[tuple[str, NeighbourReply]]) -> list[tuple[str, NeighbourReply]]:
-    return [(reply.touch.user_id, reply) for _, reply in batch]
-
-
 def _is_messages(keyed: tuple[str, list[Touch | Link | PurchaseLink] | DeadLetter]
                  ) -> TypeGuard[tuple[str, list[Touch | Link | PurchaseLink]]]:
     return type(keyed[1]) is list  # else a DeadLetter: the user-history stage failed on that event
@@ -74,12 +63,24 @@ def _dead_letters(batch: list[tuple[str, list[Touch | Link | PurchaseLink] | Dea
     return [value for _, value in batch if isinstance(value, DeadLetter)]
 
 
+def _messages_by_item(batch: list[tuple[str, list[Touch | Link | PurchaseLink]]]) -> list[tuple[str, Touch | Link | PurchaseLink]]:
+    return [(message.item_id, message) for _, messages in batch for message in messages]
+
+
 def _is_reply(keyed: tuple[str, object]) -> bool:
     return type(keyed[1]) is NeighbourReply
 
 
+def _replies_by_user(batch: list[tuple[str, NeighbourReply]]) -> list[tuple[str, NeighbourReply]]:
+    return [(reply.touch.user_id, reply) for _, reply in batch]
+
+
 def _is_outcome(keyed: tuple[str, object]) -> bool:
     return type(keyed[1]) is Outcome
+
+
+def _values(batch: list[tuple[str, V]]) -> list[V]:
+    return [value for _, value in batch]
 
 
 def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = "livereco",
@@ -121,10 +122,12 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
             poll_interval_s=settings.poll_interval_ms / 1000.0,
             stop_at_end=stop_at_end,
         )
-    entries = op.input("streams", flow, source)
     # Operators are fused where a step would only re-key or unwrap: every Python call per event counts.
     # Steps that map item by item take whole batches (flat_map_batch): one compiled loop per batch
     # instead of a Python generator and a lambda call per item (op.map's shim).
+
+    # source: one partition per stream → parse ──invalid──► dead letters
+    entries = op.input("streams", flow, source)
 
     def parse_batch(batch: list[StreamEntry]) -> list[tuple[str, ParsedEvent] | DeadLetter]:
         return parse_entries(batch, weights)
@@ -132,19 +135,24 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
     parsed = op.flat_map_batch("parse", entries, parse_batch)
     valid = op.branch("valid", parsed, _is_keyed)
 
+    # → user history [by user]: touches and links to their items (a failed event: a dead letter)
     touched = op.stateful_batch("user_history", valid.trues,
                                 lambda resume: UserHistoryLogic(settings, resume, recoverable))
     touched_ok = op.branch("touched_ok", touched, _is_messages)
+
+    # → item state [by item]: replies back to their users; popularity and similar lists to the sink
     to_items = op.flat_map_batch("to_items", touched_ok.trues, _messages_by_item)
     item_out = op.stateful_batch("items", to_items,
                                  lambda resume: ItemLogic(settings, resume, learn_until_ts, recoverable))
-
     replies = op.branch("replies", item_out, _is_reply)
     back_to_user = op.flat_map_batch("by_user_again", replies.trues, _replies_by_user)
     item_writes: Stream[Write] = op.flat_map_batch("item_writes", replies.falses, _values)
+
+    # → user list [by user]: the personal list to the sink, each positive event's outcome to the ranker
     lists = op.stateful_batch("user_lists", back_to_user, lambda resume: UserListLogic(settings, resume, recoverable))
     outcomes = op.branch("outcomes", lists, _is_outcome)
 
+    # → ranker [by shard]: every popularity update to every replica, each outcome to its user's shard
     shard_keys = [f"shard{shard}" for shard in range(settings.ranker_shards)]
 
     def popularity_to_shards(batch: list[Write]) -> list[tuple[str, TrendingWrite | Outcome]]:
@@ -159,9 +167,11 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
     ranked = op.flat_map_batch("ranker_out", op.stateful_batch(
         "ranker", ranker_in, lambda resume: RankerLogic(settings, resume, recoverable)), _values)
 
+    # → sink: pipelined, idempotent writes of every stage, dead letters among them (these two steps are made last,
+    # as they always were: every step is made in the same order as before, so Bytewax builds the same dataflow)
     history_failures: Stream[Write] = op.flat_map_batch("history_failures", touched_ok.falses, _dead_letters)
-    writes: Stream[Write] = op.merge("writes", op.flat_map_batch("lists_out", outcomes.falses, _values), ranked, item_writes,
-                                     valid.falses, history_failures)
+    list_writes: Stream[Write] = op.flat_map_batch("lists_out", outcomes.falses, _values)
+    writes: Stream[Write] = op.merge("writes", list_writes, ranked, item_writes, valid.falses, history_failures)
     if sink is None:
         sink = RedisSink(settings.redis_url, SinkOptions(
             settings.keys,

@@ -23,10 +23,14 @@ import redis
 
 from flows.redis_client import RedisClient
 from online.contract import AppendDecision, Event, RedisKeys, StreamProgress, append_decision, stream_fields
+from online.contract.backoff import Backoff
 
 __all__ = ["BacklogWaitExpired", "EventWriter"]
 
 log = logging.getLogger("livereco.producer")
+
+_FULL = "%(what)s: %(problem)s: waiting for the flow to read them (nothing is dropped)"
+_ROOM = "%(what)s: the partitions have room again after %(outage_s).1f s: appending"
 
 
 class BacklogWaitExpired(TimeoutError):
@@ -99,29 +103,24 @@ class EventWriter:
 
     def _decisions(self, counts: dict[str, int]) -> dict[str, AppendDecision]:
         """The decision for each partition of the batch, waiting while one of them is full."""
-        started = time.monotonic()
-        delay = 0.05
-        waiting_on: str | None = None
+        backoff = Backoff("event writer", log, first_s=0.05, max_s=1.0, began=_FULL, ended=_ROOM)
         while True:
-            if time.monotonic() - self.refreshed_at > self.ttl_s or waiting_on is not None:
+            if time.monotonic() - self.refreshed_at > self.ttl_s or backoff.failing:
                 self.refresh()
             decisions = {s: append_decision(self.lengths.get(s, 0), self.maxlen, self.progress.get(s)) for s in counts}
             full = next((s for s, d in decisions.items() if d.full), None)
             if full is None:
-                if waiting_on is not None:
-                    log.info("%s has room again after %.1f s: appending", waiting_on, time.monotonic() - started)
+                backoff.succeeded()
                 return decisions
-            if waiting_on is None:
+            if not backoff.failing:
                 self.waits += 1
-                log.warning("%s holds %d entries, the bound (LIVERECO_STREAM_MAXLEN) is %d: waiting for the flow to"
-                            " read them (nothing is dropped)", full, self.lengths[full], self.maxlen)
-            waiting_on = full
-            if self.max_wait_s is not None and time.monotonic() - started >= self.max_wait_s:
+            delay = backoff.failed(f"{full} holds {self.lengths[full]} entries, the bound (LIVERECO_STREAM_MAXLEN) is"
+                                   f" {self.maxlen}")
+            if self.max_wait_s is not None and backoff.outage_s >= self.max_wait_s:
                 raise BacklogWaitExpired(f"{full} held {self.lengths[full]} entries (bound {self.maxlen}) for"
                                          f" {self.max_wait_s:g} s: is the flow running? Nothing of this batch was"
                                          " written")
             self.sleep(delay)
-            delay = min(1.0, delay * 2)
 
     def append(self, events: Sequence[Event]) -> list[str]:
         """Append ``events``; returns their stream entry ids in order."""

@@ -25,13 +25,13 @@ ValueError: REDIS_URL 'redis+cluster:///': names no cluster node; expected redis
 from __future__ import annotations
 
 import logging
-import time
 from urllib.parse import unquote
 
 import redis
 from redis.cluster import ClusterNode, ClusterPipeline
 from redis.exceptions import ClusterDownError, RedisClusterException, TryAgainError
 
+from online.contract import backoff
 from online.contract.redis_url import CLUSTER_SCHEMES, ClusterURL, is_cluster_url, parse_cluster_url, redact
 
 __all__ = ["CLUSTER_SCHEMES", "REDIS_EXCEPTIONS", "TRANSIENT_ERRORS", "Backoff", "ClusterURL", "Pipeline", "RedisClient",
@@ -55,8 +55,8 @@ Pipeline = redis.client.Pipeline | ClusterPipeline
 """What ``pipeline()`` returns for either client."""
 
 
-class Backoff:
-    """Bounded exponential backoff through one Redis outage, logged when the outage begins and when it ends.
+class Backoff(backoff.Backoff):
+    """:class:`online.contract.backoff.Backoff` through one Redis outage, its two log lines naming Redis.
 
     The first failure asks for a wait of ``first_s``, each further one for twice
     the last, at most ``max_s``. A success ends the outage: it is logged with its
@@ -69,49 +69,15 @@ class Backoff:
     >>> backoff.succeeded()
     >>> backoff.failing, backoff.failed(OSError("down again"))
     (False, 0.05)
-    >>> Backoff("doc", logging.getLogger("doc.backoff"), first_s=3.0)
-    Traceback (most recent call last):
-    ...
-    ValueError: backoff for doc: first wait 3.0 s must be positive and at most the longest, 2.0 s
     """
 
     def __init__(self, what: str, log: logging.Logger, *, first_s: float = 0.05, max_s: float = 2.0):
-        if not 0 < first_s <= max_s:
-            raise ValueError(f"backoff for {what}: first wait {first_s} s must be positive and at most the longest,"
-                             f" {max_s} s")
-        self.what = what
-        self.log = log
-        self.first_s = first_s
-        self.max_s = max_s
-        self._wait_s = 0.0
-        self._failures = 0
-        self._since = 0.0
+        super().__init__(what, log, first_s=first_s, max_s=max_s, began=_REDIS_FAILED, ended=_REDIS_ANSWERS)
 
-    @property
-    def failing(self) -> bool:
-        """Whether an outage is under way (failures since the last success)."""
-        return self._failures > 0
 
-    def failed(self, exc: BaseException) -> float:
-        """Count one failed attempt; the seconds to wait before the next."""
-        if self._failures == 0:
-            self._since = time.monotonic()
-            self._wait_s = self.first_s
-            self.log.warning("%s: Redis failed (%s); retrying from %.2f s apart, doubling up to %.1f s, until it"
-                             " answers", self.what, exc, self.first_s, self.max_s)
-        else:
-            self._wait_s = min(self.max_s, self._wait_s * 2)
-        self._failures += 1
-        return self._wait_s
-
-    def succeeded(self) -> None:
-        """Redis answered: end the outage, if there was one, and say how long it lasted."""
-        if self._failures == 0:
-            return
-        self.log.info("%s: Redis answers again after %.1f s (%d failed attempts)", self.what,
-                      time.monotonic() - self._since, self._failures)
-        self._failures = 0
-        self._wait_s = 0.0
+_REDIS_FAILED = ("%(what)s: Redis failed (%(problem)s); retrying from %(first_s).2f s apart, doubling up to %(max_s).1f s,"
+                 " until it answers")
+_REDIS_ANSWERS = "%(what)s: Redis answers again after %(outage_s).1f s (%(failures)d failed attempts)"
 
 
 def url_secrets(url: str) -> tuple[str, ...]:

@@ -29,7 +29,13 @@ __all__ = ["COMPILED_MODULES", "PURE_PYTHON_ENV", "build_is_current", "build_sta
 
 COMPILED_MODULES = (
     "flows.dataflow",
-    "flows.stages",
+    "flows.stages.common",
+    "flows.stages.items",
+    "flows.stages.messages",
+    "flows.stages.parse",
+    "flows.stages.ranker",
+    "flows.stages.user_history",
+    "flows.stages.user_lists",
     "flows.writes",
     "online.affinity",
     "online.affinity_candidates",
@@ -54,7 +60,8 @@ COMPILED_MODULES = (
     "online.user_history",
 )
 """Modules compiled by mypyc. The ``online`` ones import the standard library and each other
-only; ``flows.stages`` (the dataflow's per-event logic) imports Bytewax and the sink's messages (``flows.writes``),
+only; the ``flows.stages`` modules (the dataflow's per-event logic, one per stage; the package's ``__init__``
+only re-exports and is not compiled) import Bytewax and the sink's messages (``flows.writes``),
 and ``online.ranker`` wraps River's logistic regression: ``mypyc.ini`` has the build type-check River,
 NumPy and Prometheus as ``Any`` (checking them would take the build from seconds to minutes). Its stage
 logic classes stay plain Python classes with compiled methods (``mypyc_attr(native_class=False)``),

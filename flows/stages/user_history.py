@@ -1,0 +1,177 @@
+"""The user-history stage (keyed by user): :class:`UserHistoryLogic`.
+
+It drops duplicate ``event_id``\\ s, segments sessions, keeps weighted recent
+items, and sends the item a :class:`~flows.stages.messages.Touch` carrying the
+session's previous items (and, within a purchase window, the
+:class:`~online.purchases.PurchaseWindow`) and each previous item a
+:class:`~flows.stages.messages.Link`; a purchase also sends each earlier
+purchase of the window a :class:`~flows.stages.messages.PurchaseLink`.
+
+>>> from online.contract import Event
+>>> logic = UserHistoryLogic(Settings(), None, recoverable=False)
+>>> out, _ = logic.on_batch([ParsedEvent(Event("ann", "a", "view", 1.7e9), "1-0", 1),
+...                          ParsedEvent(Event("ann", "b", "view", 1.7e9 + 1), "2-0", 2)])
+>>> [[f"{type(m).__name__} {m.item_id}" for m in messages] for messages in out]
+[['Touch a'], ['Touch b', 'Link a']]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from bytewax.operators import StatefulBatchLogic
+from mypy_extensions import mypyc_attr
+from typing_extensions import override
+
+from flows.dead_letters import stage_failure
+from flows.metrics import DUPLICATES
+from flows.stages.common import _load, _StageLogic
+from flows.stages.messages import Link, PurchaseLink, Touch
+from flows.stages.parse import ParsedEvent
+from flows.writes import DeadLetter
+from online.context_popularity import context_segments
+from online.contract import Settings
+from online.init_pickle import reduce_by_init
+from online.user_history import UserHistory
+
+__all__ = ["UserHistoryLogic", "UserHistoryState"]
+
+
+def _event_raw(parsed: ParsedEvent) -> bytes:
+    """A parsed event as its stream entry's JSON (what a dead letter keeps of an event a stage failed on)."""
+    try:
+        return orjson.dumps(parsed.event.to_dict())
+    except Exception:
+        return repr(parsed.event).encode("utf-8", "replace")
+
+
+@dataclass(slots=True)
+class UserHistoryState:
+    """A user's history and which life of it this is (see :attr:`Touch.life`)."""
+
+    history: UserHistory
+    life: int
+
+    def __init__(self, history: UserHistory, life: int) -> None:
+        # Written out, not generated: mypyc compiles only the methods in the source (see online.init_pickle).
+        self.history = history
+        self.life = life
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return reduce_by_init(self)
+
+
+@mypyc_attr(native_class=False)
+class UserHistoryLogic(_StageLogic[ParsedEvent, "list[Touch | Link | PurchaseLink] | DeadLetter", "UserHistoryState"]):
+    """User-keyed: de-duplication, sessions, recent items; emits the touch and the forward links.
+
+    An evicted user's next event starts a new history (a new life) at seq 1.
+    """
+
+    stage = "user_history"
+
+    distance_decay = 1.0
+    """Evidence that item b follows a at distance d in a session: ``weight / (d + 1) ** distance_decay``."""
+
+    def __init__(self, settings: Settings, resume: bytes | None, recoverable: bool = True):
+        super().__init__(recoverable, settings.user_ttl_s)
+        self.keys = settings.keys
+        self.weights = settings.weights
+        self.window_s = settings.purchase_window_s
+        self.context_features = settings.context_items > 0
+        self._session_of = ""
+        self._session_key = ""
+        self.state: UserHistoryState = _load(resume) or UserHistoryState(
+            UserHistory(settings.recent_items, settings.session_gap_s, dedup_horizon_s=settings.dedup_horizon_s,
+                        dedup_max_ids=settings.dedup_max_ids), time.time_ns())
+
+    @property
+    def history(self) -> UserHistory:
+        return self.state.history
+
+    @override
+    def on_batch(self, values: list[ParsedEvent]) -> tuple[Iterable[list[Touch | Link | PurchaseLink] | DeadLetter], bool]:
+        self.last_active = time.time()
+        out: list[list[Touch | Link | PurchaseLink] | DeadLetter] = []
+        for parsed in values:
+            seq = self.state.history.events
+            try:
+                messages = self._learn(parsed)
+            except Exception as exc:  # one event must not stop the flow: dead-lettered, the next goes on
+                out.extend(self._failed(parsed, exc, seq))
+                continue
+            if messages is not None:
+                out.append(messages)
+        return out, StatefulBatchLogic.RETAIN
+
+    def _failed(self, parsed: ParsedEvent, exc: Exception, seq: int) -> list[list[Touch | Link | PurchaseLink] | DeadLetter]:
+        """The dead letter for an event this stage failed on, and a touch standing in for it if it took a sequence
+        number: the user-list stage takes replies in sequence order and would otherwise wait for it."""
+        event = parsed.event
+        out: list[list[Touch | Link | PurchaseLink] | DeadLetter] = [stage_failure(
+            self.stage, exc, self.keys.stream_for_user(event.user_id), parsed.entry_id, _event_raw(parsed))]
+        history = self.state.history
+        if history.events > seq:
+            with contextlib.suppress(Exception):  # else the user's later replies go on once max_pending of them wait
+                out.append([Touch(event.item_id, event.user_id, parsed.entry_id, history.events, 0.0, event.ts,
+                                  parsed.accepted_ms, None, [], history.session_id, history.recent(),
+                                  list(history.purchased), self.state.life)])
+        return out
+
+    def _learn(self, parsed: ParsedEvent) -> list[Touch | Link | PurchaseLink] | None:
+        """One event: its touch and links (``None`` for a duplicate)."""
+        history = self.state.history
+        life = self.state.life
+        window_s = self.window_s
+        event = parsed.event
+        weight = self.weights.weight_of(event)
+        observed = history.learn_one(event, weight)
+        if observed is None:
+            DUPLICATES.inc()
+            return None
+        category = observed.category
+        previous = observed.previous if weight > 0.0 else []
+        bought = event.item_id if event.type == "purchase" and weight > 0.0 else None
+        window = history.purchase_window(event.ts, window_s, bought) if window_s > 0.0 else None
+        if observed.session_id != self._session_of:  # one key string per session, shared by its messages
+            self._session_of = observed.session_id
+            self._session_key = f"{event.user_id}\x1f{observed.session_id}"
+        session_key = self._session_key
+        touch = Touch(
+            item_id=event.item_id,
+            user_id=event.user_id,
+            entry_id=parsed.entry_id,
+            seq=history.events,
+            weight=weight,
+            ts=event.ts,
+            accepted_ms=parsed.accepted_ms,
+            category=category,
+            previous=previous,
+            session_id=observed.session_id,
+            recent=history.recent(),
+            exclude=list(history.purchased),
+            life=life,
+            previous_kinds=tuple(map(history.category_of, previous)) if category is not None else (),
+            window=window,
+            session_key=session_key,
+            segments=context_segments(event.context, event.ts) if self.context_features else (),
+        )
+        messages: list[Touch | Link | PurchaseLink] = [touch]
+        messages.extend(
+            Link(other, event.item_id, weight / math.pow(distance + 1, self.distance_decay), event.ts, category,
+                 session_key)
+            for distance, other in enumerate(previous)
+        )
+        if window is not None and bought is not None:
+            # What buyers of each earlier purchase of the window went on to buy: this item.
+            messages.extend(
+                PurchaseLink(earlier, bought, weight / (distance + 1), event.ts)
+                for distance, earlier in enumerate(window.purchases[1:]) if earlier != bought
+            )
+        return messages

@@ -1,0 +1,230 @@
+"""The user-list stage (keyed by user): :class:`UserListLogic`.
+
+It caches the neighbour lists of the user's recent items, merges them into the
+fresh personal candidates (re-ranked by :class:`~online.purchases.AfterPurchase`
+inside a purchase window), and hands them to the sink; each positive event
+becomes an :class:`~flows.stages.messages.Outcome`.
+
+>>> logic = UserListLogic(Settings(), None, recoverable=False)
+>>> first = Touch("a", "ann", "1-0", 1, 1.0, 1.7e9, 1, None, [], "s", [("a", 1.0, 1.7e9)], [])
+>>> second = Touch("b", "ann", "2-0", 2, 1.0, 1.7e9, 2, None, ["a"], "s", [("b", 1.0, 1.7e9), ("a", 1.0, 1.7e9)], [])
+>>> out, _ = logic.on_batch([NeighbourReply("a", [("c", 1.0)], first), NeighbourReply("b", [("a", 1.0), ("d", 0.5)], second)])
+>>> [type(m).__name__ for m in out], [item for item, _ in out[1].ranked]   # only the newest list is written
+(['Outcome', 'UserListWrite'], ['b', 'a', 'd', 'c'])
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bytewax.operators import StatefulBatchLogic
+from mypy_extensions import mypyc_attr
+from typing_extensions import override
+
+from flows.dead_letters import stage_failure
+from flows.stages.common import _load, _StageLogic
+from flows.stages.messages import NeighbourReply, Outcome, PersonalPool, Touch
+from flows.writes import UserListWrite
+from online.affinity import CategoryAffinity
+from online.contract import Settings, quantize_affinity
+from online.init_pickle import reduce_by_init
+from online.item_embedding import SessionEmbedding
+from online.neighbour_candidates import NeighbourCandidates
+from online.purchases import AfterPurchase
+
+__all__ = ["UserListLogic", "UserListState"]
+
+
+@dataclass(slots=True)
+class UserListState:
+    candidates: NeighbourCandidates
+    latest: Touch | None = None
+    previous: PersonalPool | None = None
+    pending: dict[int, NeighbourReply] = field(default_factory=dict)
+    """Replies that overtook an earlier one of the same user (several workers), by sequence number."""
+    life: int = 0
+    """The life of the user's history this state follows (see :attr:`Touch.life`)."""
+    session_id: str = ""
+    session: SessionEmbedding = field(default_factory=SessionEmbedding)
+    affinity: CategoryAffinity = field(default_factory=CategoryAffinity)
+    after_purchase: AfterPurchase | None = None
+    """The purchase window's rule while one is open (``None`` otherwise)."""
+
+    def __init__(self, candidates: NeighbourCandidates, latest: Touch | None = None,
+                 previous: PersonalPool | None = None, pending: dict[int, NeighbourReply] | None = None,
+                 life: int = 0, session_id: str = "", session: SessionEmbedding | None = None,
+                 affinity: CategoryAffinity | None = None, after_purchase: AfterPurchase | None = None) -> None:
+        # Written out, not generated: mypyc compiles only the methods in the source (see online.init_pickle).
+        self.candidates = candidates
+        self.latest = latest
+        self.previous = previous
+        self.pending = {} if pending is None else pending
+        self.life = life
+        self.session_id = session_id
+        self.session = SessionEmbedding() if session is None else session
+        self.affinity = CategoryAffinity() if affinity is None else affinity
+        self.after_purchase = after_purchase
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return reduce_by_init(self)
+
+
+@mypyc_attr(native_class=False)
+class UserListLogic(_StageLogic[NeighbourReply, Any, "UserListState"]):
+    """User-keyed: merges the neighbours of the user's recent items into the personal candidates.
+
+    Every positive event also becomes an :class:`Outcome` carrying the
+    personal pool the user had just before it; the ranker stage blends that
+    pool with trending exactly as the server does, scores the event against
+    the result (prequential evaluation) and learns from it.
+
+    With several workers, replies of one user's consecutive events come back
+    from different item workers and may arrive out of order. Replies are
+    taken in sequence order: one that overtook an earlier reply waits for it,
+    so every event is scored against the list just before it, whatever the
+    number of workers.
+    """
+
+    stage = "user_lists"
+
+    def __init__(self, settings: Settings, resume: bytes | None, recoverable: bool = True):
+        super().__init__(recoverable, settings.user_ttl_s + self.eviction_grace_s)
+        self.keys = settings.keys
+        self.n = settings.candidates
+        self.recent_weight = settings.recent_weight
+        self.position_decay = settings.position_decay
+        self.purchase_demote = settings.purchase_demote
+        self.purchase_boost = settings.purchase_boost
+        self.session_weight = settings.session_neighbours
+        self.affinity_categories = settings.affinity_categories
+        self.state: UserListState = _load(resume) or UserListState(NeighbourCandidates())
+
+    max_pending = 256
+    """Replies held back waiting for an earlier one; beyond this the oldest is taken without it."""
+    profile_affinities = 5
+    """Categories shown in the user's profile."""
+    eviction_grace_s = 60.0
+    """This stage keeps an idle user this much longer than the history stage does, so a user's
+    history is dropped first and a returning user's new life resets this state (not the reverse)."""
+    rerank_depth = 2
+    """Inside a purchase window the merge keeps this many times ``LIVERECO_CANDIDATES`` for the rule to
+    re-rank: candidates below the cut move up as the bought kind falls back."""
+
+    def _first_seq(self, life: int) -> int:
+        """The sequence number a new state starts from: 1, unless the user's history outlived this state.
+
+        That happens only if this state was dropped while the history was
+        not (a reply delayed past the grace): then the first reply is one of a
+        life older than :attr:`eviction_grace_s`, and the lowest pending one starts.
+        """
+        pending = self.state.pending
+        if 1 in pending or not life or time.time_ns() - life < self.eviction_grace_s * 1e9:
+            return 1  # a young (or unknown) life: its first reply may still be on its way from another worker
+        return min(pending)
+
+    @override
+    def on_batch(self, values: list[NeighbourReply]) -> tuple[Iterable[Any], bool]:
+        self.last_active = time.time()
+        state = self.state
+        for reply in values:
+            life = reply.touch.life
+            if life != state.life:
+                if life < state.life:
+                    continue  # a straggler from a life of the user's history that has since ended
+                # The history was evicted while idle and the user is back (or this state is new).
+                self.state = state = UserListState(NeighbourCandidates(), life=life)
+            if state.latest is None or reply.touch.seq > state.latest.seq:
+                state.pending[reply.touch.seq] = reply  # its neighbours are learned when its turn comes
+            else:  # a duplicate after a restart: its neighbours are still news
+                state.candidates.learn_one(reply.item_id, reply.neighbours)
+        pending = state.pending
+        out: list[Any] = []
+        touch: Touch | None = None
+        sessions: dict[str, float] | None = None
+        while pending:
+            expected = state.latest.seq + 1 if state.latest is not None else self._first_seq(state.life)
+            ready = pending.pop(expected, None)
+            if ready is None:
+                if len(pending) <= self.max_pending:
+                    break  # wait for the missing reply: every touch sends exactly one
+                ready = pending.pop(min(pending))
+            touch = ready.touch
+            try:
+                # Learned only now: ranking an earlier touch forgets lists of items outside its recent items.
+                state.candidates.learn_one(ready.item_id, ready.neighbours)
+                if touch.session_id != state.session_id:
+                    state.session_id = touch.session_id
+                    state.session.reset()
+                state.session.learn_one(ready.embedding, touch.weight, ready.embedding_norm)
+                if touch.category:
+                    state.affinity.learn_one(touch.category, touch.weight, touch.ts)
+                window = touch.window
+                if window is not None:
+                    after = state.after_purchase
+                    if after is None:
+                        after = state.after_purchase = AfterPurchase(self.purchase_demote, self.purchase_boost)
+                    after.learn_one(window, ready.bought_next, ready.of_kind)
+                elif state.after_purchase is not None:
+                    state.after_purchase = None  # the window has closed
+                if touch.weight > 0.0 and state.previous is not None:
+                    out.append(Outcome(touch.user_id, touch.entry_id, touch.item_id, touch.ts, state.previous,
+                                       touch.segments))
+            except Exception as exc:  # one event must not stop the flow: dead-lettered, its user goes on
+                out.append(stage_failure(self.stage, exc, self.keys.stream_for_user(touch.user_id), touch.entry_id,
+                                         f"reply of item {ready.item_id} to user {touch.user_id}".encode()))
+            state.latest = touch
+            sessions = ready.sessions
+            if pending:  # the next outcome needs this list; only the newest one is written
+                self._guarded_rank(touch, sessions, out, written=False)
+        if touch is not None:
+            self._guarded_rank(touch, sessions, out)
+        return out, StatefulBatchLogic.RETAIN
+
+    def _guarded_rank(self, last: Touch, sessions: dict[str, float] | None, out: list[Any], written: bool = True) -> None:
+        """:meth:`_rank`, its write appended to ``out``; a failure is dead-lettered (the previous list stays)."""
+        try:
+            write = self._rank(last, sessions, written)
+        except Exception as exc:
+            out.append(stage_failure(self.stage, exc, self.keys.stream_for_user(last.user_id), last.entry_id,
+                                     f"ranking the list of user {last.user_id}".encode()))
+            return
+        if written:
+            out.append(write)
+
+    def _rank(self, last: Touch, sessions: dict[str, float] | None, written: bool = True) -> UserListWrite:
+        state = self.state
+        recent_items = [item for item, _, _ in last.recent]
+        # Only the lists the merge reads: an older item gets a fresh list when it is touched again.
+        state.candidates.forget_except(set(recent_items[: NeighbourCandidates.merge_depth]))
+        exclude = set(last.exclude)
+        exclude.update(item for item, weight, _ in last.recent if weight < 0.0)
+        if self.recent_weight <= 0.0:
+            exclude.update(recent_items)
+        after = state.after_purchase
+        if after is None:
+            ranked = state.candidates.rank(last.recent, self.n, exclude, recent_weight=self.recent_weight,
+                                           position_decay=self.position_decay, sessions=sessions,
+                                           session_weight=self.session_weight)
+        else:
+            merged = state.candidates.rank(last.recent, self.rerank_depth * self.n, exclude,
+                                           recent_weight=self.recent_weight, position_decay=self.position_decay,
+                                           sessions=sessions, session_weight=self.session_weight)
+            ranked = after.rerank(merged, self.n, last.recent, exclude, self.position_decay)
+        repeat_rows: list[int] = []
+        if self.recent_weight > 0.0:  # the user's own recent items among the candidates
+            recent = set(recent_items)
+            repeat_rows = [row for row, (item, _) in enumerate(ranked) if item in recent]
+        repeats = frozenset([ranked[row][0] for row in repeat_rows])
+        # The affinity candidates' input, rounded as the list's blob keeps it: the server scores the same values.
+        affinities = [(category, quantize_affinity(score))
+                      for category, score in state.affinity.top(self.affinity_categories)] \
+            if self.affinity_categories and len(state.affinity) else []
+        state.previous = PersonalPool(ranked, repeats, frozenset(exclude), affinities)
+        return UserListWrite(last.user_id, ranked, last.ts, last.accepted_ms, last.session_id, last.recent,
+                             repeats=repeat_rows,
+                             exclude=sorted(exclude), session_embedding=state.session.raw(),
+                             affinities=state.affinity.top(self.profile_affinities) if written else [],
+                             list_affinities=affinities)
