@@ -25,6 +25,7 @@ from prometheus_client import generate_latest
 
 from online.contract import Settings
 from online.contract.api_keys import ApiKeys, is_loopback
+from online.contract.backoff import Backoff
 from online.contract.rate_limit import RateLimiter
 from online.contract.redis_url import redact, redact_text
 from serving.api import (
@@ -70,29 +71,31 @@ Handler = Callable[[Request], Awaitable[Any]]
 """A route's handler: answers its response Struct (``bytes`` for a body that is not JSON) or raises HTTPError."""
 
 
+_WAITING = "waiting up to %(timeout_s).0f s for Redis at %(what)s (%(problem)s)"
+_ANSWERS = "Redis at %(what)s answers after %(outage_s).1f s (%(failures)d failed attempts)"
+
+
 async def wait_for_redis(client: AsyncRedisClient, url: str, timeout_s: float) -> None:
     """Ping until Redis answers; after ``timeout_s`` raise naming the URL (its password redacted).
 
-    Logged when the wait begins and then every 10 s, not at every retry.
+    Logged when the wait begins and when it ends (:class:`~online.contract.backoff.Backoff`), not at every retry.
     """
     shown = redact(url)
     deadline = time.monotonic() + timeout_s
-    delay = 0.05
-    next_log = 0.0
+    backoff = Backoff(shown, log, first_s=0.05, max_s=1.0, began=_WAITING, ended=_ANSWERS,
+                      fields={"timeout_s": timeout_s})
     while True:
         try:
             await ping(client)
-            return
         except REDIS_EXCEPTIONS as exc:
             reason = redact_text(str(exc), url)
-            now = time.monotonic()
-            if now + delay > deadline:
+            delay = backoff.failed(reason)
+            if time.monotonic() + delay > deadline:
                 raise RuntimeError(f"Redis at {shown} did not answer within {timeout_s:.0f} s: {reason}") from None
-            if now >= next_log:
-                log.warning("waiting up to %.0f s for Redis at %s (%s)", deadline - now, shown, reason)
-                next_log = now + 10.0
             await asyncio.sleep(delay)
-            delay = min(1.0, delay * 2)
+        else:
+            backoff.succeeded()
+            return
 
 
 async def check_layout(client: AsyncRedisClient, settings: Settings) -> None:
