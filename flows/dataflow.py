@@ -43,6 +43,7 @@ from flows.stages import (
     UserListLogic,
     parse_entries,
 )
+from flows.stages.control import ParsedControl, UserErased
 from online.contract import Settings, stable_hash
 
 __all__ = ["build_flow", "flow_from_env"]
@@ -50,17 +51,24 @@ __all__ = ["build_flow", "flow_from_env"]
 V = TypeVar("V")
 
 
-def _is_keyed(item: tuple[str, ParsedEvent] | DeadLetter) -> TypeGuard[tuple[str, ParsedEvent]]:
+def _is_keyed(item: tuple[str, ParsedEvent | ParsedControl] | DeadLetter
+              ) -> TypeGuard[tuple[str, ParsedEvent | ParsedControl]]:
     return type(item) is tuple
 
 
-def _is_messages(keyed: tuple[str, list[Touch | Link | PurchaseLink] | DeadLetter]
+def _is_messages(keyed: tuple[str, list[Touch | Link | PurchaseLink] | DeadLetter | UserErased]
                  ) -> TypeGuard[tuple[str, list[Touch | Link | PurchaseLink]]]:
     return type(keyed[1]) is list  # else a DeadLetter: the user-history stage failed on that event
 
 
-def _dead_letters(batch: list[tuple[str, list[Touch | Link | PurchaseLink] | DeadLetter]]) -> list[DeadLetter]:
+def _dead_letters(batch: list[tuple[str, list[Touch | Link | PurchaseLink] | DeadLetter | UserErased]]
+                  ) -> list[DeadLetter]:
     return [value for _, value in batch if isinstance(value, DeadLetter)]
+
+
+def _erasures(batch: list[tuple[str, list[Touch | Link | PurchaseLink] | DeadLetter | UserErased]]
+              ) -> list[tuple[str, NeighbourReply | UserErased]]:
+    return [(key, value) for key, value in batch if isinstance(value, UserErased)]
 
 
 def _messages_by_item(batch: list[tuple[str, list[Touch | Link | PurchaseLink]]]) -> list[tuple[str, Touch | Link | PurchaseLink]]:
@@ -129,7 +137,7 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
     # source: one partition per stream → parse ──invalid──► dead letters
     entries = op.input("streams", flow, source)
 
-    def parse_batch(batch: list[StreamEntry]) -> list[tuple[str, ParsedEvent] | DeadLetter]:
+    def parse_batch(batch: list[StreamEntry]) -> list[tuple[str, ParsedEvent | ParsedControl] | DeadLetter]:
         return parse_entries(batch, weights)
 
     parsed = op.flat_map_batch("parse", entries, parse_batch)
@@ -149,7 +157,10 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
     item_writes: Stream[Write] = op.flat_map_batch("item_writes", replies.falses, _values)
 
     # → user list [by user]: the personal list to the sink, each positive event's outcome to the ranker
-    lists = op.stateful_batch("user_lists", back_to_user, lambda resume: UserListLogic(settings, resume, recoverable))
+    # (an erased user's list goes too: the erase comes straight from the user's history)
+    to_lists: KeyedStream[NeighbourReply | UserErased] = op.merge(
+        "to_lists", back_to_user, op.flat_map_batch("erasures", touched_ok.falses, _erasures))
+    lists = op.stateful_batch("user_lists", to_lists, lambda resume: UserListLogic(settings, resume, recoverable))
     outcomes = op.branch("outcomes", lists, _is_outcome)
 
     # → ranker [by shard]: every popularity update to every replica, each outcome to its user's shard

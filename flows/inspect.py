@@ -21,9 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from online.contract import RedisKeys, Settings
+from online.contract.streams import entry_user_id
 
 __all__ = ["UserFootprint", "add_arguments", "find_user", "run"]
 
@@ -69,18 +68,6 @@ def _text(raw: Any) -> str:
     return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
 
 
-def _entry_user(fields: dict[Any, Any]) -> str | None:
-    raw = fields.get(b"e")
-    if raw is not None:
-        try:
-            event = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return None
-        return str(event.get("user_id")) if isinstance(event, dict) else None
-    user = fields.get(b"user_id")
-    return _text(user) if user is not None else None
-
-
 def find_user(client: Any, keys: RedisKeys, user_id: str, recovery: Path | None = None,
               batch: int = 1000) -> UserFootprint:
     """Look for ``user_id`` in Redis (keys, its event stream, dead letters) and in the recovery store."""
@@ -95,7 +82,7 @@ def find_user(client: Any, keys: RedisKeys, user_id: str, recovery: Path | None 
     while True:
         entries = client.xrange(stream, min=start, max="+", count=batch)
         for entry_id, fields in entries:
-            if _entry_user(fields) == user_id:
+            if entry_user_id(fields) == user_id:
                 found.stream_entries.append((stream, _text(entry_id)))
         if len(entries) < batch:
             break

@@ -69,6 +69,7 @@ from flows.stages import (
     UserHistoryLogic,
     UserListLogic,
 )
+from flows.stages.control import UserErased
 from online.blend import blend
 from online.context_popularity import device_segment, hour_segment
 from online.contract import Event, Settings, stable_hash
@@ -167,7 +168,7 @@ class LiverecoModel:
     def _to_user_list(self, replies: list[NeighbourReply]) -> list[Outcome]:
         """Replies back to their user's list stage; returns the outcomes (the lists themselves stay in its state)."""
         outcomes: list[Outcome] = []
-        by_user: dict[str, list[NeighbourReply]] = {}
+        by_user: dict[str, list[NeighbourReply | UserErased]] = {}
         for reply in replies:
             by_user.setdefault(reply.user_id, []).append(reply)
         for user_id, batch in by_user.items():

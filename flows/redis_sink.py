@@ -41,6 +41,7 @@ from flows.writes import (
     PrequentialScore,
     RankerWrite,
     TrendingWrite,
+    UserErasedWrite,
     UserListWrite,
     Write,
 )
@@ -73,11 +74,13 @@ class _Batch:
     contexts: dict[int, dict[str, list[tuple[str, float]]]] = field(default_factory=dict)
     """Ranker shard -> context segment -> its popular items, from every ranker write of the batch."""
     dead: list[DeadLetter] = field(default_factory=list)
+    erased: set[str] = field(default_factory=set)
+    """Users whose keys are deleted (an erase after their last list write of the batch)."""
     blobs: dict[str, bytes] = field(default_factory=dict)
     """Key -> encoded list or profile, made once per batch (a retry after an outage sends the same bytes)."""
 
     def __bool__(self) -> bool:
-        return bool(self.users or self.similar or self.trending or self.rankers or self.dead)
+        return bool(self.users or self.similar or self.trending or self.rankers or self.dead or self.erased)
 
 
 _TRANSIENT_REPLIES = ("LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "READONLY", "OOM", "NOREPLICAS")
@@ -120,6 +123,10 @@ class _RedisSinkPartition(StatelessSinkPartition[Write]):
         for w in items:
             if isinstance(w, UserListWrite):
                 batch.users[w.user_id] = w
+                batch.erased.discard(w.user_id)  # a list of the user's new life, after an erase
+            elif isinstance(w, UserErasedWrite):
+                batch.users.pop(w.user_id, None)
+                batch.erased.add(w.user_id)
             elif isinstance(w, ItemSimilarWrite):
                 batch.similar[w.item_id] = w
             elif isinstance(w, PrequentialScore):
@@ -165,6 +172,9 @@ class _RedisSinkPartition(StatelessSinkPartition[Write]):
             pipe.set(recs, blobs[recs], ex=self._user_ttl_s)
             pipe.set(profile, blobs[profile], ex=self._user_ttl_s)
             what += (recs, profile)
+        for uid in batch.erased:
+            pipe.delete(keys.user_recs(uid), keys.user_profile(uid))
+            what.append(keys.user_recs(uid))
         for iid in batch.similar:
             similar = keys.item_similar(iid)
             pipe.set(similar, blobs[similar], ex=self._item_ttl_s)

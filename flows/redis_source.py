@@ -56,6 +56,11 @@ LAG_CAP = 10_000
 _COUNT_AFTER = "return #redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', tonumber(ARGV[2]))"
 
 
+def _order(entry_id: str) -> tuple[int, int]:
+    millis, _, sequence = entry_id.partition("-")
+    return int(millis), int(sequence or 0)
+
+
 @dataclass(slots=True)  # never mutated, but not frozen: a frozen __init__ costs ~6x, per event
 class StreamEntry:
     """One raw stream entry: where it came from, its id, its fields as stored."""
@@ -75,6 +80,8 @@ class _StreamPartition(StatefulSourcePartition[StreamEntry, str]):
         self._safe_id = last_id
         """Entries up to this one are never needed again: a restart resumes after it or later."""
         self._snapshots: list[str] = []
+        self._controls: list[str] = []
+        """Control entries read (erase, merge: they name users), deleted once no restart can need them."""
         self._read_count = read_count
         self._poll = timedelta(seconds=poll_interval_s)
         self._stop_at_end = stop_at_end
@@ -101,6 +108,7 @@ class _StreamPartition(StatefulSourcePartition[StreamEntry, str]):
         entries = reply[0][1]
         stream = self._stream
         batch = [StreamEntry(stream, eid.decode(), fields) for eid, fields in entries]
+        self._controls += [entry.entry_id for entry in batch if b"c" in entry.fields]
         self._last_id = batch[-1].entry_id
         self._measure_lag()
         return batch
@@ -134,8 +142,17 @@ class _StreamPartition(StatefulSourcePartition[StreamEntry, str]):
         progress = StreamProgress(self._last_id, self._safe_id, int(time.time() * 1000))
         try:
             self._client.hset(self._progress_key, self._stream, progress.encode())
+            self._delete_controls()
         except REDIS_EXCEPTIONS as exc:
             log.debug("publishing the progress of %s failed: %s", self._stream, exc)
+
+    def _delete_controls(self) -> None:
+        """``XDEL`` the control entries at or before the safe point: a restart resumes after them."""
+        safe = _order(self._safe_id)
+        done = [entry_id for entry_id in self._controls if _order(entry_id) <= safe]
+        if done:
+            self._client.xdel(self._stream, *done)
+            self._controls = [entry_id for entry_id in self._controls if _order(entry_id) > safe]
 
     @override
     def next_awake(self) -> datetime | None:

@@ -25,7 +25,7 @@ from online.contract import CandidateList, encode_candidates, encode_profile
 from online.init_pickle import reduce_by_init
 from online.item_embedding import weighted_mean
 
-__all__ = ["BLOB_VERSION", "DEAD_LETTER_STAGES", "DeadLetter", "ItemSimilarWrite", "PrequentialScore", "RankerWrite", "TrendingWrite",
+__all__ = ["BLOB_VERSION", "DEAD_LETTER_STAGES", "DeadLetter", "ItemSimilarWrite", "PrequentialScore", "RankerWrite", "TrendingWrite", "UserErasedWrite",
            "UserListWrite", "Write"]
 
 BLOB_VERSION = 2
@@ -194,6 +194,19 @@ class DeadLetter:
                 "reason": self.reason, "raw": self.raw}
 
 
+@dataclass(slots=True)
+class UserErasedWrite:
+    """Delete a user's keys: the user was erased (after any list written for their earlier events)."""
+
+    user_id: str
+
+    def __init__(self, user_id: str) -> None:
+        self.user_id = user_id
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return reduce_by_init(self)
+
+
 DEAD_LETTER_STAGES = ("parse", "user_history", "items", "user_lists", "ranker", "sink")
 """Where an event or a write can fail: the ``stage`` of a dead letter and of ``livereco_flow_dead_letters_total``."""
 
@@ -219,4 +232,4 @@ class PrequentialScore:
         return reduce_by_init(self)
 
 
-Write = UserListWrite | ItemSimilarWrite | TrendingWrite | DeadLetter | PrequentialScore | RankerWrite
+Write = UserListWrite | ItemSimilarWrite | TrendingWrite | DeadLetter | PrequentialScore | RankerWrite | UserErasedWrite

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import sys
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -203,3 +204,24 @@ class UserHistory:
     @property
     def last_ts(self) -> float | None:
         return self._last_ts
+
+    def absorb(self, recent: Sequence[tuple[str, float, float]], exclude: Sequence[str]) -> None:
+        """Fold another user's recent items (``(item, weight, ts)``, newest first) and exclusions into this history
+        (an identity merge), in event-time order with this user's own; the newest ``recent_items`` stay.
+
+        >>> h = UserHistory(recent_items=3)
+        >>> h.absorb([("b", 2.0, 20.0), ("a", 1.0, 10.0)], ["z"])
+        >>> [item for item, _, _ in h.recent()], list(h.purchased)
+        (['b', 'a'], ['z'])
+        """
+        merged = {item: [w, ts, cat] for item, (w, ts, cat) in self._recent.items()}
+        for item, weight, ts in recent:
+            slot = merged.get(item)
+            merged[item] = [weight, ts, None] if slot is None else [slot[0] + weight, max(slot[1], ts), slot[2]]
+        ordered = sorted(merged.items(), key=lambda pair: pair[1][1])[-self.recent_items:]
+        self._recent = OrderedDict(ordered)
+        for item in exclude:
+            self.purchased.pop(item, None)
+            self.purchased[item] = 0.0
+            if len(self.purchased) > self.recent_items:
+                self.purchased.popitem(last=False)

@@ -144,6 +144,35 @@ class Status(Struct):
     status: Literal["ok", "ready"]
 
 
+class Erasure(Struct, frozen=True, kw_only=True):
+    """What an erase removed at once; the flow drops the user's state as it reads the erase."""
+
+    keys: int
+    stream_entries: int
+    dead_letters: int
+
+
+class ErasedUser(Struct, kw_only=True):
+    user_id: str
+    erased: Erasure
+    flow: Literal["erasing"] = "erasing"
+
+
+class MergeRequest(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    from_user: Annotated[str, Meta(min_length=1, max_length=_LIMITS.max_id_length,
+                                   description="The anonymous id whose history the user absorbs (then erased).")
+                         ] = msgspec.field(name="from")
+
+
+class MergeResult(Struct, kw_only=True):
+    user_id: str
+    merged_from: str
+    items: Annotated[int, Meta(description="Recent items absorbed.")]
+    exclusions: Annotated[int, Meta(description="Items the user will not be shown again (bought, disliked).")]
+    flow_caught_up: Annotated[bool, Meta(description="Whether the flow had read the visitor's latest events.")]
+    erased: Erasure
+
+
 # --- errors: one shape --------------------------------------------------------------------------------------
 class EventRefusal(Struct, frozen=True, kw_only=True):
     index: int

@@ -30,7 +30,11 @@ from online.contract.rate_limit import RateLimiter
 from online.contract.redis_url import redact, redact_text
 from serving.api import (
     Accepted,
+    ErasedUser,
+    Erasure,
     ItemRequest,
+    MergeRequest,
+    MergeResult,
     Profile,
     RecentItem,
     RecommendationList,
@@ -51,6 +55,7 @@ from serving.redis_connect import REDIS_EXCEPTIONS, AsyncRedisClient, connect_as
 from serving.redis_reads import FastReads, fast_reads_for
 from serving.router import Router
 from serving.routes import ROUTES
+from serving.user_admin import erase_user, merge_users
 
 __all__ = ["LiverecoApp", "app_from_env", "wait_for_redis"]
 
@@ -325,6 +330,29 @@ class LiverecoApp:
         self.metrics.up.set(1)
         self.metrics.events_accepted.inc(len(ids))
         return Accepted(accepted=len(ids), ids=ids)
+
+    async def erase_user(self, request: Request) -> ErasedUser:
+        user_id = request.params.user_id
+        erased = await erase_user(self.client, self.keys, user_id)
+        return ErasedUser(user_id=user_id, erased=Erasure(**erased))
+
+    async def merge_user(self, request: Request) -> MergeResult:
+        require_json(request.scope)
+        body = await read_body(request.scope, request.receive, self.settings.max_body_bytes,
+                               self.settings.http_request_timeout_s)
+        try:
+            merge = msgspec.json.decode(body, type=MergeRequest)
+        except msgspec.ValidationError as exc:
+            raise HTTPError(422, "invalid_merge", str(exc).replace("$.", ""), field="from") from None
+        except msgspec.DecodeError as exc:
+            raise HTTPError(400, "bad_json", f"body: not valid JSON ({exc})", field="body") from None
+        user_id = request.params.user_id
+        if merge.from_user == user_id:
+            raise HTTPError(409, "merge_conflict", "from: a user cannot be merged into itself", field="from")
+        done = await merge_users(self.client, self.keys, user_id, merge.from_user)
+        return MergeResult(user_id=user_id, merged_from=merge.from_user, items=done["items"],
+                           exclusions=done["exclusions"], flow_caught_up=done["flow_caught_up"],
+                           erased=Erasure(**done["erased"]))
 
     async def healthz(self, request: Request) -> Status:
         return _OK

@@ -26,7 +26,10 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from online.contract import Settings
 from serving.api import (
     Accepted,
+    ErasedUser,
     ItemRequest,
+    MergeRequest,
+    MergeResult,
     Profile,
     ProfileRequest,
     RecommendationList,
@@ -133,6 +136,14 @@ ROUTES: tuple[Route, ...] = (
               503: "Nothing was written: a stream partition holds LIVERECO_STREAM_MAXLEN entries the flow has not"
                    " released (code backlog_full, naming stream, entries and bound), or Redis is unreachable;"
                    " retry the same batch after Retry-After (event_id makes a retry count once)"}, scope="write"),
+    Route("DELETE", "/v1/users/{user_id}", "erase_user", "Erase a user everywhere: keys, stream entries and dead"
+          " letters at once, the flow's state as it reads the erase (idempotent)", ErasedUser, status=202,
+          params=ProfileRequest, errors={400: BAD_PARAMETER, 503: REDIS_DOWN}, scope="admin"),
+    Route("POST", "/v1/users/{user_id}/merge", "merge_user", "Fold an anonymous visitor's history into this user"
+          " (in the flow), then erase the visitor", MergeResult, status=202, params=ProfileRequest,
+          body=lambda settings: MergeRequest, scope="write", errors={
+              400: "The body is not JSON", 415: "The body is not declared as application/json (charset UTF-8)",
+              409: "from: the user itself", 422: "from: missing, not a string or too long", 503: REDIS_DOWN}),
     Route("GET", "/healthz", "healthz", "The process is up", Status),
     Route("GET", "/readyz", "readyz", "Redis answers, and no event waits unprocessed while the flow is silent", Status,
           errors={503: "Redis is unreachable, or a stream holds events after the flow's read position and the flow's"

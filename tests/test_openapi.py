@@ -8,6 +8,7 @@ contract's validator (online.contract.parse_event, shared with the flow) accepts
 from __future__ import annotations
 
 import asyncio
+import math
 import string
 from typing import Any
 
@@ -28,7 +29,7 @@ from serving.routes import ROUTES, Route
 
 SETTINGS = Settings.from_env({}, event_weights="like=2")
 DOC = openapi_document(SETTINGS)
-FAR_FUTURE = 1e12
+FAR_FUTURE = math.inf  # the contract's "at most a day past now" is the one rule no schema can state
 """parse_event's ``now`` for the cross-check: the one rule no static schema holds (ts at most a day past the
 server's clock) is left out of the comparison."""
 
@@ -55,8 +56,11 @@ def test_a_path_with_another_method_is_405_with_allow_from_the_table() -> None:
     with pytest.raises(HTTPError) as refused:
         router.match("PUT", ["v1", "users", "u", "profile"], b"")
     assert refused.value.status == 405 and dict(refused.value.headers())[b"allow"] == b"GET"
+    with pytest.raises(HTTPError) as refused:
+        router.match("GET", ["v1", "users", "u"], b"")  # DELETE only (erase)
+    assert refused.value.status == 405 and b"DELETE" in dict(refused.value.headers())[b"allow"]
     with pytest.raises(HTTPError) as missing:
-        router.match("GET", ["v1", "users", "u"], b"")
+        router.match("GET", ["v1", "nothing", "here"], b"")
     assert missing.value.status == 404
 
 

@@ -10,8 +10,10 @@ from typing import Any
 from flows.dead_letters import RAW_LIMIT, stage_failure
 from flows.metrics import DEAD_LETTERS, EVENTS
 from flows.redis_source import StreamEntry
+from flows.stages.control import ParsedControl
 from flows.writes import DeadLetter
 from online.contract import Event, EventError, EventTypeWeights, accepted_ms, decode_stream_fields, parse_event
+from online.contract.control import decode_control
 from online.init_pickle import reduce_by_init
 
 __all__ = ["ParsedEvent", "parse_entries", "parse_entry"]
@@ -49,7 +51,8 @@ def parse_entry(entry: StreamEntry, weights: EventTypeWeights) -> ParsedEvent | 
     return parsed
 
 
-def parse_entries(entries: list[StreamEntry], weights: EventTypeWeights) -> list[tuple[str, ParsedEvent] | DeadLetter]:
+def parse_entries(entries: list[StreamEntry], weights: EventTypeWeights
+                  ) -> list[tuple[str, ParsedEvent | ParsedControl] | DeadLetter]:
     """:func:`parse_entry` for a batch, each event keyed by its user (the dataflow's first step).
 
     ``livereco_flow_events_total`` is incremented once per event type and batch, not per event.
@@ -59,9 +62,13 @@ def parse_entries(entries: list[StreamEntry], weights: EventTypeWeights) -> list
     ...                                           StreamEntry("events", "2-0", {b"e": b"{}"})], EventTypeWeights())]
     ['tuple', 'DeadLetter']
     """
-    out: list[tuple[str, ParsedEvent] | DeadLetter] = []
+    out: list[tuple[str, ParsedEvent | ParsedControl] | DeadLetter] = []
     counts: dict[str, int] = {}
     for entry in entries:
+        if b"c" in entry.fields:  # a control message (erase, merge), keyed by its user like an event
+            control = _parse_control(entry)
+            out.append((control.control.user_id, control) if isinstance(control, ParsedControl) else control)
+            continue
         parsed = _parse(entry, weights)
         if isinstance(parsed, ParsedEvent):
             event_type = parsed.event.type
@@ -83,6 +90,14 @@ def _parse(entry: StreamEntry, weights: EventTypeWeights) -> ParsedEvent | DeadL
         return DeadLetter(entry.stream, entry.entry_id, exc.field, str(exc), _raw(entry))
     except Exception as exc:  # anything else about one entry (a malformed id, ...) must not stop the flow
         return stage_failure("parse", exc, entry.stream, entry.entry_id, _raw(entry), reason="other")
+
+
+def _parse_control(entry: StreamEntry) -> ParsedControl | DeadLetter:
+    try:
+        return ParsedControl(decode_control(entry.fields), entry.entry_id)
+    except EventError as exc:
+        DEAD_LETTERS.labels("parse", "other").inc()
+        return DeadLetter(entry.stream, entry.entry_id, exc.field, str(exc), _raw(entry))
 
 
 def _raw(entry: StreamEntry) -> bytes:

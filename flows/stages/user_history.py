@@ -32,6 +32,7 @@ from typing_extensions import override
 from flows.dead_letters import stage_failure
 from flows.metrics import DUPLICATES
 from flows.stages.common import _load, _StageLogic
+from flows.stages.control import ParsedControl, UserErased, absorb
 from flows.stages.messages import Link, PurchaseLink, Touch
 from flows.stages.parse import ParsedEvent
 from flows.writes import DeadLetter
@@ -68,7 +69,8 @@ class UserHistoryState:
 
 
 @mypyc_attr(native_class=False)
-class UserHistoryLogic(_StageLogic[ParsedEvent, "list[Touch | Link | PurchaseLink] | DeadLetter", "UserHistoryState"]):
+class UserHistoryLogic(_StageLogic[ParsedEvent | ParsedControl, "list[Touch | Link | PurchaseLink] | DeadLetter | UserErased",
+                                   "UserHistoryState"]):
     """User-keyed: de-duplication, sessions, recent items; emits the touch and the forward links.
 
     An evicted user's next event starts a new history (a new life) at seq 1.
@@ -87,7 +89,12 @@ class UserHistoryLogic(_StageLogic[ParsedEvent, "list[Touch | Link | PurchaseLin
         self.context_features = settings.context_items > 0
         self._session_of = ""
         self._session_key = ""
-        self.state: UserHistoryState = _load(resume) or UserHistoryState(
+        self.settings = settings
+        self.state: UserHistoryState = _load(resume) or self._new_state()
+
+    def _new_state(self) -> UserHistoryState:
+        settings = self.settings
+        return UserHistoryState(
             UserHistory(settings.recent_items, settings.session_gap_s, dedup_horizon_s=settings.dedup_horizon_s,
                         dedup_max_ids=settings.dedup_max_ids), time.time_ns())
 
@@ -96,10 +103,17 @@ class UserHistoryLogic(_StageLogic[ParsedEvent, "list[Touch | Link | PurchaseLin
         return self.state.history
 
     @override
-    def on_batch(self, values: list[ParsedEvent]) -> tuple[Iterable[list[Touch | Link | PurchaseLink] | DeadLetter], bool]:
+    def on_batch(self, values: list[ParsedEvent | ParsedControl]
+                 ) -> tuple[Iterable[list[Touch | Link | PurchaseLink] | DeadLetter | UserErased], bool]:
         self.last_active = time.time()
-        out: list[list[Touch | Link | PurchaseLink] | DeadLetter] = []
+        out: list[list[Touch | Link | PurchaseLink] | DeadLetter | UserErased] = []
+        erased = False
         for parsed in values:
+            if type(parsed) is ParsedControl:  # an erase or a merge, in order with the user's events
+                erased = self._control(parsed, out)
+                continue
+            erased = False
+            assert type(parsed) is ParsedEvent
             seq = self.state.history.events
             try:
                 messages = self._learn(parsed)
@@ -108,7 +122,21 @@ class UserHistoryLogic(_StageLogic[ParsedEvent, "list[Touch | Link | PurchaseLin
                 continue
             if messages is not None:
                 out.append(messages)
-        return out, StatefulBatchLogic.RETAIN
+        return out, StatefulBatchLogic.DISCARD if erased else StatefulBatchLogic.RETAIN
+
+    def _control(self, parsed: ParsedControl, out: list[Any]) -> bool:
+        """Handle an erase (the history goes; ``True``) or a merge (absorbed items touched)."""
+        control = parsed.control
+        if control.kind == "erase":
+            out.append(UserErased(control.user_id, self.state.life))
+            self.state = self._new_state()  # a later event in this batch starts from nothing
+            return True
+        try:
+            out.append(absorb(self, parsed))
+        except Exception as exc:
+            out.append(stage_failure(self.stage, exc, self.keys.stream_for_user(control.user_id), parsed.entry_id,
+                                     control.encode()))
+        return False
 
     def _failed(self, parsed: ParsedEvent, exc: Exception, seq: int) -> list[list[Touch | Link | PurchaseLink] | DeadLetter]:
         """The dead letter for an event this stage failed on, and a touch standing in for it if it took a sequence

@@ -26,8 +26,9 @@ from typing_extensions import override
 
 from flows.dead_letters import stage_failure
 from flows.stages.common import _load, _StageLogic
+from flows.stages.control import TOMBSTONE_S, UserErased
 from flows.stages.messages import NeighbourReply, Outcome, PersonalPool, Touch
-from flows.writes import UserListWrite
+from flows.writes import UserErasedWrite, UserListWrite
 from online.affinity import CategoryAffinity
 from online.contract import Settings, quantize_affinity
 from online.init_pickle import reduce_by_init
@@ -73,7 +74,7 @@ class UserListState:
 
 
 @mypyc_attr(native_class=False)
-class UserListLogic(_StageLogic[NeighbourReply, Any, "UserListState"]):
+class UserListLogic(_StageLogic["NeighbourReply | UserErased", Any, "UserListState"]):
     """User-keyed: merges the neighbours of the user's recent items into the personal candidates.
 
     Every positive event also becomes an :class:`Outcome` carrying the
@@ -126,10 +127,13 @@ class UserListLogic(_StageLogic[NeighbourReply, Any, "UserListState"]):
         return min(pending)
 
     @override
-    def on_batch(self, values: list[NeighbourReply]) -> tuple[Iterable[Any], bool]:
+    def on_batch(self, values: list[NeighbourReply | UserErased]) -> tuple[Iterable[Any], bool]:
         self.last_active = time.time()
         state = self.state
+        if any(type(v) is UserErased for v in values):
+            return self._erase(values)
         for reply in values:
+            assert type(reply) is NeighbourReply
             life = reply.touch.life
             if life != state.life:
                 if life < state.life:
@@ -181,6 +185,25 @@ class UserListLogic(_StageLogic[NeighbourReply, Any, "UserListState"]):
                 self._guarded_rank(touch, sessions, out, written=False)
         if touch is not None:
             self._guarded_rank(touch, sessions, out)
+        return out, StatefulBatchLogic.RETAIN
+
+    def _erase(self, values: list[Any]) -> tuple[Iterable[Any], bool]:
+        """A batch holding an erase of the user's life L (it comes straight from the user's history, so replies of
+        either life may arrive before or after it). Replies of lives up to L are dropped; unless this state already
+        belongs to a newer life, it goes (a tombstone of L stays :data:`~flows.stages.control.TOMBSTONE_S`) and
+        the sink deletes the user's keys; replies of a newer life are then handled on a fresh state."""
+        erased = max(v.life for v in values if type(v) is UserErased)
+        user_id = next(v.user_id for v in values if type(v) is UserErased)
+        newer: list[NeighbourReply | UserErased] = [v for v in values if type(v) is NeighbourReply
+                                                    and v.touch.life > erased]
+        out: list[Any] = []
+        if self.state.life <= erased:
+            self.state = UserListState(NeighbourCandidates(), life=erased + 1)  # older lives' replies: stragglers
+            out.append(UserErasedWrite(user_id))
+            self.last_active = time.time() - self.idle_s + TOMBSTONE_S if self.idle_s is not None else time.time()
+        if newer:
+            rest, retain = self.on_batch(newer)
+            return [*out, *rest], retain
         return out, StatefulBatchLogic.RETAIN
 
     def _guarded_rank(self, last: Touch, sessions: dict[str, float] | None, out: list[Any], written: bool = True) -> None:

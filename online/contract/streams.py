@@ -30,7 +30,7 @@ import orjson
 
 from online.contract.events import Event, EventError
 
-__all__ = ["EVENT_FIELD", "accepted_ms", "decode_stream_fields", "stream_fields"]
+__all__ = ["EVENT_FIELD", "accepted_ms", "decode_stream_fields", "entry_user_id", "stream_fields"]
 
 EVENT_FIELD = "e"
 _NUMERIC_FLAT_FIELDS = ("ts", "value")
@@ -89,3 +89,23 @@ def accepted_ms(entry_id: bytes | str) -> int:
     """
     text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
     return int(text.partition("-")[0])
+
+
+def entry_user_id(fields: Mapping[Any, Any]) -> str | None:
+    """The ``user_id`` a stream entry names (an event, or a control message), or ``None`` if it names none.
+
+    >>> entry_user_id({b"e": b'{"user_id":"ann","item_id":"a","type":"view"}'}), entry_user_id({b"e": b"junk"})
+    ('ann', None)
+    >>> entry_user_id({b"c": b'{"control":"erase","user_id":"bob"}'}), entry_user_id({b"user_id": b"cy"})
+    ('bob', 'cy')
+    """
+    raw = fields.get(b"e", fields.get(b"c"))
+    if raw is not None:
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return None
+        user = obj.get("user_id") if isinstance(obj, dict) else None
+        return str(user) if isinstance(user, str | int) and not isinstance(user, bool) else None
+    user = fields.get(b"user_id")
+    return user.decode("utf-8", "replace") if isinstance(user, bytes) else None
