@@ -364,6 +364,8 @@ tests:
           - exp_labels: {{severity: critical}}
             exp_annotations:
               summary: "{summary}"
+              description: "32 failed Redis calls in the last minute (the flow retries at most every 2 s)."
+              runbook: "docs/monitoring.md#liverecoflowredisfailing"
 """
 
 

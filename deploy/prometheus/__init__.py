@@ -1,0 +1,1 @@
+"""Prometheus alert rules as code: ``python -m deploy.prometheus.build`` writes ``alerts.yml``."""
