@@ -14,6 +14,7 @@ user's hash tag (``lr:{u:<user>}:attrs``), replaced whole, with the user TTL.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import msgspec
@@ -27,14 +28,14 @@ from serving.shop_api import RankBody, RankedItem, RankedList, UserAttributes, U
 
 __all__ = ["ShopHandlers", "rank_items"]
 
-_AT = "- at `$"
-
 
 def _body_error(exc: msgspec.ValidationError) -> HTTPError:
+    """msgspec's ``Expected ... - at `$.items[3]``` (or ``- at `key` in `$.attributes```) naming the top field."""
     text = str(exc)
-    problem, _, where = text.partition(" - at `$")
-    path = where.rstrip("`").lstrip(".")
-    field = path.split("[", 1)[0].split(".", 1)[0] or "body"
+    problem, _, _ = text.partition(" - at `")
+    found = re.findall(r"`\$\.?([^`]*)`", text)
+    path = found[-1] if found else ""
+    field = re.split(r"[.\[]", path, maxsplit=1)[0] or "body"
     return HTTPError(422, "invalid_body", f"{path or 'body'}: {problem[:1].lower()}{problem[1:]}", field=field)
 
 
