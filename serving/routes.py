@@ -146,7 +146,10 @@ _LIST_DESCRIPTION = ("Filters: category, brand, min_price/max_price, in_stock, e
 
 
 def _bulk_body(settings: Settings) -> Any:
-    return Annotated[list[Item], Meta(min_length=0, max_length=MAX_BULK_ITEMS)]
+    """Any array: each element is taken as an Item (the Item schema) or reported by its index, so an array with bad
+    elements is a valid request, answered 200 with those elements in ``errors``."""
+    return Annotated[list[Any], Meta(max_length=MAX_BULK_ITEMS, description="Items, each as the Item schema; an element"
+                                     " that is not a valid item is reported by its index, the others are written")]
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/users/{user_id}/recommendations", "recommendations",

@@ -58,8 +58,8 @@ def item_body() -> type[Struct]:
     hints = get_type_hints(Item, include_extras=True)
     defaults = dict(zip(FIELDS[-len(Item.__struct_defaults__):], Item.__struct_defaults__, strict=True))
     id_type = hints.pop("item_id")
-    fields: list[Any] = [("item_id", Annotated[id_type | UnsetType, Meta(
-        description="Optional: the path's item_id (another one is a 422).")], UNSET)]
+    fields: list[Any] = [("item_id", Annotated[id_type | UnsetType | None, Meta(
+        description="Optional (or null): the path's item_id; another one is a 422.")], UNSET)]
     fields += [(name, hints[name], defaults[name]) for name in FIELDS if name != "item_id"]
     return msgspec.defstruct("ItemBody", fields, kw_only=True, forbid_unknown_fields=True, omit_defaults=True)
 
