@@ -85,8 +85,7 @@ class ListHandlers:
     async def recommendations(self, request: Any) -> RecommendationList:
         p: RecommendationsRequest = request.params
         settings = self.settings
-        filters = filters_of(p, settings.exclude_seen == 1)
-        page = filters.categories[0] if filters.categories else None
+        exclude_seen = settings.exclude_seen == 1 if p.exclude_seen is UNSET else p.exclude_seen
         device = p.device or None
         await self.ranker_weights.refresh(self.client, self.keys)
         # The request's context (device, hour of day: the client's local hour, else UTC's now) for the context features.
@@ -94,7 +93,9 @@ class ListHandlers:
             p.user_id, device, time.gmtime().tm_hour if p.hour is UNSET else p.hour) \
             if settings.context_items else ({}, {})
         weights = self.ranker_weights.for_user(p.user_id)
-        if self.catalog.active or filters.exclude_seen or settings.segments:
+        if self.catalog.active or exclude_seen or settings.segments:
+            filters = filters_of(p, settings.exclude_seen == 1)
+            page = filters.categories[0] if filters.categories else None
             answer = await self._served(self._spec(
                 p, filters, list_key=self.keys.user_recs(p.user_id), weights=weights, depth=settings.candidates,
                 stored_exclude_max=2 * settings.recent_items, explore=self.ranker_weights.explore_for(p.user_id, page),
@@ -106,6 +107,7 @@ class ListHandlers:
         else:
             # No catalog: the page's category (a category page, a cold user's first visit) only supplies the
             # trending part, or all items' trending while that category has none yet.
+            page = p.category[0] if p.category else None
             for trending_category in ((page, None) if page else (None,)):
                 answer = await merged_list(self.reads, self.keys, self.keys.user_recs(p.user_id), "personal", p.n,
                                            set(p.exclude), trending_category=trending_category, weights=weights,

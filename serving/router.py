@@ -96,9 +96,9 @@ class _Params:
                 raise HTTPError(400, "bad_parameter", "query: not valid UTF-8", field="query") from None
             if self.strict and not query.keys() <= self.query_names:
                 self._prefixed(query, data)
-            for name in self.query_fields:
-                values = query.get(name)
-                if not values:
+            names = self.query_names
+            for name, values in query.items():  # the query's few names, not the Struct's many fields
+                if name not in names or not values:
                     continue
                 if name in self.list_fields:
                     data[name] = [part for value in values for part in value.split(",") if part]
