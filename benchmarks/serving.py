@@ -25,6 +25,7 @@ stack (h11 + asyncio) on the same app against the one livereco ships
 
     .venv/bin/python -m benchmarks.serving [--duration 5] [--repeat 3] [--rates 500,1000,2000]
         [--workers 1,2] [--connections 32] [--compare-stacks] [--json results.json]
+    .venv/bin/python -m benchmarks.serving --filters [--items 100000] [--duration 5]   # filters' and rules' cost
 """
 
 from __future__ import annotations
@@ -196,11 +197,29 @@ def main() -> int:
     parser.add_argument("--compare-stacks", action="store_true",
                         help="also saturate uvicorn's h11+asyncio stack vs httptools+uvloop (1 process)")
     parser.add_argument("--json", type=Path, help="also write every run's figures here")
+    parser.add_argument("--filters", action="store_true",
+                        help="instead: what filters and rules cost per request with a catalog (benchmarks.serving_filters)")
+    parser.add_argument("--items", type=int, default=100_000, help="catalog items for --filters")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("benchmarks.serving needs wrk: apt-get install wrk", file=sys.stderr)
         return 2
     namespace = "bench"
+    if args.filters:
+        from benchmarks.serving_filters import bench_filters, table
+
+        with EmbeddedRedis() as server:
+            seed(server.url, namespace)
+            print(machine_line())
+            print("load average at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+            rows = bench_filters(server.url, namespace, args)
+            print(f"GET /v1/users/{{id}}/recommendations?n=10..., {USERS} users, {args.items:,}-item catalog, "
+                  f"wrk 1 thread {args.connections} connections, one run of {args.duration:g} s per case, 1 process:")
+            print(table(rows))
+            print("load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=1))
+        return 0
     results: dict[str, Any] = {"machine": machine_line(), "duration_s": args.duration, "repeat": args.repeat,
                                "loadavg_start": os.getloadavg()}
     with EmbeddedRedis() as server, tempfile.NamedTemporaryFile("w", suffix=".lua") as script:

@@ -15,7 +15,7 @@ the flow; :func:`event_struct` describes it for the schema (same limits), and
 Examples
 --------
 >>> msgspec.json.encode(TrendingList(category=None, items=[TrendingItem("a", 1.0)]))
-b'{"category":null,"source":"trending","items":[{"item_id":"a","score":1.0}]}'
+b'{"category":null,"source":"trending","items":[{"item_id":"a","score":1.0,"source":"trending"}]}'
 >>> msgspec.convert({"user_id": "u", "n": "0"}, RecommendationsRequest, strict=False)
 Traceback (most recent call last):
 ...
@@ -37,9 +37,28 @@ from online.contract import DEFAULT_LIMITS
 from online.contract.events import unprintable_character
 
 __all__ = [
-    "MAX_N", "Accepted", "Error", "ErrorDetail", "EventRefusal", "ItemRequest", "ItemSourced", "Profile",
-    "ProfileRequest", "RecentItem", "RecommendationList", "RecommendationsRequest", "SimilarList", "Status",
-    "StreamState", "TrendingItem", "TrendingList", "TrendingRequest", "event_struct", "printable_pattern",
+    "ATTRIBUTE_PREFIX",
+    "MAX_N",
+    "Accepted",
+    "Error",
+    "ErrorDetail",
+    "EventRefusal",
+    "ItemRequest",
+    "ItemSourced",
+    "ListQuery",
+    "Profile",
+    "ProfileRequest",
+    "RecentItem",
+    "RecommendationList",
+    "RecommendationsRequest",
+    "SimilarList",
+    "Status",
+    "StreamState",
+    "TrendingItem",
+    "TrendingList",
+    "TrendingRequest",
+    "event_struct",
+    "printable_pattern",
 ]
 
 MAX_N = 500
@@ -52,19 +71,49 @@ Count = Annotated[int, Meta(ge=1, le=MAX_N, description="How many items to retur
 Exclude = Annotated[list[Annotated[str, Meta(max_length=_LIMITS.max_id_length)]], Meta(max_length=MAX_N, description=f"Item ids never to return: repeat the parameter"
                                     f" or separate ids by commas (at most {MAX_N} ids in all).")]
 Text = Annotated[str, Meta(max_length=256)]
-Source = Literal["personal", "similar", "trending", "explore", "affinity"]
+Source = Literal["personal", "similar", "trending", "explore", "affinity", "pinned", "promotion"]
 Fallback = Literal["unknown", "short"]
 
 
 # --- requests: path and query parameters (a field named in the route's path template is a path parameter) -----
-class RecommendationsRequest(Struct, frozen=True, kw_only=True, forbid_unknown_fields=False):
-    user_id: Annotated[str, Meta(min_length=1, max_length=_LIMITS.max_id_length,
-                                 description="The user, or an anonymous session id; percent-encode '/'.")]
+Values = Annotated[list[Text], Meta(max_length=MAX_N, description="Several: repeat the parameter or separate values by"
+                                                                  " commas (any of them matches).")]
+Money = Annotated[float, Meta(ge=0.0, le=1e12)]
+ATTRIBUTE_PREFIX = "attr."
+"""Query parameters ``attr.<name>=<value>`` decode into the ``attr`` field (the field's ``x-query-prefix``)."""
+
+
+class ListQuery(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What every list endpoint takes: how many, and the filters (:mod:`online.catalog.filters`).
+
+    ``forbid_unknown_fields``: any other query parameter is a 400 naming it.
+    """
+
     n: Count = 10
     exclude: Exclude = []
-    # An optional parameter is UNSET when not given (None would let msgspec read the text "null" as absent).
-    category: Annotated[Text, Meta(description="The page's category: the trending part of the list comes from it"
-                                               " (all items' trending while it has none).")] | UnsetType = UNSET
+    category: Annotated[Values, Meta(description="Only items in one of these categories or below (a catalog path,"
+                                                 " e.g. sports/fitness); the page's category also supplies the"
+                                                 " trending that refills the list.")] = []
+    brand: Annotated[Values, Meta(description="Only items of one of these brands.")] = []
+    min_price: Annotated[Money, Meta(description="Only items priced at least this.")] | UnsetType = UNSET
+    max_price: Annotated[Money, Meta(description="Only items priced at most this (below min_price: nothing"
+                                                 " matches).")] | UnsetType = UNSET
+    in_stock: Annotated[Literal["true", "any"], Meta(description="true: only items in stock and available now"
+                                                                 " (the default); any: every catalog item.")] = "true"
+    exclude_seen: Annotated[bool, Meta(description="Leave out the items the user interacted with (default:"
+                                                   " LIVERECO_EXCLUDE_SEEN).")] | UnsetType = UNSET
+    diversity_cap: Annotated[int, Meta(ge=0, le=100, description="At most this many items of one category in the"
+                                                                 " first LIVERECO_DIVERSITY_WINDOW places (default:"
+                                                                 " LIVERECO_DIVERSITY_CAP; 0: off).")] | UnsetType = UNSET
+    attr: Annotated[dict[str, Text], Meta(
+        max_length=32, description="attr.<name>=<value>: only items whose attribute <name> is <value> (attr.foldable"
+                                   "=true, attr.size=42)",
+        extra_json_schema={"x-query-prefix": ATTRIBUTE_PREFIX})] = {}
+
+
+class RecommendationsRequest(ListQuery, frozen=True, kw_only=True):
+    user_id: Annotated[str, Meta(min_length=1, max_length=_LIMITS.max_id_length,
+                                 description="The user, or an anonymous session id; percent-encode '/'.")]
     device: Annotated[Text, Meta(description="The request's device, as events name it in context.device"
                                              " (context features, LIVERECO_CONTEXT_ITEMS).")] | UnsetType = UNSET
     hour: Annotated[int, Meta(ge=0, le=23, description="The client's local hour of day (default: the UTC hour"
@@ -75,15 +124,12 @@ class ProfileRequest(Struct, frozen=True, kw_only=True):
     user_id: PathId
 
 
-class ItemRequest(Struct, frozen=True, kw_only=True):
+class ItemRequest(ListQuery, frozen=True, kw_only=True):
     item_id: PathId
-    n: Count = 10
-    exclude: Exclude = []
 
 
-class TrendingRequest(Struct, frozen=True, kw_only=True):
-    n: Count = 10
-    category: Annotated[Text, Meta(description="A category's trending instead of all items'.")] | UnsetType = UNSET
+class TrendingRequest(ListQuery, frozen=True, kw_only=True):
+    pass
 
 
 # --- responses ---------------------------------------------------------------------------------------------
@@ -101,6 +147,8 @@ class RecommendationList(Struct, kw_only=True):
     fallback: Fallback | None
     items: list[ItemSourced]
     updated_ms_ago: Annotated[float, Meta(ge=0, description="Age of the personal part (ms).")] | UnsetType = UNSET
+    segment: Annotated[str, Meta(description="A user without a list: the segment (attribute=value, see PUT"
+                                             " /v1/users/{user_id}) whose trending answered.")] | UnsetType = UNSET
 
 
 class SimilarList(Struct, kw_only=True):
@@ -113,6 +161,7 @@ class SimilarList(Struct, kw_only=True):
 class TrendingItem(Struct, frozen=True):
     item_id: str
     score: Annotated[float, Meta(description="Popularity relative to the top item (1.0).")]
+    source: Literal["trending", "pinned", "promotion"] = "trending"
 
 
 class TrendingList(Struct, kw_only=True):

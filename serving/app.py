@@ -20,7 +20,6 @@ from typing import Any
 
 import msgspec
 import orjson
-from msgspec import UNSET
 from prometheus_client import generate_latest
 
 from online.contract import Settings
@@ -28,26 +27,14 @@ from online.contract.api_keys import ApiKeys, is_loopback
 from online.contract.backoff import Backoff
 from online.contract.rate_limit import RateLimiter
 from online.contract.redis_url import redact, redact_text
-from serving.api import (
-    Accepted,
-    ErasedUser,
-    Erasure,
-    ItemRequest,
-    MergeRequest,
-    MergeResult,
-    Profile,
-    RecentItem,
-    RecommendationList,
-    RecommendationsRequest,
-    SimilarList,
-    Status,
-    TrendingList,
-    TrendingRequest,
-)
+from serving.api import Accepted, ErasedUser, Erasure, MergeRequest, MergeResult, Profile, RecentItem, Status
 from serving.backlog import StreamBacklog, StreamStatus, flow_status
+from serving.catalog_routes import CatalogHandlers
+from serving.catalog_state import ServingCatalog
 from serving.http import HTTPError, Receive, Scope, Send, json_response, read_body, require_json, split_path
 from serving.ingest import append_events, parse_batch
-from serving.lists import merged_list, read_profile, read_trending
+from serving.list_routes import ListHandlers
+from serving.lists import read_profile
 from serving.metrics import NOT_FOUND_ROUTE, ServingMetrics, field_label, method_label
 from serving.openapi import openapi_document
 from serving.ranker_weights import RankerWeights
@@ -55,6 +42,7 @@ from serving.redis_connect import REDIS_EXCEPTIONS, AsyncRedisClient, connect_as
 from serving.redis_reads import FastReads, fast_reads_for
 from serving.router import Router
 from serving.routes import ROUTES
+from serving.shop_routes import ShopHandlers
 from serving.user_admin import erase_user, merge_users
 
 __all__ = ["LiverecoApp", "app_from_env", "wait_for_redis"]
@@ -115,8 +103,12 @@ async def check_layout(client: AsyncRedisClient, settings: Settings) -> None:
         )
 
 
-class LiverecoApp:
-    """Routes requests by the route table to its handlers, times them, and turns errors into JSON answers."""
+class LiverecoApp(ListHandlers, CatalogHandlers, ShopHandlers):
+    """Routes requests by the route table to its handlers, times them, and turns errors into JSON answers.
+
+    The handlers of the list routes, the catalog and rules routes, and the rank and user routes are in
+    :mod:`serving.list_routes`, :mod:`serving.catalog_routes` and :mod:`serving.shop_routes`.
+    """
 
     def __init__(self, settings: Settings, client: AsyncRedisClient | None = None,
                  metrics: ServingMetrics | None = None, redis_wait_s: float = 30.0):
@@ -126,6 +118,9 @@ class LiverecoApp:
         self.backlog = StreamBacklog(settings)
         self.redis_wait_s = redis_wait_s
         self.ranker_weights = RankerWeights(settings.ranker_shards, context=settings.context_items > 0)
+        self.catalog = ServingCatalog(settings.keys)
+        """The in-process catalog copy and rules, refreshed every ~250 ms by a task started with the server."""
+        self._catalog_task: asyncio.Task[None] | None = None
         self._client = client
         # The hot path's reads: one multiplexed connection (serving.redis_reads) where the URL allows,
         # else the client. An injected client serves everything.
@@ -232,6 +227,8 @@ class LiverecoApp:
                 try:
                     await wait_for_redis(self.client, self.settings.redis_url, self.redis_wait_s)
                     await check_layout(self.client, self.settings)
+                    await self.catalog.refresh(self.client)  # never serve a first request unfiltered
+                    self._catalog_task = asyncio.ensure_future(self.catalog.run(self.client))
                     self.metrics.up.set(1)
                 except Exception as exc:  # uvicorn prints the message: never the password
                     await send({"type": "lifespan.startup.failed",
@@ -239,6 +236,8 @@ class LiverecoApp:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self._catalog_task is not None:
+                    self._catalog_task.cancel()
                 if self._client is not None:
                     await self._client.aclose()
                 if self._fast is not None:
@@ -247,58 +246,6 @@ class LiverecoApp:
                 return
 
     # --- handlers: one per route of serving.routes.ROUTES, named by its handler field ---------------------
-    async def recommendations(self, request: Request) -> RecommendationList:
-        p: RecommendationsRequest = request.params
-        category, device = p.category or None, p.device or None
-        await self.ranker_weights.refresh(self.client, self.keys)
-        # The request's context (device, hour of day: the client's local hour, else UTC's now) for the context features.
-        device_popular, hour_popular = self.ranker_weights.context_for(
-            p.user_id, device, time.gmtime().tm_hour if p.hour is UNSET else p.hour) \
-            if self.settings.context_items else ({}, {})
-        # The page's category (a category page, a cold user's first visit): the trending part comes from it,
-        # or from all items while that category has no trending items yet.
-        for trending_category in ((category, None) if category else (None,)):
-            answer = await merged_list(self.reads, self.keys, self.keys.user_recs(p.user_id), "personal", p.n,
-                                       set(p.exclude), trending_category=trending_category,
-                                       weights=self.ranker_weights.for_user(p.user_id),
-                                       depth=self.settings.candidates,
-                                       # purchased and recent items (disliked ones are among the recent): the flow's bound
-                                       stored_exclude_max=2 * self.settings.recent_items,
-                                       explore=self.ranker_weights.explore_for(p.user_id, trending_category),
-                                       explore_at=self.settings.explore_position,
-                                       affinity_top=self.settings.affinity_categories,
-                                       affinity_items=self.settings.affinity_items,
-                                       device=device_popular, hour=hour_popular)
-            if answer.items:
-                break
-        self.metrics.up.set(1)
-        if answer.fallback:
-            self.metrics.fallbacks.labels("/v1/users/{user_id}/recommendations", answer.fallback).inc()
-        body = RecommendationList(user_id=p.user_id, source=answer.source,  # type: ignore[arg-type]
-                                  fallback=answer.fallback, items=answer.items)  # type: ignore[arg-type]
-        if answer.accepted_ms:
-            age_s = max(0.0, time.time() - answer.accepted_ms / 1000.0)
-            self.metrics.list_age.observe(age_s)
-            body.updated_ms_ago = round(age_s * 1000.0, 1)
-        return body
-
-    async def similar(self, request: Request) -> SimilarList:
-        p: ItemRequest = request.params
-        answer = await merged_list(self.reads, self.keys, self.keys.item_similar(p.item_id), "similar", p.n,
-                                   {p.item_id, *p.exclude})
-        self.metrics.up.set(1)
-        if answer.fallback:
-            self.metrics.fallbacks.labels("/v1/items/{item_id}/similar", answer.fallback).inc()
-        return SimilarList(item_id=p.item_id, source=answer.source,  # type: ignore[arg-type]
-                           fallback=answer.fallback, items=answer.items)  # type: ignore[arg-type]
-
-    async def trending(self, request: Request) -> TrendingList:
-        p: TrendingRequest = request.params
-        category = p.category or None
-        items = await read_trending(self.reads, self.keys, p.n, category)
-        self.metrics.up.set(1)
-        return TrendingList(category=category, items=items)
-
     async def profile(self, request: Request) -> Profile:
         user_id = request.params.user_id
         profile = await read_profile(self.reads, self.keys, user_id)
@@ -333,7 +280,7 @@ class LiverecoApp:
 
     async def erase_user(self, request: Request) -> ErasedUser:
         user_id = request.params.user_id
-        erased = await erase_user(self.client, self.keys, user_id)
+        erased = await erase_user(self.client, self.keys, user_id, (self.keys.user_attributes(user_id),))
         return ErasedUser(user_id=user_id, erased=Erasure(**erased))
 
     async def merge_user(self, request: Request) -> MergeResult:
@@ -349,7 +296,8 @@ class LiverecoApp:
         user_id = request.params.user_id
         if merge.from_user == user_id:
             raise HTTPError(409, "merge_conflict", "from: a user cannot be merged into itself", field="from")
-        done = await merge_users(self.client, self.keys, user_id, merge.from_user)
+        done = await merge_users(self.client, self.keys, user_id, merge.from_user,
+                                 (self.keys.user_attributes(merge.from_user),))
         return MergeResult(user_id=user_id, merged_from=merge.from_user, items=done["items"],
                            exclusions=done["exclusions"], flow_caught_up=done["flow_caught_up"],
                            erased=Erasure(**done["erased"]))

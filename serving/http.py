@@ -163,6 +163,10 @@ def split_path(raw_path: bytes) -> list[str]:
 
     >>> split_path(b"/v1/users/a%2Fb/recommendations")
     ['v1', 'users', 'a/b', 'recommendations']
+    >>> split_path(b"/v1/items/"), split_path(b"/healthz/")
+    (['v1', 'items', ''], ['healthz'])
     """
-    text = raw_path.decode("latin-1").split("?", 1)[0]
+    text = raw_path.decode("latin-1").split("?", 1)[0].lstrip("/")
+    if text.endswith("/") and text.count("/") > 1:  # /v1/items/: an empty last segment, as /v1/items//similar has
+        return [unquote(part, errors="strict") for part in text.split("/")]
     return [unquote(part, errors="strict") for part in text.strip("/").split("/")] if text.strip("/") else []

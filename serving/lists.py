@@ -44,6 +44,8 @@ class ListAnswer:
     fallback: str | None = None
     """Why trending was used: ``unknown`` (no list), ``short`` (padded)."""
     accepted_ms: int = 0
+    segment: str | None = None
+    """A user without a list: the segment (``attribute=value``) whose trending answered."""
 
 
 def _zrevrange_withscores(client: Any, key: str, stop: int) -> Any:

@@ -12,8 +12,8 @@ event types and the batch limit.
 >>> doc = openapi_document(Settings.from_env({}))
 >>> sorted(doc["paths"]["/v1/trending"]["get"]["responses"])
 ['200', '400', '401', '403', '408', '429', '431', '500', '503']
->>> [p["name"] for p in doc["paths"]["/v1/items/{item_id}/similar"]["get"]["parameters"]]
-['item_id', 'n', 'exclude']
+>>> [p["name"] for p in doc["paths"]["/v1/items/{item_id}/similar"]["get"]["parameters"]][:4]
+['n', 'exclude', 'category', 'brand']
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ def _parameters(route: Route, schema: dict[str, Any]) -> list[dict[str, Any]]:
     """One OpenAPI parameter per field of the route's params Struct (its object ``schema``)."""
     out = []
     for name, prop in schema["properties"].items():
+        if "x-query-prefix" in prop:  # attr.<name>: described by the operation's x-query-prefix-parameters
+            continue
         prop = dict(prop)
         description = prop.pop("description", None)
         members = prop.get("anyOf")
@@ -116,10 +118,21 @@ def openapi_document(settings: Settings, routes: Sequence[Route] = ROUTES) -> di
         if route.params is not None:
             ref = by_type[route.params]["$ref"].rsplit("/", 1)[-1]
             operation["parameters"] = _parameters(route, components[ref])
+            prefixed = [{"prefix": prop["x-query-prefix"], "field": name, "description": prop.get("description", ""),
+                         "schema": prop.get("additionalProperties", {})}
+                        for name, prop in components[ref]["properties"].items() if "x-query-prefix" in prop]
+            if prefixed:  # OpenAPI has no parameters named by a pattern: a vendor extension, and the description
+                operation["x-query-prefix-parameters"] = prefixed
             params_only.add(ref)
         if route.handler in bodies:
-            operation["requestBody"] = {"required": True, "content": {"application/json": {
-                "schema": body_schemas[route.handler]}}}
+            content = {}
+            for media_type in route.body_media_types:
+                if media_type == "application/x-ndjson":
+                    content[media_type] = {"schema": {"type": "string", "description": "One JSON object a line,"
+                                                      " each as an element of the application/json array"}}
+                else:
+                    content[media_type] = {"schema": body_schemas[route.handler]}
+            operation["requestBody"] = {"required": True, "content": content}
         paths.setdefault(route.path, {})[route.method.lower()] = operation
     for ref in params_only:
         del components[ref]

@@ -54,27 +54,51 @@ class _Params:
     list_fields: frozenset[str]
     text_fields: frozenset[str]
     query_fields: tuple[str, ...]
+    prefixes: tuple[tuple[str, str], ...] = ()
+    """``(prefix, field)``: query parameters ``<prefix><name>`` go into the dict field as ``{name: value}``."""
+    strict: bool = False
+    """Whether a query parameter the Struct does not have is a 400 (``forbid_unknown_fields``)."""
+    query_names: frozenset[str] = frozenset()
+    """``query_fields`` as a set."""
 
     @classmethod
     def of(cls, struct: type, template: str) -> _Params:
         info = inspect.type_info(struct)
         assert isinstance(info, inspect.StructType), struct
         in_path = {f.name for f in info.fields if "{" + f.name + "}" in template}
+        prefixes = tuple((prefix, f.name) for f in info.fields if (prefix := _prefix(f.type)))
         kinds = {f.name: _kind(f.type) for f in info.fields}
         return cls(struct, frozenset(in_path), frozenset(n for n, k in kinds.items() if k == "list"),
                    frozenset(n for n, k in kinds.items() if k == "text"),
-                   tuple(n for n in kinds if n not in in_path))
+                   tuple(n for n in kinds if n not in in_path and all(n != f for _, f in prefixes)),
+                   prefixes, info.forbid_unknown_fields,
+                   frozenset(n for n in kinds if n not in in_path and all(n != f for _, f in prefixes)))
+
+    def _prefixed(self, query: dict[str, list[str]], data: dict[str, Any]) -> None:
+        """The prefixed parameters of ``query`` into ``data``'s dict fields; any other unknown one is a 400."""
+        for name, values in query.items():
+            if name in self.query_fields:
+                continue
+            for prefix, target in self.prefixes:
+                if name.startswith(prefix) and len(name) > len(prefix):
+                    if values[-1]:
+                        data.setdefault(target, {})[name[len(prefix):]] = values[-1]
+                    break
+            else:
+                raise _unknown_parameter(name, self)
 
     def decode(self, captured: dict[str, str], query_string: bytes) -> Any:
         data: dict[str, Any] = dict(captured)
-        if query_string and self.query_fields:
+        if query_string and (self.query_fields or self.strict):
             try:
                 query = _parse_query(query_string.decode("utf-8"))
             except UnicodeDecodeError:
                 raise HTTPError(400, "bad_parameter", "query: not valid UTF-8", field="query") from None
-            for name in self.query_fields:
-                values = query.get(name)
-                if not values:
+            if self.strict and not query.keys() <= self.query_names:
+                self._prefixed(query, data)
+            names = self.query_names
+            for name, values in query.items():  # the query's few names, not the Struct's many fields
+                if name not in names or not values:
                     continue
                 if name in self.list_fields:
                     data[name] = [part for value in values for part in value.split(",") if part]
@@ -84,6 +108,20 @@ class _Params:
             return msgspec.convert(data, self.cls, strict=False)
         except msgspec.ValidationError as exc:
             raise _parameter_error(str(exc), data) from None
+
+
+def _unknown_parameter(name: str, params: _Params) -> HTTPError:
+    known = sorted({*params.query_fields, *(f"{prefix}<name>" for prefix, _ in params.prefixes)})
+    return HTTPError(400, "bad_parameter", f"{name[:64]}: is not a known parameter (known: {', '.join(known)})",
+                     field=name[:64])
+
+
+def _prefix(t: inspect.Type) -> str | None:
+    """The ``x-query-prefix`` a field's type declares (``attr.``), if any."""
+    if isinstance(t, inspect.Metadata):
+        extra = t.extra_json_schema or {}
+        return extra.get("x-query-prefix") or _prefix(t.type)
+    return None
 
 
 def _parse_query(text: str) -> dict[str, list[str]]:

@@ -23,6 +23,8 @@ from typing import Annotated, Any
 from msgspec import Meta
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from online.catalog.item import Item
+from online.catalog.rules import Rules
 from online.contract import Settings
 from serving.api import (
     Accepted,
@@ -39,6 +41,21 @@ from serving.api import (
     TrendingList,
     TrendingRequest,
     event_struct,
+)
+from serving.shop_api import (
+    MAX_BULK_BYTES,
+    MAX_BULK_ITEMS,
+    MAX_RANK_ITEMS,
+    ItemDeleted,
+    ItemPath,
+    ItemsWritten,
+    RankBody,
+    RankedList,
+    UserAttributes,
+    UserAttributesBody,
+    UserPath,
+    item_body,
+    item_patch,
 )
 
 __all__ = ["PROTOCOL_ERRORS", "ROUTES", "Route", "events_body"]
@@ -94,6 +111,9 @@ class Route:
     errors: Mapping[int, str] = field(default_factory=dict)
     media_type: str = "application/json"
     description: str = ""
+    body_media_types: tuple[str, ...] = ("application/json",)
+    """The media types the body may come as (the first is the JSON of ``body``; ``application/x-ndjson``: one
+    JSON value of ``body``'s item type a line)."""
     scope: str | None = None
     """The API-key scope it needs (``read``, ``write``, ``admin``: :mod:`online.contract.api_keys`); ``None``: open.
     A scoped route may also answer 401, 403 and 429 (:data:`AUTH_ERRORS`)."""
@@ -110,21 +130,73 @@ class Route:
         return (self.status, *sorted(errors), *(() if 500 in errors else (500,)))
 
 
-_LIST_ERRORS = {400: BAD_PARAMETER, 503: REDIS_DOWN}
+_LIST_ERRORS = {400: BAD_PARAMETER + "; or a query parameter the endpoint does not know", 503: REDIS_DOWN}
+_BODY_ERRORS = {
+    400: "A path parameter is invalid, or the body is not JSON (field names it)",
+    408: PROTOCOL_ERRORS[408],
+    413: "The body exceeds LIVERECO_MAX_BODY_BYTES",
+    415: "The body is not declared as one of the operation's media types (charset UTF-8)",
+    503: REDIS_DOWN,
+}
+_ITEM_422 = ("The item breaks a catalog rule no schema states (a category path with an empty level or more than 8,"
+             " available_until not after available_from, a time before 1970 or a time without a zone, an id or"
+             " text with a control character); field names it; nothing was written")
+_NO_ITEM = "No catalog item has this item_id"
+_LIST_DESCRIPTION = ("Filters: category, brand, min_price/max_price, in_stock, exclude, exclude_seen and attr.<name>=<value>"
+                     " (any attribute, e.g. attr.color=red: the x-query-prefix parameter below, which OpenAPI cannot"
+                     " list by name); a filtered-out place is refilled from deeper candidates, then the category's"
+                     " trending, then trending. Then the rules (GET /v1/rules) and the diversity cap.")
+
+
+def _bulk_body(settings: Settings) -> Any:
+    """Any array: each element is taken as an Item (the Item schema) or reported by its index, so an array with bad
+    elements is a valid request, answered 200 with those elements in ``errors``."""
+    return Annotated[list[Any], Meta(max_length=MAX_BULK_ITEMS, description="Items, each as the Item schema; an element"
+                                     " that is not a valid item is reported by its index, the others are written")]
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/users/{user_id}/recommendations", "recommendations",
           "A user's fresh personal list; trending for unknown users", RecommendationList,
-          params=RecommendationsRequest, errors=_LIST_ERRORS, scope="read"),
+          params=RecommendationsRequest, errors=_LIST_ERRORS, scope="read", description=_LIST_DESCRIPTION),
     Route("GET", "/v1/users/{user_id}/profile", "profile", "A user's session, recent items, session embedding"
           " and affinities", Profile, params=ProfileRequest,
           errors={400: BAD_PARAMETER, 404: "No profile for this user (none yet, or expired)", 503: REDIS_DOWN},
           scope="read"),
     Route("GET", "/v1/items/{item_id}/similar", "similar",
           "Items that go with an item (decayed co-visitation); trending when unknown", SimilarList,
-          params=ItemRequest, errors=_LIST_ERRORS, scope="read"),
+          params=ItemRequest, errors=_LIST_ERRORS, scope="read", description=_LIST_DESCRIPTION),
     Route("GET", "/v1/trending", "trending", "Most popular items now (time-decayed), globally or in a category",
-          TrendingList, params=TrendingRequest, errors=_LIST_ERRORS, scope="read"),
+          TrendingList, params=TrendingRequest, errors=_LIST_ERRORS, scope="read", description=_LIST_DESCRIPTION),
+    Route("POST", "/v1/users/{user_id}/rank", "rank", f"Order up to {MAX_RANK_ITEMS} items by the user's current"
+          " scores; unknown items keep their order at the end", RankedList, params=UserPath,
+          body=lambda settings: RankBody,
+          errors={**_BODY_ERRORS, 422: "The body is not {\"items\": [...]} with 1-500 ids (field names it)"},
+          scope="read"),
+    Route("PUT", "/v1/users/{user_id}", "put_user", "Store a user's attributes (country, segment, ...) for cold"
+          " start; replaces the stored ones; kept LIVERECO_USER_TTL_S", UserAttributes, params=UserPath,
+          body=lambda settings: UserAttributesBody,
+          errors={**_BODY_ERRORS, 422: "An attribute name or value is not allowed (field names it)"}, scope="write"),
+    Route("PUT", "/v1/items/{item_id}", "put_item", "Create or replace a catalog item", Item, params=ItemPath,
+          body=lambda settings: item_body(), errors={**_BODY_ERRORS, 422: _ITEM_422}, scope="admin"),
+    Route("PATCH", "/v1/items/{item_id}", "patch_item", "Change some of an item's properties (a merge patch, RFC 7396:"
+          " null removes a property, attributes merge key by key)", Item, params=ItemPath,
+          body=lambda settings: item_patch(), body_media_types=("application/json", "application/merge-patch+json"),
+          errors={**_BODY_ERRORS, 404: _NO_ITEM, 422: _ITEM_422}, scope="admin"),
+    Route("GET", "/v1/items/{item_id}", "get_item", "A catalog item as stored", Item, params=ItemPath,
+          errors={400: BAD_PARAMETER, 404: _NO_ITEM, 503: REDIS_DOWN}, scope="admin"),
+    Route("DELETE", "/v1/items/{item_id}", "delete_item", "Remove an item from the catalog (it is never served"
+          " again)", ItemDeleted, params=ItemPath, errors={400: BAD_PARAMETER, 404: _NO_ITEM, 503: REDIS_DOWN},
+          scope="admin"),
+    Route("POST", "/v1/items", "bulk_items", f"Create or replace up to {MAX_BULK_ITEMS} items: a JSON array, or NDJSON"
+          " (one item a line); each good item is written atomically, each bad one reported by index or line",
+          ItemsWritten, body=_bulk_body, body_media_types=("application/json", "application/x-ndjson"),
+          errors={**_BODY_ERRORS, 413: f"The body exceeds {MAX_BULK_BYTES} bytes or holds more than {MAX_BULK_ITEMS}"
+                                       " items"}, scope="admin"),
+    Route("GET", "/v1/rules", "get_rules", "The merchandising rules in force, with their version", Rules,
+          errors={503: REDIS_DOWN}, scope="admin"),
+    Route("PUT", "/v1/rules", "put_rules", "Replace the merchandising rules (in force on every server within a"
+          " second)", Rules, body=lambda settings: Rules,
+          errors={**_BODY_ERRORS, 422: "A rule is invalid (field names it, e.g. rules[2].factor)"}, scope="admin"),
     Route("POST", "/v1/events", "ingest", "Ingest one event or an array of them; all or nothing", Accepted,
           status=202, body=events_body, errors={
               400: "The body is not JSON, not UTF-8, empty, or neither an object nor a non-empty array",

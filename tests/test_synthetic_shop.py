@@ -288,6 +288,7 @@ class _Shop:
     def __init__(self) -> None:
         self.batches: list[list[dict[str, Any]]] = []
         self.paths: list[str] = []
+        self.catalogs: list[list[dict[str, Any]]] = []
         self.client_ports: set[int] = set()
         self.lock = threading.Lock()
 
@@ -306,6 +307,15 @@ def _server(respond: Responder = _accept_all, port: int = 0) -> Iterator[tuple[s
 
         def do_POST(self) -> None:
             body = orjson.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if self.path == "/v1/items":  # the catalog, published once at the start
+                shop.catalogs.append(body)
+                data = orjson.dumps({"written": len(body), "unchanged": 0, "rejected": 0, "errors": []})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return
             with shop.lock:
                 index = len(shop.batches)
                 shop.batches.append(body)
@@ -356,6 +366,7 @@ def test_produce_paces_batches_and_keeps_the_connection() -> None:
     assert stats.batches == len(shop.batches) >= 10
     assert all(1 <= len(b) <= 40 for b in shop.batches)
     assert set(shop.paths) == {"/v1/events"}
+    assert len(shop.catalogs) == 1 and shop.catalogs[0][0]["categories"][0].startswith("sports/")
     assert len(shop.client_ports) == 1 and stats.reconnects == 0  # one keep-alive connection
     assert stats.elapsed_s >= 399 / 2000.0  # paced: the last event was not due before then
     now = time.time()

@@ -99,14 +99,14 @@ class _Retry(Exception):
 class _Poster:
     """POSTs bodies to ``{base_url}/v1/events`` over one keep-alive connection, reopened when needed."""
 
-    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+    def __init__(self, base_url: str, timeout: float = 10.0, path: str = "/v1/events") -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"{base_url!r}: expected http://host:port")
         self.https = parts.scheme == "https"
         self.host = parts.hostname
         self.port = parts.port or (443 if self.https else 80)
-        self.path = parts.path.rstrip("/") + "/v1/events"
+        self.path = parts.path.rstrip("/") + path
         self.timeout = timeout
         self.conn: http.client.HTTPConnection | None = None
         self.used = False  # the open connection has answered before (a stale keep-alive may fail once)
@@ -139,6 +139,51 @@ class _Poster:
                 self.close()
             return response.status, data
         raise AssertionError("unreachable")
+
+
+def catalog_items(catalog: Catalog) -> list[dict[str, Any]]:
+    """The shop's items as catalog items (``PUT /v1/items``): category paths under ``sports/``, brand, price, and
+    stock (one item in 40 out of stock, deterministically).
+
+    >>> catalog_items(Catalog.generate(n_items=6, n_categories=2, seed=1))[0]["categories"][0].startswith("sports/")
+    True
+    """
+    now = time.time()
+    items = []
+    for index in range(len(catalog)):
+        item = catalog.item(index)
+        items.append({"item_id": item.item_id, "title": f"{item.brand} {item.category} {index}",
+                      "categories": [f"sports/{item.category}"], "brand": item.brand, "price": round(item.price, 2),
+                      "in_stock": index % 40 != 39, "created_at": now})
+    return items
+
+
+def publish_catalog(url: str, catalog: Catalog, say: Callable[[str], None], wait_s: float = 60.0,
+                    stop: Callable[[], bool] = lambda: False) -> bool:
+    """POST the shop's catalog to ``{url}/v1/items`` (bulk), waiting up to ``wait_s`` for the server; ``True`` when done.
+
+    Says something only when it could not."""
+    poster = _Poster(url, path="/v1/items")
+    body = orjson.dumps(catalog_items(catalog))
+    deadline = time.monotonic() + wait_s
+    try:
+        while not stop():
+            try:
+                status, data = poster.post(body)
+            except _Retry:
+                status, data = 503, b""
+            if status == 200:  # quiet when it worked, as the events are
+                return True
+            if status < 500 and status != 429:
+                say(f"could not publish the catalog: {_describe(status, data)}")
+                return False
+            if time.monotonic() > deadline:
+                say(f"could not publish the catalog: no answer from {url} within {wait_s:g} s")
+                return False
+            time.sleep(0.25)
+        return False
+    finally:
+        poster.close()
 
 
 _DIGITS = re.compile(r"\d+")
@@ -266,6 +311,9 @@ def produce(
             record(batch, status, data)
             return True
 
+    publish_catalog(url, catalog, say, wait_s=wait_s, stop=stopped)
+    start = time.monotonic()  # the events' schedule starts once the catalog is published
+    end = math.inf if duration_s is None else start + duration_s
     t0 = start
     n = 0
     pending: list[dict[str, Any]] = []

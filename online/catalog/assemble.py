@@ -167,7 +167,21 @@ def _pin(pool: list[Ranked], fixed: dict[int, Ranked], pins: list[Pin], blended:
 
 def _promote(pool: list[Ranked], fixed: dict[int, Ranked], promotion: Promotion, snapshot: CatalogSnapshot,
              n: int) -> list[Ranked]:
-    """At least ``promotion.slots`` of the first ``promotion.of`` (or ``n``) places hold matching items."""
+    """At least ``promotion.slots`` of the first ``promotion.of`` (or ``n``) places hold matching items.
+
+    Placing a promoted item pushes the window's last item out; when that one matched too, the count is short
+    again, so it is taken again (at most ``slots`` rounds).
+    """
+    for _ in range(promotion.slots):
+        promoted = len(fixed)
+        pool = _promote_once(pool, fixed, promotion, snapshot, n)
+        if len(fixed) == promoted:
+            break
+    return pool
+
+
+def _promote_once(pool: list[Ranked], fixed: dict[int, Ranked], promotion: Promotion, snapshot: CatalogSnapshot,
+                  n: int) -> list[Ranked]:
     limit = min(promotion.of or n, n)
     listed = _layout(fixed, pool)
     rule_filter = promotion.filter

@@ -19,8 +19,8 @@ Examples
 True
 >>> keys.streams()
 ['lr:events:{p0}', 'lr:events:{p1}', 'lr:events:{p2}', 'lr:events:{p3}']
->>> keys.trending(), keys.trending("shoes")
-('lr:trending', 'lr:trending:c:shoes')
+>>> keys.trending(), keys.trending("shoes"), keys.trending_segment("country", "de")
+('lr:trending', 'lr:trending:c:shoes', 'lr:trending:s:country=de')
 >>> keys.catalog_items(), keys.catalog_changes(), keys.catalog_rules()
 ('lr:{catalog}:items', 'lr:{catalog}:changes', 'lr:{catalog}:rules')
 """
@@ -89,6 +89,10 @@ class RedisKeys:
     def user_profile(self, user_id: str) -> str:
         return f"{self.namespace}:{{u:{user_id}}}:profile"
 
+    def user_attributes(self, user_id: str) -> str:
+        """A hash: the user's attributes (``country``, ``segment``, ...) from ``PUT /v1/users/{user_id}``, with the user TTL."""
+        return f"{self.namespace}:{{u:{user_id}}}:attrs"
+
     # --- per item ----------------------------------------------------
     def item_similar(self, item_id: str) -> str:
         return f"{self.namespace}:{{i:{item_id}}}:similar"
@@ -106,6 +110,14 @@ class RedisKeys:
         if category is None:
             return f"{self.namespace}:trending"
         return f"{self.namespace}:trending:c:{category}"
+
+    def trending_segment(self, attribute: str, value: str) -> str:
+        """The trending sorted set of the users whose ``attribute`` is ``value`` (``LIVERECO_SEGMENT_ATTRIBUTES``).
+
+        Written by the flow as it writes the other trending sets (scores: decayed log popularity); read by
+        the server for a user without a list. ``lr:trending:s:country=de``.
+        """
+        return f"{self.namespace}:trending:s:{attribute}={value}"
 
     # --- catalog (one hash tag: written by one script, read together) ----------------
     def catalog_items(self) -> str:

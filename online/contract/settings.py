@@ -95,6 +95,10 @@ class Settings:
     http_request_timeout_s: float = _setting(10.0, "LIVERECO_HTTP_REQUEST_TIMEOUT_S", "seconds a client has to send a request's headers and its whole body; slower requests are answered 408 and closed")
     http_keepalive_s: float = _setting(5.0, "LIVERECO_HTTP_KEEPALIVE_S", "seconds an idle keep-alive connection stays open")
     http_max_connections: int = _setting(2048, "LIVERECO_HTTP_MAX_CONNECTIONS", "open connections per server process; further ones are answered 503")
+    exclude_seen: int = _setting(0, "LIVERECO_EXCLUDE_SEEN", "1: lists leave out the items the user interacted with (their recent items) unless the request says exclude_seen=false; 0: only when it says exclude_seen=true")
+    diversity_cap: int = _setting(3, "LIVERECO_DIVERSITY_CAP", "at most this many items of one category (an item's first catalog category) among the first LIVERECO_DIVERSITY_WINDOW places of a list; a request's diversity_cap= overrides it; 0: off")
+    diversity_window: int = _setting(10, "LIVERECO_DIVERSITY_WINDOW", "the places of a list the diversity cap holds in")
+    segment_attributes: str = _setting("", "LIVERECO_SEGMENT_ATTRIBUTES", "user attributes (PUT /v1/users/{user_id}) that have their own trending, comma separated in order of preference (e.g. 'segment,country'): a user without a list gets the trending of their first segment that has one instead of everyone's")
     gc_interval_s: float = _setting(60.0, "LIVERECO_GC_INTERVAL_S", "the flow collects cyclic garbage on this timer instead of Python's automatic collector, which walks the whole model state (0: Python's default)")
 
     @classmethod
@@ -145,12 +149,22 @@ class Settings:
             raise ValueError(f"{_env_of('redis_appendfsync')}={self.redis_appendfsync!r}: expected everysec, always or no")
         if self.insecure_open not in (0, 1):
             raise ValueError(f"{_env_of('insecure_open')}={self.insecure_open!r}: expected 0 or 1")
+        if self.exclude_seen not in (0, 1):
+            raise ValueError(f"{_env_of('exclude_seen')}={self.exclude_seen!r}: expected 0 or 1")
+        if not 0 <= self.diversity_cap <= 100 or not 1 <= self.diversity_window <= 500:
+            raise ValueError(f"{_env_of('diversity_cap')}={self.diversity_cap!r}, {_env_of('diversity_window')}="
+                             f"{self.diversity_window!r}: the cap is 0-100, the window 1-500")
         if not self.data_dir.strip():
             raise ValueError(f"{_env_of('data_dir')}: must not be empty")
         if not 0.0 <= self.purchase_demote <= 1.0:
             raise ValueError(f"{_env_of('purchase_demote')}={self.purchase_demote!r}: must be between 0 and 1")
         self.keys  # noqa: B018 - validates namespace and partitions
         self.weights  # noqa: B018 - validates the weight spec
+
+    @property
+    def segments(self) -> tuple[str, ...]:
+        """``LIVERECO_SEGMENT_ATTRIBUTES`` as a tuple of attribute names."""
+        return tuple(name.strip() for name in self.segment_attributes.split(",") if name.strip())
 
     @property
     def item_ttl_s(self) -> int:
