@@ -7,7 +7,7 @@ Bytewax's own runner::
 
 Stages and their keys::
 
-    streams ─► parse ─┬─► user history (user) ─► item state (item) ─┬─► user list (user) ─┬─► personal list ─┐
+    streams ─► parse ─┬─► [catalog (item) ◄─ catalog changes] ─► user history (user) ─► item state (item) ─┬─► user list (user) ─┬─► personal list ─┐
                       │                                             │                     └─► outcome ─┐    │
                       │                                             └─► popularity ─► ranker (shard) ◄─┘    │
                       │                                                  trending, similar ─┤ scores, weights│
@@ -28,12 +28,15 @@ from bytewax.inputs import Source
 from bytewax.operators import KeyedStream
 from bytewax.outputs import Sink
 
+from flows.catalog_source import CatalogSource
 from flows.redis_sink import DeadLetter, RedisSink, SinkOptions, TrendingWrite, Write
 from flows.redis_source import RedisStreamSource, StreamEntry
 from flows.stages import (
+    CatalogLogic,
     ItemLogic,
     Link,
     NeighbourReply,
+    NewItem,
     Outcome,
     ParsedEvent,
     PurchaseLink,
@@ -43,6 +46,7 @@ from flows.stages import (
     UserListLogic,
     parse_entries,
 )
+from online.catalog.protocol import CatalogChange
 from online.contract import Settings, stable_hash
 
 __all__ = ["build_flow", "flow_from_env"]
@@ -79,17 +83,33 @@ def _is_outcome(keyed: tuple[str, object]) -> bool:
     return type(keyed[1]) is Outcome
 
 
+def _events_by_item(batch: list[tuple[str, ParsedEvent]]) -> list[tuple[str, ParsedEvent | CatalogChange]]:
+    return [(parsed.event.item_id, parsed) for _, parsed in batch]
+
+
+def _changes_by_item(batch: list[CatalogChange]) -> list[tuple[str, ParsedEvent | CatalogChange]]:
+    return [(change.item_id, change) for change in batch]
+
+
+def _is_news(keyed: tuple[str, object]) -> bool:
+    return type(keyed[1]) is NewItem
+
+
 def _values(batch: list[tuple[str, V]]) -> list[V]:
     return [value for _, value in batch]
 
 
 def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = "livereco",
                source: Source[StreamEntry] | None = None, sink: Sink[Write] | None = None,
-               learn_until_ts: float | None = None, recoverable: bool = True) -> Dataflow:
+               learn_until_ts: float | None = None, recoverable: bool = True,
+               catalog: Source[CatalogChange] | None = None) -> Dataflow:
     """The dataflow for ``settings``; ``stop_at_end`` ends it once the streams are drained.
 
     ``source`` and ``sink`` replace the Redis ones (the evaluation driver feeds a
-    log in and collects scores); ``learn_until_ts`` freezes the item models for
+    log in and collects scores); ``catalog`` is the catalog's changes (with the
+    Redis source, the catalog's change stream: :class:`~flows.catalog_source.CatalogSource`;
+    a flow given another ``source`` and no ``catalog`` has no catalog stage, as a
+    replayed log's categories come with its events); ``learn_until_ts`` freezes the item models for
     events at or after that time (frozen evaluation: user sessions still follow).
     ``recoverable=False`` (a run without a recovery store) skips pickling snapshots nobody keeps.
 
@@ -122,6 +142,8 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
             poll_interval_s=settings.poll_interval_ms / 1000.0,
             stop_at_end=stop_at_end,
         )
+        if catalog is None:
+            catalog = CatalogSource(settings.redis_url, settings.keys, stop_at_end=stop_at_end)
     # Operators are fused where a step would only re-key or unwrap: every Python call per event counts.
     # Steps that map item by item take whole batches (flat_map_batch): one compiled loop per batch
     # instead of a Python generator and a lambda call per item (op.map's shim).
@@ -135,8 +157,27 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
     parsed = op.flat_map_batch("parse", entries, parse_batch)
     valid = op.branch("valid", parsed, _is_keyed)
 
+    # → catalog [by item] (when the flow follows a catalog): each event takes its item's catalog facts; a new
+    # catalog item goes to every ranker replica (exploration)
+    shard_keys = [f"shard{shard}" for shard in range(settings.ranker_shards)]
+    history_in: KeyedStream[ParsedEvent] = valid.trues
+    news: KeyedStream[NewItem] | None = None
+    if catalog is not None:
+        changes = op.input("catalog_changes", flow, catalog)
+        catalog_in: KeyedStream[ParsedEvent | CatalogChange] = op.merge(
+            "catalog_in", op.flat_map_batch("events_by_item", valid.trues, _events_by_item),
+            op.flat_map_batch("changes_by_item", changes, _changes_by_item))
+        cataloged = op.stateful_batch("catalog", catalog_in, lambda resume: CatalogLogic(resume, recoverable))
+        is_news = op.branch("catalog_news", cataloged, _is_news)
+        history_in = op.flat_map_batch("events_by_user", is_news.falses, _values)
+
+        def news_to_shards(batch: list[tuple[str, NewItem]]) -> list[tuple[str, NewItem]]:
+            return [(key, new) for _, new in batch for key in shard_keys]
+
+        news = op.flat_map_batch("news_to_shards", is_news.trues, news_to_shards)
+
     # → user history [by user]: touches and links to their items (a failed event: a dead letter)
-    touched = op.stateful_batch("user_history", valid.trues,
+    touched = op.stateful_batch("user_history", history_in,
                                 lambda resume: UserHistoryLogic(settings, resume, recoverable))
     touched_ok = op.branch("touched_ok", touched, _is_messages)
 
@@ -153,17 +194,15 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
     outcomes = op.branch("outcomes", lists, _is_outcome)
 
     # → ranker [by shard]: every popularity update to every replica, each outcome to its user's shard
-    shard_keys = [f"shard{shard}" for shard in range(settings.ranker_shards)]
-
-    def popularity_to_shards(batch: list[Write]) -> list[tuple[str, TrendingWrite | Outcome]]:
+    def popularity_to_shards(batch: list[Write]) -> list[tuple[str, TrendingWrite | Outcome | NewItem]]:
         return [(key, write) for write in batch if isinstance(write, TrendingWrite) for key in shard_keys]  # every replica
 
-    def outcome_to_shard(batch: list[tuple[str, Outcome]]) -> list[tuple[str, TrendingWrite | Outcome]]:
+    def outcome_to_shard(batch: list[tuple[str, Outcome]]) -> list[tuple[str, TrendingWrite | Outcome | NewItem]]:
         return [(shard_keys[stable_hash(user_id) % len(shard_keys)], outcome) for user_id, outcome in batch]
 
-    ranker_in: KeyedStream[TrendingWrite | Outcome] = op.merge(
+    ranker_in: KeyedStream[TrendingWrite | Outcome | NewItem] = op.merge(
         "ranker_in", op.flat_map_batch("popularity", item_writes, popularity_to_shards),
-        op.flat_map_batch("outcome_shard", outcomes.trues, outcome_to_shard))
+        op.flat_map_batch("outcome_shard", outcomes.trues, outcome_to_shard), *([news] if news is not None else []))
     ranked = op.flat_map_batch("ranker_out", op.stateful_batch(
         "ranker", ranker_in, lambda resume: RankerLogic(settings, resume, recoverable)), _values)
 

@@ -131,7 +131,8 @@ class UserHistoryLogic(_StageLogic[ParsedEvent, "list[Touch | Link | PurchaseLin
         window_s = self.window_s
         event = parsed.event
         weight = self.weights.weight_of(event)
-        observed = history.learn_one(event, weight)
+        facts = parsed.facts
+        observed = history.learn_one(event, weight, facts.kind if facts is not None else None)
         if observed is None:
             DUPLICATES.inc()
             return None
@@ -161,6 +162,7 @@ class UserHistoryLogic(_StageLogic[ParsedEvent, "list[Touch | Link | PurchaseLin
             window=window,
             session_key=session_key,
             segments=context_segments(event.context, event.ts) if self.context_features else (),
+            facts=facts,
         )
         messages: list[Touch | Link | PurchaseLink] = [touch]
         messages.extend(
