@@ -178,7 +178,7 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
 
     # → user history [by user]: touches and links to their items (a failed event: a dead letter)
     touched = op.stateful_batch("user_history", history_in,
-                                lambda resume: UserHistoryLogic(settings, resume, recoverable))
+                                lambda resume: UserHistoryLogic(settings, resume, recoverable, catalog is not None))
     touched_ok = op.branch("touched_ok", touched, _is_messages)
 
     # → item state [by item]: replies back to their users; popularity and similar lists to the sink

@@ -51,6 +51,11 @@ def _event_raw(parsed: ParsedEvent) -> bytes:
         return repr(parsed.event).encode("utf-8", "replace")
 
 
+def _entry_order(parsed: ParsedEvent) -> tuple[int, int]:
+    """A user's events in stream order (all of a user's events are in one stream): acceptance ms, then sequence."""
+    return parsed.accepted_ms, int(parsed.entry_id.rpartition("-")[2] or 0)
+
+
 @dataclass(slots=True)
 class UserHistoryState:
     """A user's history and which life of it this is (see :attr:`Touch.life`)."""
@@ -79,8 +84,10 @@ class UserHistoryLogic(_StageLogic[ParsedEvent, "list[Touch | Link | PurchaseLin
     distance_decay = 1.0
     """Evidence that item b follows a at distance d in a session: ``weight / (d + 1) ** distance_decay``."""
 
-    def __init__(self, settings: Settings, resume: bytes | None, recoverable: bool = True):
+    def __init__(self, settings: Settings, resume: bytes | None, recoverable: bool = True, reorder: bool = False):
         super().__init__(recoverable, settings.user_ttl_s)
+        self.reorder = reorder
+        """Put each batch of the user's events back in stream order (behind the catalog stage)."""
         self.keys = settings.keys
         self.weights = settings.weights
         self.window_s = settings.purchase_window_s
@@ -99,6 +106,8 @@ class UserHistoryLogic(_StageLogic[ParsedEvent, "list[Touch | Link | PurchaseLin
     def on_batch(self, values: list[ParsedEvent]) -> tuple[Iterable[list[Touch | Link | PurchaseLink] | DeadLetter], bool]:
         self.last_active = time.time()
         out: list[list[Touch | Link | PurchaseLink] | DeadLetter] = []
+        if self.reorder and len(values) > 1:  # the catalog stage (keyed by item) hands them on grouped by item
+            values = sorted(values, key=_entry_order)
         for parsed in values:
             seq = self.state.history.events
             try:
