@@ -123,9 +123,12 @@ def test_after_buying_a_treadmill_no_treadmill_is_in_the_top_10_and_running_shoe
     post_events(base, [{"user_id": user, "item_id": "treadmill-3", "type": "purchase", "ts": now}])
     wait_for(lambda: "treadmill-3" not in [i["item_id"] for i in recommendations(base, user, 50)], 10)
     after = [i["item_id"] for i in recommendations(base, user)]
-    print("before:", before, "\nafter:", [(i["item_id"], i["source"], i["score"]) for i in recommendations(base, user, 30)])
+    print("before:", before, "\nafter:", after)
     assert [item for item in after if kind_of(item) == "treadmill"] == []
     assert sum(kind_of(item) == "shoe" for item in after) >= 2
+    # The user's affinities are the catalog's categories, brands and price bands.
+    profile = get(f"{base}/v1/users/{user}/profile")[1]
+    assert b"sports/fitness/treadmills" in profile and b"brand:brand" in profile and b"price:" in profile, profile
 
 
 def test_a_brand_new_catalog_item_takes_the_exploration_slot_within_seconds(

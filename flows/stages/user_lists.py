@@ -172,6 +172,9 @@ class UserListLogic(_StageLogic[NeighbourReply, Any, "UserListState"]):
                 state.session.learn_one(ready.embedding, touch.weight, ready.embedding_norm)
                 if touch.category:
                     state.affinity.learn_one(touch.category, touch.weight, touch.ts)
+                if touch.facts is not None:  # brand and price band join the categories (brand:acme, price:64-128)
+                    for key in touch.facts.affinity_keys:
+                        state.affinity.learn_one(key, touch.weight, touch.ts)
                 if touch.weight < 0.0 or self.recent_weight <= 0.0 or touch.item_id in touch.exclude:
                     self._exclude(touch.item_id)  # disliked, consumed (never recommended back) or bought
                 window = touch.window
@@ -246,8 +249,10 @@ class UserListLogic(_StageLogic[NeighbourReply, Any, "UserListState"]):
             repeat_rows = [row for row, (item, _) in enumerate(ranked) if item in recent]
         repeats = frozenset([ranked[row][0] for row in repeat_rows])
         # The affinity candidates' input, rounded as the list's blob keeps it: the server scores the same values.
+        # Brand and price-band affinities have no trending list of their own: only categories are candidates' input.
         affinities = [(category, quantize_affinity(score))
-                      for category, score in state.affinity.top(self.affinity_categories)] \
+                      for category, score in state.affinity.top(3 * self.affinity_categories)
+                      if not category.startswith(("brand:", "price:"))][: self.affinity_categories] \
             if self.affinity_categories and len(state.affinity) else []
         state.previous = PersonalPool(ranked, repeats, frozenset(exclude), affinities)
         return UserListWrite(last.user_id, ranked, last.ts, last.accepted_ms, last.session_id, last.recent,
