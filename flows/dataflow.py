@@ -7,7 +7,7 @@ Bytewax's own runner::
 
 Stages and their keys::
 
-    streams ─► parse ─┬─► user history (user) ─► item state (item) ─┬─► user list (user) ─┬─► personal list ─┐
+    streams ─► parse ─┬─► [catalog (item) ◄─ catalog changes] ─► user history (user) ─► item state (item) ─┬─► user list (user) ─┬─► personal list ─┐
                       │                                             │                     └─► outcome ─┐    │
                       │                                             └─► popularity ─► ranker (shard) ◄─┘    │
                       │                                                  trending, similar ─┤ scores, weights│
@@ -28,12 +28,15 @@ from bytewax.inputs import Source
 from bytewax.operators import KeyedStream
 from bytewax.outputs import Sink
 
+from flows.catalog_source import CatalogSource
 from flows.redis_sink import DeadLetter, RedisSink, SinkOptions, TrendingWrite, Write
 from flows.redis_source import RedisStreamSource, StreamEntry
 from flows.stages import (
+    CatalogLogic,
     ItemLogic,
     Link,
     NeighbourReply,
+    NewItem,
     Outcome,
     ParsedEvent,
     PurchaseLink,
@@ -44,6 +47,7 @@ from flows.stages import (
     parse_entries,
 )
 from flows.stages.control import ParsedControl, UserErased
+from online.catalog.protocol import CatalogChange
 from online.contract import Settings, stable_hash
 
 __all__ = ["build_flow", "flow_from_env"]
@@ -87,17 +91,39 @@ def _is_outcome(keyed: tuple[str, object]) -> bool:
     return type(keyed[1]) is Outcome
 
 
+CONTROL_KEY = "\x1fcontrol"
+"""The catalog stage's key for control messages (no item id can hold a control character): they take the same
+hop as events, so they reach the user history in order with them."""
+
+
+def _events_by_item(batch: list[tuple[str, ParsedEvent | ParsedControl]]
+                    ) -> list[tuple[str, ParsedEvent | ParsedControl | CatalogChange]]:
+    return [(parsed.event.item_id if type(parsed) is ParsedEvent else CONTROL_KEY, parsed) for _, parsed in batch]
+
+
+def _changes_by_item(batch: list[CatalogChange]) -> list[tuple[str, ParsedEvent | ParsedControl | CatalogChange]]:
+    return [(change.item_id, change) for change in batch]
+
+
+def _is_news(keyed: tuple[str, object]) -> bool:
+    return type(keyed[1]) is NewItem
+
+
 def _values(batch: list[tuple[str, V]]) -> list[V]:
     return [value for _, value in batch]
 
 
 def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = "livereco",
                source: Source[StreamEntry] | None = None, sink: Sink[Write] | None = None,
-               learn_until_ts: float | None = None, recoverable: bool = True) -> Dataflow:
+               learn_until_ts: float | None = None, recoverable: bool = True,
+               catalog: Source[CatalogChange] | None = None) -> Dataflow:
     """The dataflow for ``settings``; ``stop_at_end`` ends it once the streams are drained.
 
     ``source`` and ``sink`` replace the Redis ones (the evaluation driver feeds a
-    log in and collects scores); ``learn_until_ts`` freezes the item models for
+    log in and collects scores); ``catalog`` is the catalog's changes (with the
+    Redis source, the catalog's change stream: :class:`~flows.catalog_source.CatalogSource`;
+    a flow given another ``source`` and no ``catalog`` has no catalog stage, as a
+    replayed log's categories come with its events); ``learn_until_ts`` freezes the item models for
     events at or after that time (frozen evaluation: user sessions still follow).
     ``recoverable=False`` (a run without a recovery store) skips pickling snapshots nobody keeps.
 
@@ -130,6 +156,8 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
             poll_interval_s=settings.poll_interval_ms / 1000.0,
             stop_at_end=stop_at_end,
         )
+        if catalog is None:
+            catalog = CatalogSource(settings.redis_url, settings.keys, stop_at_end=stop_at_end)
     # Operators are fused where a step would only re-key or unwrap: every Python call per event counts.
     # Steps that map item by item take whole batches (flat_map_batch): one compiled loop per batch
     # instead of a Python generator and a lambda call per item (op.map's shim).
@@ -143,9 +171,28 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
     parsed = op.flat_map_batch("parse", entries, parse_batch)
     valid = op.branch("valid", parsed, _is_keyed)
 
+    # → catalog [by item] (when the flow follows a catalog): each event takes its item's catalog facts; a new
+    # catalog item goes to every ranker replica (exploration)
+    shard_keys = [f"shard{shard}" for shard in range(settings.ranker_shards)]
+    history_in: KeyedStream[ParsedEvent | ParsedControl] = valid.trues
+    news: KeyedStream[NewItem] | None = None
+    if catalog is not None:
+        changes = op.input("catalog_changes", flow, catalog)
+        catalog_in: KeyedStream[ParsedEvent | ParsedControl | CatalogChange] = op.merge(
+            "catalog_in", op.flat_map_batch("events_by_item", valid.trues, _events_by_item),
+            op.flat_map_batch("changes_by_item", changes, _changes_by_item))
+        cataloged = op.stateful_batch("catalog", catalog_in, lambda resume: CatalogLogic(resume, recoverable))
+        is_news = op.branch("catalog_news", cataloged, _is_news)
+        history_in = op.flat_map_batch("events_by_user", is_news.falses, _values)
+
+        def news_to_shards(batch: list[tuple[str, NewItem]]) -> list[tuple[str, NewItem]]:
+            return [(key, new) for _, new in batch for key in shard_keys]
+
+        news = op.flat_map_batch("news_to_shards", is_news.trues, news_to_shards)
+
     # → user history [by user]: touches and links to their items (a failed event: a dead letter)
-    touched = op.stateful_batch("user_history", valid.trues,
-                                lambda resume: UserHistoryLogic(settings, resume, recoverable))
+    touched = op.stateful_batch("user_history", history_in,
+                                lambda resume: UserHistoryLogic(settings, resume, recoverable, catalog is not None))
     touched_ok = op.branch("touched_ok", touched, _is_messages)
 
     # → item state [by item]: replies back to their users; popularity and similar lists to the sink
@@ -164,17 +211,15 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
     outcomes = op.branch("outcomes", lists, _is_outcome)
 
     # → ranker [by shard]: every popularity update to every replica, each outcome to its user's shard
-    shard_keys = [f"shard{shard}" for shard in range(settings.ranker_shards)]
-
-    def popularity_to_shards(batch: list[Write]) -> list[tuple[str, TrendingWrite | Outcome]]:
+    def popularity_to_shards(batch: list[Write]) -> list[tuple[str, TrendingWrite | Outcome | NewItem]]:
         return [(key, write) for write in batch if isinstance(write, TrendingWrite) for key in shard_keys]  # every replica
 
-    def outcome_to_shard(batch: list[tuple[str, Outcome]]) -> list[tuple[str, TrendingWrite | Outcome]]:
+    def outcome_to_shard(batch: list[tuple[str, Outcome]]) -> list[tuple[str, TrendingWrite | Outcome | NewItem]]:
         return [(shard_keys[stable_hash(user_id) % len(shard_keys)], outcome) for user_id, outcome in batch]
 
-    ranker_in: KeyedStream[TrendingWrite | Outcome] = op.merge(
+    ranker_in: KeyedStream[TrendingWrite | Outcome | NewItem] = op.merge(
         "ranker_in", op.flat_map_batch("popularity", item_writes, popularity_to_shards),
-        op.flat_map_batch("outcome_shard", outcomes.trues, outcome_to_shard))
+        op.flat_map_batch("outcome_shard", outcomes.trues, outcome_to_shard), *([news] if news is not None else []))
     ranked = op.flat_map_batch("ranker_out", op.stateful_batch(
         "ranker", ranker_in, lambda resume: RankerLogic(settings, resume, recoverable)), _values)
 

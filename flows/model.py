@@ -60,6 +60,7 @@ from flows.stages import (
     ItemLogic,
     Link,
     NeighbourReply,
+    NewItem,
     Outcome,
     ParsedEvent,
     PersonalPool,
@@ -181,7 +182,7 @@ class LiverecoModel:
     def _to_rankers(self, trending: list[TrendingWrite], outcomes: list[Outcome]) -> None:
         """Trending to every replica, each outcome to its user's shard; then trending is applied up to now."""
         for shard, replica in enumerate(self.rankers):
-            batch: list[TrendingWrite | Outcome] = [*trending, *(o for o in outcomes if self._shard(o.user_id) == shard)]
+            batch: list[TrendingWrite | Outcome | NewItem] = [*trending, *(o for o in outcomes if self._shard(o.user_id) == shard)]
             if batch:
                 replica.on_batch(batch)  # scores each outcome and learns; PrequentialScore/RankerWrite not kept
             replica._advance(float("inf"))  # as Redis trending: every update, at once (see the module docstring)

@@ -65,7 +65,7 @@ __all__ = [
 DEFAULT_PARTITIONS = 4
 """Partitions of a new store unless asked otherwise (or more, when the cluster has more workers)."""
 
-STATE_FORMAT = 8
+STATE_FORMAT = 9
 """The format of the stage state this livereco snapshots. Bump it when a state class changes so
 that older snapshots no longer load (a field without a default, a new tuple layout). 1: stores
 written before the format was recorded; 2: the ranker's exploration pool and 6-field pending
@@ -77,7 +77,10 @@ ranker's state records the list length it learns to fill (``BlendRanker.list_len
 ranker's state keeps its context popularity (context features); 7: the stages' states pickle
 through their constructors (``online.init_pickle``: their ``__init__`` is compiled, and a compiled
 ``__init__`` refuses the empty instance older pickles start from); 8: a user's history keeps its
-event ids by event time (``UserHistory.dedup``, an ``online.event_dedup.EventDedup``), not in a ring of 64."""
+event ids by event time (``UserHistory.dedup``, an ``online.event_dedup.EventDedup``), not in a ring of 64; 9: the
+catalog stage keeps each catalog item's facts (``online.item_facts.ItemFacts``), the catalog source resumes from a
+catalog version, a user's list state keeps their whole-history exclusions (``online.excluded_items.ExcludedItems``)
+and an exploration arm records whether the catalog launched it (``Arm.launched``)."""
 
 _FORMAT_FILE = "livereco-state-format"
 

@@ -139,6 +139,8 @@ class _RedisSinkPartition(StatelessSinkPartition[Write]):
                 batch.trending.setdefault(self._keys.trending(), {})[w.item_id] = w.log_score
                 if w.category:
                     batch.trending.setdefault(self._keys.trending(w.category), {})[w.item_id] = w.log_score
+                for category in w.also:  # the catalog's other paths and ancestors of the item
+                    batch.trending.setdefault(self._keys.trending(category), {})[w.item_id] = w.log_score
             else:
                 batch.dead.append(w)
         return batch

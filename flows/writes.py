@@ -120,13 +120,17 @@ class TrendingWrite:
     """Event time of the newest event counted in ``log_score``."""
     events: int = 0
     """The item's events so far (its flow state's count): while few, it is new (exploration)."""
+    also: tuple[str, ...] = ()
+    """Other trending categories of the item: its catalog paths and their ancestors besides ``category``."""
 
-    def __init__(self, item_id: str, category: str | None, log_score: float, ts: float = 0.0, events: int = 0) -> None:
+    def __init__(self, item_id: str, category: str | None, log_score: float, ts: float = 0.0, events: int = 0,
+                 also: tuple[str, ...] = ()) -> None:
         self.item_id = item_id
         self.category = category
         self.log_score = log_score
         self.ts = ts
         self.events = events
+        self.also = also
 
     def __reduce__(self) -> tuple[Any, ...]:
         return reduce_by_init(self)

@@ -29,6 +29,7 @@ __all__ = ["COMPILED_MODULES", "PURE_PYTHON_ENV", "build_is_current", "build_sta
 
 COMPILED_MODULES = (
     "flows.dataflow",
+    "flows.stages.catalog",
     "flows.stages.common",
     "flows.stages.items",
     "flows.stages.messages",
@@ -49,6 +50,7 @@ COMPILED_MODULES = (
     "online.contract.streams",
     "online.covisitation",
     "online.event_dedup",
+    "online.excluded_items",
     "online.exploration",
     "online.forward_decay",
     "online.item_embedding",

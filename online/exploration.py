@@ -19,6 +19,10 @@ candidates soon start too low to beat the incumbent and the slot mostly
 stays with it, reopening as that memory fades; where they are, it keeps
 exploring: exploration spends slots in proportion to how often it pays.
 
+An item the catalog has just created (a launch: :attr:`Arm.launched`) joins
+before its first event, with a uniform prior instead of the learned one: the
+shop says it is new, so it is shown at once and judged on its own shows.
+
 An item leaves when it has its own signal (more than ``new_events`` events;
 for one user, it also gives way as soon as it is among their personal or
 trending candidates, see :func:`online.blend.explore_slot`) or when its
@@ -71,6 +75,9 @@ class Arm:
     category: str | None = None
     shows: int = 0
     successes: int = 0
+    launched: bool = False
+    """Admitted because the catalog created it (not from its first events): its prior is uniform, not the
+    one new items of the log earned, so a launch gets shown at once and is judged on its own shows."""
 
 
 @dataclass
@@ -102,8 +109,11 @@ class ExplorationPool:
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
 
-    def observe(self, item: str, events: int, category: str | None = None) -> None:
-        """``item`` has had ``events`` events (in event time): admit it while new, let it go once it is not."""
+    def observe(self, item: str, events: int, category: str | None = None, launched: bool = False) -> None:
+        """``item`` has had ``events`` events (in event time): admit it while new, let it go once it is not.
+
+        ``launched``: the catalog just created it (see :attr:`Arm.launched`).
+        """
         arm = self.arms.get(item)
         if arm is not None:
             if events > self.new_events:
@@ -115,7 +125,7 @@ class ExplorationPool:
             return
         if len(self.arms) >= self.capacity:
             self._leave(next(iter(self.arms)))
-        self.arms[item] = Arm(category)
+        self.arms[item] = Arm(category, launched=launched)
 
     def learn_one(self, shown: str | None, incumbent: str | None, positive: str) -> None:
         """The user went to ``positive`` from a list with ``shown`` in the slot and ``incumbent`` at its position.
@@ -152,7 +162,7 @@ class ExplorationPool:
         drawn: list[tuple[float, str]] = []
         prior = 1.0 + self.prior_failures
         for item, arm in self.arms.items():
-            failures = prior + arm.shows - arm.successes
+            failures = (1.0 if arm.launched else prior) + arm.shows - arm.successes
             if arm.successes:
                 sample = rng.betavariate(1 + arm.successes, failures)
             else:  # Beta(1, b) by inversion: the usual case, and 15 times cheaper than betavariate
@@ -177,7 +187,7 @@ class ExplorationPool:
 
     def _poor(self, arm: Arm) -> bool:
         """Whether ``arm``'s mean plus two standard deviations is below the incumbent's mean."""
-        a, b = 1 + arm.successes, 1 + self.prior_failures + arm.shows - arm.successes
+        a, b = 1 + arm.successes, 1 + (0.0 if arm.launched else self.prior_failures) + arm.shows - arm.successes
         spread = 2.0 * math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
         incumbent = (1 + self.incumbent_hits) / (2 + self.incumbent_shows)
         return a / (a + b) + spread < incumbent

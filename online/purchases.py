@@ -137,6 +137,11 @@ class AfterPurchase:
         """Whether ``item`` is known to be in a bought category."""
         return item in self._labels
 
+    def labelled(self, limit: int) -> list[str]:
+        """The ``limit`` items most recently known to be in a bought category (newest first)."""
+        labels = list(self._labels)
+        return labels[: -limit - 1: -1] if limit > 0 else []
+
     def bought_next(self) -> dict[str, list[tuple[str, float]]]:
         """What buyers of each purchase in the window bought next, oldest purchase first."""
         return dict(self._next)

@@ -134,8 +134,12 @@ class UserHistory:
         self.purchased: OrderedDict[str, float] = OrderedDict()
         self._bought: deque[tuple[str, str | None, float]] = deque(maxlen=self.window_purchases)
 
-    def learn_one(self, event: Event, weight: float) -> Observation | None:
-        """Record ``event`` with its interest ``weight``; ``None`` when it is a duplicate."""
+    def learn_one(self, event: Event, weight: float, kind: str | None = None) -> Observation | None:
+        """Record ``event`` with its interest ``weight``; ``None`` when it is a duplicate.
+
+        ``kind`` is the item's category as the catalog knows it (:attr:`online.item_facts.ItemFacts.kind`);
+        without one, the event's ``context.category`` stands in.
+        """
         event_id = event.event_id
         if event_id is not None:
             dedup = self.dedup
@@ -161,8 +165,11 @@ class UserHistory:
             if event.item_id in self._session_items:
                 self._session_items.remove(event.item_id)
             self._session_items.append(event.item_id)
-        raw_category = event.context.get("category")
-        category = None if raw_category is None else sys.intern(str(raw_category))
+        if kind is not None:
+            category: str | None = kind  # interned by the catalog stage
+        else:
+            raw_category = event.context.get("category")
+            category = None if raw_category is None else sys.intern(str(raw_category))
         slot = self._recent.pop(event.item_id, None)
         if slot is None:
             self._recent[event.item_id] = [weight, event.ts, category]

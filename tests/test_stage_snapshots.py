@@ -43,4 +43,6 @@ def test_a_snapshot_naming_the_old_module_loads_into_the_same_state(index: int) 
     state = _states()[index]
     old = _as_before_the_split(state)
     assert b"cflows.stages\n" in old and b"cflows.stages." not in old
-    assert pickle.dumps(pickle.loads(old), protocol=2) == pickle.dumps(state, protocol=2)
+    # Both through one unpickling: a set's iteration order may change when it is rebuilt (hash collisions).
+    new = pickle.dumps(state, protocol=2)
+    assert pickle.dumps(pickle.loads(old), protocol=2) == pickle.dumps(pickle.loads(new), protocol=2)

@@ -3,7 +3,8 @@
 The path of one event (see docs/architecture.md):
 
 1. :mod:`~flows.stages.parse`: a raw stream entry becomes a :class:`ParsedEvent`, or a
-   :class:`~flows.writes.DeadLetter` naming the field and the reason.
+   :class:`~flows.writes.DeadLetter` naming the field and the reason. With a catalog,
+   :mod:`~flows.stages.catalog` (keyed by item) stamps it with its item's catalog facts.
 2. :mod:`~flows.stages.user_history` (keyed by user): drops duplicate ``event_id``\\ s, segments
    sessions, keeps weighted recent items, and sends the item a :class:`Touch` carrying the session's
    previous items (and, within a purchase window, the :class:`~online.purchases.PurchaseWindow`); a
@@ -29,18 +30,21 @@ re-exports below keep those paths importable, so older stores still resume.
 
 from __future__ import annotations
 
+from flows.stages.catalog import CatalogLogic
 from flows.stages.items import ItemLogic, ItemState
-from flows.stages.messages import Link, NeighbourReply, Outcome, PersonalPool, PurchaseLink, Touch
+from flows.stages.messages import Link, NeighbourReply, NewItem, Outcome, PersonalPool, PurchaseLink, Touch
 from flows.stages.parse import ParsedEvent, parse_entries, parse_entry
 from flows.stages.ranker import RankerLogic, RankerState
 from flows.stages.user_history import UserHistoryLogic, UserHistoryState
 from flows.stages.user_lists import UserListLogic, UserListState
 
 __all__ = [
+    "CatalogLogic",
     "ItemLogic",
     "ItemState",
     "Link",
     "NeighbourReply",
+    "NewItem",
     "Outcome",
     "ParsedEvent",
     "PersonalPool",

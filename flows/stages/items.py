@@ -153,6 +153,7 @@ class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any, "ItemState | None"
         popular: list[tuple[float, float, int, str | None]] = []
         neighbours_changed = False
         latest_ts = 0.0
+        also: tuple[str, ...] = ()
         for msg in values:
             try:
                 latest_ts = max(latest_ts, msg.ts)
@@ -177,6 +178,8 @@ class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any, "ItemState | None"
                 state.events += 1
                 if msg.category:
                     state.category = msg.category
+                if msg.facts is not None:  # the catalog's trending categories besides the kind
+                    also = msg.facts.trending[1:] if msg.facts.kind == state.category else msg.facts.trending
                 if msg.weight > 0.0 and learn:
                     popular.append((msg.ts, msg.weight, state.events, state.category))
                     for distance, other in enumerate(msg.previous):
@@ -202,7 +205,7 @@ class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any, "ItemState | None"
                 out.extend(self._failed(msg, exc))
         try:
             if popular:
-                out += self._popularity(state, popular)
+                out += self._popularity(state, popular, also)
             if neighbours_changed:  # computed only if the sink writes it (most are replaced within a batch)
                 out.append(ItemSimilarWrite(state.item_id, state.neighbours.snapshot(self.k), latest_ts))
         except Exception as exc:
@@ -220,7 +223,8 @@ class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any, "ItemState | None"
         kind = type(msg).__name__
         return [stage_failure(self.stage, exc, "", "", f"{kind} {msg.item_id} -> {msg.other}".encode())]
 
-    def _popularity(self, state: ItemState, touches: list[tuple[float, float, int, str | None]]) -> list[TrendingWrite]:
+    def _popularity(self, state: ItemState, touches: list[tuple[float, float, int, str | None]],
+                    also: tuple[str, ...] = ()) -> list[TrendingWrite]:
         """One popularity update per positive touch ``(ts, weight, events, category)``, in event-time order.
 
         Users are keys of their own, so a batch's touches of this item can
@@ -238,7 +242,7 @@ class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any, "ItemState | None"
             state.popularity = self.popularity.add(state.popularity, weight, ts)
             state.popularity_ts = max(state.popularity_ts, ts)  # a touch older than an earlier batch's: no going back
             events = max(events, count)
-            writes.append(TrendingWrite(state.item_id, category, state.popularity, state.popularity_ts, events))
+            writes.append(TrendingWrite(state.item_id, category, state.popularity, state.popularity_ts, events, also))
         return writes
 
     def _label(self, state: ItemState, other: str, kind: str) -> None:

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from online.init_pickle import reduce_by_init
+from online.item_facts import ItemFacts
 from online.purchases import PurchaseWindow
 
-__all__ = ["Link", "NeighbourReply", "Outcome", "PersonalPool", "PurchaseLink", "Touch"]
+__all__ = ["Link", "NeighbourReply", "NewItem", "Outcome", "PersonalPool", "PurchaseLink", "Touch"]
 
 
 @dataclass(slots=True)
@@ -49,12 +50,14 @@ class Touch:
     segments: tuple[str, ...] = ()
     """The event's context segments, device and hour (:func:`online.context_popularity.context_segments`;
     empty while ``LIVERECO_CONTEXT_ITEMS`` is 0)."""
+    facts: ItemFacts | None = None
+    """What the catalog says about the item (``None``: not in the catalog; ``category`` is then the event's)."""
 
     def __init__(self, item_id: str, user_id: str, entry_id: str, seq: int, weight: float, ts: float,
                  accepted_ms: int, category: str | None, previous: list[str], session_id: str,
                  recent: list[tuple[str, float, float]], exclude: list[str], life: int = 0,
                  previous_kinds: tuple[str | None, ...] = (), window: PurchaseWindow | None = None,
-                 session_key: str = "", segments: tuple[str, ...] = ()) -> None:
+                 session_key: str = "", segments: tuple[str, ...] = (), facts: ItemFacts | None = None) -> None:
         # Written out, not generated: mypyc compiles only the methods in the source (see online.init_pickle).
         self.item_id = item_id
         self.user_id = user_id
@@ -73,6 +76,7 @@ class Touch:
         self.window = window
         self.session_key = session_key
         self.segments = segments
+        self.facts = facts
 
     def __reduce__(self) -> tuple[Any, ...]:
         return reduce_by_init(self)
@@ -209,6 +213,25 @@ class Outcome:
         self.ts = ts
         self.previous = previous
         self.segments = segments
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return reduce_by_init(self)
+
+
+@dataclass(slots=True)  # never mutated, but not frozen: a frozen __init__ costs ~6x, per event
+class NewItem:
+    """The catalog created ``item_id`` (to every ranker replica: an exploration candidate before its first event)."""
+
+    item_id: str
+    category: str | None
+    ts: float
+    """When the catalog created it (epoch seconds, wall clock)."""
+
+    def __init__(self, item_id: str, category: str | None, ts: float) -> None:
+        # Written out, not generated: mypyc compiles only the methods in the source (see online.init_pickle).
+        self.item_id = item_id
+        self.category = category
+        self.ts = ts
 
     def __reduce__(self) -> tuple[Any, ...]:
         return reduce_by_init(self)

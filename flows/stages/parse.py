@@ -15,6 +15,7 @@ from flows.writes import DeadLetter
 from online.contract import Event, EventError, EventTypeWeights, accepted_ms, decode_stream_fields, parse_event
 from online.contract.control import decode_control
 from online.init_pickle import reduce_by_init
+from online.item_facts import ItemFacts
 
 __all__ = ["ParsedEvent", "parse_entries", "parse_entry"]
 
@@ -24,12 +25,15 @@ class ParsedEvent:
     event: Event
     entry_id: str
     accepted_ms: int
+    facts: ItemFacts | None = None
+    """What the catalog says about the event's item (set by the catalog stage; ``None``: unknown to it)."""
 
-    def __init__(self, event: Event, entry_id: str, accepted_ms: int) -> None:
+    def __init__(self, event: Event, entry_id: str, accepted_ms: int, facts: ItemFacts | None = None) -> None:
         # Written out, not generated: mypyc compiles only the methods in the source (see online.init_pickle).
         self.event = event
         self.entry_id = entry_id
         self.accepted_ms = accepted_ms
+        self.facts = facts
 
     def __reduce__(self) -> tuple[Any, ...]:
         return reduce_by_init(self)

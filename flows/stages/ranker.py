@@ -27,7 +27,7 @@ from typing_extensions import override
 from flows.dead_letters import stage_failure
 from flows.metrics import PREQUENTIAL_KS
 from flows.stages.common import _load, _StageLogic
-from flows.stages.messages import Outcome, PersonalPool
+from flows.stages.messages import NewItem, Outcome, PersonalPool
 from flows.writes import PrequentialScore, RankerWrite, TrendingWrite
 from online.affinity_candidates import CategoryTrending, affinity_candidates
 from online.blend import explore_slot
@@ -73,7 +73,7 @@ class RankerState:
 
 
 @mypyc_attr(native_class=False)
-class RankerLogic(_StageLogic[TrendingWrite | Outcome, Any, "RankerState"]):
+class RankerLogic(_StageLogic[TrendingWrite | Outcome | NewItem, Any, "RankerState"]):
     """Shard-keyed: a replica of trending and an online ranker, scoring and learning from outcomes.
 
     Every popularity update reaches every replica; a user's outcomes reach
@@ -92,6 +92,9 @@ class RankerLogic(_StageLogic[TrendingWrite | Outcome, Any, "RankerState"]):
     which items are new; the rebuilt list gets the exploration slot as the
     server fills it (:func:`online.blend.explore_slot`), the outcome is that
     slot's success or failure, and the pool's order goes to Redis with the weights.
+    A :class:`~flows.stages.messages.NewItem` (the catalog created an item) joins the
+    pool at once, with a new round of draws: a brand-new item can take the slot
+    before anyone has touched it.
 
     Affinity candidates (``LIVERECO_AFFINITY_CATEGORIES`` > 0): the same
     updates also feed each category's trending top
@@ -142,19 +145,25 @@ class RankerLogic(_StageLogic[TrendingWrite | Outcome, Any, "RankerState"]):
                 categories.learn_one(item, category, log_score)
 
     @override
-    def on_batch(self, values: list[TrendingWrite | Outcome]) -> tuple[Iterable[Any], bool]:
+    def on_batch(self, values: list[TrendingWrite | Outcome | NewItem]) -> tuple[Iterable[Any], bool]:
         state = self.state
         out: list[Any] = []
         learned = state.ranker.learned
         explored = state.exploration.version
         outcomes: list[Outcome] = []
+        news = False
         for value in values:
             if isinstance(value, TrendingWrite):
                 state.sequence += 1
                 heapq.heappush(state.pending, (value.ts, state.sequence, value.item_id, value.log_score,
                                                value.events, value.category))
-            else:
+            elif isinstance(value, Outcome):
                 outcomes.append(value)
+            elif self.explore_at > 0:  # a NewItem: the catalog created it, a candidate before its first event
+                state.exploration.observe(value.item_id, 0, value.category, launched=True)
+                news = True
+        if news:
+            state.exploration.draw()  # a new round now: the new items may take the slot at once
         explore_at, score_k = self.explore_at, self.score_k
         for outcome in sorted(outcomes, key=lambda o: o.ts):
             try:

@@ -52,6 +52,12 @@ def _event_raw(parsed: ParsedEvent) -> bytes:
         return repr(parsed.event).encode("utf-8", "replace")
 
 
+def _entry_order(parsed: ParsedEvent | ParsedControl) -> tuple[int, int]:
+    """A user's events (and control messages) in stream order (all are in the user's one stream): entry ids."""
+    millis, _, sequence = parsed.entry_id.partition("-")
+    return int(millis), int(sequence or 0)
+
+
 @dataclass(slots=True)
 class UserHistoryState:
     """A user's history and which life of it this is (see :attr:`Touch.life`)."""
@@ -81,8 +87,10 @@ class UserHistoryLogic(_StageLogic[ParsedEvent | ParsedControl, "list[Touch | Li
     distance_decay = 1.0
     """Evidence that item b follows a at distance d in a session: ``weight / (d + 1) ** distance_decay``."""
 
-    def __init__(self, settings: Settings, resume: bytes | None, recoverable: bool = True):
+    def __init__(self, settings: Settings, resume: bytes | None, recoverable: bool = True, reorder: bool = False):
         super().__init__(recoverable, settings.user_ttl_s)
+        self.reorder = reorder
+        """Put each batch of the user's events back in stream order (behind the catalog stage)."""
         self.keys = settings.keys
         self.weights = settings.weights
         self.window_s = settings.purchase_window_s
@@ -108,6 +116,8 @@ class UserHistoryLogic(_StageLogic[ParsedEvent | ParsedControl, "list[Touch | Li
         self.last_active = time.time()
         out: list[list[Touch | Link | PurchaseLink] | DeadLetter | UserErased] = []
         erased = False
+        if self.reorder and len(values) > 1:  # the catalog stage (keyed by item) hands them on grouped by item
+            values = sorted(values, key=_entry_order)
         for parsed in values:
             if type(parsed) is ParsedControl:  # an erase or a merge, in order with the user's events
                 erased = self._control(parsed, out)
@@ -159,7 +169,8 @@ class UserHistoryLogic(_StageLogic[ParsedEvent | ParsedControl, "list[Touch | Li
         window_s = self.window_s
         event = parsed.event
         weight = self.weights.weight_of(event)
-        observed = history.learn_one(event, weight)
+        facts = parsed.facts
+        observed = history.learn_one(event, weight, facts.kind if facts is not None else None)
         if observed is None:
             DUPLICATES.inc()
             return None
@@ -189,6 +200,7 @@ class UserHistoryLogic(_StageLogic[ParsedEvent | ParsedControl, "list[Touch | Li
             window=window,
             session_key=session_key,
             segments=context_segments(event.context, event.ts) if self.context_features else (),
+            facts=facts,
         )
         messages: list[Touch | Link | PurchaseLink] = [touch]
         messages.extend(

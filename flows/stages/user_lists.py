@@ -31,6 +31,7 @@ from flows.stages.messages import NeighbourReply, Outcome, PersonalPool, Touch
 from flows.writes import UserErasedWrite, UserListWrite
 from online.affinity import CategoryAffinity
 from online.contract import Settings, quantize_affinity
+from online.excluded_items import ExcludedItems
 from online.init_pickle import reduce_by_init
 from online.item_embedding import SessionEmbedding
 from online.neighbour_candidates import NeighbourCandidates
@@ -53,11 +54,14 @@ class UserListState:
     affinity: CategoryAffinity = field(default_factory=CategoryAffinity)
     after_purchase: AfterPurchase | None = None
     """The purchase window's rule while one is open (``None`` otherwise)."""
+    excluded: ExcludedItems | None = None
+    """What the user bought, disliked or consumed over their whole retained history (``None``: nothing yet)."""
 
     def __init__(self, candidates: NeighbourCandidates, latest: Touch | None = None,
                  previous: PersonalPool | None = None, pending: dict[int, NeighbourReply] | None = None,
                  life: int = 0, session_id: str = "", session: SessionEmbedding | None = None,
-                 affinity: CategoryAffinity | None = None, after_purchase: AfterPurchase | None = None) -> None:
+                 affinity: CategoryAffinity | None = None, after_purchase: AfterPurchase | None = None,
+                 excluded: ExcludedItems | None = None) -> None:
         # Written out, not generated: mypyc compiles only the methods in the source (see online.init_pickle).
         self.candidates = candidates
         self.latest = latest
@@ -68,6 +72,7 @@ class UserListState:
         self.session = SessionEmbedding() if session is None else session
         self.affinity = CategoryAffinity() if affinity is None else affinity
         self.after_purchase = after_purchase
+        self.excluded = excluded
 
     def __reduce__(self) -> tuple[Any, ...]:
         return reduce_by_init(self)
@@ -111,6 +116,12 @@ class UserListLogic(_StageLogic["NeighbourReply | UserErased", Any, "UserListSta
     """This stage keeps an idle user this much longer than the history stage does, so a user's
     history is dropped first and a returning user's new life resets this state (not the reverse)."""
     rerank_depth = 2
+    excluded_max = 1000
+    """Items remembered as excluded per user over their whole history (:class:`~online.excluded_items.ExcludedItems`,
+    8 bytes each); beyond, the oldest may come back."""
+    kind_exclude_max = 40
+    """Inside a purchase window, at most this many items known to be of a bought kind are excluded from the list
+    (the stored list names them, so the server leaves them out of trending too); the rest are demoted."""
     """Inside a purchase window the merge keeps this many times ``LIVERECO_CANDIDATES`` for the rule to
     re-rank: candidates below the cut move up as the bought kind falls back."""
 
@@ -165,6 +176,11 @@ class UserListLogic(_StageLogic["NeighbourReply | UserErased", Any, "UserListSta
                 state.session.learn_one(ready.embedding, touch.weight, ready.embedding_norm)
                 if touch.category:
                     state.affinity.learn_one(touch.category, touch.weight, touch.ts)
+                if touch.facts is not None:  # brand and price band join the categories (brand:acme, price:64-128)
+                    for key in touch.facts.affinity_keys:
+                        state.affinity.learn_one(key, touch.weight, touch.ts)
+                if touch.weight < 0.0 or self.recent_weight <= 0.0 or touch.item_id in touch.exclude:
+                    self._exclude(touch.item_id)  # disliked, consumed (never recommended back) or bought
                 window = touch.window
                 if window is not None:
                     after = state.after_purchase
@@ -217,6 +233,12 @@ class UserListLogic(_StageLogic["NeighbourReply | UserErased", Any, "UserListSta
         if written:
             out.append(write)
 
+    def _exclude(self, item: str) -> None:
+        excluded = self.state.excluded
+        if excluded is None:
+            excluded = self.state.excluded = ExcludedItems(self.excluded_max)
+        excluded.add(item)
+
     def _rank(self, last: Touch, sessions: dict[str, float] | None, written: bool = True) -> UserListWrite:
         state = self.state
         recent_items = [item for item, _, _ in last.recent]
@@ -226,24 +248,34 @@ class UserListLogic(_StageLogic["NeighbourReply | UserErased", Any, "UserListSta
         exclude.update(item for item, weight, _ in last.recent if weight < 0.0)
         if self.recent_weight <= 0.0:
             exclude.update(recent_items)
+        # Exclusions older than the recent ones are known by their hashes only: the list is cut from a deeper one.
+        excluded = state.excluded
+        hidden = excluded is not None and len(excluded) > len(exclude)
         after = state.after_purchase
+        if after is not None:  # the bought kind leaves the list: the server's blend would bring it back otherwise
+            exclude.update(after.labelled(self.kind_exclude_max))
+        n = 2 * self.n if hidden else self.n
         if after is None:
-            ranked = state.candidates.rank(last.recent, self.n, exclude, recent_weight=self.recent_weight,
+            ranked = state.candidates.rank(last.recent, n, exclude, recent_weight=self.recent_weight,
                                            position_decay=self.position_decay, sessions=sessions,
                                            session_weight=self.session_weight)
         else:
-            merged = state.candidates.rank(last.recent, self.rerank_depth * self.n, exclude,
+            merged = state.candidates.rank(last.recent, self.rerank_depth * n, exclude,
                                            recent_weight=self.recent_weight, position_decay=self.position_decay,
                                            sessions=sessions, session_weight=self.session_weight)
-            ranked = after.rerank(merged, self.n, last.recent, exclude, self.position_decay)
+            ranked = after.rerank(merged, n, last.recent, exclude, self.position_decay)
+        if hidden and excluded is not None:
+            ranked = _without(ranked, excluded, self.n)
         repeat_rows: list[int] = []
         if self.recent_weight > 0.0:  # the user's own recent items among the candidates
             recent = set(recent_items)
             repeat_rows = [row for row, (item, _) in enumerate(ranked) if item in recent]
         repeats = frozenset([ranked[row][0] for row in repeat_rows])
         # The affinity candidates' input, rounded as the list's blob keeps it: the server scores the same values.
+        # Brand and price-band affinities have no trending list of their own: only categories are candidates' input.
         affinities = [(category, quantize_affinity(score))
-                      for category, score in state.affinity.top(self.affinity_categories)] \
+                      for category, score in state.affinity.top(3 * self.affinity_categories)
+                      if not category.startswith(("brand:", "price:"))][: self.affinity_categories] \
             if self.affinity_categories and len(state.affinity) else []
         state.previous = PersonalPool(ranked, repeats, frozenset(exclude), affinities)
         return UserListWrite(last.user_id, ranked, last.ts, last.accepted_ms, last.session_id, last.recent,
@@ -251,3 +283,14 @@ class UserListLogic(_StageLogic["NeighbourReply | UserErased", Any, "UserListSta
                              exclude=sorted(exclude), session_embedding=state.session.raw(),
                              affinities=state.affinity.top(self.profile_affinities) if written else [],
                              list_affinities=affinities)
+
+
+def _without(ranked: list[tuple[str, float]], excluded: ExcludedItems, n: int) -> list[tuple[str, float]]:
+    """The first ``n`` of ``ranked`` that are not ``excluded`` (each candidate tested only until ``n`` are found)."""
+    kept: list[tuple[str, float]] = []
+    for pair in ranked:
+        if pair[0] not in excluded:
+            kept.append(pair)
+            if len(kept) == n:
+                break
+    return kept
