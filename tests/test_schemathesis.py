@@ -20,6 +20,8 @@ import pytest
 from flows.embedded_redis import free_port
 from tests.processes import livereco_process, process_env
 
+ADMIN_KEY, READ_KEY = "schemathesis-admin-" + "a" * 16, "schemathesis-read-" + "r" * 16
+
 ROOT = Path(__file__).resolve().parents[1]
 MAX_EXAMPLES = 50
 TIME_BUDGET_S = 480
@@ -29,11 +31,12 @@ TIME_BUDGET_S = 480
 def test_the_served_openapi_document_holds_against_the_real_server(redis_url: str, namespace: str) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = process_env(redis_url, namespace, port, free_port())
+    env = process_env(redis_url, namespace, port, free_port(), LIVERECO_API_KEYS=f"admin:{ADMIN_KEY},read:{READ_KEY}",
+                      LIVERECO_RATE_LIMIT="0")  # every operation behind keys, as in production; no 429s mid-run
     with livereco_process(env, "serve", ready_url=f"{base}/readyz"):
         run = subprocess.run(
             [str(Path(sys.executable).with_name("schemathesis")), "--config-file", str(ROOT / "tests" / "schemathesis.toml"),
-             "run", f"{base}/openapi.json", "--checks", "all",
+             "run", f"{base}/openapi.json", "--checks", "all", "--header", f"Authorization: Bearer {ADMIN_KEY}",
              "--max-examples", str(MAX_EXAMPLES), "--generation-deterministic", "--seed", "15",
              "--no-color", "--max-failures", "20", "--request-timeout", "10"],
             env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks", "PYTHONPATH": str(ROOT)},
