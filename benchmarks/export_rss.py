@@ -20,8 +20,8 @@ import tracemalloc
 
 import redis
 
-from benchmarks.serving import ROOT
 from benchmarks.serving_filters import seed_catalog
+from benchmarks.serving_harness import ROOT
 from flows.catalog_store import run_steps
 from flows.embedded_redis import EmbeddedRedis
 from online.catalog.protocol import CatalogCommands

@@ -25,7 +25,7 @@ from typing import Any
 
 import redis
 
-from benchmarks.serving import ROOT, USERS, run_wrk, server_process, session_cpu_s
+from benchmarks.serving_harness import ROOT, USERS, run_wrk, server_process, session_cpu_s
 from flows.catalog_store import CatalogStore
 from flows.embedded_redis import free_port
 from online.catalog.item import parse_item

@@ -132,7 +132,13 @@ def _run_flow(args: argparse.Namespace, settings: Settings) -> int:
         port = settings.flow_metrics_port + process_id
         start_http_server(port, addr=settings.host)
         log.info("flow metrics on http://%s:%d/metrics", settings.host, port)
-    flow = build_flow(settings, stop_at_end=args.stop_at_end, recoverable=recovery is not None)
+    workers = (len(addresses) if addresses else 1) * args.workers_per_process
+    if workers > 1:
+        log.warning("%d workers: the catalog stage is off (it is keyed by item, and a user's events could reach the"
+                    " user history out of order across workers); items' categories come from events'"
+                    " context.category, lists are filtered by the catalog in the server as always", workers)
+    flow = build_flow(settings, stop_at_end=args.stop_at_end, recoverable=recovery is not None,
+                      use_catalog=workers == 1)
     with periodic_collection(settings.gc_interval_s):
         cli_main(
             flow,

@@ -116,13 +116,15 @@ def _values(batch: list[tuple[str, V]]) -> list[V]:
 def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = "livereco",
                source: Source[StreamEntry] | None = None, sink: Sink[Write] | None = None,
                learn_until_ts: float | None = None, recoverable: bool = True,
-               catalog: Source[CatalogChange] | None = None) -> Dataflow:
+               catalog: Source[CatalogChange] | None = None, use_catalog: bool = True) -> Dataflow:
     """The dataflow for ``settings``; ``stop_at_end`` ends it once the streams are drained.
 
     ``source`` and ``sink`` replace the Redis ones (the evaluation driver feeds a
     log in and collects scores); ``catalog`` is the catalog's changes (with the
     Redis source, the catalog's change stream: :class:`~flows.catalog_source.CatalogSource`;
-    a flow given another ``source`` and no ``catalog`` has no catalog stage, as a
+    ``use_catalog=False`` (a flow of several workers: the item-keyed catalog stage would let a user's events
+    reach the user history out of order) leaves it out too; a flow given another ``source`` and no ``catalog``
+    has no catalog stage, as a
     replayed log's categories come with its events); ``learn_until_ts`` freezes the item models for
     events at or after that time (frozen evaluation: user sessions still follow).
     ``recoverable=False`` (a run without a recovery store) skips pickling snapshots nobody keeps.
@@ -156,7 +158,7 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
             poll_interval_s=settings.poll_interval_ms / 1000.0,
             stop_at_end=stop_at_end,
         )
-        if catalog is None:
+        if catalog is None and use_catalog:
             catalog = CatalogSource(settings.redis_url, settings.keys, stop_at_end=stop_at_end)
     # Operators are fused where a step would only re-key or unwrap: every Python call per event counts.
     # Steps that map item by item take whole batches (flat_map_batch): one compiled loop per batch

@@ -183,7 +183,7 @@ def test_the_server_serves_for_a_device_and_hour_the_list_the_ranker_stage_score
     assert set(served_items[:3]) == {"phone0", "phone1", "phone2"}, served_items
     assert {item["item_id"] for item in on_desktop["items"]} == {"desktop0", "desktop1", "desktop2"}
     assert bad_status == 400 and "hour" in bad["error"]["message"]
-    assert long_status == 400 and "device: longer than 256" in long_device["error"]["message"]
+    assert long_status == 400 and "device: expected `str` of length <= 256" in long_device["error"]["message"]
 
     # The probe's next event, on a phone in the same hour: the flow scores it against the list served above.
     EventWriter(redis_client, settings.keys).append(
