@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 COMPILED_SOURCES := $(shell $(PYTHON) -c "import runpy; print(' '.join(m.replace('.', '/') + '.py' for m in runpy.run_path('online/compiled.py')['COMPILED_MODULES']))")
 COMPILED := $(VENV)/.compiled
 
-.PHONY: run test lint typecheck bench clean
+.PHONY: run test lint typecheck bench screenshot clean
 
 $(STAMP): pyproject.toml setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ bench: $(COMPILED)  ## the quick benchmarks behind the README's figures
 	$(PY) -m benchmarks.memory --no-soak --redis-users 10000
 	$(PY) -m benchmarks.ingest --events 40000 --repeat 2 --seconds 10
 	@if [ -d $(RSC15) ]; then $(VENV)/bin/livereco eval $(RSC15); else echo "skipped livereco eval: no $(RSC15)"; fi
+
+screenshot: $(COMPILED)  ## docs/console.png: the web console on a running system, in headless Chromium
+	$(PY) -m benchmarks.console_screenshot
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check online flows serving tests benchmarks deploy

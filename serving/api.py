@@ -236,6 +236,93 @@ class StreamState(Struct, frozen=True, kw_only=True):
     heartbeat_age_s: float | None
 
 
+# --- the web console's summary (GET /v1/console/summary; serving.console_routes) ------------------------------
+class ConsoleLatency(Struct, frozen=True, kw_only=True):
+    """Quantiles of a latency histogram over the summary's window (``None``: nothing observed in it)."""
+
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    count: int
+    """Observations in the window."""
+
+
+class ConsoleServer(Struct, frozen=True, kw_only=True):
+    """What the server process that answered knows from its own metrics, over the last ``window_s``."""
+
+    window_s: float
+    uptime_s: float
+    requests_per_s: float
+    """API requests answered per second (the console, /metrics and the probes left out)."""
+    recommendations_per_s: float
+    events_accepted_per_s: float
+    events_rejected_per_s: float
+    errors_5xx_per_s: float
+    fallback_share: float | None
+    """Share of recommendation answers that fell back to trending (unknown user, or a short list)."""
+    recommendations_latency: ConsoleLatency
+    list_age_p50_s: float | None
+    redis_up: bool
+    resident_memory_bytes: float | None
+    cpu_share: float | None
+    """Cores busy over the window (1.0: one core)."""
+
+
+class ConsolePartition(Struct, frozen=True, kw_only=True):
+    """One event stream partition, as the server reads it in Redis (the flow's published progress)."""
+
+    partition: int
+    entries: int
+    oldest_unread_age_s: float | None
+    heartbeat_age_s: float | None
+    stalled: bool
+
+
+class ConsoleQuality(Struct, frozen=True, kw_only=True):
+    """Online (prequential) quality: each positive event scored against the list its user had just before it."""
+
+    over: Literal["window", "since_start"]
+    """``window``: the last ``window_s``; ``since_start``: since the flow processes started (too few scored events
+    in the window)."""
+    scored: int
+    hr_at_5: float | None
+    hr_at_10: float | None
+    hr_at_20: float | None
+    mrr_at_20: float | None
+
+
+class ConsoleFlow(Struct, frozen=True, kw_only=True):
+    """The flow: its progress as published in Redis, and its Prometheus metrics when the server can reach them."""
+
+    metrics_reachable: bool
+    metrics_note: str
+    """Where the flow's metrics were read from, or why they could not be."""
+    processes: int
+    window_s: float | None
+    events_per_s: float | None
+    events_total: int | None
+    dead_letters_per_s: float | None
+    freshness: ConsoleLatency | None
+    """Event accepted → its user's list written, over the window."""
+    quality: ConsoleQuality | None
+    resident_memory_bytes: float | None
+    partitions: list[ConsolePartition]
+    stalled: bool
+
+
+class ConsoleSummary(Struct, frozen=True, kw_only=True):
+    """What the console shows: computed by the server, so the browser never parses Prometheus text."""
+
+    generated_at: float
+    server: ConsoleServer
+    flow: ConsoleFlow
+    categories: list[str]
+    """Categories with a trending list (up to 200, sorted)."""
+
+
+__all__ += ["ConsoleFlow", "ConsoleLatency", "ConsolePartition", "ConsoleQuality", "ConsoleServer", "ConsoleSummary"]
+
+
 class ErrorDetail(Struct, kw_only=True, omit_defaults=True):
     """What went wrong: ``code`` for programs, ``message`` for people, ``field`` naming the culprit."""
 

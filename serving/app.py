@@ -31,6 +31,7 @@ from serving.api import Accepted, ErasedUser, Erasure, MergeRequest, MergeResult
 from serving.backlog import StreamBacklog, StreamStatus, flow_status
 from serving.catalog_routes import CatalogHandlers
 from serving.catalog_state import ServingCatalog
+from serving.console_routes import ConsoleHandlers
 from serving.http import HTTPError, Receive, Scope, Send, json_response, read_body, require_json, split_path
 from serving.ingest import append_events, parse_batch
 from serving.list_routes import ListHandlers
@@ -103,7 +104,7 @@ async def check_layout(client: AsyncRedisClient, settings: Settings) -> None:
         )
 
 
-class LiverecoApp(ListHandlers, CatalogHandlers, ShopHandlers):
+class LiverecoApp(ListHandlers, CatalogHandlers, ShopHandlers, ConsoleHandlers):
     """Routes requests by the route table to its handlers, times them, and turns errors into JSON answers.
 
     The handlers of the list routes, the catalog and rules routes, and the rank and user routes are in

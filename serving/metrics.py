@@ -18,10 +18,14 @@ Examples
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
 
 from serving import routes
 
-__all__ = ["FIELDS", "OTHER_METHOD", "ROUTES", "ServingMetrics", "field_label", "method_label"]
+__all__ = ["FIELDS", "OTHER_METHOD", "ROUTES", "ServingMetrics", "field_label", "method_label",
+           "register_process_collectors"]
 
 LABEL_ROUTE = "route"
 LABEL_METHOD = "method"
@@ -71,11 +75,35 @@ LATENCY_BUCKETS = (0.0002, 0.0004, 0.0006, 0.0008, 0.001, 0.0015, 0.002, 0.003, 
                    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
+def register_process_collectors(registry: CollectorRegistry) -> None:
+    """The process's own metrics on ``registry``, as the default registry has them: ``process_*`` (resident and
+    virtual memory, CPU seconds, open and maximum file descriptors, start time), ``python_info`` and
+    ``python_gc_*`` (collections, collected and uncollectable objects per generation).
+
+    >>> r = CollectorRegistry()
+    >>> register_process_collectors(r)
+    >>> r.get_sample_value("process_resident_memory_bytes") > 0, "python_info" in {m.name for m in r.collect()}
+    (True, True)
+    >>> r.get_sample_value("python_gc_collections_total", {"generation": "0"}) >= 0
+    True
+    """
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+
+
 class ServingMetrics:
-    """All server metrics on one (by default fresh) registry; ``partitions`` labels the per-stream gauges."""
+    """All server metrics on one (by default fresh) registry; ``partitions`` labels the per-stream gauges.
+
+    A fresh registry also gets the process collectors (:func:`register_process_collectors`); a registry passed in
+    is left as it is (the default registry has them already).
+    """
 
     def __init__(self, registry: CollectorRegistry | None = None, partitions: int = 0):
-        self.registry = registry or CollectorRegistry()
+        if registry is None:
+            registry = CollectorRegistry()
+            register_process_collectors(registry)
+        self.registry = registry
         r = self.registry
         self.duration = Histogram(
             "livereco_serving_request_duration_seconds", "Time to answer a request, by route.",

@@ -28,6 +28,7 @@ from online.catalog.rules import Rules
 from online.contract import Settings
 from serving.api import (
     Accepted,
+    ConsoleSummary,
     ErasedUser,
     ItemRequest,
     MergeRequest,
@@ -216,6 +217,18 @@ ROUTES: tuple[Route, ...] = (
           body=lambda settings: MergeRequest, scope="write", errors={
               400: "The body is not JSON", 415: "The body is not declared as application/json (charset UTF-8)",
               409: "from: the user itself", 422: "from: missing, not a string or too long", 503: REDIS_DOWN}),
+    # The web console (serving.console_routes): the page is open; the data it shows needs a read key.
+    Route("GET", "/console", "console_page", "The web console: throughput, freshness, latency, quality, trending,"
+          " a user's list and an item (it asks for a read key when the server has keys)", str,
+          media_type="text/html; charset=utf-8"),
+    Route("GET", "/console/console.js", "console_script", "The web console's script", str,
+          media_type="text/javascript; charset=utf-8"),
+    Route("GET", "/console/console.css", "console_style", "The web console's style sheet", str,
+          media_type="text/css; charset=utf-8"),
+    Route("GET", "/v1/console/summary", "console_summary", "Throughput, latency, freshness and online quality of"
+          " this server process and of the flow, computed by the server from its own metrics, the flow's progress in"
+          " Redis and, when it can reach them, the flow's metrics", ConsoleSummary, errors={503: REDIS_DOWN},
+          scope="read"),
     Route("GET", "/healthz", "healthz", "The process is up", Status),
     Route("GET", "/readyz", "readyz", "Redis answers, and no event waits unprocessed while the flow is silent", Status,
           errors={503: "Redis is unreachable, or a stream holds events after the flow's read position and the flow's"

@@ -24,6 +24,7 @@ from deploy.grafana.panels import (
 RECOMMENDATIONS = 'route="/v1/users/{user_id}/recommendations"'
 REQUESTS = "livereco_serving_requests_total"
 FLOW_JOB = 'job="livereco-flow"'
+SERVER_JOB = 'job="livereco-server"'
 WINDOW = "$window"
 """The Quality dashboard's averaging window: online HR@K over a few minutes is noisy at low traffic."""
 
@@ -31,7 +32,7 @@ WINDOW = "$window"
 def overview() -> dm.Dashboard:
     recommendations = rate_expr(REQUESTS, selector=RECOMMENDATIONS)
     return dashboard("livereco-overview", "livereco / Overview",
-                     "The HTTP server: traffic, latency, errors, fallbacks to trending, Redis.", [
+                     "The HTTP server: traffic, latency, errors, fallbacks to trending, Redis, its processes.", [
         row("Are the processes up?"),
         stat_panel("Is every server and flow process being scraped?", 'up{job=~"livereco-.*"}',
                    "{{job}} {{instance}}", "none", "1: Prometheus scraped it last time; 0: it is down or unreachable.",
@@ -67,6 +68,22 @@ def overview() -> dm.Dashboard:
             (rate_expr("livereco_serving_redis_errors_total"), "server"),
             (rate_expr("livereco_flow_redis_errors_total", by=["operation"]), "flow {{operation}}"),
         ], "ops", "The server answers 503 on a Redis error; the flow backs off and retries.", width=24),
+        row("The server processes"),
+        timeseries_panel("How much memory does each server use?", [
+            (f"max by (instance) (process_resident_memory_bytes{{{SERVER_JOB}}})", "{{instance}}")], "bytes",
+            "Resident set size of each server process (the server keeps no state: it should stay flat).", width=6),
+        timeseries_panel("How much CPU does each server use?", [
+            (f"sum by (instance) (rate(process_cpu_seconds_total{{{SERVER_JOB}}}[{RATE}]))", "{{instance}}")],
+            "percentunit", "Cores busy (1 = 100% of one core); one server process uses at most one.", width=6),
+        ratio_panel("How close is each server to its open-file limit?", [(
+            f"max by (instance) (process_open_fds{{{SERVER_JOB}}} / process_max_fds{{{SERVER_JOB}}})",
+            "{{instance}}")], "Open file descriptors (client connections, Redis connections) over the process's"
+            " limit (ulimit -n); at 1 new connections are refused.", width=6, maximum=1),
+        timeseries_panel("How much time does each server spend collecting garbage?", [
+            (f"sum by (instance) (rate(python_gc_collections_total{{{SERVER_JOB}}}[{RATE}]))",
+             "{{instance}} collections/s")], "ops",
+            "Python garbage collections per second, all generations; a rise with flat traffic points at a leak of"
+            " cyclic objects.", width=6),
     ])
 
 
