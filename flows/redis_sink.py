@@ -224,6 +224,9 @@ class _RedisSinkPartition(StatelessSinkPartition[Write]):
             stats = counters.setdefault(variant, {})
             for name, amount in _amounts(fields, w.value):
                 stats[name] = stats.get(name, 0.0) + amount * len(w.items)
+            if w.position and w.kind != "impression":  # where in the lists the variant's clicks, carts, sales were
+                at = f"{w.kind}_at_{w.position}"
+                stats[at] = stats.get(at, 0.0) + 1.0
             if w.kind == "purchase":
                 stats["revenue_sq"] = stats.get("revenue_sq", 0.0) + w.value * w.value
             if w.kind == "impression":

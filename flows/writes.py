@@ -264,9 +264,11 @@ class AttributionWrite:
     experiment: str
     variant: str
     value: float
+    position: int
+    """An attributed event's 1-based place in its list (0: none)."""
 
     def __init__(self, kind: str, status: str, user_id: str, items: tuple[str, ...], sources: tuple[str, ...],
-                 experiment: str, variant: str, value: float = 0.0) -> None:
+                 experiment: str, variant: str, value: float = 0.0, position: int = 0) -> None:
         self.kind = kind
         self.status = status
         self.user_id = user_id
@@ -275,6 +277,7 @@ class AttributionWrite:
         self.experiment = experiment
         self.variant = variant
         self.value = value
+        self.position = position
 
     def __reduce__(self) -> tuple[Any, ...]:
         return reduce_by_init(self)

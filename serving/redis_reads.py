@@ -231,6 +231,17 @@ class FastReads:
     async def execute_command(self, *args: Any) -> Any:
         return (await self.run([args]))[0]
 
+    def post(self, command: Command) -> asyncio.Future[list[Any]] | None:
+        """Send one command on the open connection without waiting for its reply (a fire-and-forget write: it
+        leaves with the reads of the same event-loop turn); ``None`` when no connection is open.
+
+        The caller must look at the future's outcome (an error reply is a ``hiredis.ReplyError`` in the list).
+        """
+        connection = self._connection
+        if connection is None or connection.closed:
+            return None
+        return connection.send([command])
+
     async def get(self, key: str) -> Any:
         return await self.execute_command("GET", key)
 

@@ -177,7 +177,7 @@ class UserHistoryLogic(_StageLogic[ParsedEvent | ParsedControl, "list[Touch | Li
             return AttributionWrite(kind, status, event.user_id, (event.item_id,), (), "", "", event.value or 0.0)
         a = memory.attribute(kind, event.item_id, event.rec_id, event.ts, event.value)
         return AttributionWrite(kind, a.status, event.user_id, (event.item_id,), (a.source,) if a.source else (),
-                                a.experiment, a.variant or "", a.value)
+                                a.experiment, a.variant or "", a.value, a.position or 0)
 
     def _failed(self, parsed: ParsedEvent, exc: Exception, seq: int) -> list[list[Touch | Link | PurchaseLink] | DeadLetter]:
         """The dead letter for an event this stage failed on, and a touch standing in for it if it took a sequence
