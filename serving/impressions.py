@@ -26,16 +26,18 @@ from collections.abc import Sequence
 from typing import Any
 
 import hiredis
+import orjson
 from prometheus_client import CollectorRegistry, Counter
 
 from online.attribution import SOURCES
 from online.contract import RedisKeys
-from online.contract.control import CONTROL_FIELD, Control
-from serving.redis_reads import FastReads
+from online.contract.control import CONTROL_FIELD, MAX_SERVED_ITEMS
+from serving.redis_reads import FastReads, encode_command
 
 __all__ = ["ImpressionRecorder", "new_rec_id"]
 
 log = logging.getLogger("livereco.serving")
+_SOURCES = frozenset(SOURCES)
 
 
 def new_rec_id() -> str:
@@ -58,23 +60,29 @@ class ImpressionRecorder:
         self.counter = Counter("livereco_serving_impressions_total", "Impression records of list answers, by outcome"
                                " (recorded: written; failed: Redis refused or was unreachable; anonymous: no user_id,"
                                " nothing recorded).", ["status"], registry=registry)
-        for status in ("recorded", "failed", "anonymous"):
-            self.counter.labels(status)
+        self._recorded, self._failed, self._anonymous = (self.counter.labels(status)
+                                                          for status in ("recorded", "failed", "anonymous"))
         self._tasks: set[asyncio.Future[Any]] = set()
+        # Each partition's XADD up to its payload, in RESP: only the payload is encoded per request.
+        self._prefixes = {stream: encode_command(("XADD", stream, "*", CONTROL_FIELD)).replace(
+            b"*4\r\n", b"*5\r\n", 1) for stream in keys.streams()}
 
     def record(self, user_id: str | None, experiment: str, variant: str, items: Sequence[tuple[str, str]]) -> str:
         """The answer's ``rec_id``; for a user, their impression record is on its way to Redis."""
         rec_id = new_rec_id()
         if user_id is None:
-            self.counter.labels("anonymous").inc()
+            self._anonymous.inc()
             return rec_id
-        control = Control.served_list(user_id, rec_id, time.time(), experiment, variant,
-                                      tuple(item for item, _ in items),
-                                      tuple(source if source in SOURCES else "other" for _, source in items))
-        command = ("XADD", self.keys.stream_for_user(user_id), "*", CONTROL_FIELD, control.encode())
-        future = self.fast.post(command) if self.fast is not None else None
+        shown = items[:MAX_SERVED_ITEMS]
+        # Control.served_list(...).encode()'s JSON, made straight from the answer (tests/test_attribution.py decodes it)
+        payload = orjson.dumps({"control": "served", "user_id": user_id, "rec_id": rec_id, "ts": time.time(),
+                                "experiment": experiment, "variant": variant, "items": [item for item, _ in shown],
+                                "sources": [source if source in _SOURCES else "other" for _, source in shown]})
+        stream = self.keys.stream_for_user(user_id)
+        future = self.fast.post(self._prefixes[stream] + b"$%d\r\n%s\r\n" % (len(payload), payload)) \
+            if self.fast is not None else None
         if future is None:
-            future = asyncio.ensure_future(self.client().execute_command(*command))
+            future = asyncio.ensure_future(self.client().execute_command("XADD", stream, "*", CONTROL_FIELD, payload))
             self._tasks.add(future)
         future.add_done_callback(self._done)
         return rec_id
@@ -82,12 +90,12 @@ class ImpressionRecorder:
     def _done(self, future: asyncio.Future[Any]) -> None:
         self._tasks.discard(future)
         if future.cancelled():
-            self.counter.labels("failed").inc()
+            self._failed.inc()
             return
         exc = future.exception()
         reply = future.result() if exc is None else None
         if exc is not None or (isinstance(reply, list) and reply and isinstance(reply[0], hiredis.ReplyError)):
-            self.counter.labels("failed").inc()
+            self._failed.inc()
             log.debug("impression record not written: %s", exc or reply)
         else:
-            self.counter.labels("recorded").inc()
+            self._recorded.inc()
