@@ -132,7 +132,8 @@ class LiverecoApp(ListHandlers, CatalogHandlers, ShopHandlers, ExperimentHandler
         self.experiments = ServingExperiments(settings.keys)
         """The experiments in force, refreshed every 250 ms by a task started with the server."""
         self._experiments_task: asyncio.Task[None] | None = None
-        self.impressions = ImpressionRecorder(settings.keys, self._fast, lambda: self.client, self.metrics.registry)
+        self.impressions = ImpressionRecorder(settings.keys, self._fast, lambda: self.client, self.metrics.registry,
+                                                enabled=settings.impressions == 1)
         self._openapi = orjson.dumps(openapi_document(settings))
         self.router = Router(ROUTES)
         missing = [route.handler for route in ROUTES if not callable(getattr(self, route.handler, None))]

@@ -52,8 +52,11 @@ def new_rec_id() -> str:
 class ImpressionRecorder:
     """Appends the impression records; counts them by outcome."""
 
-    def __init__(self, keys: RedisKeys, fast: FastReads | None, client: Any, registry: CollectorRegistry) -> None:
+    def __init__(self, keys: RedisKeys, fast: FastReads | None, client: Any, registry: CollectorRegistry,
+                 enabled: bool = True) -> None:
         self.keys = keys
+        self.enabled = enabled
+        """``LIVERECO_IMPRESSIONS``: record (else every answer still gets its rec_id)."""
         self.fast = fast
         self.client = client
         """A callable answering the redis-py client (made lazily by the app)."""
@@ -70,6 +73,8 @@ class ImpressionRecorder:
     def record(self, user_id: str | None, experiment: str, variant: str, items: Sequence[tuple[str, str]]) -> str:
         """The answer's ``rec_id``; for a user, their impression record is on its way to Redis."""
         rec_id = new_rec_id()
+        if not self.enabled:
+            return rec_id
         if user_id is None:
             self._anonymous.inc()
             return rec_id
