@@ -68,6 +68,7 @@ _LIMITS = DEFAULT_LIMITS
 PathId = Annotated[str, Meta(min_length=1, max_length=_LIMITS.max_id_length,
                              description="Percent-encode '/' and other reserved characters.")]
 VARIANT_PATTERN = "^[a-z0-9][a-z0-9_-]{0,39}$"
+FORCED_VARIANT_PATTERN = "^([a-z0-9][a-z0-9_-]{0,39})?$"
 Count = Annotated[int, Meta(ge=1, le=MAX_N, description="How many items to return.")]
 Exclude = Annotated[list[Annotated[str, Meta(max_length=_LIMITS.max_id_length)]], Meta(max_length=MAX_N, description=f"Item ids never to return: repeat the parameter"
                                     f" or separate ids by commas (at most {MAX_N} ids in all).")]
@@ -110,9 +111,10 @@ class ListQuery(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
         max_length=32, description="attr.<name>=<value>: only items whose attribute <name> is <value> (attr.foldable"
                                    "=true, attr.size=42)",
         extra_json_schema={"x-query-prefix": ATTRIBUTE_PREFIX})] = {}
-    variant: Annotated[str, Meta(min_length=1, max_length=40, pattern=VARIANT_PATTERN, description="Force a variant"
-                                 " of the experiment in force (QA); the answer is attributed to it. Without an"
-                                 " active experiment the only variant is default.")] | UnsetType = UNSET
+    variant: Annotated[str, Meta(max_length=40, pattern=FORCED_VARIANT_PATTERN, description="Force a variant of the"
+                                 " experiment in force (QA); the answer is attributed to it. A name the experiment"
+                                 " does not have (or empty) forces nothing: the answer's variant field says which"
+                                 " variant made it.")] | UnsetType = UNSET
 
 
 class RecommendationsRequest(ListQuery, frozen=True, kw_only=True):
@@ -128,8 +130,8 @@ class ProfileRequest(Struct, frozen=True, kw_only=True):
     user_id: PathId
 
 
-_VIEWER = Meta(min_length=1, max_length=_LIMITS.max_id_length, description="The user the list is shown to: the answer's"
-                " impression is recorded for them, so their clicks carrying its rec_id are attributed (without it,"
+_VIEWER = Meta(max_length=_LIMITS.max_id_length, description="The user the list is shown to: the answer's impression"
+                " is recorded for them, so their clicks carrying its rec_id are attributed (without it, or empty,"
                 " nothing is recorded).")
 
 

@@ -32,16 +32,12 @@ from online.contract import RedisKeys
 from online.experiments import Experiment, VariantConfig
 from serving.redis_connect import REDIS_EXCEPTIONS
 
-__all__ = ["DEFAULT_VARIANT", "ServingExperiments", "UnknownVariant"]
+__all__ = ["DEFAULT_VARIANT", "ServingExperiments"]
 
 log = logging.getLogger("livereco.serving")
 
 DEFAULT_VARIANT = "default"
 """The variant of every list while no experiment is active."""
-
-
-class UnknownVariant(ValueError):
-    """A forced ``?variant=`` that the experiment in force does not have."""
 
 
 class ServingExperiments:
@@ -89,18 +85,15 @@ class ServingExperiments:
         return self.experiments[active[0]] if active else None
 
     def choose(self, user_id: str | None, forced: str | None) -> tuple[str, str, VariantConfig | None]:
-        """(experiment, variant name, its configuration) for a request; ``UnknownVariant`` for a bad ``forced``."""
+        """(experiment, variant name, its configuration) for a request (``forced``: a variant name of the experiment
+        in force, else ignored)."""
         experiment = self.in_force()
         if experiment is None:
-            if forced is not None and forced != DEFAULT_VARIANT:
-                raise UnknownVariant(f"variant: no experiment is active, so the only variant is {DEFAULT_VARIANT!r}")
             return "", DEFAULT_VARIANT, None
-        if forced is not None:
-            variant = experiment.variant(forced)
-            if variant is None:
-                raise UnknownVariant(f"variant: experiment {experiment.name!r} has no variant {forced[:40]!r}"
-                                     f" (it has {', '.join(v.name for v in experiment.variants)})")
-        elif user_id is None:  # no user to assign (trending, similar without user_id): the first variant
+        variant = experiment.variant(forced) if forced else None  # a name it does not have forces nothing
+        if variant is not None:
+            pass
+        elif not user_id:  # no user to assign (trending, similar without user_id): the first variant
             variant = experiment.variants[0]
         else:
             variant = experiment.variant_of(user_id)

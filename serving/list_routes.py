@@ -33,8 +33,7 @@ from serving.api import (
     TrendingRequest,
 )
 from serving.catalog_state import ServingCatalog
-from serving.experiment_state import ServingExperiments, UnknownVariant
-from serving.http import HTTPError
+from serving.experiment_state import ServingExperiments
 from serving.impressions import ImpressionRecorder
 from serving.lists import ListAnswer, merged_list, read_trending
 from serving.metrics import ServingMetrics
@@ -93,10 +92,7 @@ class ListHandlers:
 
     def _variant(self, user_id: str | None, p: ListQuery) -> tuple[str, str, VariantConfig | None]:
         """The experiment, variant name and configuration making this list (a forced ``?variant=`` or the user's)."""
-        try:
-            return self.experiments.choose(user_id, None if p.variant is UNSET else p.variant)
-        except UnknownVariant as exc:
-            raise HTTPError(400, "bad_parameter", str(exc), field="variant") from None
+        return self.experiments.choose(user_id, None if p.variant is UNSET else p.variant)
 
     async def _control_list(self, p: ListQuery, filters: Filters, variant: VariantConfig | None) -> ListAnswer:
         """A control variant's list: trending only (the category page's, else all items'), rules and filters kept."""
@@ -176,7 +172,7 @@ class ListHandlers:
 
     async def similar(self, request: Any) -> SimilarList:
         p: ItemRequest = request.params
-        viewer = None if p.user_id is UNSET else p.user_id
+        viewer = None if p.user_id is UNSET or not p.user_id else p.user_id
         experiment, variant_name, variant = self._variant(viewer, p)
         filters = filters_of(p, False)
         if variant is not None and variant.control:
@@ -197,7 +193,7 @@ class ListHandlers:
 
     async def trending(self, request: Any) -> TrendingList:
         p: TrendingRequest = request.params
-        viewer = None if p.user_id is UNSET else p.user_id
+        viewer = None if p.user_id is UNSET or not p.user_id else p.user_id
         experiment, variant_name, variant = self._variant(viewer, p)
         filters = filters_of(p, False)
         page = filters.categories[0] if filters.categories else None
