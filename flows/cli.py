@@ -368,7 +368,7 @@ def _run_all(args: argparse.Namespace, settings: Settings) -> int:
 
 # --- entry point ---------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    from flows import catalog_store, evaluation, export, inspect, replay, synthetic_shop
+    from flows import catalog_store, evaluation, experiment_report, export, inspect, replay, synthetic_shop
 
     parser = argparse.ArgumentParser(prog="livereco", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -399,6 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="every user's served list (filters and rules applied) as JSONL or CSV")
     export.add_arguments(p)
     p.set_defaults(handler=export.run)
+    p = sub.add_parser("experiment", help="an experiment's report: CTR, conversion, revenue per user by variant, lift")
+    experiment_report.add_arguments(p)
+    p.set_defaults(handler=experiment_report.run)
     p = sub.add_parser("inspect", help="what Redis and the recovery store hold about a user (exit 1: something)")
     inspect.add_arguments(p)
     p.set_defaults(handler=inspect.run)

@@ -47,6 +47,7 @@ from flows.stages import (
     parse_entries,
 )
 from flows.stages.control import ParsedControl, UserErased
+from flows.writes import AttributionWrite
 from online.catalog.protocol import CatalogChange
 from online.contract import Settings, stable_hash
 
@@ -60,17 +61,18 @@ def _is_keyed(item: tuple[str, ParsedEvent | ParsedControl] | DeadLetter
     return type(item) is tuple
 
 
-def _is_messages(keyed: tuple[str, list[Touch | Link | PurchaseLink] | DeadLetter | UserErased]
+def _is_messages(keyed: tuple[str, list[Touch | Link | PurchaseLink] | DeadLetter | UserErased | AttributionWrite]
                  ) -> TypeGuard[tuple[str, list[Touch | Link | PurchaseLink]]]:
     return type(keyed[1]) is list  # else a DeadLetter: the user-history stage failed on that event
 
 
-def _dead_letters(batch: list[tuple[str, list[Touch | Link | PurchaseLink] | DeadLetter | UserErased]]
-                  ) -> list[DeadLetter]:
-    return [value for _, value in batch if isinstance(value, DeadLetter)]
+def _dead_letters(batch: list[tuple[str, list[Touch | Link | PurchaseLink] | DeadLetter | UserErased | AttributionWrite]]
+                  ) -> list[DeadLetter | AttributionWrite]:
+    """The user-history stage's writes: dead letters and attribution (impressions, attributed events)."""
+    return [value for _, value in batch if isinstance(value, DeadLetter | AttributionWrite)]
 
 
-def _erasures(batch: list[tuple[str, list[Touch | Link | PurchaseLink] | DeadLetter | UserErased]]
+def _erasures(batch: list[tuple[str, list[Touch | Link | PurchaseLink] | DeadLetter | UserErased | AttributionWrite]]
               ) -> list[tuple[str, NeighbourReply | UserErased]]:
     return [(key, value) for key, value in batch if isinstance(value, UserErased)]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
+    "ATTRIBUTED",
     "DEAD_LETTERS",
     "DUPLICATES",
     "EVENTS",
@@ -55,6 +56,11 @@ FRESHNESS = Histogram(
     "Time from an event's acceptance into its stream to its user's new list being written to Redis.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
+ATTRIBUTED = Counter(
+    "livereco_flow_attributed_total",
+    "Impressions (kind impression, one per item shown) and events attributed to served lists, by kind, status"
+    " (attributed, not_listed, unknown, unattributed), source and variant (closed sets: other for the rest).",
+    ["kind", "status", "source", "variant"])
 SINK_WRITES = Counter("livereco_flow_redis_writes_total", "Keys written by the sink, by kind.", [LABEL_KIND])
 SINK_WRITE_SECONDS = Histogram(
     "livereco_flow_sink_batch_seconds",

@@ -65,7 +65,7 @@ __all__ = [
 DEFAULT_PARTITIONS = 4
 """Partitions of a new store unless asked otherwise (or more, when the cluster has more workers)."""
 
-STATE_FORMAT = 9
+STATE_FORMAT = 10
 """The format of the stage state this livereco snapshots. Bump it when a state class changes so
 that older snapshots no longer load (a field without a default, a new tuple layout). 1: stores
 written before the format was recorded; 2: the ranker's exploration pool and 6-field pending
@@ -80,7 +80,8 @@ through their constructors (``online.init_pickle``: their ``__init__`` is compil
 event ids by event time (``UserHistory.dedup``, an ``online.event_dedup.EventDedup``), not in a ring of 64; 9: the
 catalog stage keeps each catalog item's facts (``online.item_facts.ItemFacts``), the catalog source resumes from a
 catalog version, a user's list state keeps their whole-history exclusions (``online.excluded_items.ExcludedItems``)
-and an exploration arm records whether the catalog launched it (``Arm.launched``)."""
+and an exploration arm records whether the catalog launched it (``Arm.launched``); 10: a user's history state keeps
+the lists they were served (``UserHistoryState.attribution``, an ``online.attribution.AttributionMemory``)."""
 
 _FORMAT_FILE = "livereco-state-format"
 

@@ -32,10 +32,11 @@ from redis.exceptions import ResponseError
 from typing_extensions import override
 
 from flows.dead_letters import stage_failure
-from flows.metrics import FRESHNESS, REDIS_ERRORS, SINK_WRITE_SECONDS, SINK_WRITES, observe_score
+from flows.metrics import ATTRIBUTED, FRESHNESS, REDIS_ERRORS, SINK_WRITE_SECONDS, SINK_WRITES, observe_score
 from flows.redis_client import TRANSIENT_ERRORS, Backoff, Pipeline, RedisClient, connect
 from flows.writes import (
     BLOB_VERSION,
+    AttributionWrite,
     DeadLetter,
     ItemSimilarWrite,
     PrequentialScore,
@@ -45,12 +46,60 @@ from flows.writes import (
     UserListWrite,
     Write,
 )
+from online.attribution import ATTRIBUTED_KINDS, SOURCES, STATUSES
 from online.contract import RedisKeys
+from online.experiments import MAX_VARIANTS
 
 __all__ = ["BLOB_VERSION", "DeadLetter", "ItemSimilarWrite", "PrequentialScore", "RankerWrite", "RedisSink", "SinkOptions",
            "TrendingWrite", "UserListWrite", "Write"]
 
 log = logging.getLogger(__name__)
+
+
+
+_COUNTED: dict[str, tuple[str, ...]] = {"impression": ("impressions",), "click": ("clicks",),
+                                         "view": ("clicks",), "add_to_cart": ("carts",),
+                                         "purchase": ("conversions", "revenue")}
+"""What each kind of attribution adds to an item's and a variant's counters."""
+
+
+def _amounts(fields: tuple[str, ...], value: float) -> list[tuple[str, float]]:
+    return [(name, value if name == "revenue" else 1.0) for name in fields]
+
+
+_variant_labels: set[str] = set()
+
+
+def variant_label(variant: str) -> str:
+    """The ``variant`` label: the first :data:`~online.experiments.MAX_VARIANTS` names seen keep theirs, then ``other``.
+
+    >>> variant_label(""), variant_label("control")
+    ('none', 'control')
+    """
+    if not variant:
+        return "none"
+    if variant in _variant_labels:
+        return variant
+    if len(_variant_labels) < MAX_VARIANTS:
+        _variant_labels.add(variant)
+        return variant
+    return "other"
+
+
+def count_attribution(a: AttributionWrite) -> None:
+    """``livereco_flow_attributed_total`` for one impression record (one per item shown) or attributed event."""
+    if a.kind == "impression":
+        by_source: dict[str, int] = {}
+        for source in a.sources:
+            label = source if source in SOURCES else "other"
+            by_source[label] = by_source.get(label, 0) + 1
+        for source, count in by_source.items():
+            ATTRIBUTED.labels("impression", "attributed", source, variant_label(a.variant)).inc(count)
+        return
+    source = a.sources[0] if a.sources and a.sources[0] in SOURCES else "other"
+    ATTRIBUTED.labels(a.kind if a.kind in ATTRIBUTED_KINDS else "other", a.status if a.status in STATUSES else "other",
+                      source, variant_label(a.variant)).inc()
+
 
 @dataclass(frozen=True, slots=True)
 class SinkOptions:
@@ -78,9 +127,15 @@ class _Batch:
     """Users whose keys are deleted (an erase after their last list write of the batch)."""
     blobs: dict[str, bytes] = field(default_factory=dict)
     """Key -> encoded list or profile, made once per batch (a retry after an outage sends the same bytes)."""
+    counters: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Key -> field -> increment: attribution's per-item and per-variant counters, summed over the batch."""
+    variant_users: dict[str, set[str]] = field(default_factory=dict)
+    """A variant's users HyperLogLog key -> the users served by it in this batch."""
+    attributed: list[AttributionWrite] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.users or self.similar or self.trending or self.rankers or self.dead or self.erased)
+        return bool(self.users or self.similar or self.trending or self.rankers or self.dead or self.erased
+                    or self.counters)
 
 
 _TRANSIENT_REPLIES = ("LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "READONLY", "OOM", "NOREPLICAS")
@@ -116,6 +171,8 @@ class _RedisSinkPartition(StatelessSinkPartition[Write]):
         SINK_WRITES.labels("item_similar").inc(len(batch.similar))
         SINK_WRITES.labels("trending").inc(sum(len(m) for m in batch.trending.values()))
         SINK_WRITES.labels("dead_letter").inc(len(batch.dead))
+        for a in batch.attributed:
+            count_attribution(a)
 
     def _coalesce(self, items: list[Write]) -> _Batch:
         """The writes of ``items``, later ones to a key replacing earlier ones; prequential scores are counted here."""
@@ -135,6 +192,8 @@ class _RedisSinkPartition(StatelessSinkPartition[Write]):
                 batch.rankers[w.shard] = w
                 if w.contexts:
                     batch.contexts.setdefault(w.shard, {}).update(w.contexts)  # a later write's tops replace older ones
+            elif isinstance(w, AttributionWrite):
+                self._count(batch, w)
             elif isinstance(w, TrendingWrite):
                 batch.trending.setdefault(self._keys.trending(), {})[w.item_id] = w.log_score
                 if w.category:
@@ -144,6 +203,34 @@ class _RedisSinkPartition(StatelessSinkPartition[Write]):
             else:
                 batch.dead.append(w)
         return batch
+
+    def _count(self, batch: _Batch, w: AttributionWrite) -> None:
+        """Add an impression record or an attributed event to the batch's counters."""
+        batch.attributed.append(w)
+        keys, counters = self._keys, batch.counters
+        fields = _COUNTED.get(w.kind)
+        if fields is None or w.status not in ("attributed", "unknown"):
+            return
+        variant = keys.variant_stats(w.experiment, w.variant) if w.variant else None
+        if w.status == "unknown":  # an id the flow does not know: counted for the variant-less report line
+            unknown = counters.setdefault(keys.variant_stats(w.experiment, ""), {})
+            unknown[f"unknown_{w.kind}"] = unknown.get(f"unknown_{w.kind}", 0.0) + 1.0
+            return
+        for item in w.items:
+            stats = counters.setdefault(keys.item_stats(item), {})
+            for name, amount in _amounts(fields, w.value):
+                stats[name] = stats.get(name, 0.0) + amount
+        if variant is not None:
+            stats = counters.setdefault(variant, {})
+            for name, amount in _amounts(fields, w.value):
+                stats[name] = stats.get(name, 0.0) + amount * len(w.items)
+            if w.position and w.kind != "impression":  # where in the lists the variant's clicks, carts, sales were
+                at = f"{w.kind}_at_{w.position}"
+                stats[at] = stats.get(at, 0.0) + 1.0
+            if w.kind == "purchase":
+                stats["revenue_sq"] = stats.get("revenue_sq", 0.0) + w.value * w.value
+            if w.kind == "impression":
+                batch.variant_users.setdefault(keys.variant_users(w.experiment, w.variant), set()).add(w.user_id)
 
     def _encode(self, batch: _Batch) -> None:
         """Encode the blobs of ``batch`` once (kept across retries); a write that cannot be encoded is dead-lettered."""
@@ -191,6 +278,16 @@ class _RedisSinkPartition(StatelessSinkPartition[Write]):
         for shard, tops in batch.contexts.items():
             pipe.hset(keys.context(shard), mapping={segment: orjson.dumps(top) for segment, top in tops.items()})
             what.append(keys.context(shard))
+        for key, increments in batch.counters.items():
+            for name, amount in increments.items():
+                if name == "revenue" or name == "revenue_sq":
+                    pipe.hincrbyfloat(key, name, amount)
+                else:
+                    pipe.hincrby(key, name, int(amount))
+                what.append(key)
+        for key, users in batch.variant_users.items():
+            pipe.pfadd(key, *sorted(users))
+            what.append(key)
         for d in batch.dead:
             self._queue_dead_letter(pipe, d)
             what.append(keys.dead_letter())

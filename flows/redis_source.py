@@ -81,7 +81,7 @@ class _StreamPartition(StatefulSourcePartition[StreamEntry, str]):
         """Entries up to this one are never needed again: a restart resumes after it or later."""
         self._snapshots: list[str] = []
         self._controls: list[str] = []
-        """Control entries read (erase, merge: they name users), deleted once no restart can need them."""
+        """Control entries read (erase, merge, served: they name users), deleted once no restart can need them."""
         self._read_count = read_count
         self._poll = timedelta(seconds=poll_interval_s)
         self._stop_at_end = stop_at_end
@@ -151,7 +151,8 @@ class _StreamPartition(StatefulSourcePartition[StreamEntry, str]):
         safe = _order(self._safe_id)
         done = [entry_id for entry_id in self._controls if _order(entry_id) <= safe]
         if done:
-            self._client.xdel(self._stream, *done)
+            for start in range(0, len(done), 1000):  # impression records come one per list answered: many
+                self._client.xdel(self._stream, *done[start:start + 1000])
             self._controls = [entry_id for entry_id in self._controls if _order(entry_id) > safe]
 
     @override

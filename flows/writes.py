@@ -25,8 +25,19 @@ from online.contract import CandidateList, encode_candidates, encode_profile
 from online.init_pickle import reduce_by_init
 from online.item_embedding import weighted_mean
 
-__all__ = ["BLOB_VERSION", "DEAD_LETTER_STAGES", "DeadLetter", "ItemSimilarWrite", "PrequentialScore", "RankerWrite", "TrendingWrite", "UserErasedWrite",
-           "UserListWrite", "Write"]
+__all__ = [
+    "BLOB_VERSION",
+    "DEAD_LETTER_STAGES",
+    "AttributionWrite",
+    "DeadLetter",
+    "ItemSimilarWrite",
+    "PrequentialScore",
+    "RankerWrite",
+    "TrendingWrite",
+    "UserErasedWrite",
+    "UserListWrite",
+    "Write",
+]
 
 BLOB_VERSION = 2
 """The encoding of lists and profiles the sink writes (:mod:`online.contract.candidates`, :mod:`online.contract.profile`);
@@ -236,4 +247,41 @@ class PrequentialScore:
         return reduce_by_init(self)
 
 
-Write = UserListWrite | ItemSimilarWrite | TrendingWrite | DeadLetter | PrequentialScore | RankerWrite | UserErasedWrite
+@dataclass(slots=True)  # never mutated, but not frozen: a frozen __init__ costs ~6x, per event
+class AttributionWrite:
+    """Counters to add: a served list's impressions (``kind`` ``impression``, ``items``) or one attributed event.
+
+    ``status`` is :data:`online.attribution.STATUSES`' (``attributed`` for impressions); ``experiment`` and
+    ``variant`` name what made the list (empty for an event attributed to nothing).
+    """
+
+    kind: str
+    status: str
+    user_id: str
+    items: tuple[str, ...]
+    """An impression's items; an event's one item."""
+    sources: tuple[str, ...]
+    experiment: str
+    variant: str
+    value: float
+    position: int
+    """An attributed event's 1-based place in its list (0: none)."""
+
+    def __init__(self, kind: str, status: str, user_id: str, items: tuple[str, ...], sources: tuple[str, ...],
+                 experiment: str, variant: str, value: float = 0.0, position: int = 0) -> None:
+        self.kind = kind
+        self.status = status
+        self.user_id = user_id
+        self.items = items
+        self.sources = sources
+        self.experiment = experiment
+        self.variant = variant
+        self.value = value
+        self.position = position
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return reduce_by_init(self)
+
+
+Write = (UserListWrite | ItemSimilarWrite | TrendingWrite | DeadLetter | PrequentialScore | RankerWrite | UserErasedWrite
+         | AttributionWrite)

@@ -16,7 +16,7 @@ bounded) keeps their last served lists and the clicks made from them:
 >>> memory = AttributionMemory(max_lists=4, window_s=3600.0)
 >>> memory.record(ServedList("r1", 100.0, "livereco", ("a", "b", "c"), ("personal", "trending", "explore")))
 >>> memory.attribute("click", "b", "r1", 110.0, None)
-Attribution(kind='click', status='attributed', rec_id='r1', position=2, source='trending', variant='livereco', value=0.0)
+Attribution(kind='click', status='attributed', rec_id='r1', position=2, source='trending', variant='livereco', value=0.0, experiment='')
 >>> memory.attribute("click", "a", "r9", 120.0, None).status, memory.attribute("click", "z", "r1", 120.0, None).status
 ('unknown', 'not_listed')
 >>> memory.attribute("purchase", "b", None, 200.0, 19.9).status  # clicked from r1 at 110: within the window
@@ -48,6 +48,7 @@ class ServedList:
     variant: str
     items: tuple[str, ...]
     sources: tuple[str, ...]
+    experiment: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,7 @@ class Attribution:
     source: str | None = None
     variant: str | None = None
     value: float = 0.0
+    experiment: str = ""
 
 
 class AttributionMemory:
@@ -111,7 +113,8 @@ class AttributionMemory:
         try:
             row = served.items.index(item_id)
         except ValueError:
-            return Attribution(kind, "not_listed", rec_id, variant=served.variant, value=amount)
+            return Attribution(kind, "not_listed", rec_id, variant=served.variant, value=amount,
+                               experiment=served.experiment)
         if kind == "click":
             self._clicks[item_id] = (rec_id, ts)
             self._clicks.move_to_end(item_id)
@@ -119,7 +122,7 @@ class AttributionMemory:
                 self._clicks.popitem(last=False)
         source = served.sources[row] if row < len(served.sources) else "other"
         return Attribution(kind, "attributed", rec_id, row + 1, source if source in SOURCES else "other",
-                           served.variant, amount)
+                           served.variant, amount, served.experiment)
 
     def _forget_before(self, cutoff: float) -> None:
         while self._lists and next(iter(self._lists.values())).ts < cutoff:

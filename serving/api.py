@@ -67,6 +67,8 @@ _LIMITS = DEFAULT_LIMITS
 
 PathId = Annotated[str, Meta(min_length=1, max_length=_LIMITS.max_id_length,
                              description="Percent-encode '/' and other reserved characters.")]
+VARIANT_PATTERN = "^[a-z0-9][a-z0-9_-]{0,39}$"
+FORCED_VARIANT_PATTERN = "^([a-z0-9][a-z0-9_-]{0,39})?$"
 Count = Annotated[int, Meta(ge=1, le=MAX_N, description="How many items to return.")]
 Exclude = Annotated[list[Annotated[str, Meta(max_length=_LIMITS.max_id_length)]], Meta(max_length=MAX_N, description=f"Item ids never to return: repeat the parameter"
                                     f" or separate ids by commas (at most {MAX_N} ids in all).")]
@@ -109,6 +111,10 @@ class ListQuery(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
         max_length=32, description="attr.<name>=<value>: only items whose attribute <name> is <value> (attr.foldable"
                                    "=true, attr.size=42)",
         extra_json_schema={"x-query-prefix": ATTRIBUTE_PREFIX})] = {}
+    variant: Annotated[str, Meta(max_length=40, pattern=FORCED_VARIANT_PATTERN, description="Force a variant of the"
+                                 " experiment in force (QA); the answer is attributed to it. A name the experiment"
+                                 " does not have (or empty) forces nothing: the answer's variant field says which"
+                                 " variant made it.")] | UnsetType = UNSET
 
 
 class RecommendationsRequest(ListQuery, frozen=True, kw_only=True):
@@ -124,12 +130,18 @@ class ProfileRequest(Struct, frozen=True, kw_only=True):
     user_id: PathId
 
 
+_VIEWER = Meta(max_length=_LIMITS.max_id_length, description="The user the list is shown to: the answer's impression"
+                " is recorded for them, so their clicks carrying its rec_id are attributed (without it, or empty,"
+                " nothing is recorded).")
+
+
 class ItemRequest(ListQuery, frozen=True, kw_only=True):
     item_id: PathId
+    user_id: Annotated[str, _VIEWER] | UnsetType = UNSET
 
 
 class TrendingRequest(ListQuery, frozen=True, kw_only=True):
-    pass
+    user_id: Annotated[str, _VIEWER] | UnsetType = UNSET
 
 
 # --- responses ---------------------------------------------------------------------------------------------
@@ -141,11 +153,18 @@ class ItemSourced(Struct, frozen=True):
     source: Source
 
 
+RecId = Annotated[str, Meta(description="This answer's id: send it back as an event's rec_id to attribute the event"
+                                       " to this list (position, source, variant).")]
+VariantName = Annotated[str, Meta(description="The experiment variant that made this list (default: no experiment).")]
+
+
 class RecommendationList(Struct, kw_only=True):
     user_id: str
     source: Literal["personal", "trending"]
     fallback: Fallback | None
     items: list[ItemSourced]
+    rec_id: RecId
+    variant: VariantName
     updated_ms_ago: Annotated[float, Meta(ge=0, description="Age of the personal part (ms).")] | UnsetType = UNSET
     segment: Annotated[str, Meta(description="A user without a list: the segment (attribute=value, see PUT"
                                              " /v1/users/{user_id}) whose trending answered.")] | UnsetType = UNSET
@@ -156,6 +175,8 @@ class SimilarList(Struct, kw_only=True):
     source: Literal["similar", "trending"]
     fallback: Fallback | None
     items: list[ItemSourced]
+    rec_id: RecId
+    variant: VariantName
 
 
 class TrendingItem(Struct, frozen=True):
@@ -166,6 +187,8 @@ class TrendingItem(Struct, frozen=True):
 
 class TrendingList(Struct, kw_only=True):
     category: str | None
+    rec_id: RecId
+    variant: VariantName
     source: Literal["trending"] = "trending"
     items: list[TrendingItem] = []
 

@@ -32,7 +32,10 @@ from serving.backlog import StreamBacklog, StreamStatus, flow_status
 from serving.catalog_routes import CatalogHandlers
 from serving.catalog_state import ServingCatalog
 from serving.console_routes import ConsoleHandlers
+from serving.experiment_routes import ExperimentHandlers
+from serving.experiment_state import ServingExperiments
 from serving.http import HTTPError, Receive, Scope, Send, json_response, read_body, require_json, split_path
+from serving.impressions import ImpressionRecorder
 from serving.ingest import append_events, parse_batch
 from serving.list_routes import ListHandlers
 from serving.lists import read_profile
@@ -104,7 +107,7 @@ async def check_layout(client: AsyncRedisClient, settings: Settings) -> None:
         )
 
 
-class LiverecoApp(ListHandlers, CatalogHandlers, ShopHandlers, ConsoleHandlers):
+class LiverecoApp(ListHandlers, CatalogHandlers, ShopHandlers, ConsoleHandlers, ExperimentHandlers):
     """Routes requests by the route table to its handlers, times them, and turns errors into JSON answers.
 
     The handlers of the list routes, the catalog and rules routes, and the rank and user routes are in
@@ -127,6 +130,11 @@ class LiverecoApp(ListHandlers, CatalogHandlers, ShopHandlers, ConsoleHandlers):
         # else the client. An injected client serves everything.
         self._fast: FastReads | None = None if client is not None else fast_reads_for(
             settings.redis_url, connect_timeout_s=1.0, timeout_s=2.0)
+        self.experiments = ServingExperiments(settings.keys)
+        """The experiments in force, refreshed every 250 ms by a task started with the server."""
+        self._experiments_task: asyncio.Task[None] | None = None
+        self.impressions = ImpressionRecorder(settings.keys, self._fast, lambda: self.client, self.metrics.registry,
+                                                enabled=settings.impressions == 1)
         self._openapi = orjson.dumps(openapi_document(settings))
         self.router = Router(ROUTES)
         missing = [route.handler for route in ROUTES if not callable(getattr(self, route.handler, None))]
@@ -230,6 +238,8 @@ class LiverecoApp(ListHandlers, CatalogHandlers, ShopHandlers, ConsoleHandlers):
                     await check_layout(self.client, self.settings)
                     await self.catalog.refresh(self.client)  # never serve a first request unfiltered
                     self._catalog_task = asyncio.ensure_future(self.catalog.run(self.client))
+                    await self.experiments.refresh(self.client)
+                    self._experiments_task = asyncio.ensure_future(self.experiments.run(self.client))
                     self.metrics.up.set(1)
                 except Exception as exc:  # uvicorn prints the message: never the password
                     await send({"type": "lifespan.startup.failed",
@@ -237,8 +247,9 @@ class LiverecoApp(ListHandlers, CatalogHandlers, ShopHandlers, ConsoleHandlers):
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self._catalog_task is not None:
-                    self._catalog_task.cancel()
+                for task in (self._catalog_task, self._experiments_task):
+                    if task is not None:
+                        task.cancel()
                 if self._client is not None:
                     await self._client.aclose()
                 if self._fast is not None:

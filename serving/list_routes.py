@@ -20,8 +20,10 @@ from msgspec import UNSET
 
 from online.catalog.filters import Filters
 from online.contract import RedisKeys, Settings
+from online.experiments import VariantConfig
 from serving.api import (
     ItemRequest,
+    ItemSourced,
     ListQuery,
     RecommendationList,
     RecommendationsRequest,
@@ -31,6 +33,8 @@ from serving.api import (
     TrendingRequest,
 )
 from serving.catalog_state import ServingCatalog
+from serving.experiment_state import ServingExperiments
+from serving.impressions import ImpressionRecorder
 from serving.lists import ListAnswer, merged_list, read_trending
 from serving.metrics import ServingMetrics
 from serving.ranker_weights import RankerWeights
@@ -65,6 +69,8 @@ class ListHandlers:
     metrics: ServingMetrics
     ranker_weights: RankerWeights
     catalog: ServingCatalog
+    experiments: ServingExperiments
+    impressions: ImpressionRecorder
 
     @property
     def client(self) -> Any: ...
@@ -72,19 +78,45 @@ class ListHandlers:
     @property
     def reads(self) -> Any: ...
 
-    def _spec(self, p: ListQuery, filters: Filters, **fields: Any) -> ListSpec:
+    def _spec(self, p: ListQuery, filters: Filters, variant: VariantConfig | None = None, **fields: Any) -> ListSpec:
         cap = self.settings.diversity_cap if p.diversity_cap is UNSET else p.diversity_cap
+        if variant is not None and variant.diversity_cap is not None and p.diversity_cap is UNSET:
+            cap = variant.diversity_cap
         return ListSpec(n=p.n, filters=filters, diversity_cap=cap, diversity_window=self.settings.diversity_window,
                         **fields)
 
-    async def _served(self, spec: ListSpec) -> ListAnswer:
+    async def _served(self, spec: ListSpec, rules: bool = True) -> ListAnswer:
         catalog = self.catalog
-        return await run_read_steps(self.reads, served_list(self.keys, spec, catalog.snapshot, catalog.rules,
-                                                            time.time()))
+        return await run_read_steps(self.reads, served_list(self.keys, spec, catalog.snapshot,
+                                                            catalog.rules if rules else None, time.time()))
+
+    def _variant(self, user_id: str | None, p: ListQuery) -> tuple[str, str, VariantConfig | None]:
+        """The experiment, variant name and configuration making this list (a forced ``?variant=`` or the user's)."""
+        return self.experiments.choose(user_id, None if p.variant is UNSET else p.variant)
+
+    async def _control_list(self, p: ListQuery, filters: Filters, variant: VariantConfig | None) -> ListAnswer:
+        """A control variant's list: trending only (the category page's, else all items'), rules and filters kept."""
+        if self.catalog.active or filters.exclude:
+            return await self._served(self._spec(p, filters, variant), rules=variant is None or variant.rules)
+        page = filters.categories[0] if filters.categories else None
+        trending = await read_trending(self.reads, self.keys, p.n, page)
+        if not trending and page is not None:
+            trending = await read_trending(self.reads, self.keys, p.n, None)
+        return ListAnswer(items=[ItemSourced(t.item_id, t.score, "trending") for t in trending],
+                          source="trending")
 
     async def recommendations(self, request: Any) -> RecommendationList:
         p: RecommendationsRequest = request.params
         settings = self.settings
+        experiment, variant_name, variant = self._variant(p.user_id, p)
+        if variant is not None and variant.control:
+            answer = await self._control_list(p, filters_of(p, False), variant)
+            return RecommendationList(user_id=p.user_id, source="trending", fallback=None,
+                                      items=answer.items,
+                                      rec_id=self._record(p.user_id, experiment, variant_name, answer.items),
+                                      variant=variant_name)
+        fixed = variant is not None and not variant.ranker
+        explore_off = variant is not None and not variant.exploration
         exclude_seen = settings.exclude_seen == 1 if p.exclude_seen is UNSET else p.exclude_seen
         device = p.device or None
         await self.ranker_weights.refresh(self.client, self.keys)
@@ -92,18 +124,19 @@ class ListHandlers:
         device_popular, hour_popular = self.ranker_weights.context_for(
             p.user_id, device, time.gmtime().tm_hour if p.hour is UNSET else p.hour) \
             if settings.context_items else ({}, {})
-        weights = self.ranker_weights.for_user(p.user_id)
+        weights = {} if fixed else self.ranker_weights.for_user(p.user_id)  # no weights: personal, then trending
         if self.catalog.active or exclude_seen or settings.segments:
             filters = filters_of(p, settings.exclude_seen == 1)
             page = filters.categories[0] if filters.categories else None
             answer = await self._served(self._spec(
-                p, filters, list_key=self.keys.user_recs(p.user_id), weights=weights, depth=settings.candidates,
-                stored_exclude_max=2 * settings.recent_items, explore=self.ranker_weights.explore_for(p.user_id, page),
+                p, filters, variant, list_key=self.keys.user_recs(p.user_id), weights=weights,
+                depth=settings.candidates, stored_exclude_max=2 * settings.recent_items,
+                explore=() if explore_off else self.ranker_weights.explore_for(p.user_id, page),
                 explore_at=settings.explore_position, affinity_top=settings.affinity_categories,
                 affinity_items=settings.affinity_items, device=device_popular, hour=hour_popular,
                 profile_key=self.keys.user_profile(p.user_id) if filters.exclude_seen else None,
                 attributes_key=self.keys.user_attributes(p.user_id) if settings.segments else None,
-                segments=settings.segments))
+                segments=settings.segments), rules=variant is None or variant.rules)
         else:
             # No catalog: the page's category (a category page, a cold user's first visit) only supplies the
             # trending part, or all items' trending while that category has none yet.
@@ -114,7 +147,8 @@ class ListHandlers:
                                            depth=settings.candidates,
                                            # purchased and recent items (disliked ones are among the recent): the flow's bound
                                            stored_exclude_max=2 * settings.recent_items,
-                                           explore=self.ranker_weights.explore_for(p.user_id, trending_category),
+                                           explore=() if explore_off else
+                                           self.ranker_weights.explore_for(p.user_id, trending_category),
                                            explore_at=settings.explore_position,
                                            affinity_top=settings.affinity_categories,
                                            affinity_items=settings.affinity_items,
@@ -125,7 +159,9 @@ class ListHandlers:
         if answer.fallback:
             self.metrics.fallbacks.labels("/v1/users/{user_id}/recommendations", answer.fallback).inc()
         body = RecommendationList(user_id=p.user_id, source=answer.source,  # type: ignore[arg-type]
-                                  fallback=answer.fallback, items=answer.items)  # type: ignore[arg-type]
+                                  fallback=answer.fallback, items=answer.items,  # type: ignore[arg-type]
+                                  rec_id=self._record(p.user_id, experiment, variant_name, answer.items),
+                                  variant=variant_name)
         if answer.accepted_ms:
             age_s = max(0.0, time.time() - answer.accepted_ms / 1000.0)
             self.metrics.list_age.observe(age_s)
@@ -136,11 +172,15 @@ class ListHandlers:
 
     async def similar(self, request: Any) -> SimilarList:
         p: ItemRequest = request.params
+        viewer = None if p.user_id is UNSET or not p.user_id else p.user_id
+        experiment, variant_name, variant = self._variant(viewer, p)
         filters = filters_of(p, False)
-        if self.catalog.active:
+        if variant is not None and variant.control:
+            answer = await self._control_list(p, filters, variant)
+        elif self.catalog.active:
             filters = dataclasses.replace(filters, exclude=filters.exclude | {p.item_id})
-            answer = await self._served(self._spec(p, filters, list_key=self.keys.item_similar(p.item_id),
-                                                   own_source="similar"))
+            answer = await self._served(self._spec(p, filters, variant, list_key=self.keys.item_similar(p.item_id),
+                                                   own_source="similar"), rules=variant is None or variant.rules)
         else:
             answer = await merged_list(self.reads, self.keys, self.keys.item_similar(p.item_id), "similar", p.n,
                                        {p.item_id, *p.exclude})
@@ -148,19 +188,27 @@ class ListHandlers:
         if answer.fallback:
             self.metrics.fallbacks.labels("/v1/items/{item_id}/similar", answer.fallback).inc()
         return SimilarList(item_id=p.item_id, source=answer.source,  # type: ignore[arg-type]
-                           fallback=answer.fallback, items=answer.items)  # type: ignore[arg-type]
+                           fallback=answer.fallback, items=answer.items,  # type: ignore[arg-type]
+                           rec_id=self._record(viewer, experiment, variant_name, answer.items), variant=variant_name)
 
     async def trending(self, request: Any) -> TrendingList:
         p: TrendingRequest = request.params
+        viewer = None if p.user_id is UNSET or not p.user_id else p.user_id
+        experiment, variant_name, variant = self._variant(viewer, p)
         filters = filters_of(p, False)
         page = filters.categories[0] if filters.categories else None
         if self.catalog.active or filters.exclude:
-            answer = await self._served(self._spec(p, filters))
+            answer = await self._served(self._spec(p, filters, variant), rules=variant is None or variant.rules)
             items = [TrendingItem(entry.item_id, entry.score,
                                   entry.source if entry.source in ("pinned", "promotion") else "trending")
                      for entry in answer.items]
         else:
             items = await read_trending(self.reads, self.keys, p.n, page)
         self.metrics.up.set(1)
-        return TrendingList(category=page, items=items)
+        return TrendingList(category=page, items=items, variant=variant_name,
+                            rec_id=self._record(viewer, experiment, variant_name, items))
+
+    def _record(self, user_id: str | None, experiment: str, variant: str, items: Any) -> str:
+        """The answer's rec_id; the impression (items, sources) is recorded for the user without waiting."""
+        return self.impressions.record(user_id, experiment, variant, [(entry.item_id, entry.source) for entry in items])
 

@@ -120,11 +120,15 @@ class _Connection(asyncio.Protocol):
 
     # --- sending ---------------------------------------------------------------------------
     def send(self, commands: list[Command]) -> asyncio.Future[list[Any]]:
+        return self.send_encoded(b"".join([encode_command(args) for args in commands]), len(commands))
+
+    def send_encoded(self, data: bytes, count: int) -> asyncio.Future[list[Any]]:
+        """Send ``count`` commands already in RESP (``data``); their replies come together."""
         if self.closed:
             raise redis.ConnectionError("Connection to Redis closed")
         future: asyncio.Future[list[Any]] = self.loop.create_future()
-        self.out.extend(encode_command(args) for args in commands)
-        self.pending.append(_Batch(future, len(commands), time.monotonic()))
+        self.out.append(data)
+        self.pending.append(_Batch(future, count, time.monotonic()))
         if not self.flush_scheduled:
             self.flush_scheduled = True
             self.loop.call_soon(self._flush)
@@ -230,6 +234,18 @@ class FastReads:
 
     async def execute_command(self, *args: Any) -> Any:
         return (await self.run([args]))[0]
+
+    def post(self, encoded: bytes) -> asyncio.Future[list[Any]] | None:
+        """Send one command, already in RESP (:func:`encode_command`), on the open connection without waiting for
+        its reply (a fire-and-forget write: it leaves with the reads of the same event-loop turn); ``None`` when no
+        connection is open.
+
+        The caller must look at the future's outcome (an error reply is a ``hiredis.ReplyError`` in the list).
+        """
+        connection = self._connection
+        if connection is None or connection.closed:
+            return None
+        return connection.send_encoded(encoded, 1)
 
     async def get(self, key: str) -> Any:
         return await self.execute_command("GET", key)

@@ -43,6 +43,7 @@ from serving.api import (
     TrendingRequest,
     event_struct,
 )
+from serving.experiment_api import ExperimentBody, ExperimentDoc, ExperimentPath, ItemStats, ItemStatsRequest
 from serving.shop_api import (
     MAX_BULK_BYTES,
     MAX_BULK_ITEMS,
@@ -193,6 +194,17 @@ ROUTES: tuple[Route, ...] = (
           ItemsWritten, body=_bulk_body, body_media_types=("application/json", "application/x-ndjson"),
           errors={**_BODY_ERRORS, 413: f"The body exceeds {MAX_BULK_BYTES} bytes or holds more than {MAX_BULK_ITEMS}"
                                        " items"}, scope="admin"),
+    Route("GET", "/v1/items/{item_id}/stats", "get_item_stats", "An item's impressions, clicks, CTR, carts,"
+          " conversions and revenue attributed to served lists (counted by the flow)", ItemStats,
+          params=ItemStatsRequest, errors={400: BAD_PARAMETER, 503: REDIS_DOWN}, scope="read"),
+    Route("PUT", "/v1/experiments/{name}", "put_experiment", "Create or change an experiment: its variants and"
+          " their shares (in force on every server within a second)", ExperimentDoc, params=ExperimentPath,
+          body=lambda settings: ExperimentBody,
+          errors={**_BODY_ERRORS, 422: "The experiment is invalid: shares not adding up to 1, repeated variant names"
+                                       " (field names it)"}, scope="admin"),
+    Route("GET", "/v1/experiments/{name}", "get_experiment", "An experiment as stored", ExperimentDoc,
+          params=ExperimentPath, errors={400: BAD_PARAMETER, 404: "No experiment has this name", 503: REDIS_DOWN},
+          scope="admin"),
     Route("GET", "/v1/rules", "get_rules", "The merchandising rules in force, with their version", Rules,
           errors={503: REDIS_DOWN}, scope="admin"),
     Route("PUT", "/v1/rules", "put_rules", "Replace the merchandising rules (in force on every server within a"

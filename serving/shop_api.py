@@ -109,6 +109,8 @@ class RankedItem(Struct, frozen=True):
 class RankedList(Struct, kw_only=True):
     user_id: str
     items: list[RankedItem]
+    rec_id: Annotated[str, Meta(description="This answer's id (an event's rec_id attributes it to this order).")]
+    variant: Annotated[str, Meta(description="The experiment variant in force for the user.")]
 
 
 AttributeName = Annotated[str, Meta(min_length=1, max_length=64, pattern=ATTRIBUTE_NAME_PATTERN)]

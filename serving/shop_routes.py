@@ -22,6 +22,7 @@ import msgspec
 from online.blend import Pool, blend
 from online.contract import CandidateList, RedisKeys, Settings, decode_candidates
 from serving.catalog_routes import decode_json_body, require_media_type
+from serving.experiment_state import ServingExperiments
 from serving.http import HTTPError, read_body
 from serving.ranker_weights import RankerWeights
 from serving.shop_api import RankBody, RankedItem, RankedList, UserAttributes, UserAttributesBody, UserPath
@@ -74,6 +75,11 @@ class ShopHandlers:
     @property
     def reads(self) -> Any: ...
 
+    experiments: ServingExperiments
+
+    def _record(self, user_id: str | None, experiment: str, variant: str, items: Any) -> str:
+        raise NotImplementedError  # serving.list_routes.ListHandlers._record answers (it comes first in the app's MRO)
+
     async def _typed_body(self, request: Any, kind: type[Any]) -> Any:
         require_media_type(request.scope, (b"application/json",))
         body = await read_body(request.scope, request.receive, self.settings.max_body_bytes,
@@ -94,13 +100,18 @@ class ShopHandlers:
         pipe.execute_command("ZREVRANGE", trending_key, 0, 0, "WITHSCORES")
         pipe.execute_command("ZMSCORE", trending_key, *wanted)
         blob, top_reply, scores = await pipe.execute()
+        experiment, variant_name, variant = self.experiments.choose(p.user_id, None)
         candidates = (decode_candidates(blob) if blob else None) or CandidateList([], [])
+        if variant is not None and variant.control:  # trending only: the user's candidates play no part
+            candidates = CandidateList([], [])
         top = None
         if top_reply:
             first = top_reply[0]
             top = float(first[1]) if isinstance(first, list | tuple) else float(top_reply[1])
-        return RankedList(user_id=p.user_id, items=rank_items(wanted, candidates, top, list(scores),
-                                                               self.ranker_weights.for_user(p.user_id)))
+        weights = {} if variant is not None and not variant.ranker else self.ranker_weights.for_user(p.user_id)
+        items = rank_items(wanted, candidates, top, list(scores), weights)
+        return RankedList(user_id=p.user_id, items=items, variant=variant_name,
+                          rec_id=self._record(p.user_id, experiment, variant_name, items))
 
     async def put_user(self, request: Any) -> UserAttributes:
         p: UserPath = request.params

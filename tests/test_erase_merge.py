@@ -77,7 +77,9 @@ def test_erase_leaves_nothing_of_the_user_anywhere(system: tuple[str, Path], red
 
     status, answer = _request("DELETE", f"{base}/v1/users/victim")
     assert status == 202, answer
-    assert answer["erased"]["keys"] == 2 and answer["erased"]["stream_entries"] == 4  # 3 views and the bad entry
+    # 3 views and the bad entry, and the impression records of the lists read above that the flow's source has not
+    # deleted yet (served control messages name the user too)
+    assert answer["erased"]["keys"] == 2 and answer["erased"]["stream_entries"] >= 4
     assert answer["erased"]["dead_letters"] == 1
     _wait(lambda: find_user(redis_client, keys, "victim", store).empty, 75,
           "nothing left of the victim: " + find_user(redis_client, keys, "victim", store).report())

@@ -35,7 +35,8 @@ from flows.stages.common import _load, _StageLogic
 from flows.stages.control import ParsedControl, UserErased, absorb
 from flows.stages.messages import Link, PurchaseLink, Touch
 from flows.stages.parse import ParsedEvent
-from flows.writes import DeadLetter
+from flows.writes import AttributionWrite, DeadLetter
+from online.attribution import ATTRIBUTED_KINDS, AttributionMemory, ServedList
 from online.context_popularity import context_segments
 from online.contract import Settings
 from online.init_pickle import reduce_by_init
@@ -60,22 +61,25 @@ def _entry_order(parsed: ParsedEvent | ParsedControl) -> tuple[int, int]:
 
 @dataclass(slots=True)
 class UserHistoryState:
-    """A user's history and which life of it this is (see :attr:`Touch.life`)."""
+    """A user's history, which life of it this is (see :attr:`Touch.life`) and the lists they were served."""
 
     history: UserHistory
     life: int
+    attribution: AttributionMemory | None = None
+    """The user's last served lists (attribution), made at their first ``served`` message."""
 
-    def __init__(self, history: UserHistory, life: int) -> None:
+    def __init__(self, history: UserHistory, life: int, attribution: AttributionMemory | None = None) -> None:
         # Written out, not generated: mypyc compiles only the methods in the source (see online.init_pickle).
         self.history = history
         self.life = life
+        self.attribution = attribution
 
     def __reduce__(self) -> tuple[Any, ...]:
         return reduce_by_init(self)
 
 
 @mypyc_attr(native_class=False)
-class UserHistoryLogic(_StageLogic[ParsedEvent | ParsedControl, "list[Touch | Link | PurchaseLink] | DeadLetter | UserErased",
+class UserHistoryLogic(_StageLogic[ParsedEvent | ParsedControl, "list[Touch | Link | PurchaseLink] | DeadLetter | UserErased | AttributionWrite",
                                    "UserHistoryState"]):
     """User-keyed: de-duplication, sessions, recent items; emits the touch and the forward links.
 
@@ -112,9 +116,10 @@ class UserHistoryLogic(_StageLogic[ParsedEvent | ParsedControl, "list[Touch | Li
 
     @override
     def on_batch(self, values: list[ParsedEvent | ParsedControl]
-                 ) -> tuple[Iterable[list[Touch | Link | PurchaseLink] | DeadLetter | UserErased], bool]:
+                 ) -> tuple[Iterable[list[Touch | Link | PurchaseLink] | DeadLetter | UserErased | AttributionWrite],
+                            bool]:
         self.last_active = time.time()
-        out: list[list[Touch | Link | PurchaseLink] | DeadLetter | UserErased] = []
+        out: list[list[Touch | Link | PurchaseLink] | DeadLetter | UserErased | AttributionWrite] = []
         erased = False
         if self.reorder and len(values) > 1:  # the catalog stage (keyed by item) hands them on grouped by item
             values = sorted(values, key=_entry_order)
@@ -132,6 +137,9 @@ class UserHistoryLogic(_StageLogic[ParsedEvent | ParsedControl, "list[Touch | Li
                 continue
             if messages is not None:
                 out.append(messages)
+                event = parsed.event
+                if event.type in ATTRIBUTED_KINDS or (event.type == "view" and event.rec_id is not None):
+                    out.append(self._attribute(parsed))
         return out, StatefulBatchLogic.DISCARD if erased else StatefulBatchLogic.RETAIN
 
     def _control(self, parsed: ParsedControl, out: list[Any]) -> bool:
@@ -141,12 +149,35 @@ class UserHistoryLogic(_StageLogic[ParsedEvent | ParsedControl, "list[Touch | Li
             out.append(UserErased(control.user_id, self.state.life))
             self.state = self._new_state()  # a later event in this batch starts from nothing
             return True
+        served = control.served
+        if served is not None:  # a list the server answered: remembered for attribution, its impressions counted
+            memory = self.state.attribution
+            if memory is None:
+                memory = self.state.attribution = AttributionMemory(self.settings.attribution_lists,
+                                                                    self.settings.attribution_window_s)
+            memory.record(ServedList(served.rec_id, served.ts, served.variant, served.items, served.sources,
+                                     served.experiment))
+            out.append(AttributionWrite("impression", "attributed", control.user_id, served.items, served.sources,
+                                        served.experiment, served.variant))
+            return False
         try:
             out.append(absorb(self, parsed))
         except Exception as exc:
             out.append(stage_failure(self.stage, exc, self.keys.stream_for_user(control.user_id), parsed.entry_id,
                                      control.encode()))
         return False
+
+    def _attribute(self, parsed: ParsedEvent) -> AttributionWrite:
+        """What the event is attributed to (a ``view`` carrying a ``rec_id`` counts as a click)."""
+        event = parsed.event
+        kind = "click" if event.type == "view" else event.type
+        memory = self.state.attribution
+        if memory is None:
+            status = "unattributed" if event.rec_id is None else "unknown"
+            return AttributionWrite(kind, status, event.user_id, (event.item_id,), (), "", "", event.value or 0.0)
+        a = memory.attribute(kind, event.item_id, event.rec_id, event.ts, event.value)
+        return AttributionWrite(kind, a.status, event.user_id, (event.item_id,), (a.source,) if a.source else (),
+                                a.experiment, a.variant or "", a.value, a.position or 0)
 
     def _failed(self, parsed: ParsedEvent, exc: Exception, seq: int) -> list[list[Touch | Link | PurchaseLink] | DeadLetter]:
         """The dead letter for an event this stage failed on, and a touch standing in for it if it took a sequence

@@ -7,6 +7,11 @@ after the account's earlier events.
 
 * ``erase``: every stage drops the user's state, the sink deletes their keys,
   and the source deletes the control entry itself once no restart can need it.
+* ``served``: the server answered the user a list (its ``rec_id``, the
+  experiment and variant that made it, the items shown and their sources: at
+  most :data:`MAX_SERVED_ITEMS`); the user-history stage remembers it to
+  attribute the user's later clicks, carts and purchases
+  (:mod:`online.attribution`), and the sink counts the impressions.
 * ``merge``: the account absorbs the anonymous visitor's recent items (with
   their weights and times) and exclusions (bought, disliked), read by the server from what
   the flow stored for the visitor; the visitor is then erased. Absorbed items
@@ -17,11 +22,14 @@ after the account's earlier events.
 >>> decode_control({b"c": c.encode()}) == c
 True
 >>> decode_control({b"c": b'{"control":"erase","user_id":"u1"}'})
-Control(kind='erase', user_id='u1', from_user=None, recent=(), exclude=())
+Control(kind='erase', user_id='u1', from_user=None, recent=(), exclude=(), served=None)
+>>> s = Control.served_list("u1", "r7", 1.7e9, "home", "livereco", ("a", "b"), ("personal", "trending"))
+>>> decode_control({b"c": s.encode()}).served
+Served(rec_id='r7', ts=1700000000.0, experiment='home', variant='livereco', items=('a', 'b'), sources=('personal', 'trending'))
 >>> decode_control({b"c": b'{"control":"teleport","user_id":"u1"}'})
 Traceback (most recent call last):
 ...
-online.contract.events.EventError: control: unknown control 'teleport' (known: erase, merge)
+online.contract.events.EventError: control: unknown control 'teleport' (known: erase, merge, served)
 """
 
 from __future__ import annotations
@@ -34,11 +42,15 @@ import orjson
 
 from online.contract.events import DEFAULT_LIMITS, EventError, unprintable_character
 
-__all__ = ["CONTROL_FIELD", "CONTROL_KINDS", "Control", "decode_control", "is_control"]
+__all__ = ["CONTROL_FIELD", "CONTROL_KINDS", "MAX_SERVED_ITEMS", "Control", "Served", "decode_control", "is_control"]
 
 CONTROL_FIELD = "c"
-CONTROL_KINDS = ("erase", "merge")
+CONTROL_KINDS = ("erase", "merge", "served")
 MAX_MERGED_ITEMS = 1000
+MAX_SERVED_ITEMS = 50
+"""Items of a served list the impression record keeps (the first ones; deeper places are not attributed)."""
+MAX_LABEL_LENGTH = 64
+"""A rec_id, experiment or variant name, or source, longer than this is refused."""
 
 
 def _user(raw: Any, name: str) -> str:
@@ -47,6 +59,18 @@ def _user(raw: Any, name: str) -> str:
     if (bad := unprintable_character(raw)) is not None:
         raise EventError(name, f"contains {bad}")
     return raw
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """What a ``served`` control message records: one list answer (its id, when, who made it, what it showed)."""
+
+    rec_id: str
+    ts: float
+    experiment: str
+    variant: str
+    items: tuple[str, ...]
+    sources: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +84,22 @@ class Control:
     """The absorbed user's recent items: (item, summed weight, last time), newest first."""
     exclude: tuple[str, ...] = ()
     """Items the absorbed user must not be shown again (bought, disliked)."""
+    served: Served | None = None
+    """A ``served`` message's list."""
+
+    @classmethod
+    def served_list(cls, user_id: str, rec_id: str, ts: float, experiment: str, variant: str,
+                    items: tuple[str, ...], sources: tuple[str, ...]) -> Control:
+        """The impression record of one list answer (its first :data:`MAX_SERVED_ITEMS` items)."""
+        return cls("served", user_id, served=Served(rec_id, ts, experiment, variant, items[:MAX_SERVED_ITEMS],
+                                                    sources[:MAX_SERVED_ITEMS]))
 
     def encode(self) -> bytes:
         body: dict[str, Any] = {"control": self.kind, "user_id": self.user_id}
+        if self.served is not None:
+            s = self.served
+            body.update({"rec_id": s.rec_id, "ts": s.ts, "experiment": s.experiment, "variant": s.variant,
+                         "items": s.items, "sources": s.sources})
         if self.kind == "merge":
             body.update({"from": self.from_user, "recent": [list(r) for r in self.recent],
                          "exclude": list(self.exclude)})
@@ -93,6 +130,8 @@ def decode_control(fields: Mapping[Any, Any]) -> Control:
     user = _user(obj.get("user_id"), "user_id")
     if kind == "erase":
         return Control("erase", user)
+    if kind == "served":
+        return Control("served", user, served=_served(obj))
     source = _user(obj.get("from"), "from")
     if source == user:
         raise EventError("from", "a user cannot be merged into itself")
@@ -109,3 +148,22 @@ def decode_control(fields: Mapping[Any, Any]) -> Control:
         raise EventError("exclude", f"must be a list of at most {MAX_MERGED_ITEMS} items")
     exclude = tuple(_user(item, "exclude.item") for item in exclude_raw)
     return Control("merge", user, source, tuple(recent), exclude)
+
+
+def _label(raw: Any, name: str, empty: bool = False) -> str:
+    if not isinstance(raw, str) or len(raw) > MAX_LABEL_LENGTH or not (raw or empty) or not raw.isprintable():
+        raise EventError(name, f"must be a printable string of {0 if empty else 1}-{MAX_LABEL_LENGTH} characters")
+    return raw
+
+
+def _served(obj: dict[str, Any]) -> Served:
+    items, sources, ts = obj.get("items"), obj.get("sources"), obj.get("ts")
+    if not isinstance(items, list) or len(items) > MAX_SERVED_ITEMS:
+        raise EventError("items", f"must be a list of at most {MAX_SERVED_ITEMS} items")
+    if not isinstance(sources, list) or len(sources) != len(items):
+        raise EventError("sources", "must be a list of one source per item")
+    if isinstance(ts, bool) or not isinstance(ts, int | float):
+        raise EventError("ts", "must be a number (epoch seconds)")
+    return Served(_label(obj.get("rec_id"), "rec_id"), float(ts), _label(obj.get("experiment", ""), "experiment", True),
+                  _label(obj.get("variant"), "variant"), tuple(_user(item, "items.item") for item in items),
+                  tuple(_label(source, "sources.source") for source in sources))

@@ -98,6 +98,22 @@ class RedisKeys:
         return f"{self.namespace}:{{i:{item_id}}}:similar"
 
     # --- global ------------------------------------------------------
+    def item_stats(self, item_id: str) -> str:
+        """A hash: the item's impressions, clicks, conversions and revenue (attribution; ``GET /v1/items/{id}/stats``)."""
+        return f"{self.namespace}:{{i:{item_id}}}:stats"
+
+    def experiments(self) -> str:
+        """A hash: experiment name -> its JSON document (:class:`online.experiments.Experiment`)."""
+        return f"{self.namespace}:experiments"
+
+    def variant_stats(self, experiment: str, variant: str) -> str:
+        """A hash: one variant's impressions, clicks, conversions, revenue (and revenue²) from attribution."""
+        return f"{self.namespace}:exp:{experiment}:{variant}"
+
+    def variant_users(self, experiment: str, variant: str) -> str:
+        """A HyperLogLog: the users served by one variant (counted, never listed)."""
+        return f"{self.namespace}:exp:{experiment}:{variant}:users"
+
     def ranker(self) -> str:
         """A hash: ranker shard -> its current blend weights (JSON), read by the server."""
         return f"{self.namespace}:ranker"

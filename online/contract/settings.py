@@ -81,6 +81,9 @@ class Settings:
     purchase_window_s: float = _setting(7 * 86400.0, "LIVERECO_PURCHASE_WINDOW_S", "seconds (event time) after a purchase during which candidates in the bought item's category fall back in the buyer's list and what buyers of it bought next (within as many seconds) rises; 0 turns the rule off")
     purchase_demote: float = _setting(0.1, "LIVERECO_PURCHASE_DEMOTE", "within a purchase window, candidates in a bought item's category keep this share of their score (1: no change, 0: last)")
     purchase_boost: float = _setting(0.25, "LIVERECO_PURCHASE_BOOST", "within a purchase window, what buyers of the bought item bought next counts as one more neighbour list of it, at this weight (0: nothing rises)")
+    attribution_window_s: float = _setting(7 * 86400.0, "LIVERECO_ATTRIBUTION_WINDOW_S", "seconds (event time) a served list is remembered for attribution: a click carrying its rec_id, or a cart or purchase of an item clicked from it, within this window counts for its list, position, source and variant")
+    impressions: int = _setting(1, "LIVERECO_IMPRESSIONS", "1: the server records each list answered to a user (a served control message in their stream partition) so the flow attributes clicks, carts and purchases to it; 0: answers still carry rec_id and variant, nothing is recorded or attributed")
+    attribution_lists: int = _setting(20, "LIVERECO_ATTRIBUTION_LISTS", "served lists remembered per user for attribution (the oldest are forgotten first)")
     explore_position: int = _setting(10, "LIVERECO_EXPLORE_POSITION", "place (1-based) in the final list of the exploration slot, where a new item may be shown (Thompson sampling) until it has its own signal; 0 turns exploration off")
     explore_new_events: int = _setting(5, "LIVERECO_EXPLORE_NEW_EVENTS", "an item is new, and may be explored, while it has had at most this many events")
     explore_candidates: int = _setting(200, "LIVERECO_EXPLORE_CANDIDATES", "most new items explored at once (per ranker replica; the oldest makes way)")
@@ -127,7 +130,7 @@ class Settings:
                     "recent_items", "candidates", "neighbours", "covisit_half_life_s",
                     "trending_half_life_s", "trending_size", "ranker_shards", "session_gap_s", "read_count",
                     "explore_new_events", "explore_candidates", "sessions_per_item", "affinity_items",
-                    "affinity_max_categories", "ranker_list_length", "dedup_max_ids", "flow_stale_s",
+                    "affinity_max_categories", "ranker_list_length", "attribution_window_s", "attribution_lists", "dedup_max_ids", "flow_stale_s",
                     "http_request_timeout_s", "http_keepalive_s", "http_max_connections", "rate_burst")
         for name in positive:
             if getattr(self, name) <= 0:
