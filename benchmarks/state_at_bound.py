@@ -51,6 +51,8 @@ def _user_at_bound(settings: Settings, events: int, sessions: int) -> tuple[User
                              settings.weights)
         out, _ = history.on_batch([parsed])  # type: ignore[list-item]
         for messages in out:
+            if not isinstance(messages, list):  # an attribution or a dead letter, not touches
+                continue
             touch = messages[0]
             neighbours = [(_fresh(f"sku-{(n * 37 + j) % 50_000:06d}"), 1.0 / (j + 1)) for j in range(k)]
             lists.on_batch([NeighbourReply(touch.item_id, neighbours, touch)])  # type: ignore[arg-type]

@@ -14,8 +14,9 @@ the flow; :func:`event_struct` describes it for the schema (same limits), and
 
 Examples
 --------
->>> msgspec.json.encode(TrendingList(category=None, items=[TrendingItem("a", 1.0)]))
-b'{"category":null,"source":"trending","items":[{"item_id":"a","score":1.0,"source":"trending"}]}'
+>>> msgspec.json.encode(TrendingList(category=None, rec_id="a5700a97ad12", variant="default",
+...                                  items=[TrendingItem("a", 1.0)]))
+b'{"category":null,"rec_id":"a5700a97ad12","variant":"default","source":"trending","items":[{"item_id":"a","score":1.0,"source":"trending"}]}'
 >>> msgspec.convert({"user_id": "u", "n": "0"}, RecommendationsRequest, strict=False)
 Traceback (most recent call last):
 ...
