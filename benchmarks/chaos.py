@@ -61,6 +61,7 @@ from benchmarks.poison import POISON
 from flows.embedded_redis import EmbeddedRedis, free_port
 from flows.readiness import wait_until_answering
 from online.contract import RedisKeys, StreamProgress
+from online.contract.progress import entry_order
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTITIONS = 2
@@ -169,10 +170,6 @@ def _stream_entries(client: redis.Redis, keys: RedisKeys) -> int:
     return sum(int(client.xlen(stream)) for stream in keys.streams())
 
 
-def _id_order(entry_id: str) -> tuple[int, int]:
-    millis, _, sequence = entry_id.partition("-")
-    return int(millis), int(sequence or 0)
-
 
 def _caught_up(client: redis.Redis, keys: RedisKeys) -> bool:
     """Every stream's newest entry is at or before the flow's published read position."""
@@ -184,7 +181,7 @@ def _caught_up(client: redis.Redis, keys: RedisKeys) -> bool:
         raw = progress.get(stream.encode())
         if raw is None:
             return False
-        if _id_order(newest[0][0].decode()) > _id_order(StreamProgress.decode(raw).read_id):
+        if entry_order(newest[0][0].decode()) > entry_order(StreamProgress.decode(raw).read_id):
             return False
     return True
 

@@ -38,25 +38,12 @@ import orjson
 import redis
 
 from benchmarks.machine import machine_line
+from benchmarks.serving_harness import session_cpu_s
 from flows.embedded_redis import EmbeddedRedis, free_port
 from flows.readiness import wait_until_answering
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTITIONS = 4
-
-
-def session_cpu_s(session: int) -> float:
-    """CPU seconds (user + system) used so far by every live process of a session."""
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        fields = text[text.rfind(")") + 2:].split()
-        if int(fields[3]) == session:
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager

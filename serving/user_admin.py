@@ -33,6 +33,7 @@ from typing import Any
 
 from online.contract import RedisKeys, StreamProgress, decode_candidates, decode_profile
 from online.contract.control import Control
+from online.contract.progress import entry_order
 from online.contract.streams import entry_user_id
 
 __all__ = ["erase_user", "merge_users"]
@@ -87,19 +88,15 @@ async def _flow_has_read(client: Any, keys: RedisKeys, stream: str, deadline: fl
     newest = await client.xrevrange(stream, count=1)
     if not newest:
         return True
-    target = _order(_text(newest[0][0]))
+    target = entry_order(_text(newest[0][0]))
     while time.monotonic() < deadline:
         raw = await client.hget(keys.flow_progress(), stream)
-        if raw is not None and _order(StreamProgress.decode(raw).read_id) >= target:
+        if raw is not None and entry_order(StreamProgress.decode(raw).read_id) >= target:
             await asyncio.sleep(0.1)  # read: its list write follows within milliseconds
             return True
         await asyncio.sleep(0.05)
     return False
 
-
-def _order(entry_id: str) -> tuple[int, int]:
-    millis, _, sequence = entry_id.partition("-")
-    return int(millis), int(sequence or 0)
 
 
 async def merge_users(client: Any, keys: RedisKeys, into: str, source: str,

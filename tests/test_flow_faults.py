@@ -68,6 +68,7 @@ from flows.embedded_redis import EmbeddedRedis, free_port
 from flows.redis_sink import ItemSimilarWrite, RankerWrite, RedisSink, SinkOptions, TrendingWrite, UserListWrite
 from flows.redis_source import RedisStreamSource
 from online.contract import RedisKeys, StreamProgress, decode_profile
+from online.contract.progress import entry_order
 from tests.processes import ROOT, get, metric_value
 
 OUTAGE_S = 3.0
@@ -86,10 +87,6 @@ def durable_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
     yield server
     server.stop()
 
-
-def _id_order(entry_id: str) -> tuple[int, int]:
-    millis, _, sequence = entry_id.partition("-")
-    return int(millis), int(sequence)
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float, what: str,
@@ -325,7 +322,7 @@ def test_flow_survives_redis_killed_and_restarted_under_load(
             oldest = client.xrange(stream, count=1)
             if oldest and stream.encode() in progress:
                 safe = StreamProgress.decode(progress[stream.encode()]).safe_id
-                assert _id_order(oldest[0][0].decode()) <= _id_order(safe), f"{stream} trimmed past {safe}"
+                assert entry_order(oldest[0][0].decode()) <= entry_order(safe), f"{stream} trimmed past {safe}"
         assert_outputs_show_every_last_event(client, keys, parts)
     finally:
         client.close()
