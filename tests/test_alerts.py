@@ -16,16 +16,12 @@
 
 from __future__ import annotations
 
-import math
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +31,11 @@ import pytest
 from deploy.prometheus.build import ALERTS, render
 from deploy.prometheus.rules import Rule, rules
 from flows.embedded_redis import free_port
-from flows.readiness import wait_until_answering
 from tests.processes import ROOT, get, livereco_process, post, process_env
+from tests.real_prometheus import MISSING, PROMETHEUS, has_number, prometheus_scraping, query
 
 yaml = pytest.importorskip("yaml")
 
-PROMETHEUS = shutil.which("prometheus")
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(
     PROMTOOL is None, reason="no 'promtool': install Debian's prometheus package (CI does as root)")
@@ -199,18 +194,6 @@ def test_every_alert_has_a_firing_and_a_quiet_case_on_series_it_reads() -> None:
 
 
 # --- a real Prometheus ----------------------------------------------------------------------------------------------
-def query(prom: str, expr: str) -> list[dict[str, Any]]:
-    status, body = get(f"{prom}/api/v1/query?query={urllib.parse.quote(expr)}")
-    answer = orjson.loads(body)
-    assert status == 200 and answer["status"] == "success", (expr, body[:300])
-    result: list[dict[str, Any]] = answer["data"]["result"]
-    return result
-
-
-def is_number(result: list[dict[str, Any]]) -> bool:
-    return any(not math.isnan(float(r["value"][1])) for r in result)
-
-
 def alert_states(prom: str) -> dict[str, set[str]]:
     status, body = get(f"{prom}/api/v1/alerts")
     assert status == 200, body
@@ -218,34 +201,6 @@ def alert_states(prom: str) -> dict[str, set[str]]:
     for alert in orjson.loads(body)["data"]["alerts"]:
         states.setdefault(alert["labels"]["alertname"], set()).add(alert["state"])
     return states
-
-
-@contextmanager
-def prometheus_with_rules(server: str, flow_metrics: str, directory: Path, rules_text: str) -> Iterator[str]:
-    """Debian's prometheus scraping and evaluating every second, under the shipped job names, with ``rules_text``."""
-    assert PROMETHEUS is not None
-    (directory / "alerts.yml").write_text(rules_text)
-    config = directory / "prometheus.yml"
-    config.write_text(f"""
-global: {{scrape_interval: 1s, evaluation_interval: 1s}}
-rule_files: [alerts.yml]
-scrape_configs:
-  - job_name: livereco-server
-    static_configs: [{{targets: ["{urllib.parse.urlsplit(server).netloc}"]}}]
-  - job_name: livereco-flow
-    static_configs: [{{targets: ["{urllib.parse.urlsplit(flow_metrics).netloc}"]}}]
-""")
-    port = free_port()
-    prom = subprocess.Popen([PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={directory / 'data'}",
-                             f"--web.listen-address=127.0.0.1:{port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_until_answering(f"{url}/-/ready", [prom])
-        yield url
-    finally:
-        prom.terminate()
-        prom.wait(timeout=10)
 
 
 def send_traffic(base: str, r: int) -> None:
@@ -275,8 +230,7 @@ def short_flow_down(text: str) -> str:
 
 @pytest.mark.slow
 @pytest.mark.prometheus
-@pytest.mark.skipif(PROMETHEUS is None,
-                    reason="no 'prometheus' binary: install Debian's prometheus package (CI does as root)")
+@pytest.mark.skipif(PROMETHEUS is None, reason=MISSING)
 def test_every_rule_reads_real_metrics_and_a_stopped_flow_turns_its_alert_pending(
         redis_url: str, namespace: str) -> None:
     built: list[Rule] = rules()
@@ -287,7 +241,7 @@ def test_every_rule_reads_real_metrics_and_a_stopped_flow_turns_its_alert_pendin
     with tempfile.TemporaryDirectory() as tmp, \
             livereco_process(env, "serve", ready_url=f"{base}/readyz"), \
             livereco_process(env, "flow", ready_url=flow_metrics) as flow, \
-            prometheus_with_rules(base, flow_metrics, Path(tmp), short_flow_down(ALERTS.read_text())) as prom:
+            prometheus_scraping(base, flow_metrics, Path(tmp), short_flow_down(ALERTS.read_text())) as prom:
         # 1. Under traffic, every rule evaluates, every selector matches series, every compared quantity is a number.
         problems: dict[str, str] = {}
         deadline, rounds = time.monotonic() + 30, 0
@@ -303,7 +257,7 @@ def test_every_rule_reads_real_metrics_and_a_stopped_flow_turns_its_alert_pendin
                 for selector in selectors(rule.expr):
                     if not query(prom, selector):
                         problems[f"{rule.alert}: {selector}"] = "no series"
-                if not is_number(query(prom, rule.signal)):
+                if not has_number(query(prom, rule.signal)):
                     problems[f"{rule.alert}: {rule.signal}"] = "not a number"
             if not problems:
                 break

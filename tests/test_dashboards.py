@@ -8,15 +8,10 @@ committed dashboard through Prometheus's HTTP API: a typo'd metric or label cann
 from __future__ import annotations
 
 import json
-import math
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -24,11 +19,9 @@ import pytest
 
 from deploy.grafana.build import DASHBOARD_DIR, expressions, stale, write
 from deploy.grafana.dashboards import DASHBOARDS
-from flows.embedded_redis import free_port
-from flows.readiness import wait_until_answering
 from tests.processes import ROOT, flow_and_server, get, post
+from tests.real_prometheus import MISSING, PROMETHEUS, has_number, prometheus_scraping, query
 
-PROMETHEUS = shutil.which("prometheus")
 PROVISIONING = ROOT / "deploy" / "grafana" / "provisioning"
 # What Grafana substitutes before it sends a query; 1m spans dozens of the test's 1 s scrapes.
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$window": "1m"}
@@ -98,46 +91,6 @@ def substitute(expr: str) -> str:
     return expr
 
 
-def query(prom: str, expr: str) -> list[dict[str, object]]:
-    status, body = get(f"{prom}/api/v1/query?query={urllib.parse.quote(expr)}")
-    assert status == 200, (expr, body)
-    result: list[dict[str, object]] = orjson.loads(body)["data"]["result"]
-    return result
-
-
-def has_number(result: list[dict[str, object]]) -> bool:
-    """At least one series with a value that is a number (0 counts; NaN, e.g. 0/0, does not)."""
-    return any(not math.isnan(float(r["value"][1])) for r in result)  # type: ignore[index]
-
-
-@contextmanager
-def prometheus_scraping(server: str, flow_metrics: str, directory: Path) -> Iterator[str]:
-    """Debian's prometheus scraping the server and the flow every second, under the shipped job names."""
-    assert PROMETHEUS is not None
-    server_target = urllib.parse.urlsplit(server).netloc
-    flow_target = urllib.parse.urlsplit(flow_metrics).netloc
-    config = directory / "prometheus.yml"
-    config.write_text(f"""
-global: {{scrape_interval: 1s, evaluation_interval: 1s}}
-scrape_configs:
-  - job_name: livereco-server
-    static_configs: [{{targets: ["{server_target}"]}}]
-  - job_name: livereco-flow
-    static_configs: [{{targets: ["{flow_target}"]}}]
-""")
-    port = free_port()
-    prom = subprocess.Popen([PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={directory / 'data'}",
-                             f"--web.listen-address=127.0.0.1:{port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_until_answering(f"{url}/-/ready", [prom])
-        yield url
-    finally:
-        prom.terminate()
-        prom.wait(timeout=10)
-
-
 def send_traffic(base: str, r: int) -> None:
     """Round ``r``: new events that rewrite users' lists (and give the ranker something to score), then requests
     of every kind, a bad event and an unknown user among them."""
@@ -157,8 +110,7 @@ def send_traffic(base: str, r: int) -> None:
 
 @pytest.mark.slow
 @pytest.mark.prometheus
-@pytest.mark.skipif(PROMETHEUS is None,
-                    reason="no 'prometheus' binary: install Debian's prometheus package (CI does as root)")
+@pytest.mark.skipif(PROMETHEUS is None, reason=MISSING)
 def test_every_dashboard_query_returns_data_from_real_prometheus(redis_url: str, namespace: str) -> None:
     panels = [(stem, title, expr) for stem, board in committed().items() for title, expr in expressions(board)]
     with tempfile.TemporaryDirectory() as tmp, flow_and_server(redis_url, namespace) as (base, flow_metrics), \
