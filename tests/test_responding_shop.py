@@ -168,3 +168,6 @@ def test_the_responding_shop_through_real_server_and_flow(system: tuple[str, str
     assert metric_value(text, "livereco_flow_attributed_total",
                         'kind="click",source="other",status="unknown",variant="none"') == 0  # every rec_id known
     assert 0.005 < figures["clicks"] / figures["impressions"] < 0.5
+    hits, misses = (metric_value(text, "livereco_flow_served_lists_scored_total", f'outcome="{outcome}",variant="default"')
+                    for outcome in ("hit", "miss"))
+    assert hits + misses == figures["scored_lists"] and hits == figures["hits_at_10"]  # Prometheus: the same numbers
