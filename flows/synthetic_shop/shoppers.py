@@ -312,14 +312,10 @@ class ShopSimulator:
             emit("rating", item, _RATING_VALUES[self._pick(_RATING_CUM)])
             t += self._gap()
 
-        if clicked_item >= 0:  # the session is about what they clicked
-            bundle = self._bundle_of[clicked_item]
-            item = clicked_item
-        else:
-            bundle = self._intent(user)
-            item = self._item_in_bundle(bundle)
+        bundle = self._bundle_of[clicked_item] if clicked_item >= 0 else self._intent(user)  # what they clicked
         n_views = min(3 + int(rng.expovariate(1.0 / 3.5)), 12)
         cart: list[int] = []
+        item = clicked_item if clicked_item >= 0 else self._item_in_bundle(bundle)
         for _ in range(n_views):
             if len(out) + 4 + len(cart) > MAX_SESSION_EVENTS:  # room for a step and the checkout
                 break
