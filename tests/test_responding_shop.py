@@ -7,6 +7,7 @@ test runs the producer against real flow and server processes and finds the clic
 
 from __future__ import annotations
 
+import argparse
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -15,7 +16,15 @@ import pytest
 import redis
 
 from flows.embedded_redis import free_port
-from flows.synthetic_shop import Catalog, ListFetcher, Listing, ProduceStats, ShopSimulator, produce
+from flows.synthetic_shop import (
+    Catalog,
+    ListFetcher,
+    Listing,
+    ProduceStats,
+    ShopSimulator,
+    add_arguments,
+    produce,
+)
 from online.contract import RedisKeys, parse_event
 from tests.processes import flow_and_server, get, metric_value
 
@@ -171,3 +180,9 @@ def test_the_responding_shop_through_real_server_and_flow(system: tuple[str, str
     hits, misses = (metric_value(text, "livereco_flow_served_lists_scored_total", f'outcome="{outcome}",variant="default"')
                     for outcome in ("hit", "miss"))
     assert hits + misses == figures["scored_lists"] and hits == figures["hits_at_10"]  # Prometheus: the same numbers
+
+
+def test_the_respond_flag() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert parser.parse_args(["--respond"]).respond is True and parser.parse_args([]).respond is False
