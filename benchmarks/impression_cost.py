@@ -10,19 +10,27 @@ request and of the wall time per request, and Redis's own CPU per request
 (``INFO cpu``), for each.
 
     .venv/bin/python -m benchmarks.impression_cost [--rounds 10] [--requests 4000]
+
+:func:`bench_http` is the same A/B through real ``livereco serve`` processes over HTTP
+(``benchmarks.serving --impressions``): two servers, ``LIVERECO_IMPRESSIONS=1`` and ``=0``,
+saturated by ``wrk`` in interleaved runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import statistics
+import sys
 import time
 from typing import Any
 
 import redis
 
-from flows.embedded_redis import EmbeddedRedis
+from benchmarks.serving_harness import ROOT, run_wrk, server_process, session_cpu_s
+from flows.embedded_redis import EmbeddedRedis, free_port
 from online.contract import CandidateList, Settings, encode_candidates
 from serving.app import LiverecoApp
 from serving.impressions import new_rec_id
@@ -66,6 +74,53 @@ async def _round(app: LiverecoApp, requests: int, in_flight: int, start: int) ->
             await _get(app, user % USERS)
 
     await asyncio.gather(*(worker() for _ in range(in_flight)))
+
+
+def bench_http(redis_url: str, namespace: str, args: argparse.Namespace, script: str) -> dict[str, dict[str, float]]:
+    """Impressions on and off in two ``livereco serve`` processes (1 worker each), ``args.repeat`` interleaved wrk
+    saturation runs of each: medians of req/s, p50/p99 ms, server CPU µs/req, Redis CPU µs/req, keyed by on/off."""
+    client = redis.Redis.from_url(redis_url)
+    runs: dict[str, list[dict[str, float]]] = {"on": [], "off": []}
+    with contextlib.ExitStack() as stack:
+        servers = {}
+        for mode in ("on", "off"):
+            port = free_port()
+            env = {**os.environ, "REDIS_URL": redis_url, "LIVERECO_NAMESPACE": namespace, "LIVERECO_PORT": str(port),
+                   "PYTHONPATH": str(ROOT), "LIVERECO_IMPRESSIONS": "1" if mode == "on" else "0"}
+            servers[mode] = stack.enter_context(server_process(
+                [sys.executable, "-m", "flows.cli", "serve", "--workers", "1"], env, port))
+        for base, _ in servers.values():
+            run_wrk(base, 2, args.connections, script)  # warm-up
+        for r in range(args.repeat):
+            for mode in (("on", "off") if r % 2 == 0 else ("off", "on")):
+                base, session = servers[mode]
+                cpu, redis_cpu = session_cpu_s(session), _redis_cpu(client)
+                result = run_wrk(base, args.duration, args.connections, script)
+                answered = result["achieved"] * args.duration
+                result["cpu_us"] = (session_cpu_s(session) - cpu) / answered * 1e6
+                result["redis_cpu_us"] = (_redis_cpu(client) - redis_cpu) / answered * 1e6
+                runs[mode].append(result)
+    client.close()
+    return {mode: {key: statistics.median(r[key] for r in rows) for key in rows[0]} for mode, rows in runs.items()}
+
+
+def http_table(figures: dict[str, dict[str, float]]) -> str:
+    """The on/off rows and their ratio.
+
+    >>> row = {"achieved": 100.0, "p50": 1.0, "p99": 2.0, "cpu_us": 50.0, "redis_cpu_us": 10.0}
+    >>> print(http_table({"on": row, "off": row}).splitlines()[-1])
+    on / off                       1.00     1.00     1.00               1.00              1.00
+    """
+    lines = [f"{'impressions':<24} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'server CPU µs/req':>18}"
+             f" {'Redis CPU µs/req':>17}"]
+    for mode, m in figures.items():
+        lines.append(f"{mode + (' (LIVERECO_IMPRESSIONS=1)' if mode == 'on' else ''):<24} {m['achieved']:>10,.0f}"
+                     f" {m['p50']:>8.2f} {m['p99']:>8.2f} {m['cpu_us']:>18.1f} {m['redis_cpu_us']:>17.1f}")
+    on, off = figures["on"], figures["off"]
+    lines.append(f"{'on / off':<24} {on['achieved'] / off['achieved']:>10.2f} {on['p50'] / off['p50']:>8.2f}"
+                 f" {on['p99'] / off['p99']:>8.2f} {on['cpu_us'] / off['cpu_us']:>18.2f}"
+                 f" {on['redis_cpu_us'] / max(off['redis_cpu_us'], 1e-9):>17.2f}")
+    return "\n".join(lines)
 
 
 async def main(args: argparse.Namespace) -> None:

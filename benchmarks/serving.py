@@ -26,6 +26,7 @@ stack (h11 + asyncio) on the same app against the one livereco ships
     .venv/bin/python -m benchmarks.serving [--duration 5] [--repeat 3] [--rates 500,1000,2000]
         [--workers 1,2] [--connections 32] [--compare-stacks] [--json results.json]
     .venv/bin/python -m benchmarks.serving --filters [--items 100000] [--duration 5]   # filters' and rules' cost
+    .venv/bin/python -m benchmarks.serving --impressions [--duration 5] [--repeat 5]   # the impression record's cost
 """
 
 from __future__ import annotations
@@ -116,6 +117,9 @@ def main() -> int:
     parser.add_argument("--filters", action="store_true",
                         help="instead: what filters and rules cost per request with a catalog (benchmarks.serving_filters)")
     parser.add_argument("--items", type=int, default=100_000, help="catalog items for --filters")
+    parser.add_argument("--impressions", action="store_true",
+                        help="instead: the impression record's cost, two servers (LIVERECO_IMPRESSIONS=1 and 0) "
+                             "saturated in interleaved runs (benchmarks.impression_cost.bench_http)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("benchmarks.serving needs wrk: apt-get install wrk", file=sys.stderr)
@@ -135,6 +139,24 @@ def main() -> int:
             print("load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
         if args.json:
             args.json.write_text(json.dumps(rows, indent=1))
+        return 0
+    if args.impressions:
+        from benchmarks.impression_cost import bench_http, http_table
+
+        with EmbeddedRedis() as server, tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+            script.write(LUA % (USERS - 1))
+            script.flush()
+            seed(server.url, namespace)
+            print(machine_line())
+            print("load average at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+            figures = bench_http(server.url, namespace, args, script.name)
+            print(f"GET {PATH.replace('u{user}', '{id}')}, {USERS} users; two livereco serve processes (1 worker each),"
+                  f" impressions on and off; wrk 1 thread {args.connections} connections, medians of {args.repeat}"
+                  f" interleaved runs of {args.duration:g} s each:")
+            print(http_table(figures))
+            print("load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=1))
         return 0
     results: dict[str, Any] = {"machine": machine_line(), "duration_s": args.duration, "repeat": args.repeat,
                                "loadavg_start": os.getloadavg()}

@@ -13,6 +13,15 @@ buys twice). A lift is the variant's figure over control's minus 1, its
 interval from the log of the ratio (delta method). Control is the variant
 marked ``control``, else the one named so, else the first.
 
+The live HR@10 of a variant is prequential, on the lists the variant
+actually served: each served list is labelled by the user's next event
+(view, click, cart or purchase) -- a hit when its item is in the list's top
+10 (:meth:`online.attribution.AttributionMemory.score_next`, counted as
+``scored_lists`` and ``hits_at_10``), with a Wilson interval. Not the flow's
+``livereco_flow_prequential_*``: those score the flow's own list, which is
+the same model whatever variant a user is in, so per variant they would
+not tell the variants apart.
+
 >>> low, high = wilson(50, 1000)
 >>> round(low, 4), round(high, 4)
 (0.0381, 0.0653)
@@ -30,6 +39,7 @@ from typing import Any
 
 import orjson
 
+from flows import experiment_file
 from flows.redis_client import connect
 from online.contract import RedisKeys, Settings
 from online.experiments import Experiment
@@ -81,7 +91,9 @@ def variant_figures(stats: dict[str, float], users: int) -> dict[str, Any]:
     conversions, revenue = stats.get("conversions", 0.0), stats.get("revenue", 0.0)
     return {"users": users, "impressions": int(impressions), "clicks": int(clicks), "conversions": int(conversions),
             "revenue": revenue, "ctr": _rate(clicks, impressions), "conversion_rate": _rate(conversions, users),
-            "revenue_per_user": _mean(revenue, stats.get("revenue_sq", 0.0), users)}
+            "revenue_per_user": _mean(revenue, stats.get("revenue_sq", 0.0), users),
+            "scored_lists": int(stats.get("scored_lists", 0.0)),
+            "hr_at_10": _rate(stats.get("hits_at_10", 0.0), stats.get("scored_lists", 0.0))}
 
 
 def control_of(experiment: Experiment) -> str:
@@ -116,7 +128,7 @@ def report(client: Any, keys: RedisKeys, name: str) -> dict[str, Any]:
             metric: dict(zip(("value", "low", "high"), ratio_lift(figures[metric]["value"], figures[metric]["se"],
                                                                   base[metric]["value"], base[metric]["se"]),
                              strict=True))
-            for metric in ("ctr", "conversion_rate", "revenue_per_user")}
+            for metric in ("ctr", "conversion_rate", "revenue_per_user", "hr_at_10")}
     return {"experiment": name, "active": experiment.active, "control": control, "variants": variants}
 
 
@@ -143,17 +155,28 @@ def format_report(data: dict[str, Any]) -> str:
                   f"  CTR              {_pct(v['ctr'])}   lift {_lift(v['lift'].get('ctr', {}))}",
                   f"  conversion rate  {_pct(v['conversion_rate'])}   lift {_lift(v['lift'].get('conversion_rate', {}))}",
                   f"  revenue per user {rpu['value']:.4f} [{rpu['low']:.4f}, {rpu['high']:.4f}]"
-                  f"   lift {_lift(v['lift'].get('revenue_per_user', {}))}"]
+                  f"   lift {_lift(v['lift'].get('revenue_per_user', {}))}",
+                  f"  live HR@10       {_pct(v['hr_at_10'])}   lift {_lift(v['lift'].get('hr_at_10', {}))}"
+                  f"   ({v['scored_lists']:,} lists labelled by the user's next event)"]
     return "\n".join(lines)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=("report",))
-    p.add_argument("name", help="the experiment's name")
-    p.add_argument("--json", action="store_true", help="the figures as JSON")
+    """``livereco experiment report NAME [--json]`` and ``livereco experiment load FILE [--check]``."""
+    actions = p.add_subparsers(dest="action", required=True)
+    report_parser = actions.add_parser("report", help="per variant: CTR, conversion, revenue per user, live HR@10,"
+                                                      " with 95%% intervals, and the lift over control")
+    report_parser.add_argument("name", help="the experiment's name")
+    report_parser.add_argument("--json", action="store_true", help="the figures as JSON")
+    load_parser = actions.add_parser("load", help="experiments from a JSON or TOML file (name -> document, as PUT"
+                                                  " /v1/experiments/{name}); all validated before any is written")
+    load_parser.add_argument("file", help="a .json or .toml file")
+    load_parser.add_argument("--check", action="store_true", help="validate only; write nothing")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "load":
+        return experiment_file.run(args, settings)
     client = connect(settings.redis_url)
     try:
         data = report(client, settings.keys, args.name)

@@ -21,6 +21,7 @@ __all__ = [
     "PREQUENTIAL_PREDICTIONS",
     "PREQUENTIAL_RECIPROCAL_RANK",
     "REDIS_ERRORS",
+    "SERVED_SCORED",
     "SINK_WRITES",
     "SINK_WRITE_SECONDS",
     "STAGE_REASONS",
@@ -61,6 +62,11 @@ ATTRIBUTED = Counter(
     "Impressions (kind impression, one per item shown) and events attributed to served lists, by kind, status"
     " (attributed, not_listed, unknown, unattributed), source and variant (closed sets: other for the rest).",
     ["kind", "status", "source", "variant"])
+SERVED_SCORED = Counter(
+    "livereco_flow_served_lists_scored_total",
+    "Served lists labelled by the user's next event (view, click, cart, purchase), by variant and outcome (hit: the"
+    " event's item was in the list's top 10); live HR@10 of a variant = hit / (hit + miss).",
+    ["variant", "outcome"])
 SINK_WRITES = Counter("livereco_flow_redis_writes_total", "Keys written by the sink, by kind.", [LABEL_KIND])
 SINK_WRITE_SECONDS = Histogram(
     "livereco_flow_sink_batch_seconds",

@@ -32,7 +32,15 @@ from redis.exceptions import ResponseError
 from typing_extensions import override
 
 from flows.dead_letters import stage_failure
-from flows.metrics import ATTRIBUTED, FRESHNESS, REDIS_ERRORS, SINK_WRITE_SECONDS, SINK_WRITES, observe_score
+from flows.metrics import (
+    ATTRIBUTED,
+    FRESHNESS,
+    REDIS_ERRORS,
+    SERVED_SCORED,
+    SINK_WRITE_SECONDS,
+    SINK_WRITES,
+    observe_score,
+)
 from flows.redis_client import TRANSIENT_ERRORS, Backoff, Pipeline, RedisClient, connect
 from flows.writes import (
     BLOB_VERSION,
@@ -87,7 +95,11 @@ def variant_label(variant: str) -> str:
 
 
 def count_attribution(a: AttributionWrite) -> None:
-    """``livereco_flow_attributed_total`` for one impression record (one per item shown) or attributed event."""
+    """``livereco_flow_attributed_total`` for one impression record (one per item shown) or attributed event;
+    ``livereco_flow_served_lists_scored_total`` for a served list labelled by the user's next event."""
+    if a.kind == "prequential":
+        SERVED_SCORED.labels(variant_label(a.variant), "hit" if a.status == "hit" else "miss").inc()
+        return
     if a.kind == "impression":
         by_source: dict[str, int] = {}
         for source in a.sources:
@@ -208,6 +220,12 @@ class _RedisSinkPartition(StatelessSinkPartition[Write]):
         """Add an impression record or an attributed event to the batch's counters."""
         batch.attributed.append(w)
         keys, counters = self._keys, batch.counters
+        if w.kind == "prequential":  # a served list labelled by the user's next event: the variant's live HR@10
+            if w.variant:
+                stats = counters.setdefault(keys.variant_stats(w.experiment, w.variant), {})
+                stats["scored_lists"] = stats.get("scored_lists", 0.0) + 1.0
+                stats["hits_at_10"] = stats.get("hits_at_10", 0.0) + (w.status == "hit")
+            return
         fields = _COUNTED.get(w.kind)
         if fields is None or w.status not in ("attributed", "unknown"):
             return

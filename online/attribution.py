@@ -13,6 +13,10 @@ bounded) keeps their last served lists and the clicks made from them:
   was last clicked from, within ``window_s`` of event time (the conversion
   window), so a purchase made later through the cart still counts.
 
+It also scores each served list prequentially (:meth:`AttributionMemory.score_next`):
+the user's next event after a list labels it, a hit when that event's item is
+in the list's top 10 -- the live HR@10 of what each variant actually showed.
+
 >>> memory = AttributionMemory(max_lists=4, window_s=3600.0)
 >>> memory.record(ServedList("r1", 100.0, "livereco", ("a", "b", "c"), ("personal", "trending", "explore")))
 >>> memory.attribute("click", "b", "r1", 110.0, None)
@@ -23,20 +27,27 @@ Attribution(kind='click', status='attributed', rec_id='r1', position=2, source='
 'attributed'
 >>> memory.attribute("purchase", "b", None, 9000.0, 5.0).status  # the click is older than the window
 'unattributed'
+>>> memory.record(ServedList("r2", 9100.0, "control", ("x", "y"), ("trending", "trending")))
+>>> scored = memory.score_next("y", 9110.0)
+>>> scored[0].rec_id, scored[1], memory.score_next("x", 9120.0)  # a list is labelled by the next event only
+('r2', True, None)
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["ATTRIBUTED_KINDS", "SOURCES", "STATUSES", "Attribution", "AttributionMemory", "ServedList"]
+__all__ = ["ATTRIBUTED_KINDS", "HIT_AT", "SOURCES", "STATUSES", "Attribution", "AttributionMemory", "ServedList"]
 
 ATTRIBUTED_KINDS = ("click", "add_to_cart", "purchase")
 """Event types attributed to lists (``view`` of a listed item counts as a click when it carries the ``rec_id``)."""
 SOURCES = ("personal", "trending", "explore", "affinity", "rule", "promotion", "pinned", "similar", "other")
 """The ``source`` label: a closed set (anything else is ``other``)."""
 STATUSES = ("attributed", "not_listed", "unknown", "unattributed")
+HIT_AT = 10
+"""A served list scores a hit when the user's next event is on an item of its top ``HIT_AT`` (live HR@10)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +80,7 @@ class Attribution:
 class AttributionMemory:
     """A user's last ``max_lists`` served lists and the clicks made from them, forgotten after ``window_s``."""
 
-    __slots__ = ("_clicks", "_lists", "max_lists", "window_s")
+    __slots__ = ("_clicks", "_lists", "_unscored", "max_lists", "window_s")
 
     def __init__(self, max_lists: int = 20, window_s: float = 7 * 86400.0):
         self.max_lists = max_lists
@@ -77,17 +88,20 @@ class AttributionMemory:
         self._lists: OrderedDict[str, ServedList] = OrderedDict()
         self._clicks: OrderedDict[str, tuple[str, float]] = OrderedDict()
         """Item -> (rec_id it was clicked from, when), for conversions without a rec_id."""
+        self._unscored: str | None = None
+        """The newest served list, until the user's next event labels it (:meth:`score_next`)."""
 
     def __len__(self) -> int:
         return len(self._lists)
 
-    def __getstate__(self) -> tuple[int, float, list[ServedList], list[tuple[str, tuple[str, float]]]]:
-        return self.max_lists, self.window_s, list(self._lists.values()), list(self._clicks.items())
+    def __getstate__(self) -> tuple[Any, ...]:
+        return self.max_lists, self.window_s, list(self._lists.values()), list(self._clicks.items()), self._unscored
 
-    def __setstate__(self, state: tuple[int, float, list[ServedList], list[tuple[str, tuple[str, float]]]]) -> None:
-        self.max_lists, self.window_s, lists, clicks = state
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.max_lists, self.window_s, lists, clicks = state[:4]
         self._lists = OrderedDict((s.rec_id, s) for s in lists)
         self._clicks = OrderedDict(clicks)
+        self._unscored = state[4] if len(state) > 4 else None  # a snapshot from before the scoring: nothing pending
 
     def record(self, served: ServedList) -> None:
         """Remember a served list (the oldest goes beyond ``max_lists``)."""
@@ -95,6 +109,17 @@ class AttributionMemory:
         self._lists.move_to_end(served.rec_id)
         while len(self._lists) > self.max_lists:
             self._lists.popitem(last=False)
+        self._unscored = served.rec_id  # an older list not yet labelled never will be: this one was shown last
+
+    def score_next(self, item_id: str, ts: float) -> tuple[ServedList, bool] | None:
+        """Label the newest served list with the user's next event (on ``item_id`` at ``ts``): ``(the list, hit)``,
+        a hit when the item is in its top :data:`HIT_AT`; ``None`` when no list waits (or it is older than the
+        window)."""
+        rec_id, self._unscored = self._unscored, None
+        served = self._lists.get(rec_id) if rec_id is not None else None
+        if served is None or served.ts < ts - self.window_s:
+            return None
+        return served, item_id in served.items[:HIT_AT]
 
     def attribute(self, kind: str, item_id: str, rec_id: str | None, ts: float, value: float | None) -> Attribution:
         """Attribute an event of type ``kind`` on ``item_id`` (``rec_id``: what it carried, ``""`` if malformed)."""

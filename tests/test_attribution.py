@@ -103,3 +103,23 @@ def test_a_click_is_attributed_to_its_list_position_source_and_variant(
     _wait(lambda: _attributed(flow_metrics, "click", "attributed", first["source"], "livereco") == 1, 15,
           "the click attributed to the experiment's variant", flow_metrics)
     assert redis_client.hget(keys.variant_stats("home", "livereco"), "clicks") == b"1"
+
+
+def test_served_lists_are_labelled_once_and_old_snapshots_still_load() -> None:
+    import pickle
+
+    from online.attribution import AttributionMemory, ServedList
+
+    memory = AttributionMemory(max_lists=4, window_s=100.0)
+    assert memory.score_next("a", 1.0) is None  # nothing served yet
+    memory.record(ServedList("r1", 10.0, "control", ("a", "b"), ("trending", "trending")))
+    memory.record(ServedList("r2", 11.0, "livereco", tuple(f"i{k}" for k in range(12)), ("personal",) * 12))
+    assert memory.score_next("i11", 12.0) == (memory._lists["r2"], False)  # the newest list; item 12 is beyond 10
+    assert memory.score_next("i0", 13.0) is None  # labelled once
+    memory.record(ServedList("r3", 14.0, "livereco", ("x",), ("personal",)))
+    assert memory.score_next("x", 500.0) is None  # older than the window: not labelled
+    restored = pickle.loads(pickle.dumps(memory))
+    assert restored.attribute("click", "b", "r1", 20.0, None).status == "attributed"
+    old = AttributionMemory.__new__(AttributionMemory)
+    old.__setstate__((4, 100.0, [ServedList("r1", 10.0, "control", ("a",), ("trending",))], []))  # before labels
+    assert old.score_next("a", 11.0) is None and old.attribute("click", "a", "r1", 11.0, None).status == "attributed"

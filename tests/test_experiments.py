@@ -3,6 +3,9 @@ change in force within a second, the control variant serving trending only, a fo
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -14,7 +17,7 @@ import redis
 from flows.embedded_redis import free_port
 from online.contract import CandidateList, RedisKeys, encode_candidates
 from online.experiments import Experiment
-from tests.processes import get, livereco_process, process_env
+from tests.processes import ROOT, get, livereco_process, process_env
 
 HOME = {"variants": [{"name": "control", "share": 0.3, "control": True}, {"name": "livereco", "share": 0.5},
                      {"name": "fixed", "share": 0.2, "ranker": False, "exploration": False}]}
@@ -61,6 +64,18 @@ def test_shares_over_100k_users_are_within_two_percent() -> None:
         counts[experiment.assign(f"user-{n}")] += 1
     for variant in experiment.variants:
         assert abs(counts[variant.name] / 100_000 - variant.share) < 0.02, counts
+
+
+def test_assignment_is_the_same_after_a_restart() -> None:
+    """A fresh interpreter (another hash seed: Python's own str hash differs per process) assigns every user alike."""
+    code = ("import orjson, sys; from online.experiments import Experiment; e = Experiment.from_json('home', "
+            "orjson.loads(sys.argv[1])); print(','.join(e.assign(f'user-{n}') for n in range(2000)))")
+    here = ",".join(Experiment.from_json("home", HOME).assign(f"user-{n}") for n in range(2000))
+    for hash_seed in ("1", "2"):
+        there = subprocess.run([sys.executable, "-c", code, orjson.dumps(HOME).decode()], cwd=ROOT, text=True,
+                               capture_output=True, check=True, timeout=60,
+                               env={**os.environ, "PYTHONHASHSEED": hash_seed}).stdout.strip()
+        assert there == here
 
 
 @pytest.mark.slow

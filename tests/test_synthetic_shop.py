@@ -154,7 +154,9 @@ def test_every_event_passes_the_contract(catalog: Catalog, stream: list[dict[str
         context = dict(e["context"])
         assert context.pop("device") in ("web", "ios", "android")
         assert context == described[e["item_id"]]
-        assert ("value" in e) == (e["type"] == "rating")
+        assert ("value" in e) == (e["type"] in ("rating", "purchase"))
+        if e["type"] == "purchase":
+            assert e["value"] == described[e["item_id"]]["price"]  # the order's value
     assert len({e["event_id"] for e in stream}) == len(stream)
     assert all(a["ts"] <= b["ts"] for a, b in pairwise(stream))
     types = Counter(e["type"] for e in stream)

@@ -42,6 +42,9 @@ from online.contract import Settings
 from online.init_pickle import reduce_by_init
 from online.user_history import UserHistory
 
+_LABELS_A_LIST = frozenset(("view", *ATTRIBUTED_KINDS))
+"""The events that label the list a user was served last (prequential: the list shown before event t, by event t)."""
+
 __all__ = ["UserHistoryLogic", "UserHistoryState"]
 
 
@@ -138,6 +141,11 @@ class UserHistoryLogic(_StageLogic[ParsedEvent | ParsedControl, "list[Touch | Li
             if messages is not None:
                 out.append(messages)
                 event = parsed.event
+                memory = self.state.attribution
+                if memory is not None and event.type in _LABELS_A_LIST and (scored := memory.score_next(
+                        event.item_id, event.ts)) is not None:  # the live HR@10 of the list the user was served
+                    out.append(AttributionWrite("prequential", "hit" if scored[1] else "miss", event.user_id, (), (),
+                                                scored[0].experiment, scored[0].variant))
                 if event.type in ATTRIBUTED_KINDS or (event.type == "view" and event.rec_id is not None):
                     out.append(self._attribute(parsed))
         return out, StatefulBatchLogic.DISCARD if erased else StatefulBatchLogic.RETAIN

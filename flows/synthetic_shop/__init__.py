@@ -16,7 +16,10 @@ Three layers, a module each:
   a simulated clock, or from a clock you pass in, e.g. ``time.time``).
 * :func:`produce` (:mod:`~flows.synthetic_shop.producer`) -- paces the simulator to ``rate`` events/s and POSTs JSON
   arrays to ``{base_url}/v1/events`` over one keep-alive ``http.client``
-  connection; :func:`add_arguments` and :func:`run` make it a CLI command.
+  connection; :func:`add_arguments` and :func:`run` make it a CLI command. With ``respond=True``
+  (``livereco produce --respond``) the shop responds to its lists: each session begins with the
+  shopper fetching their list from the server (:class:`ListFetcher`) and maybe clicking an item
+  of it by their hidden taste, sending its ``rec_id`` back.
 
 Examples
 --------
@@ -48,8 +51,8 @@ True
 from __future__ import annotations
 
 from flows.synthetic_shop.catalog import CATEGORY_SPECS, Catalog, CategorySpec, Item
-from flows.synthetic_shop.producer import ProduceStats, add_arguments, default_url, produce, run
-from flows.synthetic_shop.shoppers import MAX_SESSION_EVENTS, ShopBehaviour, ShopSimulator
+from flows.synthetic_shop.producer import ListFetcher, ProduceStats, add_arguments, default_url, produce, run
+from flows.synthetic_shop.shoppers import MAX_SESSION_EVENTS, ListFetch, Listing, ShopBehaviour, ShopSimulator
 
 __all__ = [
     "CATEGORY_SPECS",
@@ -57,6 +60,9 @@ __all__ = [
     "Catalog",
     "CategorySpec",
     "Item",
+    "ListFetch",
+    "ListFetcher",
+    "Listing",
     "ProduceStats",
     "ShopBehaviour",
     "ShopSimulator",

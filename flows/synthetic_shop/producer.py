@@ -16,12 +16,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import orjson
 
 from flows.synthetic_shop.catalog import Catalog
-from flows.synthetic_shop.shoppers import ShopSimulator
+from flows.synthetic_shop.shoppers import Listing, ShopSimulator
 from online.contract import Settings
 from online.contract.backoff import Backoff
 
@@ -45,6 +45,8 @@ class ProduceStats:
     elapsed_s: float = 0.0
     interrupted: bool = False
     gave_up: str | None = None  # why the producer stopped waiting for the server
+    lists_fetched: int = 0  # responding shop: lists GET and read by a shopper
+    list_failures: int = 0  # responding shop: GETs that failed (that session browsed on its own)
     errors: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -67,6 +69,8 @@ class ProduceStats:
             f"{self.accepted:,} accepted, {self.rejected:,} rejected, {self.dropped:,} dropped; "
             f"{self.batches:,} batches, {self.reconnects:,} reconnects"
         )
+        if self.lists_fetched or self.list_failures:
+            line += f"; {self.lists_fetched:,} lists fetched, {self.list_failures:,} failed"
         if self.interrupted:
             line += " (interrupted)"
         if self.gave_up:
@@ -106,7 +110,8 @@ class _Poster:
         self.https = parts.scheme == "https"
         self.host = parts.hostname
         self.port = parts.port or (443 if self.https else 80)
-        self.path = parts.path.rstrip("/") + path
+        self.base_path = parts.path.rstrip("/")
+        self.path = self.base_path + path
         self.timeout = timeout
         self.conn: http.client.HTTPConnection | None = None
         self.used = False  # the open connection has answered before (a stale keep-alive may fail once)
@@ -118,6 +123,13 @@ class _Poster:
             self.conn = None
 
     def post(self, body: bytes) -> tuple[int, bytes]:
+        return self.request("POST", self.path, body)
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        """GET ``path`` (under the base URL's path) on the same kind of connection."""
+        return self.request("GET", self.base_path + path, None)
+
+    def request(self, method: str, path: str, body: bytes | None) -> tuple[int, bytes]:
         for attempt in (0, 1):
             if self.conn is None:
                 cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
@@ -126,7 +138,8 @@ class _Poster:
                 self.opened += 1
             reused = self.used
             try:
-                self.conn.request("POST", self.path, body=body, headers={"Content-Type": "application/json"})
+                self.conn.request(method, path, body=body,
+                                  headers={"Content-Type": "application/json"} if body is not None else {})
                 response = self.conn.getresponse()
                 data = response.read()
             except (OSError, http.client.HTTPException) as exc:
@@ -139,6 +152,43 @@ class _Poster:
                 self.close()
             return response.status, data
         raise AssertionError("unreachable")
+
+
+class ListFetcher:
+    """A responding shopper's list: ``GET {base_url}/v1/users/{user_id}/recommendations?n=N`` on its own keep-alive
+    connection, read into ``(rec_id, item ids)``.
+
+    A failed GET (unreachable, not 200, an answer without ``rec_id`` or items)
+    costs that session its list, never its events: the shopper browses on
+    their own, the failure is counted, and no list is fetched for the next
+    second (a server that is away is not hammered).
+    """
+
+    def __init__(self, base_url: str, stats: ProduceStats, n: int = 10, timeout_s: float = 2.0) -> None:
+        self.http = _Poster(base_url, timeout=timeout_s)
+        self.stats = stats
+        self.n = n
+        self.paused_until = 0.0
+
+    def __call__(self, user_id: str) -> Listing | None:
+        now = time.monotonic()
+        if now < self.paused_until:
+            return None
+        try:
+            status, data = self.http.get(f"/v1/users/{quote(user_id, safe='')}/recommendations?n={self.n}")
+            if status != 200:
+                raise _Retry(_describe(status, data))
+            body = orjson.loads(data)
+            listing = str(body["rec_id"]), [str(item["item_id"]) for item in body["items"]]
+        except (_Retry, orjson.JSONDecodeError, KeyError, TypeError):
+            self.stats.list_failures += 1
+            self.paused_until = now + 1.0
+            return None
+        self.stats.lists_fetched += 1
+        return listing
+
+    def close(self) -> None:
+        self.http.close()
 
 
 def catalog_items(catalog: Catalog) -> list[dict[str, Any]]:
@@ -209,6 +259,8 @@ def produce(
     linger_s: float = 0.5,
     run_id: str | None = None,
     log: TextIO | None = None,
+    respond: bool = False,
+    list_size: int = 10,
 ) -> ProduceStats:
     """Stream the synthetic shop to ``{base_url}/v1/events`` at ``rate`` events/s on average.
 
@@ -223,6 +275,12 @@ def produce(
     events, when ``stop`` is set, or on Ctrl-C; never raises for those.
     Falling more than a second behind (a slow server) drops the backlog
     instead of bursting to catch up.
+
+    ``respond``: a shop that responds to its lists -- each session begins
+    with the shopper fetching their list from the server (:class:`ListFetcher`,
+    ``list_size`` items; one GET per session, about ``rate / 7`` a second) and
+    maybe clicking an item of it by their hidden taste, sending its ``rec_id``
+    back (:meth:`ShopSimulator.events`).
     """
     if rate <= 0:
         raise ValueError(f"rate={rate}: must be positive")
@@ -237,7 +295,8 @@ def produce(
     simulator = ShopSimulator(
         catalog, n_users=n_users, seed=seed, events_per_s=rate, run_id=run_id or uuid.uuid4().hex[:8]
     )
-    stream = simulator.events(clock=time.time)
+    fetcher = ListFetcher(base_url, stats, n=list_size) if respond else None
+    stream = simulator.events(clock=time.time, fetch=fetcher)
     start = time.monotonic()
     end = math.inf if duration_s is None else start + duration_s
 
@@ -347,6 +406,8 @@ def produce(
                 pending = []
         finally:
             poster.close()
+            if fetcher is not None:
+                fetcher.close()
     except KeyboardInterrupt:
         stats.interrupted = True
     stats.dropped += len(pending)  # not delivered (interrupted while generating or sending them)
@@ -369,6 +430,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=None,
                         help="stop after this many seconds (default: run until Ctrl-C)")
     parser.add_argument("--batch-size", type=int, default=50, help="events per POST (default: 50)")
+    parser.add_argument("--respond", action="store_true",
+                        help="a shop that responds: each session begins by fetching the shopper's list, who may click "
+                             "an item of it by their hidden taste, sending its rec_id back (one GET per session)")
     parser.add_argument("--wait", type=float, default=60.0,
                         help="seconds to wait for an unreachable server before giving up (default: 60)")
 
@@ -393,7 +457,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     """``livereco produce``: stream the synthetic shop until the duration ends or Ctrl-C; 1 if the server never answered."""
     url = args.url or default_url(settings)
     print(f"livereco produce: {args.rate:g} events/s to {url}/v1/events "
-          f"({args.users} users, {args.items} items, seed {args.seed}); Ctrl-C stops", file=sys.stderr, flush=True)
+          f"({args.users} users, {args.items} items, seed {args.seed}"
+          f"{', responding to their lists' if getattr(args, 'respond', False) else ''}); Ctrl-C stops", file=sys.stderr, flush=True)
     try:
         stats = produce(
             url,
@@ -404,6 +469,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             duration_s=args.duration,
             batch_size=getattr(args, "batch_size", 50),
             wait_s=getattr(args, "wait", 60.0),
+            respond=getattr(args, "respond", False),
         )
     except KeyboardInterrupt:  # between setup steps; produce itself catches it
         print("livereco produce: interrupted", file=sys.stderr)

@@ -17,7 +17,12 @@ from typing import Any
 
 from flows.synthetic_shop.catalog import Catalog
 
-__all__ = ["MAX_SESSION_EVENTS", "ShopBehaviour", "ShopSimulator"]
+__all__ = ["MAX_SESSION_EVENTS", "ListFetch", "Listing", "ShopBehaviour", "ShopSimulator"]
+
+Listing = tuple[str, Sequence[str]]
+"""A list a shopper was shown: its ``rec_id`` and its item ids, best first."""
+ListFetch = Callable[[str], Listing | None]
+"""What a responding shopper calls at a session's start: their list (``None``: no list, they browse on their own)."""
 
 
 _DEVICES: tuple[str, ...] = ("web", "ios", "android")
@@ -63,6 +68,11 @@ class ShopBehaviour:
     primary_device: float = 0.85
     median_gap_s: float = 6.0  # between events of a session
     user_idle_s: float = 30.0  # a user's gap between two sessions (simulated time)
+    # Responding to a list (``events(fetch=...)``): a cascade -- the shopper reads the list from the top,
+    # reads on past each position with probability ``list_patience``, and clicks an item read with
+    # probability ``list_click`` times its appeal (their hidden taste for its category, 0-1); one click at most.
+    list_click: float = 0.25
+    list_patience: float = 0.8
 
 
 class ShopSimulator:
@@ -225,8 +235,47 @@ class ShopSimulator:
             return self._item_in_bundle(links[self._rng.randrange(len(links))])
         return self._item_in_category(self.catalog.bundle_category[bundle])
 
-    def _session(self, user: _User, start: float) -> list[tuple[float, dict[str, Any]]]:
-        """One session of ``user`` from ``start`` (simulated seconds): (time, event) pairs."""
+    def appeal(self, user_id: str, item_id: str) -> float:
+        """How much ``user_id`` likes ``item_id``, 0-1: their hidden preference for its category relative to their
+        favourite's (an item of a bundle they are about to look for after a purchase: 1; not in the catalog: 0).
+
+        >>> sim = ShopSimulator(Catalog.generate(n_items=300, n_categories=20, seed=1), n_users=50, seed=1)
+        >>> liked = [sim.appeal("user-00003", item_id) for item_id in sim.catalog.item_ids]
+        >>> max(liked), round(sum(liked) / len(liked), 2) < 0.5, sim.appeal("user-00003", "no-such-item")
+        (1.0, True, 0.0)
+        """
+        try:
+            index = int(user_id.rpartition("-")[2])
+            known = 0 <= index < self.n_users and self._user_ids[index] == user_id
+        except ValueError:
+            known = False
+        if not known:
+            raise KeyError(user_id)
+        return self._appeal(self._user(index), item_id)  # a user met for the first time draws their tastes now
+
+    def _appeal(self, user: _User, item_id: str) -> float:
+        try:
+            item = self.catalog.index_of(item_id)
+        except (KeyError, ValueError):
+            return 0.0
+        if self._bundle_of[item] in user.followups:
+            return 1.0
+        return user.cat_weights[self._cat_of[item]] / max(user.cat_weights)
+
+    def _look_at(self, user: _User, listing: Listing) -> int | None:
+        """The position (0-based) of the item ``user`` clicks in ``listing`` (a cascade), or ``None``."""
+        rng = self._rng
+        beh = self.behaviour
+        for position, item_id in enumerate(listing[1]):
+            if position and rng.random() >= beh.list_patience:
+                return None
+            if rng.random() < beh.list_click * self._appeal(user, item_id):
+                return position
+        return None
+
+    def _session(self, user: _User, start: float, listing: Listing | None = None) -> list[tuple[float, dict[str, Any]]]:
+        """One session of ``user`` from ``start`` (simulated seconds): (time, event) pairs; with ``listing`` (the list
+        they were shown as it began), a session that starts from the item they clicked in it, if they click one."""
         rng = self._rng
         beh = self.behaviour
         user.sessions += 1
@@ -235,7 +284,12 @@ class ShopSimulator:
         out: list[tuple[float, dict[str, Any]]] = []
         t = start
 
+        clicked = self._look_at(user, listing) if listing is not None else None
+        clicked_item = self.catalog.index_of(listing[1][clicked]) if listing is not None and clicked is not None else -1
+        pending_click = clicked_item >= 0  # the first view of the clicked item is the click
+
         def emit(kind: str, item: int, value: float | None = None) -> None:
+            nonlocal pending_click
             event: dict[str, Any] = {
                 "user_id": user.user_id,
                 "item_id": self._ids[item],
@@ -246,6 +300,10 @@ class ShopSimulator:
             }
             if value is not None:
                 event["value"] = value
+            if item == clicked_item and listing is not None and (
+                    kind in ("add_to_cart", "purchase") or (kind == "view" and pending_click)):
+                event["rec_id"] = listing[0]  # sent back: the click, and the cart and purchase it led to
+                pending_click = pending_click and kind != "view"
             event["context"] = {**self._context[item], "device": device}
             out.append((t, event))
 
@@ -254,10 +312,10 @@ class ShopSimulator:
             emit("rating", item, _RATING_VALUES[self._pick(_RATING_CUM)])
             t += self._gap()
 
-        bundle = self._intent(user)
+        bundle = self._bundle_of[clicked_item] if clicked_item >= 0 else self._intent(user)  # what they clicked
         n_views = min(3 + int(rng.expovariate(1.0 / 3.5)), 12)
         cart: list[int] = []
-        item = self._item_in_bundle(bundle)
+        item = clicked_item if clicked_item >= 0 else self._item_in_bundle(bundle)
         for _ in range(n_views):
             if len(out) + 4 + len(cart) > MAX_SESSION_EVENTS:  # room for a step and the checkout
                 break
@@ -299,7 +357,7 @@ class ShopSimulator:
                 emit("remove_from_cart", item)
                 t += rng.uniform(1.0, 5.0)
             elif rng.random() < beh.purchase:
-                emit("purchase", item)
+                emit("purchase", item, float(self.catalog.price[item]))  # the order's value: revenue per user
                 bought.append(item)
                 t += rng.uniform(0.5, 2.0)
 
@@ -324,6 +382,7 @@ class ShopSimulator:
         *,
         start: float = 1_700_000_000.0,
         limit: int | None = None,
+        fetch: ListFetch | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Contract event dicts of many interleaved sessions, in time order.
 
@@ -334,6 +393,15 @@ class ShopSimulator:
         simulated gaps become real ones. ``limit`` ends the stream after that
         many events; by default it never ends. Event ids are the run id and a
         counter (``s7-0000002a``), unique within the simulator.
+
+        With ``fetch`` the shop *responds*: as each session begins, the
+        shopper fetches their list (``fetch(user_id)``, e.g. a GET of the
+        server's recommendations), reads it and may click an item by their
+        hidden taste (:meth:`appeal`, see :class:`ShopBehaviour`); the session
+        then starts from that item, its first view and any cart or purchase
+        of it carrying the list's ``rec_id``. Without a click (or a list),
+        they browse on their own. One fetch per session: about
+        ``events_per_s / 7`` a second.
         """
         rng = self._rng
         arrivals_per_s = self.events_per_s / _MEAN_SESSION_EVENTS
@@ -344,7 +412,8 @@ class ShopSimulator:
                 arrival = self._next_arrival
                 user = self._choose_user(arrival)
                 if user is not None:
-                    for t, event in self._session(user, arrival):
+                    listing = fetch(user.user_id) if fetch is not None else None
+                    for t, event in self._session(user, arrival, listing):
                         heapq.heappush(heap, (t, self._seq, event))
                         self._seq += 1
                 self._next_arrival = arrival + rng.expovariate(arrivals_per_s)
