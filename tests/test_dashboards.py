@@ -100,8 +100,16 @@ def send_traffic(base: str, r: int) -> None:
     assert post(f"{base}/v1/events", orjson.dumps(events))[0] == 202
     # A bad event is rejected (a 4xx, events_rejected{field}) and is not written.
     assert post(f"{base}/v1/events", orjson.dumps({"user_id": "u1", "item_id": "i1", "type": "teleport"}))[0] == 422
+    clicks = []
     for u in range(12):
-        assert get(f"{base}/v1/users/u{u}/recommendations?n=5")[0] == 200
+        status, body = get(f"{base}/v1/users/u{u}/recommendations?n=5")
+        assert status == 200
+        answer = orjson.loads(body)
+        if answer["items"] and u % 3 == 0:  # a click on the list's first item, credited to the list by its rec_id
+            clicks.append({"user_id": f"u{u}", "item_id": answer["items"][0]["item_id"], "type": "click",
+                           "event_id": f"c{r}-{u}", "rec_id": answer["rec_id"]})
+    if clicks:
+        assert post(f"{base}/v1/events", orjson.dumps(clicks))[0] == 202
     assert get(f"{base}/v1/users/stranger-{r}/recommendations")[0] == 200  # falls back: unknown
     assert get(f"{base}/v1/users/stranger-{r}/profile")[0] == 404
     assert get(f"{base}/v1/items/i1/similar")[0] == 200

@@ -1,4 +1,5 @@
-"""livereco's three dashboards: Overview (the server), Pipeline (the flow), Quality (online HR@K, MRR@K).
+"""livereco's three dashboards: Overview (the server), Pipeline (the flow), Quality (online HR@K, MRR@K, CTR and
+HR@10 by experiment variant).
 
 Job names follow ``deploy/prometheus/prometheus.yml``: ``livereco-server`` and ``livereco-flow``.
 """
@@ -6,6 +7,7 @@ Job names follow ``deploy/prometheus/prometheus.yml``: ``livereco-server`` and `
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.models import dashboard as dm
 
 from deploy.grafana.panels import (
@@ -159,7 +161,36 @@ def quality() -> dm.Dashboard:
                          "Mean of 1/rank, counting 0 when the item is below K. " + how, maximum=1),
         rate_panel("How many events per second are scored?", "livereco_flow_prequential_predictions_total",
                    legend="scored", width=24),
+        row("Lists served and what users did with them (attribution, experiments)"),
+        *attribution_panels(),
     ], variables=[window_variable()])
+
+
+def attribution_panels() -> list[Builder[dm.Panel]]:
+    """CTR by variant and by source, and each variant's live HR@10: the dashboard side of `livereco experiment
+    report` (which adds the users, conversions, revenue and intervals)."""
+    attributed = "livereco_flow_attributed_total"
+    clicks = 'kind="click",status="attributed"'
+    by_variant = "sum by (variant) (increase({metric}{{{selector}}}[{window}]))"
+    scored = "livereco_flow_served_lists_scored_total"
+    ctr = ("Clicks carrying a served list's rec_id per item shown (each item of a list answer is one impression)."
+           " Averaged over the window chosen above.")
+    return [
+        timeseries_panel("Which variant's lists get clicked (CTR by variant)?", [(
+            by_variant.format(metric=attributed, selector=clicks, window=WINDOW) + " / "
+            + by_variant.format(metric=attributed, selector='kind="impression"', window=WINDOW), "{{variant}}")],
+            "percentunit", ctr),
+        timeseries_panel("Which source's items get clicked (CTR by source)?", [(
+            f'sum by (source) (increase({attributed}{{{clicks}}}[{WINDOW}])) / '
+            f'sum by (source) (increase({attributed}{{kind="impression"}}[{WINDOW}]))', "{{source}}")],
+            "percentunit", ctr.replace("Clicks", "By the source of the clicked item: clicks")),
+        timeseries_panel("Does each variant's list hold the user's next item (live HR@10 by variant)?", [(
+            by_variant.format(metric=scored, selector='outcome="hit"', window=WINDOW) + " / "
+            + by_variant.format(metric=scored, selector="", window=WINDOW), "{{variant}}")],
+            "percentunit", "Each served list scored by its user's next event: a hit when that item is in the"
+            " list's top 10. Unlike the prequential panels above (the flow's own list), this compares variants.",
+            width=24, maximum=1),
+    ]
 
 
 DASHBOARDS = {"overview": overview, "pipeline": pipeline, "quality": quality}
