@@ -22,6 +22,11 @@ was that far behind stays known to the flow (the scan cannot see deletions):
 a fact about an item that no longer sells, which the server's catalog filter
 hides anyway.
 
+**Loaded.** Once the partition has read the catalog as it stood when it
+started (the scan done, the stream followed to its end), it sets the
+source's ``loaded`` event, which the flow's event source waits for: no event
+is learned before its item's catalog facts are known.
+
 ``stop_at_end`` (replays, tests) ends the partition once it has read
 everything present. On Redis errors the partition backs off as the event
 source does (:class:`~flows.redis_client.Backoff`).
@@ -30,6 +35,7 @@ source does (:class:`~flows.redis_client.Backoff`).
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -58,8 +64,9 @@ def _fields(fields: Any) -> dict[Any, Any]:
 
 class _CatalogPartition(StatefulSourcePartition[CatalogChange, int]):
     def __init__(self, client: RedisClient, keys: RedisKeys, version: int, read_count: int, poll_interval_s: float,
-                 stop_at_end: bool, scan_count: int = 2000):
+                 stop_at_end: bool, scan_count: int = 2000, loaded: threading.Event | None = None):
         self._client = client
+        self._loaded = loaded
         self._keys = keys
         self._version = version
         """The last version handed on (the resume state)."""
@@ -92,6 +99,8 @@ class _CatalogPartition(StatefulSourcePartition[CatalogChange, int]):
         current_raw, entries = pipe.execute()
         current = int(current_raw or 0)
         changes = [decode_change(entry_id, _fields(fields)) for entry_id, fields in entries]
+        if self._loaded is not None and not self._scan and self._read_to(current, changes):
+            self._loaded.set()
         if (changes and changes[0].version != self._version + 1) or (not changes and current > self._version) \
                 or current < self._version:  # trimmed past us (or never read), or the catalog was wiped
             self._scan = (current, 0)
@@ -107,6 +116,11 @@ class _CatalogPartition(StatefulSourcePartition[CatalogChange, int]):
         self._awake = None
         self._version = changes[-1].version
         return changes
+
+    def _read_to(self, current: int, changes: list[CatalogChange]) -> bool:
+        """Whether this read reaches the catalog's ``current`` version (with no bootstrap to do first)."""
+        last = changes[-1].version if changes else self._version
+        return self._version <= current <= last and (not changes or changes[0].version == self._version + 1)
 
     def _scan_step(self) -> list[CatalogChange]:
         assert self._scan is not None
@@ -143,6 +157,8 @@ class CatalogSource(FixedPartitionedSource[CatalogChange, int]):
 
     def __init__(self, redis_url: str, keys: RedisKeys, *, read_count: int = 1000, poll_interval_s: float = 0.1,
                  stop_at_end: bool = False):
+        self.loaded = threading.Event()
+        """Set once the partition has read the catalog as it stood at start-up (see the module)."""
         self.redis_url = redis_url
         self.keys = keys
         self.read_count = read_count
@@ -156,4 +172,4 @@ class CatalogSource(FixedPartitionedSource[CatalogChange, int]):
     @override
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _CatalogPartition:
         return _CatalogPartition(connect(self.redis_url), self.keys, resume_state or 0, self.read_count,
-                                 self.poll_interval_s, self.stop_at_end)
+                                 self.poll_interval_s, self.stop_at_end, loaded=self.loaded)

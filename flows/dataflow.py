@@ -162,6 +162,8 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
         )
         if catalog is None and use_catalog:
             catalog = CatalogSource(settings.redis_url, settings.keys, stop_at_end=stop_at_end)
+        if isinstance(catalog, CatalogSource):  # events wait until the catalog as it stood at start-up is read
+            source.catalog_loaded = catalog.loaded
     # Operators are fused where a step would only re-key or unwrap: every Python call per event counts.
     # Steps that map item by item take whole batches (flat_map_batch): one compiled loop per batch
     # instead of a Python generator and a lambda call per item (op.map's shim).

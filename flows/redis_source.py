@@ -33,6 +33,7 @@ producers trim each stream to about ``LIVERECO_STREAM_MAXLEN`` entries, so
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -69,8 +70,11 @@ class StreamEntry:
 
 class _StreamPartition(StatefulSourcePartition[StreamEntry, str]):
     def __init__(self, client: RedisClient, stream: str, last_id: str, read_count: int,
-                 poll_interval_s: float, stop_at_end: bool, progress_key: str | None = None):
+                 poll_interval_s: float, stop_at_end: bool, progress_key: str | None = None,
+                 catalog_loaded: threading.Event | None = None):
         self._client = client
+        self._catalog_loaded = catalog_loaded
+        """Set once the flow's catalog source has read the catalog: no event is handed on before (see the class)."""
         self._stream = stream
         self._last_id = last_id
         self._progress_key = progress_key
@@ -88,6 +92,9 @@ class _StreamPartition(StatefulSourcePartition[StreamEntry, str]):
 
     @override
     def next_batch(self) -> list[StreamEntry]:
+        if self._catalog_loaded is not None and not self._catalog_loaded.is_set():
+            self._awake = datetime.now(UTC) + self._poll  # events wait for their items' catalog facts
+            return []
         try:
             reply: Any = self._client.xread({self._stream: self._last_id}, count=self._read_count)
         except REDIS_EXCEPTIONS as exc:
@@ -176,10 +183,16 @@ class RedisStreamSource(FixedPartitionedSource[StreamEntry, str]):
 
     ``stop_at_end`` ends each partition when it has read everything present
     (for replays, evaluations and tests); live runs leave it off.
+
+    ``catalog_loaded`` (the flow's :class:`~flows.catalog_source.CatalogSource` sets it once it has read the
+    catalog as it stood at start-up) holds events back until then: an event read before its item's catalog
+    facts would be learned without its categories (no category trending, no affinity), for good.
     """
 
     def __init__(self, redis_url: str, keys: RedisKeys, *, read_count: int = 500,
-                 poll_interval_s: float = 0.005, stop_at_end: bool = False):
+                 poll_interval_s: float = 0.005, stop_at_end: bool = False,
+                 catalog_loaded: threading.Event | None = None):
+        self.catalog_loaded = catalog_loaded
         self.redis_url = redis_url
         self.keys = keys
         self.read_count = read_count
@@ -194,4 +207,4 @@ class RedisStreamSource(FixedPartitionedSource[StreamEntry, str]):
     def build_part(self, step_id: str, for_part: str, resume_state: str | None) -> _StreamPartition:
         return _StreamPartition(connect(self.redis_url), for_part, resume_state or "0-0", self.read_count,
                                 self.poll_interval_s, self.stop_at_end,
-                                None if self.stop_at_end else self.keys.flow_progress())
+                                None if self.stop_at_end else self.keys.flow_progress(), self.catalog_loaded)

@@ -42,7 +42,9 @@ def test_the_source_follows_the_change_stream_resumes_after_its_version_and_boot
     store.put_many([parse_item({"item_id": f"i{k}", "categories": ["a/b"]}) for k in range(5)])
     source = CatalogSource(redis_url, keys, poll_interval_s=0.01)
     part = source.build_part("catalog_changes", "catalog", None)
+    assert not source.loaded.is_set()  # events wait until the catalog is read
     changes = drain(part)
+    assert source.loaded.is_set()
     assert [c.version for c in changes] == [1, 2, 3, 4, 5] and part.snapshot() == 5 and part.bootstraps == 0
     assert all(c.at_ms > 0 for c in changes)  # from the stream: news
     store.delete("i0")
@@ -53,8 +55,12 @@ def test_the_source_follows_the_change_stream_resumes_after_its_version_and_boot
 
     redis_client.xtrim(keys.catalog_changes(), maxlen=0)  # trimmed past a flow at version 5
     store.put(parse_item({"item_id": "i10"}))
-    behind = source.build_part("catalog_changes", "catalog", 5)
-    scanned = drain(behind)
+    behind_source = CatalogSource(redis_url, keys, poll_interval_s=0.01)
+    behind = behind_source.build_part("catalog_changes", "catalog", 5)
+    first = behind.next_batch()
+    assert first and not behind_source.loaded.is_set()  # the scan's items come before any event
+    scanned = first + drain(behind)
+    assert behind_source.loaded.is_set()
     assert behind.bootstraps == 1 and behind.snapshot() == 8
     assert sorted(c.item_id for c in scanned) == ["i1", "i10", "i2", "i3", "i4", "i9"]
     assert all(c.at_ms == 0 and c.version == 8 for c in scanned)  # a bootstrap is no news
