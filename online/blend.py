@@ -43,7 +43,7 @@ from online.init_pickle import reduce_by_init
 __all__ = ["FEATURES", "Candidates", "Pool", "blend", "candidate_features", "explore_slot", "weight_vector"]
 
 FEATURES = ("personal", "personal_rank", "trending", "trending_rank", "repeat", "both", "affinity", "affinity_rank",
-            "device", "hour", "lasting")
+            "device", "hour")
 
 
 @dataclass(slots=True)  # never mutated, but not frozen: a frozen __init__ costs ~6x, per event
@@ -59,8 +59,6 @@ class Pool:
     ``device``, ``hour``: items' popularity in the request's device and hour-of-day segments,
     relative to each segment's best (:class:`online.context_popularity.ContextPopularity`;
     empty when off). They are features of the candidates above, not candidates themselves.
-    ``lasting``: candidates' popularity over a longer horizon than trending's, relative to the
-    best (:class:`online.lasting_popularity.LastingPopularity`; empty when off): a feature too.
     """
 
     personal: Sequence[tuple[str, float]] = ()
@@ -70,12 +68,11 @@ class Pool:
     affinity: Sequence[tuple[str, float]] = ()
     device: Mapping[str, float] = field(default_factory=dict)
     hour: Mapping[str, float] = field(default_factory=dict)
-    lasting: Mapping[str, float] = field(default_factory=dict)
 
     def __init__(self, personal: Sequence[tuple[str, float]] = (), trending: Sequence[tuple[str, float]] = (),
                  repeats: Collection[str] = frozenset(), exclude: Collection[str] = frozenset(),
                  affinity: Sequence[tuple[str, float]] = (), device: Mapping[str, float] | None = None,
-                 hour: Mapping[str, float] | None = None, lasting: Mapping[str, float] | None = None) -> None:
+                 hour: Mapping[str, float] | None = None) -> None:
         # Written out, not generated: mypyc compiles only the methods in the source (see online.init_pickle).
         self.personal = personal
         self.trending = trending
@@ -84,7 +81,6 @@ class Pool:
         self.affinity = affinity
         self.device = {} if device is None else device
         self.hour = {} if hour is None else hour
-        self.lasting = {} if lasting is None else lasting
 
     def __reduce__(self) -> tuple[Any, ...]:  # its __init__ is compiled: pickle through it
         return reduce_by_init(self)
@@ -150,7 +146,7 @@ class Candidates:
     @classmethod
     def score(cls, pool: Pool, weights: Sequence[float]) -> Candidates:
         (w_personal, w_personal_rank, w_trending, w_trending_rank, w_repeat, w_both, w_affinity, w_affinity_rank,
-         w_device, w_hour, w_lasting) = weights
+         w_device, w_hour) = weights
         exclude, repeats = pool.exclude, pool.repeats
         reciprocals, trending, personal_list = _RECIPROCALS, pool.trending, pool.personal
         if max(len(trending), len(personal_list)) > len(reciprocals):
@@ -186,17 +182,7 @@ class Candidates:
             candidates._add_affinity(w_affinity, w_affinity_rank)
         if (pool.device or pool.hour) and (w_device or w_hour):
             candidates._add_context(w_device, w_hour)
-        if pool.lasting and w_lasting:
-            candidates._add_lasting(w_lasting)
         return candidates
-
-    def _add_lasting(self, weight: float) -> None:
-        """Each candidate's lasting-popularity part."""
-        items, negative, lasting = self.items, self.negative_scores, self.pool.lasting
-        for row in range(len(items)):
-            value = lasting.get(items[row])
-            if value is not None:
-                negative[row] -= weight * value
 
     def _add_context(self, w_device: float, w_hour: float) -> None:
         """Each candidate's context part: its popularity in the request's device and hour segments."""
@@ -284,8 +270,6 @@ class Candidates:
             item = self.items[row]
             out[8] = pool.device.get(item, 0.0)
             out[9] = pool.hour.get(item, 0.0)
-        if pool.lasting:
-            out[10] = pool.lasting.get(self.items[row], 0.0)
         return out
 
 

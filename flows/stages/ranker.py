@@ -34,7 +34,6 @@ from online.blend import explore_slot
 from online.context_popularity import ContextPopularity
 from online.contract import Settings, stable_hash
 from online.exploration import ExplorationPool
-from online.lasting_popularity import LastingPopularity
 from online.ranker import BlendRanker, Pool
 from online.trending import TrendingTop
 
@@ -58,8 +57,6 @@ class RankerState:
     """Each category's trending top, for affinity candidates (``None`` while ``LIVERECO_AFFINITY_CATEGORIES`` is 0)."""
     context: ContextPopularity | None = None
     """Each context segment's popular items, for the context features (``None`` while ``LIVERECO_CONTEXT_ITEMS`` is 0)."""
-    lasting: LastingPopularity | None = None
-    """Items' popularity over a longer horizon, the ``lasting`` feature (``None`` while ``LIVERECO_LASTING_HALF_LIFE_S`` is 0)."""
 
     def pool(self, personal: PersonalPool, depth: int, affinity_categories: int, affinity_items: int,
              segments: Sequence[str] = ()) -> Pool:
@@ -71,12 +68,8 @@ class RankerState:
             if personal.affinities and categories else ()
         device, hour = (context.relative(segments[0]), context.relative(segments[1])) \
             if context is not None and segments else (None, None)
-        trending = self.trending.top(depth + len(personal.exclude))
-        lasting = None
-        if self.lasting is not None:
-            lasting = self.lasting.relative([item for item, _ in personal.ranked])
-            lasting.update(self.lasting.relative([item for item, _ in trending]))
-        return Pool(personal.ranked, trending, personal.repeats, personal.exclude, affinity, device, hour, lasting)
+        return Pool(personal.ranked, self.trending.top(depth + len(personal.exclude)), personal.repeats,
+                    personal.exclude, affinity, device, hour)
 
 
 @mypyc_attr(native_class=False)
@@ -136,10 +129,6 @@ class RankerLogic(_StageLogic[TrendingWrite | Outcome | NewItem, Any, "RankerSta
             self.state.context = ContextPopularity(settings.context_items)
         elif not settings.context_items:
             self.state.context = None  # turned off: nothing learned or published
-        if settings.lasting_half_life_s > 0 and self.state.lasting is None:
-            self.state.lasting = LastingPopularity(settings.lasting_half_life_s)
-        elif settings.lasting_half_life_s <= 0:
-            self.state.lasting = None
 
     def _advance(self, until: float) -> None:
         state = self.state
@@ -147,12 +136,9 @@ class RankerLogic(_StageLogic[TrendingWrite | Outcome | NewItem, Any, "RankerSta
         learn_trending = state.trending.learn_one
         observe = state.exploration.observe if self.explore_at > 0 else None
         categories = state.categories if self.affinity_categories else None
-        lasting = state.lasting
         while pending and (pending[0][0] < until or len(pending) > self.max_pending):
-            ts, _, item, log_score, events, category = heapq.heappop(pending)
+            _, _, item, log_score, events, category = heapq.heappop(pending)
             learn_trending(item, log_score)
-            if lasting is not None:
-                lasting.learn_one(item, ts)
             if observe is not None:
                 observe(item, events, category)
             if categories is not None and category:
