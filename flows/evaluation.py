@@ -14,8 +14,8 @@ part; sessions still follow the test events). ``--mode streaming|frozen|both``
 is the older spelling of ``--learning`` and still works.
 
 Baselines with a ``GRID`` (decayed popularity's half-life, item-kNN's
-half-life, BPR's learning rate) are run over the validation part once per
-value; the value with the best HR@10 there is the one scored and reported.
+half-life and asymmetric-cosine alpha, BPR's learning rate) are run over the
+validation part once per value (a tuple: the first parameters, in order); the value with the best HR@10 there is the one scored and reported.
 Each baseline's HR and MRR are compared with livereco's on the same
 predictions: the mean paired difference and its standard error.
 """
@@ -56,8 +56,8 @@ from online.contract import DEFAULT_LIMITS, Event, Settings
 from online.metrics import PrequentialMetrics, paired_difference
 from online.protocol import Recommender
 
-__all__ = ["KS", "EvalData", "add_arguments", "evaluate_baseline", "evaluate_livereco", "flow_time_shift", "load",
-           "run", "tune"]
+__all__ = ["KS", "EvalData", "GridValue", "add_arguments", "evaluate_baseline", "evaluate_livereco", "flow_time_shift",
+           "load", "make_baseline", "run", "tune"]
 
 KS = (5, 10, 20)
 LEARNING = ("streaming", "frozen", "both")
@@ -213,20 +213,43 @@ DEFAULT_MODELS = ("livereco", "most-popular", "decayed-popularity", "last-item-c
 """``river-mf`` (no negatives: it collapses) runs only when named."""
 
 
-def tune(name: str, data: EvalData) -> tuple[float | None, dict[float, float]]:
+GridValue = float | tuple[float, ...]
+"""A baseline's first parameter, or its first few (a tuple) in the order its constructor takes them."""
+
+
+def make_baseline(name: str, value: GridValue | None = None) -> Recommender:
+    """Baseline ``name`` with its default parameters, or with ``value`` (a grid value) as its first ones.
+
+    >>> make_baseline("item-knn", (86400.0, 1.0)).alpha, make_baseline("decayed-popularity", 3600.0).half_life_s
+    (1.0, 3600.0)
+    """
+    factory = BASELINES[name]
+    if value is None:
+        return factory()
+    return factory(*value) if isinstance(value, tuple) else factory(value)
+
+
+def tune(name: str, data: EvalData) -> tuple[GridValue | None, dict[GridValue, float]]:
     """The grid value of baseline ``name`` with the best HR@10 on ``data.validation`` (first on ties), and every value's.
 
     ``(None, {})`` for a baseline without a grid, or a log without a validation part (its default is used).
     """
-    factory = BASELINES[name]
-    grid: tuple[float, ...] = getattr(factory, "GRID", ())
+    grid: tuple[GridValue, ...] = getattr(BASELINES[name], "GRID", ())
     if not grid or data.validation is None:
         return None, {}
-    scores = {value: evaluate_baseline(factory(value), data.validation).report()[f"HR@{TUNE_K}"] for value in grid}
+    scores = {value: evaluate_baseline(make_baseline(name, value), data.validation).report()[f"HR@{TUNE_K}"]
+              for value in grid}
     return max(grid, key=lambda value: scores[value]), scores
 
 
-def _setting(name: str, value: float) -> str:
+def _setting(name: str, value: GridValue) -> str:
+    """A grid value as a reader reads it.
+
+    >>> _setting("item-knn", (86400.0, 0.75)), _setting("bpr-mf", 0.05)
+    ('half-life 1 d, alpha 0.75', 'learning rate 0.05')
+    """
+    if isinstance(value, tuple):
+        return f"half-life {DecayedPopularity.describe(value[0])}, alpha {value[1]:g}"
     if name in ("decayed-popularity", "item-knn"):
         return f"half-life {DecayedPopularity.describe(value)}"
     return f"learning rate {value:g}"
@@ -315,7 +338,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     eval_settings = replace(settings, flow_metrics_port=0)
     rows: list[dict[str, Any]] = []
     speed = 0.0
-    chosen: dict[str, tuple[float | None, dict[float, float]]] = {}
+    chosen: dict[str, tuple[GridValue | None, dict[GridValue, float]]] = {}
     for name in models:
         if name != "livereco" and getattr(BASELINES[name], "GRID", ()):
             chosen[name] = tune(name, data)
@@ -340,7 +363,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                     return 1
                 speed = speed or eps
             else:
-                model = BASELINES[name]() if value is None else BASELINES[name](value)
+                model = make_baseline(name, value)
                 metrics = evaluate_baseline(model, data, frozen=mode == "frozen", progress=progress)
             progress.close()
             results[name] = metrics

@@ -381,3 +381,40 @@ def test_knn_and_bpr_learn_tastes_that_popularity_cannot() -> None:
     popular = evaluate_baseline(MostPopular(), data).report()["HR@5"]
     assert evaluate_baseline(ItemKNN(), data).report()["HR@5"] > popular + 0.2
     assert evaluate_baseline(BPRMatrixFactorisation(learning_rate=0.1, seed=3), data).report()["HR@5"] > popular + 0.1
+
+
+def test_item_knn_alpha_one_keeps_popular_neighbours_and_popularity_fills_short_lists() -> None:
+    # "hit" is rated after "seed" by 6 of 20 users and by 20 more on its own; "niche" after "seed" by 2 users only
+    events = [Event(f"fan{u}", "hit", "view", T0 + u) for u in range(20)]
+    events += [Event(f"u{u}", "seed", "view", T0 + 100 + 2 * u) for u in range(20)]
+    events += [Event(f"u{u}", "hit" if u < 6 else "niche" if u < 8 else f"solo{u}", "view", T0 + 101 + 2 * u)
+               for u in range(20)]
+    cosine, conditional = ItemKNN(), ItemKNN(alpha=1.0)
+    for event in events:
+        cosine.learn_one(event)
+        conditional.learn_one(event)
+    assert cosine.recommend("someone", 1) == conditional.recommend("someone", 1) == ["hit"]  # no history: popularity
+    newcomer = Event("new", "seed", "view", T0 + 200)
+    cosine.learn_one(newcomer)
+    conditional.learn_one(newcomer)
+    assert conditional.similar("seed")[0][0] == "hit"      # P(hit | seed) = 6/21: the most likely next
+    assert cosine.similar("seed")[0][0] != "hit"          # the plain cosine damps hit's 26 ratings away
+    # a lone item with no neighbour at all: the list is filled with popular items, and still full
+    lone = ItemKNN(alpha=1.0)
+    for event in [*events, Event("odd", "unique", "view", T0 + 300)]:
+        lone.learn_one(event)
+    listed = lone.recommend("odd", 5)
+    assert len(listed) == 5 and listed[0] == "hit" and len(set(listed)) == 5
+    assert ItemKNN(alpha=1.0, fill=False).recommend("someone", 3) == []
+    with pytest.raises(ValueError, match="alpha"):
+        ItemKNN(alpha=1.5)
+
+
+def test_item_knn_chooses_half_life_and_alpha_on_the_validation_part_only() -> None:
+    events = [Event(u, i, "rating", t, value=r) for u, i, r, t in taste_log(60, T0)]
+    data = protocol("tastes", events, Settings.from_env({"LIVERECO_RATING_RANGE": "0,10"}), "user", 0.0, 0.3)
+    chosen, scores = tune("item-knn", data)
+    assert isinstance(chosen, tuple) and chosen in ItemKNN.GRID and set(scores) == set(ItemKNN.GRID)
+    assert scores[chosen] == max(scores.values())
+    # what it is chosen on is the validation part alone: without one, no choice (the default is used)
+    assert tune("item-knn", dataclasses.replace(data, validation=None)) == (None, {})

@@ -9,7 +9,7 @@ by ``livereco eval``.
 
 * :mod:`~online.baselines.popularity`: most popular, and decayed popularity;
 * :mod:`~online.baselines.covisitation`: last-item co-visitation (next click);
-* :mod:`~online.baselines.item_knn`: cosine item-kNN over users' whole histories;
+* :mod:`~online.baselines.item_knn`: asymmetric-cosine item-kNN over users' whole histories, filled with popularity;
 * :mod:`~online.baselines.bpr`: online matrix factorisation with sampled negatives (BPR);
 * :mod:`~online.baselines.river_mf`: River's biased MF without negatives, for reference (it collapses).
 

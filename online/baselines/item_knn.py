@@ -5,9 +5,16 @@ their histories (not only within a session): each time a user touches an item
 new to them, every item already in their history co-occurs with it once. The
 co-occurrence and each item's count are decayed in event time (forward decay,
 half-life ``half_life_s``; ``math.inf``: plain counts), and similarity is their
-cosine, ``C(i, j) / sqrt(N(i) N(j))`` (Sarwar et al. 2001; Deshpande & Karypis
-2004, on binary implicit data). A user's list scores every neighbour ``j`` of
-the items ``i`` of their history by ``sum_i sim(i, j)``.
+*asymmetric* cosine, ``C(i, j) / (N(i) ** alpha * N(j) ** (1 - alpha))``
+(Aiolli 2013): ``alpha = 0.5`` is the plain cosine of Sarwar et al. 2001 and
+Deshpande & Karypis 2004, ``alpha = 1`` the conditional probability of ``j``
+given ``i``, which no longer damps popular neighbours. A user's list scores
+every neighbour ``j`` of the items ``i`` of their history by ``sum_i sim(i, j)``.
+When that gives fewer items than asked for, the list is filled with the most
+popular items (the same decayed counts ``N``) not already in it, so a user
+whose items have few neighbours still gets a full list, as from every other
+model. ``GRID`` holds the (half-life, alpha) pairs ``livereco eval`` tries on
+the validation part.
 
 Each item ranks its ``neighbours`` most similar items and keeps that list until
 its own count has grown by a tenth (``refresh``): between two refreshes an
@@ -19,10 +26,20 @@ long history is scored from their ``max_history`` latest items.
 >>> for user, items in [("ann", "abc"), ("bob", "ab"), ("cy", "cd"), ("dee", "a")]:
 ...     for item in items:
 ...         knn.learn_one(Event(user, item, "rating", 1.0e9, value=8.0))
->>> knn.recommend("dee", 3)   # b co-occurs with a twice (cosine 2/sqrt(3*2)), c once (1/sqrt(3*2))
+>>> knn.recommend("dee", 2)   # b co-occurs with a twice (cosine 2/sqrt(3*2)), c once (1/sqrt(3*2))
 ['b', 'c']
->>> knn.recommend("someone new", 3)
-[]
+>>> knn.recommend("dee", 4)   # a's neighbours give two: popularity fills the rest (a is dee's own: excluded by the driver)
+['b', 'c', 'a', 'd']
+>>> knn.recommend("someone new", 2)
+['a', 'b']
+>>> cosine, conditional = ItemKNN(), ItemKNN(alpha=1.0)   # c: twice with a, and popular; d: once with a
+>>> for user, items in [("ann", "ac"), ("bob", "ac"), ("cy", "ad"), ("eve", "c"), ("fay", "c"),
+...                     ("gus", "c"), ("dee", "a")]:
+...     for item in items:
+...         cosine.learn_one(Event(user, item, "rating", 1.0e9, value=8.0))
+...         conditional.learn_one(Event(user, item, "rating", 1.0e9, value=8.0))
+>>> cosine.recommend("dee", 2), conditional.recommend("dee", 2)   # the plain cosine damps c's popularity away
+(['d', 'c'], ['c', 'd'])
 """
 
 from __future__ import annotations
@@ -36,19 +53,28 @@ __all__ = ["ItemKNN"]
 
 _RESCALE_AT = 500.0
 """Move the forward-decay landmark after this many half-lives (2 ** 500 is far from overflow, 2 ** 1024 is not)."""
+DAY = 86400.0
 
 
 class ItemKNN:
-    """Cosine item-kNN on decayed co-occurrence in users' whole histories (``GRID``: half-lives tuned on validation)."""
+    """Asymmetric-cosine item-kNN on decayed co-occurrence in users' whole histories, filled with popularity.
 
-    GRID: tuple[float, ...] = (30 * 86400.0, 365 * 86400.0, math.inf)
+    ``GRID``: (half-life, alpha) pairs tuned on the validation part.
+    """
 
-    def __init__(self, half_life_s: float = math.inf, neighbours: int = 100, max_history: int = 200,
-                 refresh: float = 0.1) -> None:
+    GRID: tuple[tuple[float, float], ...] = tuple(
+        (half_life, alpha) for half_life in (3 * DAY, 30 * DAY, 365 * DAY, math.inf) for alpha in (0.5, 0.75, 1.0))
+
+    def __init__(self, half_life_s: float = math.inf, alpha: float = 0.5, neighbours: int = 100,
+                 max_history: int = 200, refresh: float = 0.1, fill: bool = True) -> None:
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], not {alpha}")
         self.half_life_s = half_life_s
+        self.alpha = alpha
         self.neighbours = neighbours
         self.max_history = max_history
         self.refresh = refresh
+        self.fill = fill
         self.histories: dict[str, dict[str, float]] = {}
         """Each user's items, oldest first (a touch again moves an item to the end), with its last time."""
         self.co: dict[str, dict[str, float]] = {}
@@ -70,7 +96,7 @@ class ItemKNN:
         return math.pow(2.0, exponent)
 
     def _rescale(self, ts: float) -> None:
-        """Move the landmark to ``ts``: every stored weight shrinks alike, so every cosine stays."""
+        """Move the landmark to ``ts``: every stored weight shrinks alike, so every similarity's order stays."""
         assert self._landmark is not None
         factor = math.pow(2.0, -(ts - self._landmark) / self.half_life_s)
         self._landmark = ts
@@ -102,25 +128,31 @@ class ItemKNN:
         history[item] = event.ts
 
     def similar(self, item: str) -> list[tuple[str, float]]:
-        """``item``'s most similar items by cosine, best first (cached until its count grows by ``refresh``)."""
+        """``item``'s most similar items, best first (cached until its count grows by ``refresh``)."""
         events = self.events.get(item, 0)
         cached = self._lists.get(item)
         if cached is not None and events <= cached[0] * (1.0 + self.refresh):
             return cached[1]
         row = self.co.get(item, {})
         counts = self.counts
-        own = counts.get(item, 0.0)
-        scored = [(other, c / math.sqrt(own * counts[other])) for other, c in row.items() if c > 0.0]
+        own = math.pow(counts.get(item, 0.0), self.alpha)
+        damp = 1.0 - self.alpha
+        scored = [(other, c / (own * math.pow(counts[other], damp))) for other, c in row.items() if c > 0.0]
         best = heapq.nlargest(self.neighbours, scored, key=lambda pair: pair[1])
         self._lists[item] = (max(events, 1), best)
         return best
 
     def recommend(self, user_id: str, n: int) -> list[str]:
-        history = self.histories.get(user_id)
-        if not history or n <= 0:
+        if n <= 0:
             return []
+        history = self.histories.get(user_id)
         scores: dict[str, float] = {}
-        for item in list(history)[-self.max_history:]:
+        for item in list(history or ())[-self.max_history:]:
             for other, similarity in self.similar(item):
                 scores[other] = scores.get(other, 0.0) + similarity
-        return heapq.nlargest(n, scores, key=scores.__getitem__)
+        listed = heapq.nlargest(n, scores, key=scores.__getitem__)
+        if self.fill and len(listed) < n:
+            counts = self.counts
+            popular = heapq.nlargest(n, counts, key=counts.__getitem__)
+            listed += [item for item in popular if item not in scores][: n - len(listed)]
+        return listed
