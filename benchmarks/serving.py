@@ -13,8 +13,10 @@ and drives it from separate processes, random users per request:
 
 Every cell is the median over ``--repeat`` runs of ``--duration`` seconds
 (runs are interleaved: each rate on each server, saturation on each, again).
-``--http livereco,uvicorn`` runs livereco's own HTTP protocol and the uvicorn
-fallback (``LIVERECO_HTTP_SERVER``) side by side, for a before/after in one run.
+``--http livereco,uvicorn:0`` runs livereco's own HTTP protocol (with the
+served-list cache) and the uvicorn fallback without the cache (the server as
+it was before both; ``LIVERECO_HTTP_SERVER[:LIVERECO_SERVED_CACHE_LISTS]``)
+side by side, for a before/after in one run.
 "server CPU µs/req" is the CPU time (user + system, all server processes)
 per answered request: on a shared machine it moves less than req/s does,
 and 1e6 / it is what one fully used core could serve. "gen lag p99" is how
@@ -72,8 +74,11 @@ def bench_servers(redis_url: str, namespace: str, servers: list[tuple[str, int]]
         started = []
         for http, workers in servers:
             port = free_port()
+            name, _, cache = http.partition(":")
             env = {**os.environ, "REDIS_URL": redis_url, "LIVERECO_NAMESPACE": namespace, "LIVERECO_PORT": str(port),
-                   "LIVERECO_HTTP_SERVER": http, "PYTHONPATH": str(ROOT)}
+                   "LIVERECO_HTTP_SERVER": name, "PYTHONPATH": str(ROOT)}
+            if cache:
+                env["LIVERECO_SERVED_CACHE_LISTS"] = cache
             command = [sys.executable, "-m", "flows.cli", "serve", "--workers", str(workers)]
             base, session = stack.enter_context(server_process(command, env, port))
             run_wrk(base, 2, args.connections, script)  # warm-up: connections, caches, every worker
@@ -126,8 +131,9 @@ def main() -> int:
     parser.add_argument("--workers", type=lambda s: [int(w) for w in s.split(",") if w], default=[1, 2],
                         help="server process counts, comma-separated")
     parser.add_argument("--http", type=lambda s: [h for h in s.split(",") if h], default=["livereco"],
-                        help="LIVERECO_HTTP_SERVER values to run side by side, comma-separated (livereco,uvicorn: "
-                             "livereco's protocol against the uvicorn fallback, runs interleaved)")
+                        help="servers to run side by side, comma-separated: LIVERECO_HTTP_SERVER[:LIVERECO_SERVED_CACHE_LISTS]"
+                             " (livereco,uvicorn:0: livereco's protocol and cache against the previous server, "
+                             "runs interleaved)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections at saturation")
     parser.add_argument("--compare-stacks", action="store_true",
                         help="also saturate uvicorn's h11+asyncio stack vs httptools+uvloop (1 process)")

@@ -96,7 +96,7 @@ def _trending_state(reply: Any, cache_key: Any) -> tuple[Any, list[tuple[str, fl
     """The remembered ``(reply, decoded pool)`` of ``cache_key``: the same object while Redis returns the same reply,
     a new one when the reply differs (what :class:`serving.served_cache.ServedCache` checks by identity)."""
     cached = _RELATIVE_CACHE.get(cache_key)
-    if cached is not None and cached[0] == reply:
+    if cached is not None and (cached[0] is reply or cached[0] == reply):  # a shared reply: the same list
         return cached
     state = (reply, _relative(_score_pairs(reply)))
     if len(_RELATIVE_CACHE) >= _RELATIVE_CACHE_SIZE:
@@ -145,12 +145,16 @@ async def merged_list(client: Reads, keys: RedisKeys, list_key: str, own_source:
     (:class:`serving.served_cache.ServedCache`).
     """
     pool_size = max(n, depth)
-    pipe = client.pipeline(transaction=False)
-    pipe.get(list_key)
     trending_key = keys.trending(trending_category)
     trending_stop = pool_size + len(exclude) + stored_exclude_max - 1
-    _zrevrange_withscores(pipe, trending_key, trending_stop)
-    blob, trending = await pipe.execute()
+    if isinstance(client, FastReads):  # trending read once per event-loop turn, its reply shared
+        blob, trending = await client.read_with_shared(("GET", list_key),
+                                                       ("ZREVRANGE", trending_key, 0, trending_stop, "WITHSCORES"))
+    else:
+        pipe = client.pipeline(transaction=False)
+        pipe.get(list_key)
+        _zrevrange_withscores(pipe, trending_key, trending_stop)
+        blob, trending = await pipe.execute()
     trending_state = _trending_state(trending, (trending_key, trending_stop))
     weights = weights or {}
     device, hour = device or {}, hour or {}
