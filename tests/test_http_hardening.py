@@ -195,3 +195,70 @@ def test_client_input_cannot_grow_the_metrics(hardened: LiveServer) -> None:
     assert after <= before, sorted(after - before)[:10]
     text = hardened.request("GET", "/metrics")[2].decode()
     assert 'livereco_serving_events_rejected_total{field="unknown_field"} 500.0' in text
+
+
+def read_answers(sock: socket.socket, count: int) -> list[tuple[int, dict[str, str], bytes]]:
+    """``count`` answers read off a keep-alive connection (by their content-length)."""
+    buffer, answers = b"", []
+    while len(answers) < count:
+        end = buffer.find(b"\r\n\r\n")
+        if end >= 0:
+            lines = buffer[:end].decode("latin-1").split("\r\n")
+            headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+            length = int(headers.get("content-length", "0"))
+            if len(buffer) >= end + 4 + length:
+                answers.append((int(lines[0].split()[1]), headers, buffer[end + 4:end + 4 + length]))
+                buffer = buffer[end + 4 + length:]
+                continue
+        chunk = sock.recv(65536)
+        assert chunk, f"closed after {len(answers)} answers"
+        buffer += chunk
+    return answers
+
+
+def test_pipelined_requests_are_answered_in_order_on_one_connection(hardened: LiveServer) -> None:
+    sock = raw(hardened.port)
+    body = orjson.dumps(VIEW)
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n"
+                 b"GET /v1/trending?n=3 HTTP/1.1\r\nhost: x\r\n\r\n"
+                 b"POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+                 b"GET /nowhere HTTP/1.1\r\nhost: x\r\n\r\n"
+                 b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n" % (len(body), body))
+    answers = read_answers(sock, 5)
+    assert [status for status, _, _ in answers] == [200, 200, 202, 404, 200]
+    assert orjson.loads(answers[0][2]) == {"status": "ok"} and "items" in orjson.loads(answers[1][2])
+    assert all(headers.get("connection") != "close" for _, headers, _ in answers)
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")  # the same connection, again
+    answer, _ = read_all(sock)
+    status, headers, _ = parse(answer)
+    assert status == 200 and headers["connection"] == "close"
+
+
+def test_expect_100_continue_head_and_http_1_0(hardened: LiveServer) -> None:
+    body = orjson.dumps(VIEW)
+    sock = raw(hardened.port)
+    sock.sendall(b"POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nexpect: 100-continue\r\n"
+                 b"content-length: %d\r\n\r\n" % len(body))
+    assert sock.recv(65536).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")  # the client may send the body now
+    sock.sendall(body)
+    assert read_answers(sock, 1)[0][0] == 202
+    sock.sendall(b"HEAD /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+    time.sleep(0.2)
+    status, headers, rest = parse_head(sock)
+    assert status in (200, 405) and "content-length" in headers and rest == b""  # no body after a HEAD's head
+    sock = raw(hardened.port)
+    sock.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")  # HTTP/1.0 without keep-alive: answered, then closed
+    status, _, payload = parse(read_all(sock)[0])
+    assert status == 200 and payload == {"status": "ok"}
+
+
+def parse_head(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """An answer to HEAD: headers only, whatever content-length says."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(65536)
+        assert chunk
+        head += chunk
+    top, _, rest = head.partition(b"\r\n\r\n")
+    lines = top.decode("latin-1").split("\r\n")
+    return int(lines[0].split()[1]), {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}, rest
