@@ -2,8 +2,10 @@
 
 Examples
 --------
-Served by uvicorn (``livereco serve``); in a test, call it with any ASGI
-client. The routes are :data:`serving.routes.ROUTES`, each answered by the
+Served by ``livereco serve`` on livereco's own HTTP protocol, which calls
+:meth:`LiverecoApp.respond` directly (:mod:`serving.http_protocol`), or on
+uvicorn as an ASGI app (``LIVERECO_HTTP_SERVER=uvicorn``); in a test, call it
+with any ASGI client. The routes are :data:`serving.routes.ROUTES`, each answered by the
 method its ``handler`` names, with the Structs of :mod:`serving.api`; every
 error is one JSON shape naming its problem.
 """

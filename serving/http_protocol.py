@@ -56,6 +56,10 @@ MAX_QUEUED = 32
 MAX_BUFFERED_BODY = 256 * 1024
 """Unread body bytes on one connection before it stops reading."""
 _BODY_GRACE_S = 1.0
+_LINGER_S = 1.0
+"""After answering a request with ``connection: close`` while its body still arrives, the rest is read and dropped
+for up to this long before closing: closing with unread data resets the connection, and the client, still
+sending, may never read the answer (nginx's lingering close)."""
 
 Answer = tuple[int, bytes, bytes, list[tuple[bytes, bytes]] | None]
 """Status, body, content type, extra headers: what :meth:`serving.app.LiverecoApp.respond` returns."""
@@ -136,6 +140,7 @@ class HttpProtocol(asyncio.Protocol):
         self.parsing: _Request | None = None
         self.task: asyncio.Task[None] | None = None
         self.closing = False
+        self.lingering = False
         self.reading_paused = False
         self.writable = True
         # One lazy timer per connection for both limits: a request sets a deadline (a float), the timer, when it
@@ -331,6 +336,8 @@ class HttpProtocol(asyncio.Protocol):
             request.complete = True
             request.wake()
         self.parsing = None
+        if self.lingering:
+            self.close()  # the rest of an answered request's body has arrived
 
     # --- answering -------------------------------------------------------------------------------------
     def _pause_reading(self) -> None:
@@ -345,7 +352,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def _next(self) -> None:
         """Start answering the first waiting request, if the connection can take an answer."""
-        if self.task is not None or not self.queue or not self.writable or self.closing:
+        if self.task is not None or not self.queue or not self.writable or self.closing or self.lingering:
             if not self.queue and self.task is None and not self.closing and self.parsing is None:
                 self._idle_until = idle_until = self.loop.time() + self.keepalive_s
                 self._wake_at(idle_until)
@@ -406,9 +413,21 @@ class HttpProtocol(asyncio.Protocol):
             head.append(body)
         self.transport.write(b"".join(head))
         if not keep_alive:
-            self.close()
+            if request.complete or self.parsing is not request:
+                self.close()
+            else:
+                self._linger(request)
         elif not request.complete:
             request.body.clear()  # the rest of the body is read and dropped; the next request follows it
+
+    def _linger(self, request: _Request) -> None:
+        """Read and drop the rest of ``request``'s body (up to :data:`_LINGER_S`), then close."""
+        self.lingering = True
+        request.body.clear()
+        self._resume_reading()
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+        self._grace_timer = self.loop.call_later(_LINGER_S, self.close)
 
     async def _receive(self, request: _Request) -> MutableMapping[str, Any]:
         """The ASGI ``receive`` of a request's body: its chunks as they arrive, or ``http.disconnect``."""

@@ -170,7 +170,7 @@ class Settings:
         self.keys  # noqa: B018 - validates namespace and partitions
         self.weights  # noqa: B018 - validates the weight spec
 
-    @property
+    @cached_property
     def segments(self) -> tuple[str, ...]:
         """``LIVERECO_SEGMENT_ATTRIBUTES`` as a tuple of attribute names."""
         return tuple(name.strip() for name in self.segment_attributes.split(",") if name.strip())
