@@ -4,7 +4,7 @@ Starts an embedded Redis, stores 50-candidate lists for 10,000 users, starts
 the server as ``livereco serve --workers N`` (N = 1 and 2 server processes)
 and drives it from separate processes, random users per request:
 
-* fixed offered rates (default 500, 1000, 2000 req/s): the bundled open-loop
+* fixed offered rates (default 1000, 2000, 5000 req/s): the bundled open-loop
   generator :mod:`benchmarks.loadgen` sends on a fixed schedule and measures
   each latency from the request's *scheduled* time, so a stalled server
   cannot hide its stalls (wrk2's method; Debian has no ``wrk2``);
@@ -12,7 +12,11 @@ and drives it from separate processes, random users per request:
   ``--connections`` keep-alive connections.
 
 Every cell is the median over ``--repeat`` runs of ``--duration`` seconds
-(runs of one server are interleaved: rate, rate, rate, saturation, again).
+(runs are interleaved: each rate on each server, saturation on each, again).
+``--http livereco,uvicorn:0`` runs livereco's own HTTP protocol (with the
+served-list cache) and the uvicorn fallback without the cache (the server as
+it was before both; ``LIVERECO_HTTP_SERVER[:LIVERECO_SERVED_CACHE_LISTS]``)
+side by side, for a before/after in one run.
 "server CPU µs/req" is the CPU time (user + system, all server processes)
 per answered request: on a shared machine it moves less than req/s does,
 and 1e6 / it is what one fully used core could serve. "gen lag p99" is how
@@ -23,8 +27,8 @@ therefore an upper bound on the server's.
 stack (h11 + asyncio) on the same app against the one livereco ships
 (httptools + uvloop), the number behind the README's choice.
 
-    .venv/bin/python -m benchmarks.serving [--duration 5] [--repeat 3] [--rates 500,1000,2000]
-        [--workers 1,2] [--connections 32] [--compare-stacks] [--json results.json]
+    .venv/bin/python -m benchmarks.serving [--duration 5] [--repeat 3] [--rates 1000,2000,5000]
+        [--workers 1,2] [--http livereco,uvicorn] [--connections 32] [--compare-stacks] [--json results.json]
     .venv/bin/python -m benchmarks.serving --filters [--items 100000] [--duration 5]   # filters' and rules' cost
     .venv/bin/python -m benchmarks.serving --impressions [--duration 5] [--repeat 5]   # the impression record's cost
 """
@@ -32,6 +36,7 @@ stack (h11 + asyncio) on the same app against the one livereco ships
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -60,29 +65,44 @@ from benchmarks.serving_harness import (
 from flows.embedded_redis import EmbeddedRedis, free_port
 
 
-def bench_workers(redis_url: str, namespace: str, workers: int, args: argparse.Namespace,
-                  script: str) -> dict[str, list[dict[str, float]]]:
-    """All runs against ``livereco serve --workers N``: rate label -> one result per repeat."""
-    port = free_port()
-    env = {**os.environ, "REDIS_URL": redis_url, "LIVERECO_NAMESPACE": namespace, "LIVERECO_PORT": str(port),
-           "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "flows.cli", "serve", "--workers", str(workers)]
-    runs: dict[str, list[dict[str, float]]] = {}
-    with server_process(command, env, port) as (base, session):
+def bench_servers(redis_url: str, namespace: str, servers: list[tuple[str, int]], args: argparse.Namespace,
+                  script: str) -> dict[str, dict[str, list[dict[str, float]]]]:
+    """All runs against ``livereco serve --workers N`` per ``(LIVERECO_HTTP_SERVER, N)``, the servers running side by
+    side and their runs interleaved (a shared machine's slow minutes hit each alike): server -> rate -> runs."""
+    runs: dict[str, dict[str, list[dict[str, float]]]] = {}
+    with contextlib.ExitStack() as stack:
+        started = []
+        for http, workers in servers:
+            port = free_port()
+            name, _, cache = http.partition(":")
+            env = {**os.environ, "REDIS_URL": redis_url, "LIVERECO_NAMESPACE": namespace, "LIVERECO_PORT": str(port),
+                   "LIVERECO_HTTP_SERVER": name, "PYTHONPATH": str(ROOT)}
+            if cache:
+                env["LIVERECO_SERVED_CACHE_LISTS"] = cache
+            command = [sys.executable, "-m", "flows.cli", "serve", "--workers", str(workers)]
+            base, session = stack.enter_context(server_process(command, env, port))
+            run_wrk(base, 2, args.connections, script)  # warm-up: connections, caches, every worker
+            started.append((server_label(http, workers), base, session))
 
-        def measured(label: str, run: Callable[[], dict[str, float]]) -> None:
+        def measured(label: str, rate: str, session: int, run: Callable[[], dict[str, float]]) -> None:
             cpu = session_cpu_s(session)
             result = run()
             answered = result.get("answered", result["achieved"] * args.duration)
             result["cpu_us"] = (session_cpu_s(session) - cpu) / answered * 1e6 if answered else 0.0
-            runs.setdefault(label, []).append(result)
+            runs.setdefault(label, {}).setdefault(rate, []).append(result)
 
-        run_wrk(base, 2, args.connections, script)  # warm-up: connections, caches, every worker
         for _ in range(args.repeat):
             for rate in args.rates:
-                measured(f"{rate:g}", lambda rate=rate: run_loadgen(base, rate, args.duration))
-            measured("saturation", lambda: run_wrk(base, args.duration, args.connections, script))
+                for label, base, session in started:
+                    measured(label, f"{rate:g}", session, lambda base=base, rate=rate: run_loadgen(base, rate, args.duration))
+            for label, base, session in started:
+                measured(label, "saturation", session, lambda base=base: run_wrk(base, args.duration, args.connections,
+                                                                                script))
     return runs
+
+
+def server_label(http: str, workers: int) -> str:
+    return f"{http} x{workers}"
 
 
 def bench_stack(redis_url: str, namespace: str, http: str, loop: str, args: argparse.Namespace,
@@ -106,10 +126,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per run")
     parser.add_argument("--repeat", type=int, default=3, help="runs per cell (the table shows medians)")
-    parser.add_argument("--rates", type=lambda s: [float(r) for r in s.split(",") if r], default=[500.0, 1000.0, 2000.0],
+    parser.add_argument("--rates", type=lambda s: [float(r) for r in s.split(",") if r], default=[1000.0, 2000.0, 5000.0],
                         help="offered rates in req/s, comma-separated")
     parser.add_argument("--workers", type=lambda s: [int(w) for w in s.split(",") if w], default=[1, 2],
                         help="server process counts, comma-separated")
+    parser.add_argument("--http", type=lambda s: [h for h in s.split(",") if h], default=["livereco"],
+                        help="servers to run side by side, comma-separated: LIVERECO_HTTP_SERVER[:LIVERECO_SERVED_CACHE_LISTS]"
+                             " (livereco,uvicorn:0: livereco's protocol and cache against the previous server, "
+                             "runs interleaved)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections at saturation")
     parser.add_argument("--compare-stacks", action="store_true",
                         help="also saturate uvicorn's h11+asyncio stack vs httptools+uvloop (1 process)")
@@ -171,34 +195,49 @@ def main() -> int:
               f"of {args.duration:g} s. Fixed rates: open-loop benchmarks.loadgen, latency from the scheduled send; "
               f"saturation: wrk 1 thread, {args.connections} connections. Server: livereco serve --workers N.",
               flush=True)
-        header = (f"{'server procs':>12} {'offered req/s':>18} {'achieved req/s':>15} {'p50 ms':>8} {'p99 ms':>8} "
+        header = (f"{'server':>14} {'offered req/s':>18} {'achieved req/s':>15} {'p50 ms':>8} {'p99 ms':>8} "
                   f"{'max ms':>8} {'server CPU µs/req':>17} {'gen lag p99 ms':>14}")
+        servers = [(http, workers) for workers in args.workers for http in args.http]
+        runs_by_server = bench_servers(server.url, namespace, servers, args, script.name)
         print(header)
         print("-" * len(header), flush=True)
-        for workers in args.workers:
-            runs = bench_workers(server.url, namespace, workers, args, script.name)
-            results[f"workers={workers}"] = runs
-            for label, cell in runs.items():
+        for http, workers in servers:
+            label = server_label(http, workers)
+            runs = runs_by_server[label]
+            results[label] = runs
+            for rate, cell in runs.items():
                 m = median_of(cell)
-                offered = f"{float(label):,.0f}" if label != "saturation" else f"saturation ({args.connections}c)"
+                offered = f"{float(rate):,.0f}" if rate != "saturation" else f"saturation ({args.connections}c)"
                 behind = [r["unanswered"] for r in cell if r.get("unanswered")]
                 note = (f"  overloaded in {len(behind)}/{len(cell)} runs: up to {max(behind):,} requests unanswered "
                         f"5 s after the schedule ended (counted at their wait so far)" if behind else "")
                 lag = f"{m['send_lag_p99']:>14.2f}" if "send_lag_p99" in m else f"{'(wrk)':>14}"
-                print(f"{workers:>12} {offered:>18} {m['achieved']:>15,.0f} {m['p50']:>8.2f} {m['p99']:>8.2f} "
+                print(f"{label:>14} {offered:>18} {m['achieved']:>15,.0f} {m['p50']:>8.2f} {m['p99']:>8.2f} "
                       f"{m['max']:>8.2f} {m['cpu_us']:>17.0f} {lag}{note}", flush=True)
         print("load average (1/5/15 min) at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
-        print("targets: p99 < 5 ms at 2,000 req/s; >= 10,000 req/s per process at saturation")
-        for workers in args.workers:
-            runs = results[f"workers={workers}"]
+        print(f"targets: p99 < {P99_TARGET_MS:g} ms at {P99_TARGET_RATE:,.0f} req/s offered; >= "
+              f"{SATURATION_TARGET_PER_PROCESS:,.0f} req/s per process at saturation")
+        for http, workers in servers:
+            label = server_label(http, workers)
+            runs = runs_by_server[label]
             verdicts = []
             if f"{P99_TARGET_RATE:g}" in runs:
                 p99 = median_of(runs[f"{P99_TARGET_RATE:g}"])["p99"]
-                verdicts.append(f"p99 at 2,000 req/s {p99:.2f} ms ({'met' if p99 < P99_TARGET_MS else 'MISSED'})")
+                verdicts.append(f"p99 at {P99_TARGET_RATE:,.0f} req/s {p99:.2f} ms "
+                                f"({'met' if p99 < P99_TARGET_MS else 'MISSED'})")
             per_process = median_of(runs["saturation"])["achieved"] / workers
             verdicts.append(f"saturation {per_process:,.0f} req/s per process "
                             f"({'met' if per_process >= SATURATION_TARGET_PER_PROCESS else 'MISSED'})")
-            print(f"  {workers} process(es): " + "; ".join(verdicts))
+            print(f"  {label}: " + "; ".join(verdicts))
+        if len(args.http) > 1:
+            first = args.http[0]
+            for http, workers in servers:
+                if http == first:
+                    continue
+                ours = median_of(runs_by_server[server_label(first, workers)]["saturation"])
+                other = median_of(runs_by_server[server_label(http, workers)]["saturation"])
+                print(f"  {first} / {http}, {workers} process(es), saturation: {ours['achieved'] / other['achieved']:.2f}x"
+                      f" the req/s, {ours['cpu_us'] / other['cpu_us']:.2f}x the server CPU per request")
         if args.compare_stacks:
             print(f"HTTP stacks, 1 process (uvicorn directly), saturation, wrk {args.connections} connections:")
             stacks = {}

@@ -28,8 +28,8 @@ request = function()
   return wrk.format("GET", "/v1/users/u" .. math.random(0, %d) .. "/recommendations?n=10")
 end
 """
-P99_TARGET_MS = 5.0
-P99_TARGET_RATE = 2000.0
+P99_TARGET_MS = 2.0
+P99_TARGET_RATE = 5000.0
 SATURATION_TARGET_PER_PROCESS = 10_000.0
 
 

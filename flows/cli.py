@@ -169,8 +169,7 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
         print(f"livereco serve: {problem}", file=sys.stderr)
         return 2
     log.info("%s", access_summary(settings))
-    serve(settings, workers=args.workers)
-    return 0
+    return serve(settings, workers=args.workers)
 
 
 # --- livereco redis ------------------------------------------------------------------------------------------

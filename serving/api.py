@@ -146,8 +146,9 @@ class TrendingRequest(ListQuery, frozen=True, kw_only=True):
 
 
 # --- responses ---------------------------------------------------------------------------------------------
-class ItemSourced(Struct, frozen=True):
-    """One item of a ranked list, with where it came from."""
+class ItemSourced(Struct, frozen=True, gc=False):
+    """One item of a ranked list, with where it came from (never in a reference cycle: not tracked by the collector,
+    which the served-list cache holds many of)."""
 
     item_id: str
     score: float

@@ -2,8 +2,10 @@
 
 Examples
 --------
-Served by uvicorn (``livereco serve``); in a test, call it with any ASGI
-client. The routes are :data:`serving.routes.ROUTES`, each answered by the
+Served by ``livereco serve`` on livereco's own HTTP protocol, which calls
+:meth:`LiverecoApp.respond` directly (:mod:`serving.http_protocol`), or on
+uvicorn as an ASGI app (``LIVERECO_HTTP_SERVER=uvicorn``); in a test, call it
+with any ASGI client. The routes are :data:`serving.routes.ROUTES`, each answered by the
 method its ``handler`` names, with the Structs of :mod:`serving.api`; every
 error is one JSON shape naming its problem.
 """
@@ -46,6 +48,7 @@ from serving.redis_connect import REDIS_EXCEPTIONS, AsyncRedisClient, connect_as
 from serving.redis_reads import FastReads, fast_reads_for
 from serving.router import Router
 from serving.routes import ROUTES
+from serving.served_cache import ServedCache
 from serving.shop_routes import ShopHandlers
 from serving.user_admin import erase_user, merge_users
 
@@ -145,6 +148,9 @@ class LiverecoApp(ListHandlers, CatalogHandlers, ShopHandlers, ConsoleHandlers, 
         self.api_keys = ApiKeys.from_settings(settings.api_keys, settings.api_keys_file)
         self.limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
         self._open_publicly = not self.api_keys.enabled and not is_loopback(settings.host)
+        self._metric_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self.served_cache = ServedCache(settings.served_cache_lists)
+        """Answers of the list routes, reused while their inputs are unchanged (:mod:`serving.served_cache`)."""
 
     @property
     def client(self) -> AsyncRedisClient:
@@ -164,6 +170,15 @@ class LiverecoApp(ListHandlers, CatalogHandlers, ShopHandlers, ConsoleHandlers, 
             return
         if scope["type"] != "http":
             return
+        status, body, content_type, headers = await self.respond(scope, receive)
+        await json_response(send, status, body, content_type, headers)
+
+    async def respond(self, scope: Scope, receive: Receive) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]] | None]:
+        """One request's answer: status, body, content type and extra headers (timed and counted).
+
+        The ASGI entry point sends it as two messages; livereco's own protocol
+        (:mod:`serving.http_protocol`) calls this directly and writes it at once.
+        """
         started = time.perf_counter()
         method = scope["method"]
         label = NOT_FOUND_ROUTE
@@ -198,10 +213,21 @@ class LiverecoApp(ListHandlers, CatalogHandlers, ShopHandlers, ConsoleHandlers, 
             log.exception("unexpected error answering %s %s", method, label)
             error = HTTPError(500, "internal_error", "the server failed to answer; this is a bug", close=True)
             status, body, headers = 500, error.body(), error.headers()
-        await json_response(send, status, body, content_type, headers)
-        method_name = method_label(label, method)
-        self.metrics.duration.labels(label, method_name).observe(time.perf_counter() - started)
-        self.metrics.requests.labels(label, method_name, str(status)).inc()
+        self._count(label, method, status, time.perf_counter() - started)
+        return status, body, content_type, headers
+
+    def _count(self, label: str, method: str, status: int, seconds: float) -> None:
+        """Observe one request in the duration histogram and the request counter (their children cached)."""
+        key = (label, method, status)
+        children = self._metric_children.get(key)
+        if children is None:
+            method_name = method_label(label, method)
+            children = (self.metrics.duration.labels(label, method_name),
+                        self.metrics.requests.labels(label, method_name, str(status)))
+            if len(self._metric_children) < 4096:  # label sets are bounded (method_label); the cache too
+                self._metric_children[key] = children
+        children[0].observe(seconds)
+        children[1].inc()
 
     def _admit(self, scope: Scope, needed: str) -> None:
         """Check the request's API key against ``needed`` and its client's rate; raise the 401/403/429 answer."""
@@ -229,31 +255,39 @@ class LiverecoApp(ListHandlers, CatalogHandlers, ShopHandlers, ConsoleHandlers, 
                             f" {'key' if self.api_keys.enabled else 'client address'}; retry after Retry-After",
                             retry_after_s=max(1, math.ceil(wait)))
 
+    async def startup(self) -> None:
+        """Wait for Redis, check the layout, load the catalog and experiments and start refreshing them."""
+        await wait_for_redis(self.client, self.settings.redis_url, self.redis_wait_s)
+        await check_layout(self.client, self.settings)
+        await self.catalog.refresh(self.client)  # never serve a first request unfiltered
+        self._catalog_task = asyncio.ensure_future(self.catalog.run(self.client))
+        await self.experiments.refresh(self.client)
+        self._experiments_task = asyncio.ensure_future(self.experiments.run(self.client))
+        self.metrics.up.set(1)
+
+    async def shutdown(self) -> None:
+        """Stop the refresh tasks and close the Redis connections."""
+        for task in (self._catalog_task, self._experiments_task):
+            if task is not None:
+                task.cancel()
+        if self._client is not None:
+            await self._client.aclose()
+        if self._fast is not None:
+            await self._fast.aclose()
+
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
-                    await wait_for_redis(self.client, self.settings.redis_url, self.redis_wait_s)
-                    await check_layout(self.client, self.settings)
-                    await self.catalog.refresh(self.client)  # never serve a first request unfiltered
-                    self._catalog_task = asyncio.ensure_future(self.catalog.run(self.client))
-                    await self.experiments.refresh(self.client)
-                    self._experiments_task = asyncio.ensure_future(self.experiments.run(self.client))
-                    self.metrics.up.set(1)
+                    await self.startup()
                 except Exception as exc:  # uvicorn prints the message: never the password
                     await send({"type": "lifespan.startup.failed",
                                 "message": redact_text(str(exc), self.settings.redis_url)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                for task in (self._catalog_task, self._experiments_task):
-                    if task is not None:
-                        task.cancel()
-                if self._client is not None:
-                    await self._client.aclose()
-                if self._fast is not None:
-                    await self._fast.aclose()
+                await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

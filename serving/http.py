@@ -1,8 +1,10 @@
 """Minimal ASGI plumbing: JSON responses, bounded bodies, the JSON content type, path segments, errors.
 
-The server is a plain ASGI callable on uvicorn (uvloop + httptools): no
-framework layer between the socket and the handler, which is where the
-README's serving numbers come from.
+The application is a plain ASGI callable (:class:`serving.app.LiverecoApp`);
+``livereco serve`` runs it on livereco's own httptools protocol
+(:mod:`serving.http_protocol`), which calls its routing directly, or on
+uvicorn (``LIVERECO_HTTP_SERVER=uvicorn``): no framework layer between the
+socket and the handler either way.
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ from serving.impressions import ImpressionRecorder
 from serving.lists import ListAnswer, merged_list, read_trending
 from serving.metrics import ServingMetrics
 from serving.ranker_weights import RankerWeights
+from serving.served_cache import ServedCache
 from serving.served_list import ListSpec, run_read_steps, served_list
 
 __all__ = ["ListHandlers", "filters_of"]
@@ -71,6 +72,7 @@ class ListHandlers:
     catalog: ServingCatalog
     experiments: ServingExperiments
     impressions: ImpressionRecorder
+    served_cache: ServedCache
 
     @property
     def client(self) -> Any: ...
@@ -152,7 +154,7 @@ class ListHandlers:
                                            explore_at=settings.explore_position,
                                            affinity_top=settings.affinity_categories,
                                            affinity_items=settings.affinity_items,
-                                           device=device_popular, hour=hour_popular)
+                                           device=device_popular, hour=hour_popular, cache=self.served_cache)
                 if answer.items:
                     break
         self.metrics.up.set(1)
@@ -183,7 +185,7 @@ class ListHandlers:
                                                    own_source="similar"), rules=variant is None or variant.rules)
         else:
             answer = await merged_list(self.reads, self.keys, self.keys.item_similar(p.item_id), "similar", p.n,
-                                       {p.item_id, *p.exclude})
+                                       {p.item_id, *p.exclude}, cache=self.served_cache)
         self.metrics.up.set(1)
         if answer.fallback:
             self.metrics.fallbacks.labels("/v1/items/{item_id}/similar", answer.fallback).inc()

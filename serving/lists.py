@@ -29,6 +29,7 @@ from online.contract import CandidateList, Profile, RedisKeys, decode_candidates
 from serving.api import ItemSourced, TrendingItem
 from serving.redis_connect import AsyncRedisClient
 from serving.redis_reads import FastReads
+from serving.served_cache import ServedCache
 
 Reads = AsyncRedisClient | FastReads
 """Either redis-py client, or the server's multiplexed reader (:mod:`serving.redis_reads`)."""
@@ -88,14 +89,20 @@ def _trending_pool(reply: Any, limit: int | None = None, cache_key: Any = None) 
     """
     if cache_key is None:
         return _relative(_score_pairs(reply), limit)
+    return _trending_state(reply, cache_key)[1][:limit]
+
+
+def _trending_state(reply: Any, cache_key: Any) -> tuple[Any, list[tuple[str, float]]]:
+    """The remembered ``(reply, decoded pool)`` of ``cache_key``: the same object while Redis returns the same reply,
+    a new one when the reply differs (what :class:`serving.served_cache.ServedCache` checks by identity)."""
     cached = _RELATIVE_CACHE.get(cache_key)
-    if cached is not None and cached[0] == reply:
-        return cached[1][:limit]
-    pool = _relative(_score_pairs(reply))
+    if cached is not None and (cached[0] is reply or cached[0] == reply):  # a shared reply: the same list
+        return cached
+    state = (reply, _relative(_score_pairs(reply)))
     if len(_RELATIVE_CACHE) >= _RELATIVE_CACHE_SIZE:
         _RELATIVE_CACHE.clear()
-    _RELATIVE_CACHE[cache_key] = (reply, pool)
-    return pool[:limit]
+    _RELATIVE_CACHE[cache_key] = state
+    return state
 
 
 def _relative(pairs: Any, limit: int | None = None) -> list[tuple[str, float]]:
@@ -115,7 +122,7 @@ async def merged_list(client: Reads, keys: RedisKeys, list_key: str, own_source:
                       weights: Mapping[str, float] | None = None, depth: int = 0,
                       stored_exclude_max: int = 0, explore: Sequence[str] = (), explore_at: int = 0,
                       affinity_top: int = 0, affinity_items: int = 20, device: Mapping[str, float] | None = None,
-                      hour: Mapping[str, float] | None = None) -> ListAnswer:
+                      hour: Mapping[str, float] | None = None, cache: ServedCache | None = None) -> ListAnswer:
     """The list under ``list_key`` blended with live trending by ``weights``, without ``exclude``.
 
     The stored list's own exclusions (purchased, disliked, consumed items)
@@ -134,25 +141,41 @@ async def merged_list(client: Reads, keys: RedisKeys, list_key: str, own_source:
     ranker stage builds them (:func:`online.affinity_candidates.affinity_candidates`).
     ``device`` and ``hour``: the popular items of the request's context segments, for the
     ranker's context features (:class:`online.context_popularity.ContextPopularity`).
+    ``cache``: the answer is reused while the stored list, trending and the blend's inputs are unchanged
+    (:class:`serving.served_cache.ServedCache`).
     """
     pool_size = max(n, depth)
-    pipe = client.pipeline(transaction=False)
-    pipe.get(list_key)
     trending_key = keys.trending(trending_category)
     trending_stop = pool_size + len(exclude) + stored_exclude_max - 1
-    _zrevrange_withscores(pipe, trending_key, trending_stop)
-    blob, trending = await pipe.execute()
+    if isinstance(client, FastReads):  # trending read once per event-loop turn, its reply shared
+        blob, trending = await client.read_with_shared(("GET", list_key),
+                                                       ("ZREVRANGE", trending_key, 0, trending_stop, "WITHSCORES"))
+    else:
+        pipe = client.pipeline(transaction=False)
+        pipe.get(list_key)
+        _zrevrange_withscores(pipe, trending_key, trending_stop)
+        blob, trending = await pipe.execute()
+    trending_state = _trending_state(trending, (trending_key, trending_stop))
+    weights = weights or {}
+    device, hour = device or {}, hour or {}
+    key = None
+    if cache is not None:
+        key = (list_key, own_source, n, frozenset(exclude) if exclude else None, trending_category, depth,
+               stored_exclude_max, explore_at, affinity_top, affinity_items)
+        hit = cache.get(key, blob, trending_state, weights, explore, device, hour)
+        if hit is not None:
+            return ListAnswer(source=hit.source, items=list(hit.items), fallback=hit.fallback,
+                              accepted_ms=hit.accepted_ms)
     candidates: CandidateList | None = decode_candidates(blob) if blob else None
     if candidates is None:
         candidates = CandidateList([], [])
     stored_exclude = set(candidates.exclude)
     affinity = await _affinity_pool(client, keys, candidates.affinities, affinity_top, affinity_items)
     ranked = blend(Pool(personal=list(zip(candidates.items, candidates.scores, strict=True)),
-                        trending=_trending_pool(trending, pool_size + len(stored_exclude) + len(exclude),
-                                                (trending_key, trending_stop)),
+                        trending=trending_state[1][:pool_size + len(stored_exclude) + len(exclude)],
                         repeats={candidates.items[i] for i in candidates.repeats if i < len(candidates.items)},
                         exclude=stored_exclude | exclude, affinity=affinity, device=device, hour=hour),
-                   weights or {}, n, explore, explore_at)
+                   weights, n, explore, explore_at)
     answer = ListAnswer(source=own_source, accepted_ms=candidates.accepted_ms)
     answer.items = [ItemSourced(item, round(score, 6), own_source if source == "personal" else source)  # type: ignore[arg-type]
                     for item, score, source in ranked]
@@ -161,6 +184,9 @@ async def merged_list(client: Reads, keys: RedisKeys, list_key: str, own_source:
         answer.source, answer.fallback = "trending", "unknown"
     elif available < n:
         answer.fallback = "short"
+    if cache is not None and not affinity_categories(candidates.affinities, affinity_top):
+        cache.put(key, blob, trending_state, weights, explore, device, hour, answer.source,
+                  list(answer.items), answer.fallback, answer.accepted_ms)
     return answer
 
 

@@ -1,5 +1,8 @@
 """uvicorn's httptools protocol with the limits a public HTTP server needs, all answered in livereco's JSON shape.
 
+The fallback server (``LIVERECO_HTTP_SERVER=uvicorn``); ``livereco serve``
+runs :mod:`serving.http_protocol` by default, which keeps the same limits.
+
 uvicorn (0.55) bounds neither how long a client may take to send a request nor
 how large its headers may be (``h11_max_incomplete_event_size`` exists only for
 the h11 stack; httptools/llhttp has no size option), and its

@@ -89,6 +89,8 @@ class _Connection(asyncio.Protocol):
         self.pending: deque[_Batch] = deque()
         self.out: list[bytes] = []
         self.flush_scheduled = False
+        self.shared: dict[Command, asyncio.Future[list[Any]]] = {}
+        """Shared reads waiting for this turn's write: command -> the future every caller of it awaits."""
         self.watchdog: asyncio.TimerHandle | None = None
         self.closed = False
 
@@ -136,8 +138,16 @@ class _Connection(asyncio.Protocol):
             self.watchdog = self.loop.call_later(self.timeout_s, self._check_timeout)
         return future
 
+    def send_shared(self, command: Command) -> asyncio.Future[list[Any]]:
+        """``send([command])``, or the future of the same command already waiting for this turn's write."""
+        future = self.shared.get(command)
+        if future is None:
+            future = self.shared[command] = self.send([command])
+        return future
+
     def _flush(self) -> None:
         self.flush_scheduled = False
+        self.shared.clear()
         if self.out and not self.closed:
             data = b"".join(self.out)
             self.out.clear()
@@ -160,6 +170,7 @@ class _Connection(asyncio.Protocol):
             self.watchdog = None
         self.closed = True
         self.out.clear()
+        self.shared.clear()
         while self.pending:
             batch = self.pending.popleft()
             if not batch.future.done():
@@ -234,6 +245,29 @@ class FastReads:
 
     async def execute_command(self, *args: Any) -> Any:
         return (await self.run([args]))[0]
+
+    async def read_with_shared(self, command: Command, shared: Command) -> tuple[Any, Any]:
+        """The replies to ``command`` and to ``shared``, a read every request makes (trending): the requests of
+        one event-loop turn send it once and share its reply (the same list object: do not change it).
+
+        Sent in the same write as the requests' own commands, so the reply is as fresh as a read of each
+        request's own; retried once on a new connection, as :meth:`run` is.
+        """
+        for attempt in (0, 1):
+            connection = await self._open()
+            own = connection.send([command])
+            common = connection.send_shared(shared)
+            try:
+                replies = await own
+                common_replies = await common
+            except redis.ConnectionError:  # dropped (idle timeout, Redis restart): once more on a new one
+                if common.done() and not common.cancelled():
+                    common.exception()  # failed with the connection; retrieved, so asyncio does not warn
+                if attempt:
+                    raise
+                continue
+            return _check(replies)[0], _check(common_replies)[0]
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def post(self, encoded: bytes) -> asyncio.Future[list[Any]] | None:
         """Send one command, already in RESP (:func:`encode_command`), on the open connection without waiting for

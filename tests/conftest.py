@@ -62,21 +62,18 @@ def shared_data() -> Path:
 
 
 class LiveServer:
-    """The real ASGI app on a real uvicorn server in a background thread."""
+    """The real app on livereco's own HTTP server (:class:`serving.server.Server`) in a background thread."""
 
     def __init__(self, settings: Settings):
         import threading
 
-        import uvicorn
-
         from flows.embedded_redis import free_port
         from serving.app import LiverecoApp
+        from serving.server import Server
 
         self.port = free_port()
         self.app = LiverecoApp(settings, redis_wait_s=5.0)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, loop="asyncio", http="httptools",
-                                lifespan="on", access_log=False, log_level="warning")
-        self.server = uvicorn.Server(config)
+        self.server = Server(self.app, settings, "127.0.0.1", self.port)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property

@@ -98,6 +98,8 @@ class Settings:
     http_request_timeout_s: float = _setting(10.0, "LIVERECO_HTTP_REQUEST_TIMEOUT_S", "seconds a client has to send a request's headers and its whole body; slower requests are answered 408 and closed")
     http_keepalive_s: float = _setting(5.0, "LIVERECO_HTTP_KEEPALIVE_S", "seconds an idle keep-alive connection stays open")
     http_max_connections: int = _setting(2048, "LIVERECO_HTTP_MAX_CONNECTIONS", "open connections per server process; further ones are answered 503")
+    http_server: str = _setting("livereco", "LIVERECO_HTTP_SERVER", "livereco: the server's own HTTP/1.1 protocol (httptools, one socket write per answer); uvicorn: uvicorn's httptools protocol with the same limits (the previous server, kept as a fallback)")
+    served_cache_lists: int = _setting(10000, "LIVERECO_SERVED_CACHE_LISTS", "served lists (per user and request shape) each server process remembers and serves again while the stored list, trending and the ranker weights are unchanged (a few KB each); 0: no cache")
     exclude_seen: int = _setting(0, "LIVERECO_EXCLUDE_SEEN", "1: lists leave out the items the user interacted with (their recent items) unless the request says exclude_seen=false; 0: only when it says exclude_seen=true")
     diversity_cap: int = _setting(3, "LIVERECO_DIVERSITY_CAP", "at most this many items of one category (an item's first catalog category) among the first LIVERECO_DIVERSITY_WINDOW places of a list; a request's diversity_cap= overrides it; 0: off")
     diversity_window: int = _setting(10, "LIVERECO_DIVERSITY_WINDOW", "the places of a list the diversity cap holds in")
@@ -148,6 +150,10 @@ class Settings:
             raise ValueError(f"{_env_of('ranker_negative_depth')}={self.ranker_negative_depth!r}: must be above "
                              f"{_env_of('ranker_list_length')}={self.ranker_list_length!r} (the candidates below the "
                              "list the ranker learns from)")
+        if self.served_cache_lists < 0:
+            raise ValueError(f"{_env_of('served_cache_lists')}={self.served_cache_lists!r}: must be 0 or more")
+        if self.http_server not in ("livereco", "uvicorn"):
+            raise ValueError(f"{_env_of('http_server')}={self.http_server!r}: expected livereco or uvicorn")
         if self.redis_appendfsync not in ("everysec", "always", "no"):
             raise ValueError(f"{_env_of('redis_appendfsync')}={self.redis_appendfsync!r}: expected everysec, always or no")
         if self.insecure_open not in (0, 1):
@@ -164,7 +170,7 @@ class Settings:
         self.keys  # noqa: B018 - validates namespace and partitions
         self.weights  # noqa: B018 - validates the weight spec
 
-    @property
+    @cached_property
     def segments(self) -> tuple[str, ...]:
         """``LIVERECO_SEGMENT_ATTRIBUTES`` as a tuple of attribute names."""
         return tuple(name.strip() for name in self.segment_attributes.split(",") if name.strip())
