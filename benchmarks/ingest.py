@@ -10,13 +10,23 @@
    sustained rate; the flow's freshness histogram (stream acceptance → list
    written to Redis) gives p50/p99/max as bucket upper bounds.
 
+3. ``--instructions``: instructions per event under valgrind (``cachegrind
+   --cache-sim=no``, ``PYTHONHASHSEED=0``), what load on this shared machine
+   cannot move: the stages and the Redis sink in one process
+   (:mod:`benchmarks.ingest_count`), ``--events`` events minus a 200-event
+   run's start-up; ``--against REV`` counts commit ``REV``'s compiled build
+   the same way (a temporary git worktree) and prints the ratio.
+
     .venv/bin/python -m benchmarks.ingest [--events 100000] [--seconds 15] [--repeat 3] [--processes 1,2]
+    .venv/bin/python -m benchmarks.ingest --instructions [--events 10000] [--against REV]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -120,6 +130,54 @@ def freshness(url: str, events: list[Event], rate: float, seconds: float,
         return (p50, p99, top), count
 
 
+ROOT = Path(__file__).resolve().parents[1]
+COUNT_START = 200
+"""Events of the short run whose count is subtracted as start-up (the log's load, Redis, the flow's build)."""
+
+
+def instructions(tree: Path, events: int) -> int:
+    """Instructions of one :mod:`benchmarks.ingest_count` run of ``tree``'s build over ``events`` events."""
+    out = Path(tempfile.gettempdir()) / f"livereco-ingest-{os.getpid()}.cg"
+    env = {"PYTHONHASHSEED": "0", "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(tree)}
+    done = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no", f"--cachegrind-out-file={out}",
+                           sys.executable, str(ROOT / "benchmarks" / "ingest_count.py"), str(events)],
+                          capture_output=True, text=True, env=env, cwd=tree, check=True)
+    out.unlink(missing_ok=True)
+    for line in done.stderr.splitlines():
+        if "I   refs:" in line or "I refs:" in line:
+            return int(line.rsplit(":", 1)[1].replace(",", "").strip())
+    raise RuntimeError(f"no instruction count in valgrind's output:\n{done.stderr[-2000:]}")
+
+
+def per_event(tree: Path, events: int) -> float:
+    return (instructions(tree, events) - instructions(tree, COUNT_START)) / (events - COUNT_START)
+
+
+@contextmanager
+def checkout(rev: str) -> Iterator[Path]:
+    """Commit ``rev`` in a temporary git worktree, its hot modules compiled in place."""
+    with tempfile.TemporaryDirectory() as folder:
+        tree = Path(folder) / "tree"
+        subprocess.run(["git", "worktree", "add", "--detach", str(tree), rev], cwd=ROOT, check=True, capture_output=True)
+        try:
+            subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=tree, check=True,
+                           capture_output=True)
+            yield tree
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=False)
+
+
+def count_instructions(events: int, against: str | None) -> None:
+    """Print instructions per event of this tree (and of ``against``), stages and sink in one process."""
+    print(machine_line())
+    mine = per_event(ROOT, events)
+    print(f"this tree: {mine:,.0f} instructions per event ({events:,} synthetic-shop events, stages + Redis sink)")
+    if against:
+        with checkout(against) as tree:
+            theirs = per_event(tree, events)
+        print(f"{against}: {theirs:,.0f} instructions per event; this tree needs {mine / theirs:.1%} of them")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=100_000)
@@ -128,7 +186,13 @@ def main() -> int:
     parser.add_argument("--processes", default="1,2", help="flow process counts to measure, comma-separated")
     parser.add_argument("--rate", type=float, default=0.0,
                         help="offered events/s for the freshness run (default: half the 1-process median)")
+    parser.add_argument("--instructions", action="store_true",
+                        help="count instructions per event under valgrind instead (default --events 10000)")
+    parser.add_argument("--against", metavar="REV", help="with --instructions: also count commit REV's build")
     args = parser.parse_args()
+    if args.instructions:
+        count_instructions(args.events if args.events != parser.get_default("events") else 10_000, args.against)
+        return 0
     counts = [int(p) for p in args.processes.split(",") if p.strip()]
     events = shop_events(args.events)
     print(machine_line())

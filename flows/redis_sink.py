@@ -39,7 +39,7 @@ from flows.metrics import (
     SERVED_SCORED,
     SINK_WRITE_SECONDS,
     SINK_WRITES,
-    observe_score,
+    observe_scores,
 )
 from flows.redis_client import TRANSIENT_ERRORS, Backoff, Pipeline, RedisClient, connect
 from flows.writes import (
@@ -144,6 +144,8 @@ class _Batch:
     variant_users: dict[str, set[str]] = field(default_factory=dict)
     """A variant's users HyperLogLog key -> the users served by it in this batch."""
     attributed: list[AttributionWrite] = field(default_factory=list)
+    ranks: list[int | None] = field(default_factory=list)
+    """The batch's prequential scores (counted once per batch, :func:`~flows.metrics.observe_scores`)."""
 
     def __bool__(self) -> bool:
         return bool(self.users or self.similar or self.trending or self.rankers or self.dead or self.erased
@@ -173,6 +175,7 @@ class _RedisSinkPartition(StatelessSinkPartition[Write]):
     @override
     def write_batch(self, items: list[Write]) -> None:
         batch = self._coalesce(items)
+        observe_scores(batch.ranks)
         if not batch:
             return
         self._write(batch)
@@ -199,7 +202,7 @@ class _RedisSinkPartition(StatelessSinkPartition[Write]):
             elif isinstance(w, ItemSimilarWrite):
                 batch.similar[w.item_id] = w
             elif isinstance(w, PrequentialScore):
-                observe_score(w.rank)
+                batch.ranks.append(w.rank)
             elif isinstance(w, RankerWrite):
                 batch.rankers[w.shard] = w
                 if w.contexts:
@@ -274,17 +277,19 @@ class _RedisSinkPartition(StatelessSinkPartition[Write]):
         keys = self._keys
         what: list[str] = []
         blobs = batch.blobs
+        command = pipe.execute_command  # SET key value EX ttl as is: redis-py's set() checks a dozen options per call
+        user_ttl, item_ttl = self._user_ttl_s, self._item_ttl_s
         for uid in batch.users:
             recs, profile = keys.user_recs(uid), keys.user_profile(uid)
-            pipe.set(recs, blobs[recs], ex=self._user_ttl_s)
-            pipe.set(profile, blobs[profile], ex=self._user_ttl_s)
+            command("SET", recs, blobs[recs], "EX", user_ttl)
+            command("SET", profile, blobs[profile], "EX", user_ttl)
             what += (recs, profile)
         for uid in batch.erased:
             pipe.delete(keys.user_recs(uid), keys.user_profile(uid))
             what.append(keys.user_recs(uid))
         for iid in batch.similar:
             similar = keys.item_similar(iid)
-            pipe.set(similar, blobs[similar], ex=self._item_ttl_s)
+            command("SET", similar, blobs[similar], "EX", item_ttl)
             what.append(similar)
         for key, members in batch.trending.items():
             pipe.zadd(key, members)

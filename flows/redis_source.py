@@ -189,7 +189,7 @@ class RedisStreamSource(FixedPartitionedSource[StreamEntry, str]):
     facts would be learned without its categories (no category trending, no affinity), for good.
     """
 
-    def __init__(self, redis_url: str, keys: RedisKeys, *, read_count: int = 500,
+    def __init__(self, redis_url: str, keys: RedisKeys, *, read_count: int = 1000,
                  poll_interval_s: float = 0.005, stop_at_end: bool = False,
                  catalog_loaded: threading.Event | None = None):
         self.catalog_loaded = catalog_loaded

@@ -77,7 +77,7 @@ class Settings:
     dedup_max_ids: int = _setting(2000, "LIVERECO_DEDUP_MAX_IDS", "event_ids remembered per user for de-duplication (bounds memory; the oldest are forgotten first)")
     session_gap_s: float = _setting(1800.0, "LIVERECO_SESSION_GAP_S", "inactivity that ends a session")
     poll_interval_ms: float = _setting(5.0, "LIVERECO_POLL_INTERVAL_MS", "how long the flow's source waits before polling an idle stream again")
-    read_count: int = _setting(500, "LIVERECO_READ_COUNT", "most stream entries read per partition per poll")
+    read_count: int = _setting(1000, "LIVERECO_READ_COUNT", "most stream entries read per partition per poll")
     purchase_window_s: float = _setting(7 * 86400.0, "LIVERECO_PURCHASE_WINDOW_S", "seconds (event time) after a purchase during which candidates in the bought item's category fall back in the buyer's list and what buyers of it bought next (within as many seconds) rises; 0 turns the rule off")
     purchase_demote: float = _setting(0.1, "LIVERECO_PURCHASE_DEMOTE", "within a purchase window, candidates in a bought item's category keep this share of their score (1: no change, 0: last)")
     purchase_boost: float = _setting(0.25, "LIVERECO_PURCHASE_BOOST", "within a purchase window, what buyers of the bought item bought next counts as one more neighbour list of it, at this weight (0: nothing rises)")
