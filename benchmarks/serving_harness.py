@@ -75,7 +75,8 @@ def run_loadgen(url: str, rate: float, duration: float) -> dict[str, float]:
         raise RuntimeError(f"loadgen saw errors: {out}")
     latency = result["latency_ms"]
     return {"offered": rate, "achieved": result["achieved_rps"], "p50": latency["p50"], "p99": latency["p99"],
-            "max": latency["max"], "answered": result["answered"], "unanswered": result["unanswered"], "send_lag_p99": result["send_lag_ms"]["p99"]}
+            "max": latency["max"], "answered": result["answered"], "unanswered": result["unanswered"], "send_lag_p99": result["send_lag_ms"]["p99"],
+            "service_p99": result["service_ms"]["p99"]}
 
 
 def session_cpu_s(session: int) -> float:

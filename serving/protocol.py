@@ -39,13 +39,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from online.contract import Settings
 from serving.http import DEADLINE_KEY, HTTPError, Receive, Scope, Send
+from serving.http_protocol import MAX_HEADER_BYTES, MAX_HEADERS  # the same limits as livereco's protocol
 
 __all__ = ["MAX_HEADERS", "MAX_HEADER_BYTES", "LiverecoHttpProtocol"]
 
-MAX_HEADER_BYTES = 16 * 1024
-"""Most bytes of request line and headers (Node.js's default; nginx's is 8-32 KiB)."""
-MAX_HEADERS = 100
-"""Most header lines in a request."""
 _BODY_GRACE_S = 1.0
 
 _REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large",
