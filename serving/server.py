@@ -99,7 +99,7 @@ async def _worker(settings: Settings, sock: socket.socket) -> int:
     app = LiverecoApp(settings)
     server = Server(app, settings, sock=sock)
     if not await server.start(stop):
-        return 3
+        return 0 if stop.is_set() else 3  # stopped while waiting for Redis: asked to, not a failure
     tune_gc()
     await stop.wait()
     await server.stop()

@@ -82,3 +82,23 @@ def test_run_serves_personal_lists_and_ctrl_c_stops_everything(tmp_path: Path) -
     alive = [pid for pid in started if os.path.exists(f"/proc/{pid}") and
              Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"]
     assert alive == [], f"processes left running after Ctrl-C: {alive}"
+
+
+def test_serve_stopped_while_waiting_for_redis_exits_at_once_and_cleanly() -> None:
+    """A SIGTERM (an orchestrator scaling down, a rollout) while Redis is still away: exit 0 now, not after
+    the wait, and not the "could not start" status 3 that would page someone."""
+    dead = free_port()
+    env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:{dead}", "LIVERECO_PORT": str(free_port())}
+    process = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve"], env=env, cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 20
+    out = b""
+    assert process.stdout is not None
+    while b"waiting up to" not in out and time.monotonic() < deadline:
+        out += process.stdout.readline()
+    assert b"waiting up to" in out, out
+    process.send_signal(signal.SIGTERM)
+    start = time.monotonic()
+    out += process.communicate(timeout=10)[0]
+    assert process.returncode == 0, out
+    assert time.monotonic() - start < 5
