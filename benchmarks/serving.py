@@ -19,7 +19,9 @@ it was before both; ``LIVERECO_HTTP_SERVER[:LIVERECO_SERVED_CACHE_LISTS]``)
 side by side, for a before/after in one run.
 "server CPU µs/req" is the CPU time (user + system, all server processes)
 per answered request: on a shared machine it moves less than req/s does,
-and 1e6 / it is what one fully used core could serve. "gen lag p99" is how
+and 1e6 / it is what one fully used core could serve. "Redis CPU µs/req" is
+Redis's own (``INFO cpu``, its timers included) per answered request, for
+sizing Redis beside the servers. "gen lag p99" is how
 late the generator itself sent (timer resolution ~1 ms, plus waiting for a
 CPU on a busy machine); it is inside the latency figures, which are
 therefore an upper bound on the server's. "sent→answer p99" leaves it out:
@@ -48,6 +50,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import redis
 
 from benchmarks.machine import machine_line
 from benchmarks.serving_harness import (
@@ -86,11 +90,14 @@ def bench_servers(redis_url: str, namespace: str, servers: list[tuple[str, int]]
             run_wrk(base, 2, args.connections, script)  # warm-up: connections, caches, every worker
             started.append((server_label(http, workers), base, session))
 
+        client = stack.enter_context(redis.Redis.from_url(redis_url))
+
         def measured(label: str, rate: str, session: int, run: Callable[[], dict[str, float]]) -> None:
-            cpu = session_cpu_s(session)
+            cpu, redis_cpu = session_cpu_s(session), redis_cpu_s(client)
             result = run()
             answered = result.get("answered", result["achieved"] * args.duration)
             result["cpu_us"] = (session_cpu_s(session) - cpu) / answered * 1e6 if answered else 0.0
+            result["redis_cpu_us"] = (redis_cpu_s(client) - redis_cpu) / answered * 1e6 if answered else 0.0
             runs.setdefault(label, {}).setdefault(rate, []).append(result)
 
         for _ in range(args.repeat):
@@ -101,6 +108,12 @@ def bench_servers(redis_url: str, namespace: str, servers: list[tuple[str, int]]
                 measured(label, "saturation", session, lambda base=base: run_wrk(base, args.duration, args.connections,
                                                                                 script))
     return runs
+
+
+def redis_cpu_s(client: redis.Redis) -> float:
+    """Redis's own CPU seconds so far (``INFO cpu``: user + system, its timers included)."""
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 def server_label(http: str, workers: int) -> str:
@@ -198,7 +211,8 @@ def main() -> int:
               f"saturation: wrk 1 thread, {args.connections} connections. Server: livereco serve --workers N.",
               flush=True)
         header = (f"{'server':>14} {'offered req/s':>18} {'achieved req/s':>15} {'p50 ms':>8} {'p99 ms':>8} "
-                  f"{'max ms':>8} {'server CPU µs/req':>17} {'gen lag p99 ms':>14} {'sent→answer p99 ms':>18}")
+                  f"{'max ms':>8} {'server CPU µs/req':>17} {'Redis CPU µs/req':>16} {'gen lag p99 ms':>14} "
+                  f"{'sent→answer p99 ms':>18}")
         servers = [(http, workers) for workers in args.workers for http in args.http]
         runs_by_server = bench_servers(server.url, namespace, servers, args, script.name)
         print(header)
@@ -216,7 +230,8 @@ def main() -> int:
                 lag = f"{m['send_lag_p99']:>14.2f}" if "send_lag_p99" in m else f"{'(wrk)':>14}"
                 service = f"{m['service_p99']:>18.2f}" if "service_p99" in m else f"{'':>18}"
                 print(f"{label:>14} {offered:>18} {m['achieved']:>15,.0f} {m['p50']:>8.2f} {m['p99']:>8.2f} "
-                      f"{m['max']:>8.2f} {m['cpu_us']:>17.0f} {lag} {service}{note}", flush=True)
+                      f"{m['max']:>8.2f} {m['cpu_us']:>17.0f} {m['redis_cpu_us']:>16.1f} {lag} {service}{note}",
+                      flush=True)
         print("load average (1/5/15 min) at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
         print(f"targets: p99 < {P99_TARGET_MS:g} ms at {P99_TARGET_RATE:,.0f} req/s offered; >= "
               f"{SATURATION_TARGET_PER_PROCESS:,.0f} req/s per process at saturation")
