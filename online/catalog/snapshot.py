@@ -93,6 +93,9 @@ class CatalogSnapshot:
         self._attribute_sets = _Interned()
         self.version = 0
         """The catalog version this copy reflects (:class:`CatalogReplica` keeps it)."""
+        self.windowed = 0
+        """Items with an availability window (``available_from`` or ``available_until``): while there are any,
+        what is available depends on the clock (:class:`serving.served_cache.ServedCache` does not cache then)."""
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -128,6 +131,8 @@ class CatalogSnapshot:
                 for codes in (self._brand, self._first_category, self._ancestors, self._tags, self._attributes):
                     codes.append(0)
             self._rows[item.item_id] = row
+        elif self._windowed(row):
+            self.windowed -= 1
         self._flags[row] = _ALIVE | (_IN_STOCK if item.in_stock else 0)
         self._from[row] = -math.inf if item.available_from is None else float(item.available_from)  # type: ignore[arg-type]
         self._until[row] = math.inf if item.available_until is None else float(item.available_until)  # type: ignore[arg-type]
@@ -139,11 +144,18 @@ class CatalogSnapshot:
         self._tags[row] = self._tag_sets.code(frozenset(item.tags))
         self._attributes[row] = self._attribute_sets.code(
             frozenset(f"{name}={attribute_text(value)}" for name, value in item.attributes.items()))
+        if self._windowed(row):
+            self.windowed += 1
+
+    def _windowed(self, row: int) -> bool:
+        return self._from[row] != -math.inf or self._until[row] != math.inf
 
     def delete(self, item_id: str) -> None:
         """Remove the item (nothing happens if it is not there)."""
         row = self._rows.pop(item_id, -1)
         if row >= 0:
+            if self._windowed(row):
+                self.windowed -= 1
             self._flags[row] = 0
             self._ids[row] = None
             self._free.append(row)
