@@ -25,7 +25,7 @@ in ``extra``, compared by value (identity first): the catalog copy and its
 version, the rules and their version, the category page's trending, the
 user's recent items (the profile's bytes) and attributes. ``expires``: the
 answer is not reused at or after that time (epoch seconds; the next start or
-end of a rule), ``now`` is the request's clock.
+end of a rule or of an item's availability window), ``now`` is the request's clock.
 At most ``capacity`` answers are kept; the oldest entry goes first.
 
 >>> cache = ServedCache(2)

@@ -37,11 +37,15 @@ from serving.api import ItemSourced
 from serving.lists import ListAnswer, _trending_pool, _trending_state
 from serving.served_cache import ServedCache
 
-__all__ = ["REFILL_DEPTH", "ListSpec", "cache_expiry", "run_read_steps", "served_list", "user_attributes"]
+__all__ = ["REFILL_DEPTH", "WINDOWED_MAX", "ListSpec", "cache_expiry", "run_read_steps", "served_list", "user_attributes"]
 
 T = TypeVar("T")
 Command = tuple[Any, ...]
 ReadSteps = Generator[list[Command], list[Any], T]
+
+WINDOWED_MAX = 10_000
+"""Above this many items with an availability window, answers are not cached (sorting the windows' ends again after
+each catalog change would cost more than the cache saves)."""
 
 REFILL_DEPTH = 200
 """Items of each trending list (global, the page category's) read to refill the places filters emptied."""
@@ -96,8 +100,8 @@ def _zrevrange(key: str, stop: int) -> Command:
 
 def cache_expiry(snapshot: CatalogSnapshot, rules: Rules | None, now: float) -> float | None:
     """Until when (epoch seconds) an answer made at ``now`` stays right while nothing stored changes: the next start
-    or end of a rule (``inf``: no such time ahead); ``None``: the answer depends on the clock in a way not checked
-    cheaply (an item with an availability window, a new-arrivals rule), and is not cached.
+    or end of a rule or of an item's availability window (``inf``: no such time ahead); ``None``: the answer
+    depends on the clock in a way not checked cheaply (a new-arrivals rule: each item's age), and is not cached.
 
     >>> from online.catalog.rules import parse_rules
     >>> rules = parse_rules({"rules": [{"kind": "block", "items": ["x"], "start": 100, "end": 200}]})
@@ -106,9 +110,9 @@ def cache_expiry(snapshot: CatalogSnapshot, rules: Rules | None, now: float) -> 
     >>> cache_expiry(CatalogSnapshot(), parse_rules({"rules": [{"kind": "new_arrivals", "days": 7}]}), 0) is None
     True
     """
-    if snapshot.windowed:
+    if snapshot.windowed > WINDOWED_MAX:
         return None
-    expires = math.inf
+    expires = snapshot.next_boundary(now) if snapshot.windowed else math.inf
     if rules is not None:
         for rule in rules.rules:
             if isinstance(rule, NewArrivals):
@@ -124,8 +128,8 @@ def served_list(keys: RedisKeys, spec: ListSpec, snapshot: CatalogSnapshot, rule
     """The first ``spec.n`` items served, with each one's source; see the module's text for the reads.
 
     ``cache``: the answer is reused while every input it was made from is unchanged (the replies of the one
-    round trip, the catalog copy and its version, the rules and their version, the blend's inputs) and no rule
-    starts or ends in between (:func:`cache_expiry`); a list that needed a second round trip (affinity
+    round trip, the catalog copy and its version, the rules and their version, the blend's inputs) and no rule or
+    item window starts or ends in between (:func:`cache_expiry`); a list that needed a second round trip (affinity
     categories, a segment's trending) is not cached."""
     filters = spec.filters
     page = filters.categories[0] if filters.categories else None

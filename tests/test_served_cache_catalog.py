@@ -95,14 +95,19 @@ def test_a_rule_that_starts_or_ends_is_served_at_once(live_server: LiveServer, c
     assert _served_again(live_server)[0] == "t0"  # and closed
 
 
-def test_clock_dependent_catalogs_and_rules_are_not_cached(live_server: LiveServer, catalog: None) -> None:
+def test_an_item_whose_availability_window_opens_or_closes_is_served_at_once(live_server: LiveServer,
+                                                                               catalog: None) -> None:
     now = time.time()
     assert live_server.json("PATCH", "/v1/items/t0", {"available_from": now + 1.0})[0] == 200
-    hits = live_server.app.served_cache.hits
-    assert _ids(live_server)[0] == "t1" and _ids(live_server)[0] == "t1"
+    assert live_server.json("PATCH", "/v1/items/t1", {"available_until": now + 2.0})[0] == 200
+    assert _served_again(live_server)[:2] == ["t1", "t2"]
     time.sleep(max(0.0, now + 1.05 - time.time()))
-    assert _ids(live_server)[0] == "t0"  # the item's window opened
-    assert live_server.app.served_cache.hits == hits
-    assert live_server.json("PATCH", "/v1/items/t0", {"available_from": None})[0] == 200
+    assert _served_again(live_server)[:2] == ["t0", "t1"]  # t0's window opened
+    time.sleep(max(0.0, now + 2.05 - time.time()))
+    assert _served_again(live_server)[:2] == ["t0", "t2"]  # t1's closed
+
+
+def test_a_new_arrivals_rule_is_not_cached(live_server: LiveServer, catalog: None) -> None:
     _rules(live_server, {"kind": "new_arrivals", "days": 1, "factor": 100})
+    hits = live_server.app.served_cache.hits
     assert _ids(live_server) == _ids(live_server) and live_server.app.served_cache.hits == hits
