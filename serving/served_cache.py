@@ -21,7 +21,7 @@ give. A list that names category affinities is not cached (its answer also
 depends on those categories' trending, read in a second round trip).
 
 The catalog path (:func:`serving.served_list.served_list`) passes more inputs
-in ``extra``, compared by value (identity first): the catalog copy and its
+in ``extra``, compared by value (identity first): the catalog copy's id and
 version, the rules and their version, the category page's trending, the
 user's recent items (the profile's bytes) and attributes. ``expires``: the
 answer is not reused at or after that time (epoch seconds; the next start or

@@ -162,7 +162,8 @@ def served_list(keys: RedisKeys, spec: ListSpec, snapshot: CatalogSnapshot, rule
         key = ("catalog", spec.list_key, spec.own_source, spec.n, filters, spec.depth, spec.stored_exclude_max,
                spec.explore_at, spec.affinity_top, spec.affinity_items, spec.profile_key, spec.attributes_key,
                spec.segments, spec.diversity_cap, spec.diversity_window, rules is None)
-        extra = (category_state, profile_blob, attributes_reply, snapshot, snapshot.version, rules,
+        # the copy by its id, not the object: a cached answer does not keep a replaced catalog copy alive
+        extra = (category_state, profile_blob, attributes_reply, snapshot.copy_id, snapshot.version, rules,
                  None if rules is None else rules.version)
         hit = cache.get(key, blob, trending_state, spec.weights, spec.explore, spec.device, spec.hour, extra, now)
         if hit is not None:

@@ -32,6 +32,7 @@ Examples
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from array import array
 from collections.abc import Generator, Iterator
@@ -61,6 +62,9 @@ class _Interned:
             code = self.codes[value] = len(self.values)
             self.values.append(value)
         return code
+
+
+_COPY_IDS = itertools.count(1)
 
 
 class CatalogSnapshot:
@@ -94,6 +98,8 @@ class CatalogSnapshot:
         self._attribute_sets = _Interned()
         self.version = 0
         """The catalog version this copy reflects (:class:`CatalogReplica` keeps it)."""
+        self.copy_id = next(_COPY_IDS)
+        """Unique to this copy in the process: with :attr:`version`, what the copy holds (a full load is a new copy)."""
         self._windows: dict[int, tuple[float, float]] = {}
         """The availability windows of the items that have one, by row."""
         self._boundaries: list[float] | None = []
