@@ -33,7 +33,7 @@ stack (h11 + asyncio) on the same app against the one livereco ships
 
     .venv/bin/python -m benchmarks.serving [--duration 5] [--repeat 3] [--rates 1000,2000,5000]
         [--workers 1,2] [--http livereco,uvicorn] [--connections 32] [--compare-stacks] [--json results.json]
-    .venv/bin/python -m benchmarks.serving --filters [--items 100000] [--duration 5]   # filters' and rules' cost
+    .venv/bin/python -m benchmarks.serving --filters [--items 100000] [--duration 5] [--http livereco:0,livereco]  # filters and rules
     .venv/bin/python -m benchmarks.serving --impressions [--duration 5] [--repeat 5]   # the impression record's cost
 """
 

@@ -7,7 +7,14 @@ one run of ``--duration`` seconds per case, each case on the same server:
 * ``catalog, defaults``: the 100k-item catalog loaded (stock and availability
   filter, diversity cap 3 in 10);
 * ``+ filters``: a category, a price range and an attribute;
-* ``+ rules``: those filters and the six rule kinds in force.
+* ``+ rules``: those filters and the six rule kinds in force (a new-arrivals
+  rule depends on the clock: such lists are not cached);
+* ``+ rules, no new_arrivals``: the other five kinds (cached).
+
+``--http livereco:0,livereco`` runs each case on two servers side by side
+(``LIVERECO_HTTP_SERVER[:LIVERECO_SERVED_CACHE_LISTS]``; here: the served-list
+cache off and on), one server after the other through every case, for a
+before/after in one run.
 
 Reported: achieved req/s, latency p50/p99 and the server's CPU µs per request
 (user + system, the figure least moved by other jobs on a shared machine).
@@ -16,6 +23,7 @@ Reported: achieved req/s, latency p50/p99 and the server's CPU µs per request
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -34,11 +42,7 @@ from online.contract import RedisKeys
 
 __all__ = ["CASES", "bench_filters", "seed_catalog"]
 
-CASES: tuple[tuple[str, str], ...] = (
-    ("catalog, defaults (stock + diversity)", ""),
-    ("+ category, price range, attribute", "&category=c1&min_price=10&max_price=200&attr.color=red"),
-    ("+ rules (6 kinds)", "&category=c1&min_price=10&max_price=200&attr.color=red"),
-)
+FILTERS = "&category=c1&min_price=10&max_price=200&attr.color=red"
 RULES = {"rules": [
     {"kind": "block", "brands": ["b7"]},
     {"kind": "boost", "factor": 2.0, "categories": ["c1/s2"]},
@@ -46,6 +50,14 @@ RULES = {"rules": [
     {"kind": "new_arrivals", "days": 14, "factor": 1.5},
     {"kind": "pin", "item": "sku-00001", "position": 1, "categories": ["c1"]},
     {"kind": "promotion", "name": "summer", "slots": 2, "of": 10, "filter": {"tags": ["summer"]}}]}
+CASES: tuple[tuple[str, str, dict[str, Any] | None], ...] = (
+    ("catalog, defaults (stock + diversity)", "", None),
+    ("+ category, price range, attribute", FILTERS, None),
+    ("+ rules (6 kinds)", FILTERS, RULES),
+    ("+ rules (5 kinds, no new_arrivals)", FILTERS,
+     {"rules": [rule for rule in RULES["rules"] if rule["kind"] != "new_arrivals"]}),
+)
+"""Each case: its label, its query and the rules put in force before it (``None``: as before)."""
 
 
 def seed_catalog(url: str, namespace: str, items: int) -> None:
@@ -77,12 +89,26 @@ end
 
 
 def bench_filters(redis_url: str, namespace: str, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """One saturation run per case (the first without a catalog); rows of the table."""
+    """One saturation run per case and server (``args.http``; the first case without a catalog); rows of the table."""
     rows: list[dict[str, Any]] = []
-    port = free_port()
-    env = {**os.environ, "REDIS_URL": redis_url, "LIVERECO_NAMESPACE": namespace, "LIVERECO_PORT": str(port),
-           "PYTHONPATH": str(ROOT)}
+    servers = list(getattr(args, "http", None) or ["livereco"])
     command = [sys.executable, "-m", "flows.cli", "serve", "--workers", "1"]
+
+    def started(stack: contextlib.ExitStack, *specs: str) -> list[tuple[str, str, int]]:
+        """The servers of ``specs`` started (each on a port picked just before it starts): spec, URL, session."""
+        running = []
+        for spec in specs:
+            http, _, cache = spec.partition(":")
+            port = free_port()
+            env = {**os.environ, "REDIS_URL": redis_url, "LIVERECO_NAMESPACE": namespace, "LIVERECO_PORT": str(port),
+                   "PYTHONPATH": str(ROOT), "LIVERECO_HTTP_SERVER": http,
+                   # no flow runs here: the seeded catalog changes stay unread, which /readyz would call a stall
+                   "LIVERECO_FLOW_STALE_S": "3600"}
+            if cache:
+                env["LIVERECO_SERVED_CACHE_LISTS"] = cache
+            running.append((spec, *stack.enter_context(server_process(command, env, port))))
+        return running
+
     with tempfile.TemporaryDirectory() as scratch:
         directory = Path(scratch)
 
@@ -96,16 +122,24 @@ def bench_filters(redis_url: str, namespace: str, args: argparse.Namespace) -> l
             print(f"{label}: {result['achieved']:,.0f} req/s, p50 {result['p50']:.2f} ms, "
                   f"{rows[-1]['cpu_us']:.0f} µs CPU/req", file=sys.stderr)
 
-        with server_process(command, env, port) as (base, session):
-            measure("no catalog (the hot path)", base, session, "")
+        def label_of(case: str, spec: str) -> str:
+            return case if len(servers) == 1 else f"{case} [{spec}]"
+
+        for spec in servers:
+            with contextlib.ExitStack() as stack:
+                for _, base, session in started(stack, spec):
+                    measure(label_of("no catalog (the hot path)", spec), base, session, "")
         seed_catalog(redis_url, namespace, args.items)
-        with server_process(command, env, port) as (base, session):
-            for label, query in CASES:
-                if label.startswith("+ rules"):
-                    CatalogStore(redis.Redis.from_url(redis_url), RedisKeys(namespace, 4)).put_rules(
-                        parse_rules(RULES))
-                    time.sleep(1.0)  # the server's copy refreshes every ~250 ms
-                measure(label, base, session, query)
+        store = CatalogStore(redis.Redis.from_url(redis_url), RedisKeys(namespace, 4))
+        for spec in servers:  # one server at a time, each through every case
+            store.put_rules(parse_rules({"rules": []}))
+            with contextlib.ExitStack() as stack:
+                ((_, base, session),) = started(stack, spec)
+                for label, query, rules in CASES:
+                    if rules is not None:
+                        store.put_rules(parse_rules(rules))
+                        time.sleep(1.0)  # the server's copy refreshes every ~250 ms
+                    measure(label_of(label, spec), base, session, query)
     return rows
 
 

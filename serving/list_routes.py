@@ -7,7 +7,8 @@ exactly as before the catalog existed (:func:`serving.lists.merged_list`, the
 hot path the serving benchmark measures). Otherwise it is
 :func:`serving.served_list.served_list`: the same one round trip for the
 user's data, then filters, refill, rules and diversity from the in-process
-catalog copy.
+catalog copy. Both reuse an answer while its inputs are unchanged
+(:class:`serving.served_cache.ServedCache`).
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ class ListHandlers:
     async def _served(self, spec: ListSpec, rules: bool = True) -> ListAnswer:
         catalog = self.catalog
         return await run_read_steps(self.reads, served_list(self.keys, spec, catalog.snapshot,
-                                                            catalog.rules if rules else None, time.time()))
+                                                            catalog.rules if rules else None, time.time(),
+                                                            self.served_cache))
 
     def _variant(self, user_id: str | None, p: ListQuery) -> tuple[str, str, VariantConfig | None]:
         """The experiment, variant name and configuration making this list (a forced ``?variant=`` or the user's)."""

@@ -19,6 +19,13 @@ before): only what is computed from them is reused, and only when they
 compare equal, so an answer from the cache is the answer the blend would
 give. A list that names category affinities is not cached (its answer also
 depends on those categories' trending, read in a second round trip).
+
+The catalog path (:func:`serving.served_list.served_list`) passes more inputs
+in ``extra``, compared by value (identity first): the catalog copy's id and
+version, the rules and their version, the category page's trending, the
+user's recent items (the profile's bytes) and attributes. ``expires``: the
+answer is not reused at or after that time (epoch seconds; the next start or
+end of a rule or of an item's availability window), ``now`` is the request's clock.
 At most ``capacity`` answers are kept; the oldest entry goes first.
 
 >>> cache = ServedCache(2)
@@ -34,6 +41,7 @@ True
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
@@ -43,12 +51,12 @@ __all__ = ["CachedAnswer", "ServedCache"]
 class CachedAnswer:
     """One remembered answer and the inputs it was made from."""
 
-    __slots__ = ("accepted_ms", "blob", "device", "explore", "fallback", "hour", "items", "source", "trending",
-                 "weights")
+    __slots__ = ("accepted_ms", "blob", "device", "expires", "explore", "extra", "fallback", "hour", "items", "source",
+                 "trending", "weights")
 
     def __init__(self, blob: bytes | None, trending: Any, weights: Mapping[str, float], explore: Sequence[str],
                  device: Mapping[str, float], hour: Mapping[str, float], source: str, items: list[Any],
-                 fallback: str | None, accepted_ms: int):
+                 fallback: str | None, accepted_ms: int, extra: tuple[Any, ...] = (), expires: float = math.inf):
         self.blob = blob
         self.trending = trending
         self.weights = weights
@@ -59,6 +67,8 @@ class CachedAnswer:
         self.items = items
         self.fallback = fallback
         self.accepted_ms = accepted_ms
+        self.extra = extra
+        self.expires = expires
 
 
 class ServedCache:
@@ -74,11 +84,14 @@ class ServedCache:
         return len(self._entries)
 
     def get(self, key: Hashable, blob: bytes | None, trending: Any, weights: Mapping[str, float],
-            explore: Sequence[str], device: Mapping[str, float], hour: Mapping[str, float]) -> CachedAnswer | None:
-        """The remembered answer for ``key`` if it was made from these very inputs, else ``None``."""
+            explore: Sequence[str], device: Mapping[str, float], hour: Mapping[str, float], extra: tuple[Any, ...] = (),
+            now: float = 0.0) -> CachedAnswer | None:
+        """The remembered answer for ``key`` if it was made from these very inputs and ``now`` is before it expires,
+        else ``None``."""
         entry = self._entries.get(key)
         if (entry is not None and entry.trending is trending and entry.blob == blob and entry.weights == weights
-                and entry.explore == explore and entry.device == device and entry.hour == hour):
+                and entry.explore == explore and entry.device == device and entry.hour == hour
+                and entry.extra == extra and now < entry.expires):
             self.hits += 1
             return entry
         self.misses += 1
@@ -86,7 +99,8 @@ class ServedCache:
 
     def put(self, key: Hashable, blob: bytes | None, trending: Any, weights: Mapping[str, float],
             explore: Sequence[str], device: Mapping[str, float], hour: Mapping[str, float], source: str,
-            items: list[Any], fallback: str | None, accepted_ms: int) -> None:
+            items: list[Any], fallback: str | None, accepted_ms: int, extra: tuple[Any, ...] = (),
+            expires: float = math.inf) -> None:
         """Remember an answer and what it was made from; the oldest entry makes room."""
         if self.capacity <= 0:
             return
@@ -94,4 +108,4 @@ class ServedCache:
         if key not in entries and len(entries) >= self.capacity:
             del entries[next(iter(entries))]
         entries[key] = CachedAnswer(blob, trending, weights, explore, device, hour, source, items, fallback,
-                                    accepted_ms)
+                                    accepted_ms, extra, expires)

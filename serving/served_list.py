@@ -21,6 +21,7 @@ same code decides what a user is served in both.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -29,17 +30,22 @@ from online.affinity_candidates import affinity_candidates, affinity_categories
 from online.blend import Pool, blend
 from online.catalog.assemble import assemble
 from online.catalog.filters import Filters
-from online.catalog.rules import Rules
+from online.catalog.rules import NewArrivals, Rules
 from online.catalog.snapshot import CatalogSnapshot
 from online.contract import CandidateList, RedisKeys, decode_candidates, decode_profile
 from serving.api import ItemSourced
-from serving.lists import ListAnswer, _trending_pool
+from serving.lists import ListAnswer, _trending_pool, _trending_state
+from serving.served_cache import ServedCache
 
-__all__ = ["REFILL_DEPTH", "ListSpec", "run_read_steps", "served_list", "user_attributes"]
+__all__ = ["REFILL_DEPTH", "WINDOWED_MAX", "ListSpec", "cache_expiry", "run_read_steps", "served_list", "user_attributes"]
 
 T = TypeVar("T")
 Command = tuple[Any, ...]
 ReadSteps = Generator[list[Command], list[Any], T]
+
+WINDOWED_MAX = 10_000
+"""Above this many items with an availability window, answers are not cached (sorting the windows' ends again after
+each catalog change would cost more than the cache saves)."""
 
 REFILL_DEPTH = 200
 """Items of each trending list (global, the page category's) read to refill the places filters emptied."""
@@ -92,9 +98,39 @@ def _zrevrange(key: str, stop: int) -> Command:
     return ("ZREVRANGE", key, 0, stop, "WITHSCORES")
 
 
+def cache_expiry(snapshot: CatalogSnapshot, rules: Rules | None, now: float) -> float | None:
+    """Until when (epoch seconds) an answer made at ``now`` stays right while nothing stored changes: the next start
+    or end of a rule or of an item's availability window (``inf``: no such time ahead); ``None``: the answer
+    depends on the clock in a way not checked cheaply (a new-arrivals rule: each item's age), and is not cached.
+
+    >>> from online.catalog.rules import parse_rules
+    >>> rules = parse_rules({"rules": [{"kind": "block", "items": ["x"], "start": 100, "end": 200}]})
+    >>> [cache_expiry(CatalogSnapshot(), rules, now) for now in (50, 150, 250)], cache_expiry(CatalogSnapshot(), None, 0)
+    ([100.0, 200.0, inf], inf)
+    >>> cache_expiry(CatalogSnapshot(), parse_rules({"rules": [{"kind": "new_arrivals", "days": 7}]}), 0) is None
+    True
+    """
+    if snapshot.windowed > WINDOWED_MAX:
+        return None
+    expires = snapshot.next_boundary(now) if snapshot.windowed else math.inf
+    if rules is not None:
+        for rule in rules.rules:
+            if isinstance(rule, NewArrivals):
+                return None
+            for at in (rule.start, rule.end):
+                if at is not None and now < at < expires:  # type: ignore[operator]
+                    expires = float(at)  # type: ignore[arg-type]
+    return expires
+
+
 def served_list(keys: RedisKeys, spec: ListSpec, snapshot: CatalogSnapshot, rules: Rules | None,
-                now: float) -> ReadSteps[ListAnswer]:
-    """The first ``spec.n`` items served, with each one's source; see the module's text for the reads."""
+                now: float, cache: ServedCache | None = None) -> ReadSteps[ListAnswer]:
+    """The first ``spec.n`` items served, with each one's source; see the module's text for the reads.
+
+    ``cache``: the answer is reused while every input it was made from is unchanged (the replies of the one
+    round trip, the catalog copy and its version, the rules and their version, the blend's inputs) and no rule or
+    item window starts or ends in between (:func:`cache_expiry`); a list that needed a second round trip (affinity
+    categories, a segment's trending) is not cached."""
     filters = spec.filters
     page = filters.categories[0] if filters.categories else None
     pool_size = max(spec.n, spec.depth)
@@ -111,22 +147,40 @@ def served_list(keys: RedisKeys, spec: ListSpec, snapshot: CatalogSnapshot, rule
     if spec.attributes_key is not None and spec.segments:
         commands.append(("HGETALL", spec.attributes_key))
     replies = iter((yield commands))
-    trending = _trending_pool(next(replies), None, (global_key, stop))
+    trending_state = _trending_state(next(replies), (global_key, stop))
+    trending = trending_state[1][:]
     blob = next(replies) if spec.list_key is not None else None
-    category_trending = _trending_pool(next(replies), None, (keys.trending(page), REFILL_DEPTH - 1)) \
-        if page is not None else []
+    category_state = _trending_state(next(replies), (keys.trending(page), REFILL_DEPTH - 1)) \
+        if page is not None else None
+    category_trending = category_state[1][:] if category_state is not None else []
+    profile_blob = next(replies) if spec.profile_key is not None else None
+    attributes_reply = next(replies) if spec.attributes_key is not None and spec.segments else None
+    expires = cache_expiry(snapshot, rules, now) if cache is not None else None
+    key: tuple[Any, ...] = ()
+    extra: tuple[Any, ...] = ()
+    if cache is not None and expires is not None:
+        key = ("catalog", spec.list_key, spec.own_source, spec.n, filters, spec.depth, spec.stored_exclude_max,
+               spec.explore_at, spec.affinity_top, spec.affinity_items, spec.profile_key, spec.attributes_key,
+               spec.segments, spec.diversity_cap, spec.diversity_window, rules is None)
+        # the copy by its id, not the object: a cached answer does not keep a replaced catalog copy alive
+        extra = (category_state, profile_blob, attributes_reply, snapshot.copy_id, snapshot.version, rules,
+                 None if rules is None else rules.version)
+        hit = cache.get(key, blob, trending_state, spec.weights, spec.explore, spec.device, spec.hour, extra, now)
+        if hit is not None:
+            return ListAnswer(source=hit.source, items=list(hit.items), fallback=hit.fallback,
+                              accepted_ms=hit.accepted_ms)
     seen: frozenset[str] = frozenset()
-    if spec.profile_key is not None:
-        profile_blob = next(replies)
-        if profile_blob:
-            seen = frozenset(item for item, _, _ in decode_profile(profile_blob).recent)
-    attributes = _flat_mapping(next(replies)) if spec.attributes_key is not None and spec.segments else {}
+    if profile_blob:
+        seen = frozenset(item for item, _, _ in decode_profile(profile_blob).recent)
+    attributes = _flat_mapping(attributes_reply) if attributes_reply is not None else {}
     candidates: CandidateList = (decode_candidates(blob) if blob else None) or CandidateList([], [])
     stored_exclude = frozenset(candidates.exclude)
     segment = None
+    segment_read = False
     if not candidates.items and attributes:
         named = [(name, attributes[name]) for name in spec.segments if attributes.get(name)]
         if named:
+            segment_read = True
             segment_replies = yield [_zrevrange(keys.trending_segment(name, value), stop) for name, value in named]
             for (name, value), reply in zip(named, segment_replies, strict=True):
                 if reply:
@@ -165,6 +219,9 @@ def served_list(keys: RedisKeys, spec: ListSpec, snapshot: CatalogSnapshot, rule
         elif available < spec.n:
             answer.fallback = "short"
     answer.segment = segment
+    if cache is not None and expires is not None and not segment_read and not categories:
+        cache.put(key, blob, trending_state, spec.weights, spec.explore, spec.device, spec.hour, answer.source,
+                  list(answer.items), answer.fallback, answer.accepted_ms, extra, expires)
     return answer
 
 

@@ -31,6 +31,8 @@ Examples
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 from array import array
 from collections.abc import Generator, Iterator
@@ -60,6 +62,9 @@ class _Interned:
             code = self.codes[value] = len(self.values)
             self.values.append(value)
         return code
+
+
+_COPY_IDS = itertools.count(1)
 
 
 class CatalogSnapshot:
@@ -93,6 +98,12 @@ class CatalogSnapshot:
         self._attribute_sets = _Interned()
         self.version = 0
         """The catalog version this copy reflects (:class:`CatalogReplica` keeps it)."""
+        self.copy_id = next(_COPY_IDS)
+        """Unique to this copy in the process: with :attr:`version`, what the copy holds (a full load is a new copy)."""
+        self._windows: dict[int, tuple[float, float]] = {}
+        """The availability windows of the items that have one, by row."""
+        self._boundaries: list[float] | None = []
+        """Every window's finite ends, sorted (``None``: to be sorted again after a change)."""
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -128,6 +139,8 @@ class CatalogSnapshot:
                 for codes in (self._brand, self._first_category, self._ancestors, self._tags, self._attributes):
                     codes.append(0)
             self._rows[item.item_id] = row
+        elif self._windows.pop(row, None) is not None:
+            self._boundaries = None
         self._flags[row] = _ALIVE | (_IN_STOCK if item.in_stock else 0)
         self._from[row] = -math.inf if item.available_from is None else float(item.available_from)  # type: ignore[arg-type]
         self._until[row] = math.inf if item.available_until is None else float(item.available_until)  # type: ignore[arg-type]
@@ -139,11 +152,39 @@ class CatalogSnapshot:
         self._tags[row] = self._tag_sets.code(frozenset(item.tags))
         self._attributes[row] = self._attribute_sets.code(
             frozenset(f"{name}={attribute_text(value)}" for name, value in item.attributes.items()))
+        if self._from[row] != -math.inf or self._until[row] != math.inf:
+            self._windows[row] = (self._from[row], self._until[row])
+            self._boundaries = None
+
+    @property
+    def windowed(self) -> int:
+        """Items with an availability window (``available_from`` or ``available_until``)."""
+        return len(self._windows)
+
+    def next_boundary(self, now: float) -> float:
+        """The first time after ``now`` at which an item's availability window opens or closes (``inf``: none):
+        until then, which items are available does not depend on the clock. Sorting the windows' ends after a
+        change costs O(k log k) for k windowed items, once.
+
+        >>> from online.catalog.item import parse_item
+        >>> snapshot = CatalogSnapshot()
+        >>> snapshot.put(parse_item({"item_id": "a", "available_from": 100, "available_until": 200}))
+        >>> [snapshot.next_boundary(now) for now in (50, 100, 150, 200)]
+        [100.0, 200.0, 200.0, inf]
+        >>> snapshot.delete("a"); snapshot.next_boundary(50), snapshot.windowed
+        (inf, 0)
+        """
+        if self._boundaries is None:
+            self._boundaries = sorted(end for window in self._windows.values() for end in window if math.isfinite(end))
+        at = bisect.bisect_right(self._boundaries, now)
+        return self._boundaries[at] if at < len(self._boundaries) else math.inf
 
     def delete(self, item_id: str) -> None:
         """Remove the item (nothing happens if it is not there)."""
         row = self._rows.pop(item_id, -1)
         if row >= 0:
+            if self._windows.pop(row, None) is not None:
+                self._boundaries = None
             self._flags[row] = 0
             self._ids[row] = None
             self._free.append(row)
