@@ -55,6 +55,22 @@ def _put(url: str, body: object) -> tuple[int, dict]:
         return exc.code, orjson.loads(exc.read())
 
 
+def _recorded(base: str) -> float:
+    return metric_value(get(f"{base}/metrics")[1].decode(), "livereco_serving_impressions_total", 'status="recorded"')
+
+
+def _shown(base: str, user: str, n: int) -> dict:
+    """A user's list, once its impression record is in Redis: a shopper's click comes seconds after the list,
+    never before its record; a test's click can (the record leaves in the server's next loop turn)."""
+    before = _recorded(base)
+    listed = _json(f"{base}/v1/users/{user}/recommendations?n={n}")
+    deadline = time.monotonic() + 5
+    while _recorded(base) < before + 1:
+        assert time.monotonic() < deadline, "the list's impression record was not written within 5 s"
+        time.sleep(0.01)
+    return listed
+
+
 def _attributed(flow_metrics: str, kind: str, status: str, source: str, variant: str) -> float:
     return metric_value(get(flow_metrics)[1].decode(), ATTRIBUTED,
                         f'kind="{kind}",source="{source}",status="{status}",variant="{variant}"')
@@ -70,7 +86,7 @@ def test_a_click_is_attributed_to_its_list_position_source_and_variant(
             {"user_id": "ann", "item_id": "a", "type": "view", "ts": now - 5})
     _wait(lambda: _json(f"{base}/v1/users/ann/recommendations?n=5")["source"] == "personal", 15, "ann's personal list", flow_metrics)
 
-    listed = _json(f"{base}/v1/users/ann/recommendations?n=5")
+    listed = _shown(base, "ann", 5)
     assert listed["variant"] == "default" and len(listed["rec_id"]) == 12
     position = 2
     chosen = listed["items"][position - 1]
@@ -96,7 +112,7 @@ def test_a_click_is_attributed_to_its_list_position_source_and_variant(
     # An experiment: ann's next list is made by its variant, and her click is attributed to it.
     status, doc = _put(f"{base}/v1/experiments/home", {"variants": [{"name": "livereco", "share": 1.0}]})
     assert status == 200, doc
-    listed = _json(f"{base}/v1/users/ann/recommendations?n=5")
+    listed = _shown(base, "ann", 5)
     assert listed["variant"] == "livereco"
     first = listed["items"][0]
     _events(base, {"user_id": "ann", "item_id": first["item_id"], "type": "view", "rec_id": listed["rec_id"]})
