@@ -41,7 +41,7 @@ from serving.impressions import ImpressionRecorder
 from serving.ingest import append_events, parse_batch
 from serving.list_routes import ListHandlers
 from serving.lists import read_profile
-from serving.metrics import NOT_FOUND_ROUTE, ServingMetrics, field_label, method_label
+from serving.metrics import NOT_FOUND_ROUTE, ServedCacheCollector, ServingMetrics, field_label, method_label
 from serving.openapi import openapi_document
 from serving.ranker_weights import RankerWeights
 from serving.redis_connect import REDIS_EXCEPTIONS, AsyncRedisClient, connect_async, ping
@@ -150,6 +150,7 @@ class LiverecoApp(ListHandlers, CatalogHandlers, ShopHandlers, ConsoleHandlers, 
         self._open_publicly = not self.api_keys.enabled and not is_loopback(settings.host)
         self._metric_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.served_cache = ServedCache(settings.served_cache_lists)
+        self.metrics.registry.register(ServedCacheCollector(self.served_cache))
         """Answers of the list routes, reused while their inputs are unchanged (:mod:`serving.served_cache`)."""
 
     @property

@@ -17,14 +17,18 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Protocol
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from serving import routes
 
-__all__ = ["FIELDS", "OTHER_METHOD", "ROUTES", "ServingMetrics", "field_label", "method_label",
+__all__ = ["FIELDS", "OTHER_METHOD", "ROUTES", "ServedCacheCollector", "ServingMetrics", "field_label", "method_label",
            "register_process_collectors"]
 
 LABEL_ROUTE = "route"
@@ -90,6 +94,45 @@ def register_process_collectors(registry: CollectorRegistry) -> None:
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
+
+
+class CacheCounts(Protocol):
+    """What the served-list cache exposes (:class:`serving.served_cache.ServedCache`)."""
+
+    hits: int
+    misses: int
+
+    def __len__(self) -> int: ...
+
+
+class ServedCacheCollector:
+    """The served-list cache's lookups and size, read at each scrape (nothing is counted per request).
+
+    >>> class Cache:
+    ...     hits, misses = 3, 1
+    ...     def __len__(self) -> int: return 2
+    >>> registry = CollectorRegistry()
+    >>> registry.register(ServedCacheCollector(Cache()))
+    >>> registry.get_sample_value("livereco_serving_served_cache_lookups_total", {"result": "hit"})
+    3.0
+    >>> registry.get_sample_value("livereco_serving_served_cache_entries")
+    2.0
+    """
+
+    def __init__(self, cache: CacheCounts):
+        self.cache = cache
+
+    def collect(self) -> Iterator[Metric]:
+        lookups = CounterMetricFamily(
+            "livereco_serving_served_cache_lookups",
+            "Lookups of the served-list cache by the list routes (hit: an answer reused; miss: made afresh).",
+            labels=["result"])
+        lookups.add_metric(["hit"], float(self.cache.hits))
+        lookups.add_metric(["miss"], float(self.cache.misses))
+        yield lookups
+        yield GaugeMetricFamily("livereco_serving_served_cache_entries",
+                                "Answers the served-list cache holds (at most LIVERECO_SERVED_CACHE_LISTS).",
+                                value=float(len(self.cache)))
 
 
 class ServingMetrics:

@@ -7,10 +7,12 @@ import time
 
 import redis
 
-from online.contract import CandidateList, RedisKeys, encode_candidates
+from online.contract import CandidateList, RedisKeys, Settings, encode_candidates
 from serving.lists import ListAnswer, merged_list
 from serving.redis_reads import fast_reads_for
 from serving.served_cache import ServedCache
+from tests.conftest import LiveServer
+from tests.processes import metric_value
 
 
 def store_list(client: redis.Redis, keys: RedisKeys, user: str, items: list[str],
@@ -75,3 +77,16 @@ def test_the_cache_keeps_at_most_its_capacity() -> None:
     assert cache.get(("list", 9), b"blob", None, {}, (), {}, {}) is not None
     assert cache.get(("list", 0), b"blob", None, {}, (), {}, {}) is None
     ServedCache(0).put(("list", 0), b"blob", None, {}, (), {}, {}, "personal", [], None, 0)
+
+
+def test_the_server_exports_the_cache_s_hits_misses_and_size(live_server: LiveServer, redis_client: redis.Redis,
+                                                              settings: Settings) -> None:
+    store_list(redis_client, settings.keys, "u1", ["a", "b", "c"])
+    for _ in range(3):
+        assert live_server.json("GET", "/v1/users/u1/recommendations?n=3")[0] == 200
+    status, _, body = live_server.request("GET", "/metrics")
+    assert status == 200
+    text = body.decode()
+    assert metric_value(text, "livereco_serving_served_cache_lookups_total", 'result="miss"') == 1
+    assert metric_value(text, "livereco_serving_served_cache_lookups_total", 'result="hit"') == 2
+    assert metric_value(text, "livereco_serving_served_cache_entries") == 1
