@@ -48,7 +48,7 @@ def _eval(log: Path, build: Build, prefix: tuple[str, ...] = ()) -> subprocess.C
 
 
 @contextlib.contextmanager
-def _checkout(rev: str) -> Iterator[Path]:
+def checkout(rev: str) -> Iterator[Path]:
     """Commit ``rev`` in a temporary git worktree, its hot modules compiled in place."""
     with tempfile.TemporaryDirectory() as folder:
         tree = Path(folder) / "tree"
@@ -85,7 +85,7 @@ def main() -> int:
     with contextlib.ExitStack() as stack:
         builds = BUILDS
         if args.against:
-            builds = (("this tree", ROOT, "0"), (f"at {args.against}", stack.enter_context(_checkout(args.against)), "0"))
+            builds = (("this tree", ROOT, "0"), (f"at {args.against}", stack.enter_context(checkout(args.against)), "0"))
         return _compare(Path(args.log), builds, args.runs, args.instructions)
 
 

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import redis
 
+from benchmarks.build_ab import checkout
 from benchmarks.cluster_check import flow_env, free_port_pair, running_flow, scrape
 from benchmarks.machine import machine_line
 from flows.embedded_redis import EmbeddedRedis
@@ -151,20 +152,6 @@ def instructions(tree: Path, events: int) -> int:
 
 def per_event(tree: Path, events: int) -> float:
     return (instructions(tree, events) - instructions(tree, COUNT_START)) / (events - COUNT_START)
-
-
-@contextmanager
-def checkout(rev: str) -> Iterator[Path]:
-    """Commit ``rev`` in a temporary git worktree, its hot modules compiled in place."""
-    with tempfile.TemporaryDirectory() as folder:
-        tree = Path(folder) / "tree"
-        subprocess.run(["git", "worktree", "add", "--detach", str(tree), rev], cwd=ROOT, check=True, capture_output=True)
-        try:
-            subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=tree, check=True,
-                           capture_output=True)
-            yield tree
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=False)
 
 
 def count_instructions(events: int, against: str | None) -> None:
