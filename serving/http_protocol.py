@@ -43,7 +43,8 @@ import httptools
 from online.contract import Settings
 from serving.http import DEADLINE_KEY, HTTPError
 
-__all__ = ["MAX_BUFFERED_BODY", "MAX_HEADERS", "MAX_HEADER_BYTES", "MAX_QUEUED", "HttpProtocol", "HttpServerState"]
+__all__ = ["BODY_GRACE_S", "MAX_BUFFERED_BODY", "MAX_HEADERS", "MAX_HEADER_BYTES", "MAX_QUEUED", "HttpProtocol", "HttpServerState",
+           "raw_error_answer"]
 
 log = logging.getLogger("livereco.serving")
 
@@ -55,7 +56,7 @@ MAX_QUEUED = 32
 """Pipelined requests waiting on one connection before it stops reading."""
 MAX_BUFFERED_BODY = 256 * 1024
 """Unread body bytes on one connection before it stops reading."""
-_BODY_GRACE_S = 1.0
+BODY_GRACE_S = 1.0
 _LINGER_S = 1.0
 """After answering a request with ``connection: close`` while its body still arrives, the rest is read and dropped
 for up to this long before closing: closing with unread data resets the connection, and the client, still
@@ -115,7 +116,8 @@ class _Request:
             self.waiter.set_result(None)
 
 
-def _raw_answer(error: HTTPError) -> bytes:
+def raw_error_answer(error: HTTPError) -> bytes:
+    """A whole HTTP/1.1 answer for ``error``, closing the connection (no request object needed)."""
     body = error.body()
     head = [_STATUS_LINES[error.status] + b"content-type: application/json", b"content-length: %d" % len(body),
             b"connection: close"]
@@ -246,7 +248,7 @@ class HttpProtocol(asyncio.Protocol):
             self.close()  # answered already; the rest of the body is not worth reading
             return
         request.keep_alive = False  # the handler answers 408 (serving.http.read_body); if it does not, close anyway
-        self._grace_timer = self.loop.call_later(_BODY_GRACE_S, self._close_late_body)
+        self._grace_timer = self.loop.call_later(BODY_GRACE_S, self._close_late_body)
 
     def _close_late_body(self) -> None:
         self._grace_timer = None
@@ -257,7 +259,7 @@ class HttpProtocol(asyncio.Protocol):
         """Answer ``error`` at once (whatever is pending is not answered) and close."""
         if self.closing:
             return
-        self.transport.write(_raw_answer(error))
+        self.transport.write(raw_error_answer(error))
         self.close()
 
     def close(self) -> None:

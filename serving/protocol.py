@@ -39,22 +39,14 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from online.contract import Settings
 from serving.http import DEADLINE_KEY, HTTPError, Receive, Scope, Send
-from serving.http_protocol import MAX_HEADER_BYTES, MAX_HEADERS  # the same limits as livereco's protocol
+from serving.http_protocol import (  # the same limits and error answers as livereco's protocol
+    BODY_GRACE_S,
+    MAX_HEADER_BYTES,
+    MAX_HEADERS,
+    raw_error_answer,
+)
 
 __all__ = ["MAX_HEADERS", "MAX_HEADER_BYTES", "LiverecoHttpProtocol"]
-
-_BODY_GRACE_S = 1.0
-
-_REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large",
-            503: b"Service Unavailable"}
-
-
-def _raw_answer(error: HTTPError) -> bytes:
-    body = error.body()
-    head = [b"HTTP/1.1 %d %s" % (error.status, _REASONS[error.status]), b"content-type: application/json",
-            b"content-length: %d" % len(body), b"connection: close"]
-    head += [name + b": " + value for name, value in error.headers() if name != b"connection"]
-    return b"\r\n".join(head) + b"\r\n\r\n" + body
 
 
 class LiverecoHttpProtocol(HttpToolsProtocol):
@@ -109,7 +101,7 @@ class LiverecoHttpProtocol(HttpToolsProtocol):
             self.transport.close()  # answered already; the rest of the body is not worth reading
             return
         cycle.keep_alive = False  # the handler answers 408 (serving.http.read_body); if it does not, close anyway
-        self._deadline_timer = self.loop.call_later(_BODY_GRACE_S, self._close_late_body)
+        self._deadline_timer = self.loop.call_later(BODY_GRACE_S, self._close_late_body)
 
     def _close_late_body(self) -> None:
         self._deadline_timer = None
@@ -119,7 +111,7 @@ class LiverecoHttpProtocol(HttpToolsProtocol):
 
     def _refuse(self, error: HTTPError) -> None:
         self._disarm()
-        self.transport.write(_raw_answer(error))
+        self.transport.write(raw_error_answer(error))
         self.transport.close()
 
     # --- asyncio.Protocol -----------------------------------------------------------------------------
