@@ -135,4 +135,8 @@ def test_settings_name_the_bad_variable() -> None:
         Settings.from_env({"LIVERECO_GC_INTERVAL_S": "-1"})
     with pytest.raises(ValueError, match="LIVERECO_GC_INTERVAL_S='hourly': expected a number"):
         Settings.from_env({"LIVERECO_GC_INTERVAL_S": "hourly"})
+    with pytest.raises(ValueError, match="LIVERECO_HTTP_SERVER='nginx': expected livereco or uvicorn"):
+        Settings.from_env({"LIVERECO_HTTP_SERVER": "nginx"})
+    with pytest.raises(ValueError, match="LIVERECO_SERVED_CACHE_LISTS"):
+        Settings.from_env({"LIVERECO_SERVED_CACHE_LISTS": "lots"})
     assert Settings.from_env({"LIVERECO_RANKER_LEARNING_RATE": "0"}).ranker_learning_rate == 0.0  # no learning
