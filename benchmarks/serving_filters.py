@@ -7,9 +7,9 @@ one run of ``--duration`` seconds per case, each case on the same server:
 * ``catalog, defaults``: the 100k-item catalog loaded (stock and availability
   filter, diversity cap 3 in 10);
 * ``+ filters``: a category, a price range and an attribute;
-* ``+ rules``: those filters and the six rule kinds in force (a new-arrivals
-  rule depends on the clock: such lists are not cached);
-* ``+ rules, no new_arrivals``: the other five kinds (cached).
+* ``+ rules``: those filters and the six rule kinds in force (under a
+  new-arrivals rule an answer expires when an item becomes or stops being new);
+* ``+ rules, no new_arrivals``: the other five kinds.
 
 ``--http livereco:0,livereco`` runs each case on two servers side by side
 (``LIVERECO_HTTP_SERVER[:LIVERECO_SERVED_CACHE_LISTS]``; here: the served-list

@@ -100,15 +100,18 @@ def _zrevrange(key: str, stop: int) -> Command:
 
 def cache_expiry(snapshot: CatalogSnapshot, rules: Rules | None, now: float) -> float | None:
     """Until when (epoch seconds) an answer made at ``now`` stays right while nothing stored changes: the next start
-    or end of a rule or of an item's availability window (``inf``: no such time ahead); ``None``: the answer
-    depends on the clock in a way not checked cheaply (a new-arrivals rule: each item's age), and is not cached.
+    or end of a rule, of an item's availability window, or of an item's time as a new arrival under a
+    ``new_arrivals`` rule (``inf``: no such time ahead); ``None``: too many windowed items to track (not cached).
 
     >>> from online.catalog.rules import parse_rules
     >>> rules = parse_rules({"rules": [{"kind": "block", "items": ["x"], "start": 100, "end": 200}]})
     >>> [cache_expiry(CatalogSnapshot(), rules, now) for now in (50, 150, 250)], cache_expiry(CatalogSnapshot(), None, 0)
     ([100.0, 200.0, inf], inf)
-    >>> cache_expiry(CatalogSnapshot(), parse_rules({"rules": [{"kind": "new_arrivals", "days": 7}]}), 0) is None
-    True
+    >>> from online.catalog.item import parse_item
+    >>> snapshot = CatalogSnapshot(); snapshot.put(parse_item({"item_id": "a", "created_at": 86_400}))
+    >>> new_arrivals = parse_rules({"rules": [{"kind": "new_arrivals", "days": 1}]})
+    >>> [round(cache_expiry(snapshot, new_arrivals, now)) for now in (0, 86_400)], cache_expiry(snapshot, new_arrivals, 2e5)
+    ([86400, 172800], inf)
     """
     if snapshot.windowed > WINDOWED_MAX:
         return None
@@ -116,7 +119,7 @@ def cache_expiry(snapshot: CatalogSnapshot, rules: Rules | None, now: float) -> 
     if rules is not None:
         for rule in rules.rules:
             if isinstance(rule, NewArrivals):
-                return None
+                expires = min(expires, snapshot.next_age_boundary(now, rule.max_age_s))
             for at in (rule.start, rule.end):
                 if at is not None and now < at < expires:  # type: ignore[operator]
                     expires = float(at)  # type: ignore[arg-type]

@@ -107,7 +107,14 @@ def test_an_item_whose_availability_window_opens_or_closes_is_served_at_once(liv
     assert _served_again(live_server)[:2] == ["t0", "t2"]  # t1's closed
 
 
-def test_a_new_arrivals_rule_is_not_cached(live_server: LiveServer, catalog: None) -> None:
-    _rules(live_server, {"kind": "new_arrivals", "days": 1, "factor": 100})
-    hits = live_server.app.served_cache.hits
-    assert _ids(live_server) == _ids(live_server) and live_server.app.served_cache.hits == hits
+def test_an_item_that_becomes_or_stops_being_a_new_arrival_is_served_at_once(live_server: LiveServer,
+                                                                             catalog: None) -> None:
+    """Under a new-arrivals rule answers are cached too, until the next item's age crosses 0 or the rule's days."""
+    now = time.time()
+    _rules(live_server, {"kind": "new_arrivals", "days": 2.0 / 86_400, "factor": 100})
+    assert live_server.json("PATCH", "/v1/items/t5", {"created_at": now + 1.0})[0] == 200
+    assert _served_again(live_server)[0] == "t0"
+    time.sleep(max(0.0, now + 1.05 - time.time()))
+    assert _served_again(live_server)[0] == "t5"  # created: new for 2 s, boosted ×100
+    time.sleep(max(0.0, now + 3.05 - time.time()))
+    assert _served_again(live_server)[0] == "t0"  # no longer new

@@ -44,7 +44,6 @@ __all__ = ["NO_FILTERS", "assemble"]
 NO_FILTERS = Filters()
 """The default: only items in stock and available now (everything, while the catalog is empty)."""
 
-_DAY_S = 86_400.0
 
 
 def assemble(blended: Sequence[Ranked], snapshot: CatalogSnapshot, n: int, filters: Filters = NO_FILTERS,
@@ -135,7 +134,7 @@ def _boosted(pool: list[Ranked], rules: Sequence[Rule], snapshot: CatalogSnapsho
         for rule in rules:
             if isinstance(rule, NewArrivals):
                 created = snapshot.created_at(row) if row >= 0 else None
-                if created is not None and 0.0 <= now - created < rule.days * _DAY_S:
+                if created is not None and 0.0 <= now - created < rule.max_age_s:
                     score *= rule.factor
             elif isinstance(rule, Boost | Bury) and rule.matches(snapshot, item, row):
                 score *= rule.factor

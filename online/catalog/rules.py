@@ -135,6 +135,11 @@ class NewArrivals(_Rule, tag="new_arrivals", frozen=True):
     days: Annotated[float, Meta(gt=0.0, le=3650.0)] = 14.0
     factor: Factor = 1.5
 
+    @property
+    def max_age_s(self) -> float:
+        """``days`` in seconds: an item is new while ``0 <= now - created_at < max_age_s``."""
+        return self.days * 86_400.0
+
 
 class Pin(_Rule, tag="pin", frozen=True):
     """Put ``item`` at ``position`` (1-based); with ``categories``, only on those categories' pages."""

@@ -104,6 +104,9 @@ class CatalogSnapshot:
         """The availability windows of the items that have one, by row."""
         self._boundaries: list[float] | None = []
         """Every window's finite ends, sorted (``None``: to be sorted again after a change)."""
+        self._created_sorted: list[float] | None = None
+        """Every item's ``created_at``, sorted: built at the first :meth:`next_age_boundary`, then kept in step
+        (an insertion or removal per changed creation time, not a sort per catalog change)."""
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -126,6 +129,7 @@ class CatalogSnapshot:
     def put(self, item: Item) -> None:
         """Add or replace ``item``."""
         row = self._rows.get(item.item_id, -1)
+        replaced = row >= 0
         if row < 0:
             if self._free:
                 row = self._free.pop()
@@ -141,11 +145,14 @@ class CatalogSnapshot:
             self._rows[item.item_id] = row
         elif self._windows.pop(row, None) is not None:
             self._boundaries = None
+        created = math.nan if item.created_at is None else float(item.created_at)  # type: ignore[arg-type]
+        if self._created_sorted is not None:
+            self._move_created(self._created[row] if replaced else math.nan, created)
         self._flags[row] = _ALIVE | (_IN_STOCK if item.in_stock else 0)
         self._from[row] = -math.inf if item.available_from is None else float(item.available_from)  # type: ignore[arg-type]
         self._until[row] = math.inf if item.available_until is None else float(item.available_until)  # type: ignore[arg-type]
         self._price[row] = math.nan if item.price is None else item.price
-        self._created[row] = math.nan if item.created_at is None else float(item.created_at)  # type: ignore[arg-type]
+        self._created[row] = created
         self._brand[row] = self._name(item.brand)
         self._first_category[row] = self._name(item.categories[0] if item.categories else None)
         self._ancestors[row] = self._category_sets.code(category_ancestors(item.categories))
@@ -179,10 +186,47 @@ class CatalogSnapshot:
         at = bisect.bisect_right(self._boundaries, now)
         return self._boundaries[at] if at < len(self._boundaries) else math.inf
 
+    def next_age_boundary(self, now: float, age_s: float) -> float:
+        """The first time after ``now`` at which an item becomes, or stops being, less than ``age_s`` old (its
+        ``created_at`` reached, or ``created_at + age_s``; ``inf``: none): until then, which items a new-arrivals
+        rule of that age boosts does not depend on the clock. A little early rather than late (rounding).
+
+        >>> from online.catalog.item import parse_item
+        >>> snapshot = CatalogSnapshot()
+        >>> for item, created in (("a", 100), ("b", 300)):
+        ...     snapshot.put(parse_item({"item_id": item, "created_at": created}))
+        >>> [round(snapshot.next_age_boundary(now, 50)) for now in (0, 100, 149, 200)], snapshot.next_age_boundary(350, 50)
+        ([100, 150, 150, 300], inf)
+        >>> snapshot.put(parse_item({"item_id": "b", "created_at": 120})); round(snapshot.next_age_boundary(150, 50))
+        170
+        >>> snapshot.delete("b"); snapshot.next_age_boundary(151, 50)
+        inf
+        """
+        created = self._created_sorted
+        if created is None:
+            created = self._created_sorted = sorted(
+                self._created[row] for row in self._rows.values() if not math.isnan(self._created[row]))
+        at = bisect.bisect_right(created, now)
+        starts = created[at] if at < len(created) else math.inf
+        at = bisect.bisect_right(created, now - age_s)
+        ends = created[at] + age_s if at < len(created) else math.inf
+        boundary = min(starts, ends)
+        return boundary - 1e-3 if math.isfinite(boundary) else boundary
+
+    def _move_created(self, old: float, new: float) -> None:
+        created = self._created_sorted
+        if created is None or old == new:
+            return
+        if not math.isnan(old):
+            del created[bisect.bisect_left(created, old)]
+        if not math.isnan(new):
+            bisect.insort(created, new)
+
     def delete(self, item_id: str) -> None:
         """Remove the item (nothing happens if it is not there)."""
         row = self._rows.pop(item_id, -1)
         if row >= 0:
+            self._move_created(self._created[row], math.nan)
             if self._windows.pop(row, None) is not None:
                 self._boundaries = None
             self._flags[row] = 0
