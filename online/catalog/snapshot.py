@@ -104,9 +104,9 @@ class CatalogSnapshot:
         """The availability windows of the items that have one, by row."""
         self._boundaries: list[float] | None = []
         """Every window's finite ends, sorted (``None``: to be sorted again after a change)."""
-        self._created_sorted: list[float] | None = None
+        self._created_sorted: array[float] | None = None
         """Every item's ``created_at``, sorted: built at the first :meth:`next_age_boundary`, then kept in step
-        (an insertion or removal per changed creation time, not a sort per catalog change)."""
+        (an insertion or removal per changed creation time, not a sort per catalog change; 8 B an item)."""
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -204,8 +204,8 @@ class CatalogSnapshot:
         """
         created = self._created_sorted
         if created is None:
-            created = self._created_sorted = sorted(
-                self._created[row] for row in self._rows.values() if not math.isnan(self._created[row]))
+            created = self._created_sorted = array("d", sorted(
+                self._created[row] for row in self._rows.values() if not math.isnan(self._created[row])))
         at = bisect.bisect_right(created, now)
         starts = created[at] if at < len(created) else math.inf
         at = bisect.bisect_right(created, now - age_s)
