@@ -43,8 +43,8 @@ import httptools
 from online.contract import Settings
 from serving.http import DEADLINE_KEY, HTTPError
 
-__all__ = ["BODY_GRACE_S", "MAX_BUFFERED_BODY", "MAX_HEADERS", "MAX_HEADER_BYTES", "MAX_QUEUED", "HttpProtocol", "HttpServerState",
-           "raw_error_answer"]
+__all__ = ["BODY_GRACE_S", "MAX_BUFFERED_BODY", "MAX_HEADERS", "MAX_HEADER_BYTES", "MAX_QUEUED", "HeadLimits",
+           "HttpProtocol", "HttpServerState", "raw_error_answer", "too_many_connections"]
 
 log = logging.getLogger("livereco.serving")
 
@@ -116,6 +116,76 @@ class _Request:
             self.waiter.set_result(None)
 
 
+class HeadLimits:
+    """A connection's count of the request head (line and headers) against :data:`MAX_HEADER_BYTES` and
+    :data:`MAX_HEADERS`, fed by the parser's callbacks; each check returns the error to refuse with, or ``None``.
+    Both protocols (this module's and the uvicorn fallback, :mod:`serving.protocol`) count with it.
+
+    >>> limits = HeadLimits(); limits.begin(); limits.on_url(b"/v1/healthz")
+    >>> limits.on_header(b"host", b"x"), limits.on_complete(), limits.in_headers
+    (None, None, False)
+    >>> limits.begin(); [limits.on_header(b"a", b"b") for _ in range(MAX_HEADERS)][-1] is None
+    True
+    >>> limits.on_header(b"a", b"b").message
+    'headers: more than 100 lines'
+    """
+
+    __slots__ = ("in_headers", "lines", "received", "size")
+
+    def __init__(self) -> None:
+        self.in_headers = True
+        self.received = 0
+        """Bytes received while the head was incomplete (a slow or endless head)."""
+        self.size = 0
+        """Bytes of request line and headers parsed (one large chunk)."""
+        self.lines = 0
+
+    def begin(self) -> None:
+        """A request's first byte was parsed."""
+        self.in_headers = True
+        self.lines = self.size = 0
+
+    def on_data(self, size: int) -> None:
+        if self.in_headers:
+            self.received += size
+
+    def over_received(self) -> HTTPError | None:
+        """After feeding the parser: the head still incomplete after too many bytes."""
+        return _too_large(f"more than {MAX_HEADER_BYTES} bytes") \
+            if self.in_headers and self.received > MAX_HEADER_BYTES else None
+
+    def on_url(self, url: bytes) -> None:
+        self.size += len(url)
+
+    def on_header(self, name: bytes, value: bytes) -> HTTPError | None:
+        self.lines += 1
+        self.size += len(name) + len(value) + 4
+        return _too_large(f"more than {MAX_HEADERS} lines") if self.lines > MAX_HEADERS else None
+
+    def on_complete(self) -> HTTPError | None:
+        """The head is parsed: too large, or the body comes next."""
+        if self.size > MAX_HEADER_BYTES:
+            return _too_large(f"more than {MAX_HEADER_BYTES} bytes")
+        self.in_headers = False
+        self.received = 0
+        return None
+
+    def late(self, timeout_s: float) -> HTTPError:
+        """The 408 for a head that did not arrive within ``timeout_s``."""
+        what = "the request's headers did not" if self.received else "no request did"
+        return HTTPError(408, "request_timeout", f"request: {what} arrive within {timeout_s:g} s", field="request")
+
+
+def _too_large(what: str) -> HTTPError:
+    return HTTPError(431, "headers_too_large", f"headers: {what}", field="headers")
+
+
+def too_many_connections() -> HTTPError:
+    """The 503 for a request on a connection beyond ``LIVERECO_HTTP_MAX_CONNECTIONS``."""
+    return HTTPError(503, "too_many_connections", "connections: this server process has as many open connections"
+                     " as LIVERECO_HTTP_MAX_CONNECTIONS allows; retry shortly", retry_after_s=1, close=True)
+
+
 def raw_error_answer(error: HTTPError) -> bytes:
     """A whole HTTP/1.1 answer for ``error``, closing the connection (no request object needed)."""
     body = error.body()
@@ -152,10 +222,7 @@ class HttpProtocol(asyncio.Protocol):
         self._deadline = 0.0  # the request's (0: none)
         self._idle_until = 0.0  # the idle keep-alive's (0: none)
         self._grace_timer: asyncio.TimerHandle | None = None
-        self._in_headers = True
-        self._header_bytes = 0  # bytes received while the headers were incomplete (a slow or endless header)
-        self._header_size = 0  # bytes of request line and headers parsed (one large chunk)
-        self._header_lines = 0
+        self.head = HeadLimits()
         self._refusal: HTTPError | None = None  # set by a parser callback that stops the parse
 
     # --- asyncio.Protocol -----------------------------------------------------------------------------
@@ -184,8 +251,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._idle_until = 0.0
-        if self._in_headers:
-            self._header_bytes += len(data)
+        self.head.on_data(len(data))
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -194,9 +260,9 @@ class HttpProtocol(asyncio.Protocol):
             self._refuse(self._refusal or HTTPError(400, "bad_request", f"request: not valid HTTP/1.1 ({exc})",
                                                     field="request"))
             return
-        if self._in_headers and self._header_bytes > MAX_HEADER_BYTES and not self.closing:
-            self._refuse(HTTPError(431, "headers_too_large", f"headers: more than {MAX_HEADER_BYTES} bytes",
-                                   field="headers"))
+        refusal = self.head.over_received()
+        if refusal is not None and not self.closing:
+            self._refuse(refusal)
 
     # --- the request deadline and the idle keep-alive -------------------------------------------------
     def _wake_at(self, when: float) -> None:
@@ -238,10 +304,8 @@ class HttpProtocol(asyncio.Protocol):
         self._timer = self._grace_timer = None
 
     def _deadline_passed(self) -> None:
-        if self._in_headers:
-            what = "the request's headers did not" if self._header_bytes else "no request did"
-            self._refuse(HTTPError(408, "request_timeout", f"request: {what} arrive within"
-                                   f" {self.request_timeout_s:g} s", field="request"))
+        if self.head.in_headers:
+            self._refuse(self.head.late(self.request_timeout_s))
             return
         request = self.parsing
         if request is None or request.answered:
@@ -275,23 +339,19 @@ class HttpProtocol(asyncio.Protocol):
     # --- parser callbacks ------------------------------------------------------------------------------
     def on_message_begin(self) -> None:
         self._arm()
-        self._in_headers = True
-        self._header_lines = 0
-        self._header_size = 0
+        self.head.begin()
         self.parsing = _Request(self._deadline)
 
     def on_url(self, url: bytes) -> None:
-        self._header_size += len(url)
+        self.head.on_url(url)
         request = self.parsing
         assert request is not None
         request.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_lines += 1
-        self._header_size += len(name) + len(value) + 4
-        if self._header_lines > MAX_HEADERS:
-            self._stop_parse(HTTPError(431, "headers_too_large", f"headers: more than {MAX_HEADERS} lines",
-                                       field="headers"))
+        refusal = self.head.on_header(name, value)
+        if refusal is not None:
+            self._stop_parse(refusal)
         request = self.parsing
         assert request is not None
         name = name.lower()
@@ -300,20 +360,16 @@ class HttpProtocol(asyncio.Protocol):
         request.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        if self._header_size > MAX_HEADER_BYTES:
-            self._stop_parse(HTTPError(431, "headers_too_large", f"headers: more than {MAX_HEADER_BYTES} bytes",
-                                       field="headers"))
-        self._in_headers = False
-        self._header_bytes = 0
+        refusal = self.head.on_complete()
+        if refusal is not None:
+            self._stop_parse(refusal)
         request = self.parsing
         assert request is not None
         parser = self.parser
         request.method = parser.get_method().decode("ascii")
         request.keep_alive = parser.should_keep_alive()
         if len(self.state.connections) > self.max_connections:
-            request.refusal = HTTPError(503, "too_many_connections", "connections: this server process has as many"
-                                        " open connections as LIVERECO_HTTP_MAX_CONNECTIONS allows; retry shortly",
-                                        retry_after_s=1, close=True)
+            request.refusal = too_many_connections()
         self.queue.append(request)
         if len(self.queue) >= MAX_QUEUED:
             self._pause_reading()
@@ -332,7 +388,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self._disarm()
-        self._in_headers = True  # whatever comes next is the next request's head
+        self.head.in_headers = True  # whatever comes next is the next request's head
         request = self.parsing
         if request is not None:
             request.complete = True

@@ -43,7 +43,9 @@ from serving.http_protocol import (  # the same limits and error answers as live
     BODY_GRACE_S,
     MAX_HEADER_BYTES,
     MAX_HEADERS,
+    HeadLimits,
     raw_error_answer,
+    too_many_connections,
 )
 
 __all__ = ["MAX_HEADERS", "MAX_HEADER_BYTES", "LiverecoHttpProtocol"]
@@ -69,10 +71,7 @@ class LiverecoHttpProtocol(HttpToolsProtocol):
         self.max_connections = cls.settings.http_max_connections
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._deadline = 0.0
-        self._in_headers = True
-        self._header_bytes = 0  # bytes received while the headers were incomplete (a slow or endless header)
-        self._header_size = 0  # bytes of request line and headers parsed (one large chunk)
-        self._header_lines = 0
+        self.head = HeadLimits()
         self._refusal: HTTPError | None = None  # set by a parser callback that stops the parse
 
     # --- the request deadline -------------------------------------------------------------------------
@@ -91,10 +90,8 @@ class LiverecoHttpProtocol(HttpToolsProtocol):
         self._deadline_timer = None
         if self.transport.is_closing():
             return
-        if self._in_headers:
-            what = "the request's headers did not" if self._header_bytes else "no request did"
-            self._refuse(HTTPError(408, "request_timeout", f"request: {what} arrive within"
-                                   f" {self.request_timeout_s:g} s", field="request"))
+        if self.head.in_headers:
+            self._refuse(self.head.late(self.request_timeout_s))
             return
         cycle = self.cycle
         if cycle is None or cycle.response_complete:
@@ -124,12 +121,11 @@ class LiverecoHttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._in_headers:
-            self._header_bytes += len(data)
+        self.head.on_data(len(data))
         super().data_received(data)
-        if self._in_headers and self._header_bytes > MAX_HEADER_BYTES and not self.transport.is_closing():
-            self._refuse(HTTPError(431, "headers_too_large", f"headers: more than {MAX_HEADER_BYTES} bytes",
-                                   field="headers"))
+        refusal = self.head.over_received()
+        if refusal is not None and not self.transport.is_closing():
+            self._refuse(refusal)
 
     def send_400_response(self, msg: str) -> None:
         self._refuse(self._refusal or HTTPError(400, "bad_request", f"request: not valid HTTP/1.1 ({msg})",
@@ -143,29 +139,23 @@ class LiverecoHttpProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._arm()
-        self._in_headers = True
-        self._header_lines = 0
-        self._header_size = 0
+        self.head.begin()
         self.scope[DEADLINE_KEY] = self._deadline  # type: ignore[literal-required]
 
     def on_url(self, url: bytes) -> None:
-        self._header_size += len(url)
+        self.head.on_url(url)
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_lines += 1
-        self._header_size += len(name) + len(value) + 4
-        if self._header_lines > MAX_HEADERS:
-            self._stop_parse(HTTPError(431, "headers_too_large", f"headers: more than {MAX_HEADERS} lines",
-                                       field="headers"))
+        refusal = self.head.on_header(name, value)
+        if refusal is not None:
+            self._stop_parse(refusal)
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        if self._header_size > MAX_HEADER_BYTES:
-            self._stop_parse(HTTPError(431, "headers_too_large", f"headers: more than {MAX_HEADER_BYTES} bytes",
-                                       field="headers"))
-        self._in_headers = False
-        self._header_bytes = 0
+        refusal = self.head.on_complete()
+        if refusal is not None:
+            self._stop_parse(refusal)
         if len(self.connections) > self.max_connections:
             app = self.app
             self.app = _over_capacity
@@ -178,13 +168,12 @@ class LiverecoHttpProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._disarm()
-        self._in_headers = True  # whatever comes next is the next request's head
+        self.head.in_headers = True  # whatever comes next is the next request's head
         super().on_message_complete()
 
 
 async def _over_capacity(scope: Scope, receive: Receive, send: Send) -> None:
-    error = HTTPError(503, "too_many_connections", "connections: this server process has as many open connections"
-                      " as LIVERECO_HTTP_MAX_CONNECTIONS allows; retry shortly", retry_after_s=1, close=True)
+    error = too_many_connections()
     body = error.body()
     await send({"type": "http.response.start", "status": 503,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
