@@ -44,6 +44,7 @@ import numpy as np
 
 from benchmarks.machine import machine_line
 from flows.evaluation import load
+from online.baselines import ItemKNN
 from online.contract import Event, Settings
 
 DEFAULT_LOG = Path(__file__).resolve().parents[2] / "shared" / "data" / "movietweetings-100k"
@@ -83,6 +84,8 @@ class Signals:
         self.item_factors = self.rng.normal(0.0, 0.1, (n, factors))
         self.user_factors: dict[str, np.ndarray] = {}
         self.known: list[int] = []
+        self.knn = ItemKNN(30 * DAY, alpha=1.0, fill=False)
+        self.crowd_half_life = 7 * DAY
 
     def _decayed(self, half_life: float, ts: float) -> float:
         return math.exp((ts - self.t0) * math.log(2.0) / half_life)
@@ -91,7 +94,15 @@ class Signals:
         factors = self.user_factors.get(user)
         return self.item_factors @ factors if factors is not None else np.zeros(len(self.items))
 
-    def crowd(self, user: str, ts: float, half_life: float = 7 * DAY) -> np.ndarray:
+    def neighbours(self, user: str) -> np.ndarray:
+        """Item-kNN (the ``item-knn`` baseline's validation choice): the user's last 20 items' neighbours, summed."""
+        scores = np.zeros(len(self.items))
+        for item in list(self.knn.histories.get(user, ()))[-self.knn.max_history:]:
+            for other, similarity in self.knn.similar(item):
+                scores[self.items[other]] += similarity
+        return scores
+
+    def crowd(self, user: str, ts: float) -> np.ndarray:
         """User-kNN: what users who share a movie with ``user`` liked lately (rarer shared movies weigh more)."""
         scores = np.zeros(len(self.items))
         neighbours: dict[str, float] = {}
@@ -103,7 +114,7 @@ class Signals:
                     neighbours[other] = neighbours.get(other, 0.0) + weight
         for other, weight in neighbours.items():
             for item, t in self.history[other][-50:]:
-                scores[item] += weight * math.exp(-(ts - t) * math.log(2.0) / half_life)
+                scores[item] += weight * math.exp(-(ts - t) * math.log(2.0) / self.crowd_half_life)
         return scores
 
     def learn(self, event: Event) -> None:
@@ -125,6 +136,7 @@ class Signals:
             self.history.setdefault(user, []).append((row, ts))
             self._bpr_step(user, row)
         self.consumed.setdefault(user, set()).add(row)
+        self.knn.learn_one(event)
 
     def _bpr_step(self, user: str, row: int, learning_rate: float = 0.05, regularisation: float = 0.01) -> None:
         if user not in self.user_factors:
@@ -194,6 +206,8 @@ FEATURES: dict[str, FeatureMaker] = {
     "sitting×rr365d": lambda s, u, ts, c: (1 - _returning(s, u, ts)) * _rr(365 * DAY)(s, u, ts, c),
     "bpr": lambda s, u, ts, c: _cached("bpr", lambda: s.bpr(u), c),
     "bpr_rank": lambda s, u, ts, c: rank_features(FEATURES["bpr"](s, u, ts, c)),
+    "knn": lambda s, u, ts, c: _relative(_cached("knn", lambda: s.neighbours(u), c)),
+    "knn_rank": lambda s, u, ts, c: np.where(_cached("knn", lambda: s.neighbours(u), c) > 0, rank_features(c["knn"]), 0.0),
     "crowd": lambda s, u, ts, c: _relative(_cached("crowd", lambda: s.crowd(u, ts), c)),
     "crowd_rank": lambda s, u, ts, c: np.where(_cached("crowd", lambda: s.crowd(u, ts), c) > 0,
                                                rank_features(c["crowd"]), 0.0),
@@ -207,12 +221,14 @@ ROWS: dict[str, list[tuple[str, list[str]]]] = {
     "user": [("+ mainstream share × horizons", [*BASE, "mainstream×rr1d", "digger×rr30d", "digger×rr365d"]),
              ("+ return or same sitting × horizons", [*BASE, "return×rr1d", "sitting×rr30d", "sitting×rr365d"])],
     "taste": [("+ BPR factors", [*BASE, "bpr", "bpr_rank"]),
-              ("+ user-kNN crowd of the week (also proposes 30)", [*BASE, "crowd", "crowd_rank"])],
+              ("+ user-kNN crowd of the week (also proposes 30)", [*BASE, "crowd", "crowd_rank"]),
+              ("+ item-kNN (also proposes 30)", [*BASE, "knn", "knn_rank"]),
+              ("+ item-kNN + crowd", [*BASE, "knn", "knn_rank", "crowd", "crowd_rank"])],
 }
 
 
 def learned_ranker(events: Sequence[Event], scored: Sequence[bool], features: list[str], positive: float,
-                   learning_rate: float = 0.05, negatives: int = 2, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   learning_rate: float = 0.05, negatives: int = 2, seed: int = 0, crowd_half_life: float = 7 * DAY) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Test-then-learn with a pairwise logistic ranker over ``features``: per-prediction HR@10 and MRR@10, and the weights.
 
     Ranks the union of each popularity horizon's top 60 (and the crowd's top 30 when
@@ -224,6 +240,7 @@ def learned_ranker(events: Sequence[Event], scored: Sequence[bool], features: li
     for event in events:
         items.setdefault(event.item_id, len(items))
     signals = Signals(items, events[0].ts, positive)
+    signals.crowd_half_life = crowd_half_life
     rng = random.Random(seed)
     weights = np.zeros(len(features))
     hits: list[float] = []
@@ -238,8 +255,7 @@ def learned_ranker(events: Sequence[Event], scored: Sequence[bool], features: li
             consumed = list(signals.consumed.get(event.user_id, ()))
             pool: set[int] = set()
             proposers = [(signals.popularity[h], POOL_PER_HORIZON) for h in (DAY, 3 * DAY, 30 * DAY)]
-            if "crowd" in cache:
-                proposers.append((cache["crowd"], 30))
+            proposers += [(cache[name], 30) for name in ("crowd", "knn") if name in cache]
             for proposed, depth in proposers:
                 values = proposed.copy()
                 values[consumed] = -1.0
@@ -306,13 +322,20 @@ def main() -> int:
     parser.add_argument("--positive", type=float, default=7.0, help="ratings at or above this are positives")
     parser.add_argument("--half-life-s", type=float, default=3 * DAY, help="the tuned decayed popularity's")
     parser.add_argument("--rows", default="oracle,trend,user,taste")
+    parser.add_argument("--crowd-half-life-d", type=float, default=7.0)
+    parser.add_argument("--only", help="run only the rows whose name contains this")
+    parser.add_argument("--warmup-fraction", type=float,
+                        help="score the log's own scored part after this warm-up (as livereco eval --warmup-fraction), "
+                             "not its validation part: to set the rows beside livereco's own eval of a validation log")
     args = parser.parse_args()
-    data = load(args.log, Settings.from_env({"LIVERECO_RATING_RANGE": "0,10"}), args.positive, mode="user")
-    if data.validation is None:
+    data = load(args.log, Settings.from_env({"LIVERECO_RATING_RANGE": "0,10"}), args.positive, mode="user",
+                warmup_fraction=args.warmup_fraction)
+    part = data if args.warmup_fraction is not None else data.validation
+    if part is None:
         parser.error("the log has no validation part")
-    events, scored = data.validation.events, data.validation.scored
+    events, scored = part.events, part.scored
     print(machine_line())
-    print(f"{data.validation.name}: {sum(scored):,} validation predictions; differences are paired against the first row")
+    print(f"{part.name}: {sum(scored):,} predictions; differences are paired against the first row")
     print(f"{'row':<50}{'HR@10':>8}{'MRR@10':>9}  {'ΔHR@10 ± SE':<18}{'ΔMRR@10 ± SE':<18}")
     base = popularity_list(events, scored, args.half_life_s)
     print(_line(f"decayed popularity ({args.half_life_s / DAY:g} d)", *base, base), flush=True)
@@ -323,7 +346,10 @@ def main() -> int:
                             base), flush=True)
             continue
         for name, features in ROWS[group]:
-            hits, reciprocal, weights = learned_ranker(events, scored, features, args.positive)
+            if args.only and args.only not in name:
+                continue
+            hits, reciprocal, weights = learned_ranker(events, scored, features, args.positive,
+                                                       crowd_half_life=args.crowd_half_life_d * DAY)
             learned = ", ".join(f"{f} {w:.2f}" for f, w in zip(features, weights, strict=True))
             print(_line(f"ranker: {name}", hits, reciprocal, base, learned), flush=True)
     return 0
