@@ -26,6 +26,7 @@ excluded), information no online model has.
 
     .venv/bin/python -m benchmarks.ranker_headroom                  # every row (~10 minutes on 2 shared cores)
     .venv/bin/python -m benchmarks.ranker_headroom --rows trend,oracle
+    .venv/bin/python -m benchmarks.ranker_headroom --rows classes    # HR@20 of the baselines by kind of user
 
 >>> rank_features(np.array([0.5, 2.0, 1.0]))     # reciprocal rank: best 1, then 1/2, 1/3
 array([0.33333333, 1.        , 0.5       ])
@@ -44,8 +45,9 @@ import numpy as np
 
 from benchmarks.machine import machine_line
 from flows.evaluation import load
-from online.baselines import ItemKNN
+from online.baselines import BPRMatrixFactorisation, DecayedPopularity, ItemKNN, LastItemCoVisitation
 from online.contract import Event, Settings
+from online.protocol import Recommender
 
 DEFAULT_LOG = Path(__file__).resolve().parents[2] / "shared" / "data" / "movietweetings-100k"
 DAY = 86400.0
@@ -309,6 +311,41 @@ def popularity_list(events: Sequence[Event], scored: Sequence[bool], half_life: 
     return np.array(hits), np.array(reciprocal)
 
 
+USER_CLASSES = ((20, "median rank < 20 (mainstream)"), (100, "median rank 20-99"), (500, "median rank 100-499"),
+                (math.inf, "median rank >= 500 (catalog diggers)"))
+
+
+def by_user_class(events: Sequence[Event], scored: Sequence[bool], half_life: float) -> dict[str, dict[str, float]]:
+    """HR@20 of four baselines for users classed by the median 3-day popularity rank of their past items (when touched)."""
+    items: dict[str, int] = {}
+    for event in events:
+        items.setdefault(event.item_id, len(items))
+    models: dict[str, Recommender] = {"popularity": DecayedPopularity(half_life), "item-knn": ItemKNN(30 * DAY, alpha=1.0, fill=False),
+              "covisitation": LastItemCoVisitation(), "bpr": BPRMatrixFactorisation(0.05)}
+    counts = np.zeros(len(items))
+    ranks: dict[str, list[int]] = {}
+    consumed: dict[str, set[str]] = {}
+    table: dict[str, dict[str, float]] = {}
+    t0 = events[0].ts
+    for index, event in enumerate(events):
+        row = items[event.item_id]
+        if scored[index]:
+            median = float(np.median(ranks[event.user_id])) if event.user_id in ranks else math.inf
+            name = next(label for bound, label in USER_CLASSES if median < bound)
+            line = table.setdefault(name, {"predictions": 0.0})
+            line["predictions"] += 1
+            exclude = consumed.get(event.user_id, set())
+            for model_name, model in models.items():
+                listed = [item for item in model.recommend(event.user_id, 20 + len(exclude)) if item not in exclude][:20]
+                line[model_name] = line.get(model_name, 0.0) + (event.item_id in listed)
+        ranks.setdefault(event.user_id, []).append(int((counts > counts[row]).sum()))
+        consumed.setdefault(event.user_id, set()).add(event.item_id)
+        for model in models.values():
+            model.learn_one(event)
+        counts[row] += math.exp((event.ts - t0) * math.log(2.0) / half_life)
+    return table
+
+
 def _line(name: str, hits: np.ndarray, reciprocal: np.ndarray, base: tuple[np.ndarray, np.ndarray], extra: str = "") -> str:
     dh, dr = hits - base[0], reciprocal - base[1]
     n = len(hits)
@@ -340,6 +377,13 @@ def main() -> int:
     base = popularity_list(events, scored, args.half_life_s)
     print(_line(f"decayed popularity ({args.half_life_s / DAY:g} d)", *base, base), flush=True)
     for group in args.rows.split(","):
+        if group == "classes":
+            table = by_user_class(events, scored, args.half_life_s)
+            for name, line in ((label, table[label]) for _, label in USER_CLASSES if label in table):
+                n = line.pop("predictions")
+                print(f"HR@20 for users with {name}: {n:,.0f} predictions, "
+                      + ", ".join(f"{model} {hits / n:.3f}" for model, hits in line.items()), flush=True)
+            continue
         if group == "oracle":
             for window in (DAY, 3 * DAY, 7 * DAY):
                 print(_line(f"oracle: count in the next {window / DAY:g} d", *popularity_list(events, scored, window, True),
