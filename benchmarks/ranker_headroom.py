@@ -27,6 +27,7 @@ excluded), information no online model has.
     .venv/bin/python -m benchmarks.ranker_headroom                  # every row (~10 minutes on 2 shared cores)
     .venv/bin/python -m benchmarks.ranker_headroom --rows trend,oracle
     .venv/bin/python -m benchmarks.ranker_headroom --rows classes    # HR@20 of the baselines by kind of user
+    .venv/bin/python -m benchmarks.ranker_headroom /tmp/mt-val --warmup-fraction 0.5 --half-life-s 604800 --rows livereco
 
 >>> rank_features(np.array([0.5, 2.0, 1.0]))     # reciprocal rank: best 1, then 1/2, 1/3
 array([0.33333333, 1.        , 0.5       ])
@@ -42,9 +43,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+from bytewax.testing import TestingSource, run_main
 
 from benchmarks.machine import machine_line
-from flows.evaluation import load
+from flows.dataflow import build_flow
+from flows.eval_data import EvalData
+from flows.evaluation import _CollectingSink, _entries, flow_time_shift, load
 from online.baselines import BPRMatrixFactorisation, DecayedPopularity, ItemKNN, LastItemCoVisitation
 from online.contract import Event, Settings
 from online.protocol import Recommender
@@ -157,6 +161,20 @@ class Signals:
             q[j] += learning_rate * (-g * before - regularisation * q[j])
 
 
+LIVERECO_MT = {"LIVERECO_RATING_RANGE": "0,10", "LIVERECO_RECENT_WEIGHT": "0", "LIVERECO_TRENDING_HALF_LIFE_S": "86400"}
+"""The settings of the MovieTweetings command in docs/quality.md."""
+
+
+def livereco_lists(part: EvalData) -> dict[int, list[str]]:
+    """The top 20 the real dataflow served at each event of ``part`` (as ``livereco eval`` runs it, batch size 1)."""
+    sink = _CollectingSink()
+    settings = Settings.from_env({**LIVERECO_MT, "LIVERECO_FLOW_METRICS_PORT": "0"})
+    entries = list(_entries(part.events, flow_time_shift(part.events)))
+    run_main(build_flow(settings, source=TestingSource(entries, batch_size=settings.read_count), sink=sink,
+                        flow_id="ranker-headroom", recoverable=False))
+    return {index: list(score.listed) for index, score in sink.scores.items()}
+
+
 FeatureMaker = Callable[[Signals, str, float, dict[str, np.ndarray]], np.ndarray]
 
 
@@ -208,6 +226,7 @@ FEATURES: dict[str, FeatureMaker] = {
     "sitting×rr365d": lambda s, u, ts, c: (1 - _returning(s, u, ts)) * _rr(365 * DAY)(s, u, ts, c),
     "bpr": lambda s, u, ts, c: _cached("bpr", lambda: s.bpr(u), c),
     "bpr_rank": lambda s, u, ts, c: rank_features(FEATURES["bpr"](s, u, ts, c)),
+    "livereco": lambda s, u, ts, c: c["livereco"],
     "knn": lambda s, u, ts, c: _relative(_cached("knn", lambda: s.neighbours(u), c)),
     "knn_rank": lambda s, u, ts, c: np.where(_cached("knn", lambda: s.neighbours(u), c) > 0, rank_features(c["knn"]), 0.0),
     "crowd": lambda s, u, ts, c: _relative(_cached("crowd", lambda: s.crowd(u, ts), c)),
@@ -226,11 +245,17 @@ ROWS: dict[str, list[tuple[str, list[str]]]] = {
               ("+ user-kNN crowd of the week (also proposes 30)", [*BASE, "crowd", "crowd_rank"]),
               ("+ item-kNN (also proposes 30)", [*BASE, "knn", "knn_rank"]),
               ("+ item-kNN + crowd", [*BASE, "knn", "knn_rank", "crowd", "crowd_rank"])],
+    "livereco": [("livereco's own list (its rank; untrained: its order)", ["livereco"]),
+                 ("livereco + popularity", ["livereco", *BASE]),
+                 ("livereco + popularity + item-kNN", ["livereco", *BASE, "knn", "knn_rank"]),
+                 ("livereco + popularity + crowd", ["livereco", *BASE, "crowd", "crowd_rank"]),
+                 ("livereco + popularity + item-kNN + crowd", ["livereco", *BASE, "knn", "knn_rank", "crowd", "crowd_rank"])],
 }
 
 
 def learned_ranker(events: Sequence[Event], scored: Sequence[bool], features: list[str], positive: float,
-                   learning_rate: float = 0.05, negatives: int = 2, seed: int = 0, crowd_half_life: float = 7 * DAY) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   learning_rate: float = 0.05, negatives: int = 2, seed: int = 0, crowd_half_life: float = 7 * DAY,
+                   lists: dict[int, list[str]] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Test-then-learn with a pairwise logistic ranker over ``features``: per-prediction HR@10 and MRR@10, and the weights.
 
     Ranks the union of each popularity horizon's top 60 (and the crowd's top 30 when
@@ -253,17 +278,24 @@ def learned_ranker(events: Sequence[Event], scored: Sequence[bool], features: li
         learn = liked and event.user_id in signals.consumed
         if scored[index] or learn:
             cache: dict[str, np.ndarray] = {}
+            if lists is not None:   # livereco's served top 20 as a feature: 1 / (its position + 1)
+                served = np.zeros(len(items))
+                for position, item in enumerate(lists.get(index, [])[:20]):
+                    if item in items:
+                        served[items[item]] = 1.0 / (position + 1)
+                cache["livereco"] = served
             matrix = np.stack([FEATURES[name](signals, event.user_id, event.ts, cache) for name in features], 1)
             consumed = list(signals.consumed.get(event.user_id, ()))
             pool: set[int] = set()
             proposers = [(signals.popularity[h], POOL_PER_HORIZON) for h in (DAY, 3 * DAY, 30 * DAY)]
-            proposers += [(cache[name], 30) for name in ("crowd", "knn") if name in cache]
+            proposers += [(cache[name], 30) for name in ("crowd", "knn", "livereco") if name in cache]
             for proposed, depth in proposers:
                 values = proposed.copy()
                 values[consumed] = -1.0
                 pool.update(int(j) for j in np.argpartition(-values, depth)[:depth] if values[j] > 0)
             candidates = np.array(sorted(pool), dtype=int)
-            tie_break = 1e-9 * _relative(signals.popularity[3 * DAY])[candidates]   # untrained: 3-day popularity
+            first = cache["livereco"] if "livereco" in features else _relative(signals.popularity[3 * DAY])
+            tie_break = 1e-9 * first[candidates]   # untrained: livereco's order if a feature, else 3-day popularity
             scores = matrix[candidates] @ weights + tie_break
             order = candidates[np.argsort(-scores, kind="stable")]
             if scored[index]:
@@ -376,6 +408,8 @@ def main() -> int:
     print(f"{'row':<50}{'HR@10':>8}{'MRR@10':>9}  {'ΔHR@10 ± SE':<18}{'ΔMRR@10 ± SE':<18}")
     base = popularity_list(events, scored, args.half_life_s)
     print(_line(f"decayed popularity ({args.half_life_s / DAY:g} d)", *base, base), flush=True)
+    lists = livereco_lists(part) if "livereco" in args.rows.split(",") else None
+    own: tuple[np.ndarray, np.ndarray] | None = None   # livereco's own row, the livereco rows' second reference
     for group in args.rows.split(","):
         if group == "classes":
             table = by_user_class(events, scored, args.half_life_s)
@@ -393,8 +427,13 @@ def main() -> int:
             if args.only and args.only not in name:
                 continue
             hits, reciprocal, weights = learned_ranker(events, scored, features, args.positive,
-                                                       crowd_half_life=args.crowd_half_life_d * DAY)
+                                                       crowd_half_life=args.crowd_half_life_d * DAY,
+                                                       lists=lists if group == "livereco" else None)
             learned = ", ".join(f"{f} {w:.2f}" for f, w in zip(features, weights, strict=True))
+            if group == "livereco" and own is None:
+                own = hits, reciprocal
+            elif group == "livereco" and own is not None:
+                learned = f"against livereco: {_line('', hits, reciprocal, own).split(None, 2)[2]}; {learned}"
             print(_line(f"ranker: {name}", hits, reciprocal, base, learned), flush=True)
     return 0
 
