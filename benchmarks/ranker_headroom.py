@@ -91,6 +91,8 @@ class Signals:
         self.user_factors: dict[str, np.ndarray] = {}
         self.known: list[int] = []
         self.knn = ItemKNN(30 * DAY, alpha=1.0, fill=False)
+        self.snapshots: dict[str, dict[str, list[tuple[str, float]]]] = {}
+        """Each user's items' neighbour lists as they were when the user touched them (the first try's flow)."""
         self.crowd_half_life = 7 * DAY
 
     def _decayed(self, half_life: float, ts: float) -> float:
@@ -105,6 +107,14 @@ class Signals:
         scores = np.zeros(len(self.items))
         for item in list(self.knn.histories.get(user, ()))[-self.knn.max_history:]:
             for other, similarity in self.knn.similar(item):
+                scores[self.items[other]] += similarity
+        return scores
+
+    def stale_neighbours(self, user: str) -> np.ndarray:
+        """As :meth:`neighbours`, but each item's list as of the user's touch, never refreshed since."""
+        scores = np.zeros(len(self.items))
+        for neighbours in list(self.snapshots.get(user, {}).values())[-self.knn.max_history:]:
+            for other, similarity in neighbours:
                 scores[self.items[other]] += similarity
         return scores
 
@@ -143,6 +153,10 @@ class Signals:
             self._bpr_step(user, row)
         self.consumed.setdefault(user, set()).add(row)
         self.knn.learn_one(event)
+        if liked:
+            touched = self.snapshots.setdefault(user, {})
+            touched.pop(event.item_id, None)
+            touched[event.item_id] = self.knn.similar(event.item_id)
 
     def _bpr_step(self, user: str, row: int, learning_rate: float = 0.05, regularisation: float = 0.01) -> None:
         if user not in self.user_factors:
@@ -229,6 +243,9 @@ FEATURES: dict[str, FeatureMaker] = {
     "livereco": lambda s, u, ts, c: c["livereco"],
     "knn": lambda s, u, ts, c: _relative(_cached("knn", lambda: s.neighbours(u), c)),
     "knn_rank": lambda s, u, ts, c: np.where(_cached("knn", lambda: s.neighbours(u), c) > 0, rank_features(c["knn"]), 0.0),
+    "stale_knn": lambda s, u, ts, c: _relative(_cached("stale_knn", lambda: s.stale_neighbours(u), c)),
+    "stale_knn_rank": lambda s, u, ts, c: np.where(_cached("stale_knn", lambda: s.stale_neighbours(u), c) > 0,
+                                                   rank_features(c["stale_knn"]), 0.0),
     "crowd": lambda s, u, ts, c: _relative(_cached("crowd", lambda: s.crowd(u, ts), c)),
     "crowd_rank": lambda s, u, ts, c: np.where(_cached("crowd", lambda: s.crowd(u, ts), c) > 0,
                                                rank_features(c["crowd"]), 0.0),
@@ -248,6 +265,8 @@ ROWS: dict[str, list[tuple[str, list[str]]]] = {
     "livereco": [("livereco's own list (its rank; untrained: its order)", ["livereco"]),
                  ("livereco + popularity", ["livereco", *BASE]),
                  ("livereco + popularity + item-kNN", ["livereco", *BASE, "knn", "knn_rank"]),
+                 ("livereco + popularity + item-kNN, lists as of the touch",
+                  ["livereco", *BASE, "stale_knn", "stale_knn_rank"]),
                  ("livereco + popularity + crowd", ["livereco", *BASE, "crowd", "crowd_rank"]),
                  ("livereco + popularity + item-kNN + crowd", ["livereco", *BASE, "knn", "knn_rank", "crowd", "crowd_rank"])],
 }
@@ -288,7 +307,7 @@ def learned_ranker(events: Sequence[Event], scored: Sequence[bool], features: li
             consumed = list(signals.consumed.get(event.user_id, ()))
             pool: set[int] = set()
             proposers = [(signals.popularity[h], POOL_PER_HORIZON) for h in (DAY, 3 * DAY, 30 * DAY)]
-            proposers += [(cache[name], 30) for name in ("crowd", "knn", "livereco") if name in cache]
+            proposers += [(cache[name], 30) for name in ("crowd", "knn", "stale_knn", "livereco") if name in cache]
             for proposed, depth in proposers:
                 values = proposed.copy()
                 values[consumed] = -1.0
@@ -424,7 +443,7 @@ def main() -> int:
                             base), flush=True)
             continue
         for name, features in ROWS[group]:
-            if args.only and args.only not in name:
+            if args.only and args.only not in name and not (group == "livereco" and own is None):
                 continue
             hits, reciprocal, weights = learned_ranker(events, scored, features, args.positive,
                                                        crowd_half_life=args.crowd_half_life_d * DAY,
