@@ -41,9 +41,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from river import linear_model, optim
-
 from online.blend import FEATURES, Candidates, Pool, blend, candidate_features, weight_vector
+from online.logistic_sgd import LogisticSGD, PairModel
 
 __all__ = ["FEATURES", "BlendRanker", "Candidates", "Pool", "blend", "candidate_features"]  # blend's re-exported
 
@@ -61,8 +60,9 @@ class BlendRanker:
     validation split (``benchmarks.validation_split``) learning from all pairs
     in the top 20 cost HR@20 0.6935 against 0.6972 for the personal order
     alone; these pairs score 0.6971, and on MovieTweetings they raise HR@20
-    from 0.2757 to 0.2853 (README, Quality). State is a River
-    ``LogisticRegression`` over the ten features and a seeded RNG.
+    from 0.2757 to 0.2853 (README, Quality). State is a logistic regression
+    over the ten features (:class:`~online.logistic_sgd.LogisticSGD`, River's
+    ``LogisticRegression`` arithmetic, compiled) and a seeded RNG.
     """
 
     learning_rate: float = 0.05
@@ -72,7 +72,7 @@ class BlendRanker:
     """The list the ranker learns to fill: pairs are learned across its cut."""
     negative_depth: int = 50
     """How far below the list a candidate still counts as one that must stay out of it."""
-    model: linear_model.LogisticRegression = field(init=False)
+    model: PairModel = field(init=False)
     rng: random.Random = field(init=False)
     learned: int = 0
     """Pairs learned so far."""
@@ -81,12 +81,12 @@ class BlendRanker:
         if not 0 < self.list_length < self.negative_depth:
             raise ValueError(f"the ranker's list length ({self.list_length}) must be positive and below its "
                              f"negative depth ({self.negative_depth}): the pairs it learns cross the list's cut")
-        self.model = linear_model.LogisticRegression(optimizer=optim.SGD(self.learning_rate), intercept_lr=0.0)
+        self.model = LogisticSGD(self.learning_rate)
         self.rng = random.Random(self.seed)
 
     @property
     def weights(self) -> dict[str, float]:
-        return {name: float(w) for name, w in self.model.weights.items()}
+        return dict(self.model.weights)
 
     def rank(self, pool: Pool, n: int) -> list[tuple[str, float, str]]:
         return blend(pool, self.weights, n)
