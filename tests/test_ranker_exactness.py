@@ -97,3 +97,22 @@ def test_top_rows_equal_a_stable_sort_of_every_row(seed: int) -> None:
         candidates = Candidates(Pool(personal=[("p", 1.0)]), [f"i{k}" for k in range(count)], negative, 1, [0], {})
         n = rng.randint(0, 130)
         assert candidates.top(n) == sorted(range(count), key=negative.__getitem__)[:n]
+
+
+def test_a_snapshot_holding_rivers_model_resumes_into_the_compiled_one() -> None:
+    """Snapshots written before the change hold River's model: the stage takes its weights over, learning goes on."""
+    from flows.stages import RankerLogic, RankerState
+    from online.contract import Settings
+    from online.trending import TrendingTop
+
+    ranker = BlendRanker()
+    river = linear_model.LogisticRegression(optimizer=optim.SGD(ranker.learning_rate), intercept_lr=0.0)
+    river.learn_one({"trending": 1.0, "personal": -0.5}, True)
+    ranker.model = river  # type: ignore[assignment]
+    logic = RankerLogic(Settings(), pickle.dumps(RankerState(TrendingTop(), ranker)), recoverable=False)
+    resumed = logic.state.ranker
+    assert isinstance(resumed.model, LogisticSGD)
+    assert resumed.weights == {name: float(w) for name, w in river.weights.items()}
+    resumed.model.learn_one({"trending": 0.5})
+    river.learn_one({"trending": 0.5}, True)
+    assert resumed.weights == {name: float(w) for name, w in river.weights.items()}

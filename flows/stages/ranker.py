@@ -34,6 +34,7 @@ from online.blend import explore_slot
 from online.context_popularity import ContextPopularity
 from online.contract import Settings, stable_hash
 from online.exploration import ExplorationPool
+from online.logistic_sgd import LogisticSGD
 from online.ranker import BlendRanker, Pool
 from online.trending import TrendingTop
 
@@ -123,6 +124,9 @@ class RankerLogic(_StageLogic[TrendingWrite | Outcome | NewItem, Any, "RankerSta
                         negative_depth=settings.ranker_negative_depth),
             exploration=ExplorationPool(settings.explore_candidates, settings.explore_new_events),
         )
+        ranker = self.state.ranker
+        if not isinstance(ranker.model, LogisticSGD):  # a snapshot from before: River's model, the same arithmetic
+            ranker.model = LogisticSGD(ranker.learning_rate, ranker.weights)
         if self.affinity_categories and self.state.categories is None:
             self.state.categories = CategoryTrending(settings.affinity_items, settings.affinity_max_categories)
         if settings.context_items and self.state.context is None:
