@@ -92,8 +92,10 @@ class BlendRanker:
     def rank(self, pool: Pool, n: int) -> list[tuple[str, float, str]]:
         return blend(pool, self.weights, n)
 
-    def learn_one(self, pool: Pool, positive: str, n: int = 0) -> list[str]:
+    def learn_one(self, pool: Pool, positive: str, n: int = 0, learn: bool = True) -> list[str]:
         """Rank ``pool`` as the user saw it, learn that they went to ``positive``; returns the top ``n`` shown.
+
+        With ``learn`` false it only ranks (the stage learns from a sample of outcomes, and scores them all).
 
         Nothing is learned when ``positive`` was not a candidate at all (no
         weighting of these features would have shown it), nor when no
@@ -101,10 +103,10 @@ class BlendRanker:
         fits in the list).
         """
         candidates = Candidates.score(pool, weight_vector(self.model.weights))  # no float() copy per event
-        rows = candidates.top(max(n, self.negative_depth))
+        rows = candidates.top(max(n, self.negative_depth) if learn else n)
         items = candidates.items
         shown = [items[row] for row in rows[:n]]
-        if self.learning_rate <= 0.0 or self.negatives <= 0 or positive not in items:
+        if not learn or self.learning_rate <= 0.0 or self.negatives <= 0 or positive not in items:
             return shown
         chosen_row = items.index(positive)
         listed = rows[: self.list_length]

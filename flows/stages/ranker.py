@@ -19,6 +19,7 @@ import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from zlib import crc32
 
 from bytewax.operators import StatefulBatchLogic
 from mypy_extensions import mypyc_attr
@@ -82,7 +83,9 @@ class RankerLogic(_StageLogic[TrendingWrite | Outcome | NewItem, Any, "RankerSta
     the server would have served just before the event (:func:`online.blend.blend`
     over the user's previous personal pool and trending as of the event's time),
     records where the item stood in it (:class:`PrequentialScore`), and learns
-    from it. Trending updates are applied in event time, up to the outcome
+    from it if it is one of the sampled outcomes (``LIVERECO_RANKER_LEARN_EVERY``: one
+    in 4 by a hash of the stream entry id, the same after a replay; learning from all
+    of them measured no better, see docs/performance.md). Trending updates are applied in event time, up to the outcome
     being scored, so no popularity from later events leaks into a score even
     when they overtake it across stages. The weights go to Redis
     (:class:`RankerWrite`) for the server. This is how a global model lives in
@@ -114,6 +117,7 @@ class RankerLogic(_StageLogic[TrendingWrite | Outcome | NewItem, Any, "RankerSta
         self.keys = settings.keys
         self.n = settings.candidates
         self.score_k = max(PREQUENTIAL_KS)  # the prequential metrics read the top 20 of each list
+        self.learn_every = settings.ranker_learn_every
         self.shards = settings.ranker_shards
         self.explore_at = settings.explore_position
         self.affinity_categories = settings.affinity_categories
@@ -168,7 +172,7 @@ class RankerLogic(_StageLogic[TrendingWrite | Outcome | NewItem, Any, "RankerSta
                 news = True
         if news:
             state.exploration.draw()  # a new round now: the new items may take the slot at once
-        explore_at, score_k = self.explore_at, self.score_k
+        explore_at, score_k, learn_every = self.explore_at, self.score_k, self.learn_every
         for outcome in sorted(outcomes, key=lambda o: o.ts):
             try:
                 if state.shard < 0:
@@ -177,7 +181,8 @@ class RankerLogic(_StageLogic[TrendingWrite | Outcome | NewItem, Any, "RankerSta
                 self._advance(state.now)
                 segments = outcome.segments
                 pool = state.pool(outcome.previous, self.n, self.affinity_categories, self.affinity_items, segments)
-                listed = state.ranker.learn_one(pool, outcome.item_id, score_k)  # ranked before learning
+                learn = learn_every == 1 or crc32(outcome.entry_id.encode()) % learn_every == 0
+                listed = state.ranker.learn_one(pool, outcome.item_id, score_k, learn)  # ranked before learning
                 context = state.context
                 if context is not None:  # counted after scoring: no event sees itself
                     for segment in segments:
