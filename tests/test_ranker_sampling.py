@@ -1,8 +1,9 @@
 """The ranker learns from a sample of outcomes and scores every one (``LIVERECO_RANKER_LEARN_EVERY``).
 
-The sample is chosen by each event's stream entry id, not by arrival: a replay after a
-crash, or the same events cut into other batches, learns from the same outcomes and ends
-with the same weights (the exactly-once model state the recovery tests check end to end).
+The sample is every n-th event of each user, by the user's event count (kept in the user's
+history state), not by arrival or stream entry id: a replay after a crash, the same events cut
+into other batches, or the evaluation of a log the live flow also ran (other entry ids,
+``tests/test_evaluation.py``) learn from the same outcomes and end with the same weights.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def _events(count: int, seed: int = 5) -> list[TrendingWrite | Outcome]:
         values.append(TrendingWrite(item, None, 0.01 * n + rng.random(), ts - 0.5, 1))
         personal = [(candidate, 1.0 / (k + 1)) for k, candidate in enumerate(rng.sample(items, 40))]
         values.append(Outcome(f"u{n % 13}", f"{int(ts * 1000)}-{n}", item, ts,
-                              PersonalPool(personal, frozenset(), frozenset())))
+                              PersonalPool(personal, frozenset(), frozenset()), (), n // 13 + 1))
     return values
 
 
@@ -54,12 +55,12 @@ def test_every_outcome_is_scored_and_only_the_sampled_ones_are_learned_from() ->
         before = logic.state.ranker.learned
         out, _ = logic.on_batch(pair)
         scored += sum(isinstance(w, PrequentialScore) for w in out)
-        chosen = crc32(outcome.entry_id.encode()) % 4 == 0
+        chosen = (crc32(outcome.user_id.encode()) + outcome.seq) % 4 == 0
         sampled += chosen
         if not chosen:
             assert logic.state.ranker.learned == before, outcome.entry_id
     assert scored == 400
-    assert 60 < sampled < 140 and logic.state.ranker.learned > 0  # about a quarter, and they were learned from
+    assert 95 <= sampled <= 105 and logic.state.ranker.learned > 0  # every 4th of each user's, learned from
 
 
 @pytest.mark.parametrize("every", [1, 4])
@@ -81,3 +82,12 @@ def test_a_ranker_write_still_follows_a_batch_with_a_sampled_outcome() -> None:
     logic = RankerLogic(Settings(ranker_learn_every=4), None, recoverable=False)
     out, _ = logic.on_batch(_events(200))
     assert any(isinstance(w, RankerWrite) for w in out)
+
+
+def test_the_sample_does_not_depend_on_entry_ids() -> None:
+    """The live flow's entry ids are Redis's, the evaluation's its own: the same events learn the same."""
+    events = _events(300)
+    renamed = [Outcome(v.user_id, f"other-{k}", v.item_id, v.ts, v.previous, v.segments, v.seq)
+               if isinstance(v, Outcome) else v for k, v in enumerate(events)]
+    settings = Settings(ranker_learn_every=4)
+    assert _run(settings, [events])[1:] == _run(settings, [renamed])[1:]

@@ -83,9 +83,10 @@ class RankerLogic(_StageLogic[TrendingWrite | Outcome | NewItem, Any, "RankerSta
     the server would have served just before the event (:func:`online.blend.blend`
     over the user's previous personal pool and trending as of the event's time),
     records where the item stood in it (:class:`PrequentialScore`), and learns
-    from it if it is one of the sampled outcomes (``LIVERECO_RANKER_LEARN_EVERY``: one
-    in 4 by a hash of the stream entry id, the same after a replay; learning from all
-    of them measured no better, see docs/performance.md). Trending updates are applied in event time, up to the outcome
+    from it if it is one of the sampled outcomes (``LIVERECO_RANKER_LEARN_EVERY``: every
+    4th event of each user, by the user's event count, so a replay, another batching or
+    the evaluation of the same log learns from the same ones; learning from all of them
+    measured no better, see docs/performance.md). Trending updates are applied in event time, up to the outcome
     being scored, so no popularity from later events leaks into a score even
     when they overtake it across stages. The weights go to Redis
     (:class:`RankerWrite`) for the server. This is how a global model lives in
@@ -181,7 +182,7 @@ class RankerLogic(_StageLogic[TrendingWrite | Outcome | NewItem, Any, "RankerSta
                 self._advance(state.now)
                 segments = outcome.segments
                 pool = state.pool(outcome.previous, self.n, self.affinity_categories, self.affinity_items, segments)
-                learn = learn_every == 1 or crc32(outcome.entry_id.encode()) % learn_every == 0
+                learn = learn_every == 1 or (crc32(outcome.user_id.encode()) + outcome.seq) % learn_every == 0
                 listed = state.ranker.learn_one(pool, outcome.item_id, score_k, learn)  # ranked before learning
                 context = state.context
                 if context is not None:  # counted after scoring: no event sees itself
