@@ -182,7 +182,7 @@ class RankerLogic(_StageLogic[TrendingWrite | Outcome | NewItem, Any, "RankerSta
                 self._advance(state.now)
                 segments = outcome.segments
                 pool = state.pool(outcome.previous, self.n, self.affinity_categories, self.affinity_items, segments)
-                learn = learn_every == 1 or (crc32(outcome.user_id.encode()) + outcome.seq) % learn_every == 0
+                learn = learn_every == 1 or _sampled(outcome.user_id, outcome.seq, learn_every)
                 listed = state.ranker.learn_one(pool, outcome.item_id, score_k, learn)  # ranked before learning
                 context = state.context
                 if context is not None:  # counted after scoring: no event sees itself
@@ -210,3 +210,16 @@ class RankerLogic(_StageLogic[TrendingWrite | Outcome | NewItem, Any, "RankerSta
         except Exception as exc:  # the weights are published with the next batch
             out.append(stage_failure(self.stage, exc, "", "", f"ranker shard {state.shard}: publishing".encode()))
         return out, StatefulBatchLogic.RETAIN
+
+
+def _sampled(user_id: str, seq: int, every: int) -> bool:
+    """Whether the user's ``seq``-th event is one the ranker learns from: one in ``every``, by a hash of both
+    (not by position: a systematic every-n-th event would tie the sample to places in sessions).
+
+    >>> sum(_sampled("ann", seq, 4) for seq in range(1, 4001))
+    961
+    """
+    h = (crc32(user_id.encode()) + seq * 0x9E3779B1) & 0xFFFFFFFF
+    h = ((h ^ (h >> 16)) * 0x45D9F3B) & 0xFFFFFFFF
+    h = ((h ^ (h >> 16)) * 0x45D9F3B) & 0xFFFFFFFF
+    return (h ^ (h >> 16)) % every == 0
