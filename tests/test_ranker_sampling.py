@@ -9,11 +9,12 @@ into other batches, or the evaluation of a log the live flow also ran (other ent
 from __future__ import annotations
 
 import random
+
 import pytest
 
 from flows.stages import RankerLogic
-from flows.stages.ranker import _sampled
 from flows.stages.messages import Outcome, PersonalPool
+from flows.stages.ranker import _sampled
 from flows.writes import PrequentialScore, RankerWrite, TrendingWrite
 from online.contract import Settings
 
