@@ -219,7 +219,16 @@ class Candidates:
         """
         if not self.personal and not self.pool.affinity:
             return list(range(min(n, len(self.items))))
-        return sorted(range(len(self.items)), key=self.negative_scores.__getitem__)[:n]
+        negative = self.negative_scores
+        if not 0 < 2 * n <= len(negative):
+            return sorted(range(len(negative)), key=negative.__getitem__)[:n]
+        # A short top (the prequential 20 of ~60-100 candidates): the n-th best score from a sort of bare floats,
+        # then a keyed sort of only the rows up to it (the same rows in the same order as a stable sort of them
+        # all; 28k instead of 36k instructions for 20 of 40-100, but 41k instead of 36k for 50 of them).
+        cut = sorted(negative)[n - 1]
+        rows = [row for row in range(len(negative)) if negative[row] <= cut]
+        rows.sort(key=negative.__getitem__)
+        return rows[:n]
 
     def positions(self, row: int) -> tuple[int, int]:
         """Where ``items[row]`` stands in the pool's personal and trending lists (-1: not there)."""

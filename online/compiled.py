@@ -54,6 +54,7 @@ COMPILED_MODULES = (
     "online.exploration",
     "online.forward_decay",
     "online.item_embedding",
+    "online.logistic_sgd",
     "online.neighbour_candidates",
     "online.purchases",
     "online.ranker",

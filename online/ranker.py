@@ -38,12 +38,12 @@ Examples
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 
-from river import linear_model, optim
-
 from online.blend import FEATURES, Candidates, Pool, blend, candidate_features, weight_vector
+from online.logistic_sgd import LogisticSGD, PairModel
 
 __all__ = ["FEATURES", "BlendRanker", "Candidates", "Pool", "blend", "candidate_features"]  # blend's re-exported
 
@@ -61,8 +61,9 @@ class BlendRanker:
     validation split (``benchmarks.validation_split``) learning from all pairs
     in the top 20 cost HR@20 0.6935 against 0.6972 for the personal order
     alone; these pairs score 0.6971, and on MovieTweetings they raise HR@20
-    from 0.2757 to 0.2853 (README, Quality). State is a River
-    ``LogisticRegression`` over the ten features and a seeded RNG.
+    from 0.2757 to 0.2853 (README, Quality). State is a logistic regression
+    over the ten features (:class:`~online.logistic_sgd.LogisticSGD`, River's
+    ``LogisticRegression`` arithmetic, compiled) and a seeded RNG.
     """
 
     learning_rate: float = 0.05
@@ -72,7 +73,7 @@ class BlendRanker:
     """The list the ranker learns to fill: pairs are learned across its cut."""
     negative_depth: int = 50
     """How far below the list a candidate still counts as one that must stay out of it."""
-    model: linear_model.LogisticRegression = field(init=False)
+    model: PairModel = field(init=False)
     rng: random.Random = field(init=False)
     learned: int = 0
     """Pairs learned so far."""
@@ -81,18 +82,20 @@ class BlendRanker:
         if not 0 < self.list_length < self.negative_depth:
             raise ValueError(f"the ranker's list length ({self.list_length}) must be positive and below its "
                              f"negative depth ({self.negative_depth}): the pairs it learns cross the list's cut")
-        self.model = linear_model.LogisticRegression(optimizer=optim.SGD(self.learning_rate), intercept_lr=0.0)
+        self.model = LogisticSGD(self.learning_rate)
         self.rng = random.Random(self.seed)
 
     @property
     def weights(self) -> dict[str, float]:
-        return {name: float(w) for name, w in self.model.weights.items()}
+        return dict(self.model.weights)
 
     def rank(self, pool: Pool, n: int) -> list[tuple[str, float, str]]:
         return blend(pool, self.weights, n)
 
-    def learn_one(self, pool: Pool, positive: str, n: int = 0) -> list[str]:
+    def learn_one(self, pool: Pool, positive: str, n: int = 0, learn: bool = True) -> list[str]:
         """Rank ``pool`` as the user saw it, learn that they went to ``positive``; returns the top ``n`` shown.
+
+        With ``learn`` false it only ranks (the stage learns from a sample of outcomes, and scores them all).
 
         Nothing is learned when ``positive`` was not a candidate at all (no
         weighting of these features would have shown it), nor when no
@@ -100,10 +103,10 @@ class BlendRanker:
         fits in the list).
         """
         candidates = Candidates.score(pool, weight_vector(self.model.weights))  # no float() copy per event
-        rows = candidates.top(max(n, self.negative_depth))
+        rows = candidates.top(max(n, self.negative_depth) if learn else n)
         items = candidates.items
         shown = [items[row] for row in rows[:n]]
-        if self.learning_rate <= 0.0 or self.negatives <= 0 or positive not in items:
+        if not learn or self.learning_rate <= 0.0 or self.negatives <= 0 or positive not in items:
             return shown
         chosen_row = items.index(positive)
         listed = rows[: self.list_length]
@@ -112,10 +115,44 @@ class BlendRanker:
         if not others:
             return shown
         chosen = candidates.features(chosen_row)
-        for row in self.rng.sample(others, min(len(others), self.negatives)):
+        for row in _sample(self.rng, others, min(len(others), self.negatives)):
             other = candidates.features(row)
             # Only the features that differ: a zero difference moves no weight, and River's work is per feature.
             self.model.learn_one({name: chosen[i] - other[i] for i, name in enumerate(FEATURES) if chosen[i] != other[i]},
                                  True)
             self.learned += 1
         return shown
+
+
+def _sample(rng: random.Random, population: list[int], k: int) -> list[int]:
+    """``rng.sample(population, k)``, the same draws and picks (CPython's algorithm), compiled: the library's
+    pure-Python ``sample`` cost ~15k instructions per outcome, more than the pairs it picks are learned for."""
+    n = len(population)
+    if not 0 <= k <= n:
+        raise ValueError("sample larger than population")
+    setsize = 21 if k <= 5 else 21 + 4 ** math.ceil(math.log(k * 3, 4))
+    result: list[int] = []
+    if n <= setsize:
+        pool = list(population)
+        for i in range(k):
+            j = _below(rng, n - i)
+            result.append(pool[j])
+            pool[j] = pool[n - i - 1]
+    else:
+        selected: set[int] = set()
+        for _ in range(k):
+            j = _below(rng, n)
+            while j in selected:
+                j = _below(rng, n)
+            selected.add(j)
+            result.append(population[j])
+    return result
+
+
+def _below(rng: random.Random, n: int) -> int:
+    """``rng._randbelow(n)`` (by ``getrandbits``, as CPython's ``Random`` draws it)."""
+    bits = n.bit_length()
+    r = rng.getrandbits(bits)
+    while r >= n:
+        r = rng.getrandbits(bits)
+    return r

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from online.forward_decay import place
+from online.forward_decay import place, strongest
 from online.trending import TrendingTop
 
 
@@ -46,3 +46,24 @@ def test_trending_top_matches_a_brute_force_top_under_eviction() -> None:
         assert len(top) <= 25
         best = sorted(kept.items(), key=lambda pair: -pair[1])[:10]
         assert [item for item, _ in top.top(10)] == [item for item, _ in best]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_trending_top_cache_moved_in_place_equals_a_rebuild_after_every_update(seed: int) -> None:
+    """The cached read is moved entry by entry; after any update it must be what a rebuild gives (ties included)."""
+    rng = random.Random(seed)
+    top = TrendingTop(capacity=rng.choice((5, 20, 200)))
+    items = [f"i{k}" for k in range(rng.choice((3, 30, 300)))]
+    moved = 0
+    for _ in range(1500):
+        if rng.random() < 0.3:
+            top.top(rng.randint(0, 40))
+        item = rng.choice(items)
+        score = top._scores.get(item, 0.0) + rng.choice((0.0, 0.5, 1.0, rng.random()))
+        kept = top._cache is not None
+        top.learn_one(item, round(score, 1) if rng.random() < 0.5 else score)  # rounding: ties, and a few drops
+        if top._cache is not None:
+            moved += kept and item in top._cached
+            assert top._cache == strongest(top._scores, top._order, top._size)
+            assert top._negative_logs == [-top._scores[i] for i, _ in top._cache]
+    assert moved > 0 or len(items) == 3  # entries were moved, not only rebuilt

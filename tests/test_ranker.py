@@ -1,6 +1,6 @@
 """The online ranker learns from the pairs across its list's cut, and only from them.
 
-A recording wrapper around the ranker's River model shows which candidates each
+A recording wrapper around the ranker's model shows which candidates each
 event's item was compared with: their personal rank is read back from the pair's
 ``personal_rank`` feature difference.
 """
@@ -19,7 +19,7 @@ PERSONAL = [(f"p{k}", 100.0 - k) for k in range(40)]
 
 
 class RecordingModel:
-    """Passes everything to the River model and keeps each learned pair's feature differences."""
+    """Passes everything to the ranker's model and keeps each learned pair's feature differences."""
 
     def __init__(self, model: Any):
         self.model = model
@@ -29,9 +29,9 @@ class RecordingModel:
     def weights(self) -> Any:
         return self.model.weights
 
-    def learn_one(self, x: dict[str, float], y: bool, w: float = 1.0) -> None:
+    def learn_one(self, x: dict[str, float], y: bool = True) -> None:
         self.pairs.append(dict(x))
-        self.model.learn_one(x, y, w)
+        self.model.learn_one(x, y)
 
 
 def _compared_ranks(positive_rank: int, **ranker: Any) -> list[int]:

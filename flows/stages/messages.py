@@ -203,9 +203,11 @@ class Outcome:
     previous: PersonalPool
     segments: tuple[str, ...] = ()
     """The event's context segments (:attr:`Touch.segments`)."""
+    seq: int = 0
+    """The user's accepted-event count (:attr:`Touch.seq`): which outcomes the ranker learns from."""
 
     def __init__(self, user_id: str, entry_id: str, item_id: str, ts: float, previous: PersonalPool,
-                 segments: tuple[str, ...] = ()) -> None:
+                 segments: tuple[str, ...] = (), seq: int = 0) -> None:
         # Written out, not generated: mypyc compiles only the methods in the source (see online.init_pickle).
         self.user_id = user_id
         self.entry_id = entry_id
@@ -213,6 +215,7 @@ class Outcome:
         self.ts = ts
         self.previous = previous
         self.segments = segments
+        self.seq = seq
 
     def __reduce__(self) -> tuple[Any, ...]:
         return reduce_by_init(self)

@@ -19,6 +19,7 @@ import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from zlib import crc32
 
 from bytewax.operators import StatefulBatchLogic
 from mypy_extensions import mypyc_attr
@@ -34,6 +35,7 @@ from online.blend import explore_slot
 from online.context_popularity import ContextPopularity
 from online.contract import Settings, stable_hash
 from online.exploration import ExplorationPool
+from online.logistic_sgd import LogisticSGD
 from online.ranker import BlendRanker, Pool
 from online.trending import TrendingTop
 
@@ -81,7 +83,10 @@ class RankerLogic(_StageLogic[TrendingWrite | Outcome | NewItem, Any, "RankerSta
     the server would have served just before the event (:func:`online.blend.blend`
     over the user's previous personal pool and trending as of the event's time),
     records where the item stood in it (:class:`PrequentialScore`), and learns
-    from it. Trending updates are applied in event time, up to the outcome
+    from it if it is one of the sampled outcomes (``LIVERECO_RANKER_LEARN_EVERY``: every
+    4th event of each user, by the user's event count, so a replay, another batching or
+    the evaluation of the same log learns from the same ones; learning from all of them
+    measured no better, see docs/performance.md). Trending updates are applied in event time, up to the outcome
     being scored, so no popularity from later events leaks into a score even
     when they overtake it across stages. The weights go to Redis
     (:class:`RankerWrite`) for the server. This is how a global model lives in
@@ -113,6 +118,7 @@ class RankerLogic(_StageLogic[TrendingWrite | Outcome | NewItem, Any, "RankerSta
         self.keys = settings.keys
         self.n = settings.candidates
         self.score_k = max(PREQUENTIAL_KS)  # the prequential metrics read the top 20 of each list
+        self.learn_every = settings.ranker_learn_every
         self.shards = settings.ranker_shards
         self.explore_at = settings.explore_position
         self.affinity_categories = settings.affinity_categories
@@ -123,6 +129,9 @@ class RankerLogic(_StageLogic[TrendingWrite | Outcome | NewItem, Any, "RankerSta
                         negative_depth=settings.ranker_negative_depth),
             exploration=ExplorationPool(settings.explore_candidates, settings.explore_new_events),
         )
+        ranker = self.state.ranker
+        if not isinstance(ranker.model, LogisticSGD):  # a snapshot from before: River's model, the same arithmetic
+            ranker.model = LogisticSGD(ranker.learning_rate, ranker.weights)
         if self.affinity_categories and self.state.categories is None:
             self.state.categories = CategoryTrending(settings.affinity_items, settings.affinity_max_categories)
         if settings.context_items and self.state.context is None:
@@ -164,7 +173,7 @@ class RankerLogic(_StageLogic[TrendingWrite | Outcome | NewItem, Any, "RankerSta
                 news = True
         if news:
             state.exploration.draw()  # a new round now: the new items may take the slot at once
-        explore_at, score_k = self.explore_at, self.score_k
+        explore_at, score_k, learn_every = self.explore_at, self.score_k, self.learn_every
         for outcome in sorted(outcomes, key=lambda o: o.ts):
             try:
                 if state.shard < 0:
@@ -173,7 +182,8 @@ class RankerLogic(_StageLogic[TrendingWrite | Outcome | NewItem, Any, "RankerSta
                 self._advance(state.now)
                 segments = outcome.segments
                 pool = state.pool(outcome.previous, self.n, self.affinity_categories, self.affinity_items, segments)
-                listed = state.ranker.learn_one(pool, outcome.item_id, score_k)  # ranked before learning
+                learn = learn_every == 1 or _sampled(outcome.user_id, outcome.seq, learn_every)
+                listed = state.ranker.learn_one(pool, outcome.item_id, score_k, learn)  # ranked before learning
                 context = state.context
                 if context is not None:  # counted after scoring: no event sees itself
                     for segment in segments:
@@ -200,3 +210,16 @@ class RankerLogic(_StageLogic[TrendingWrite | Outcome | NewItem, Any, "RankerSta
         except Exception as exc:  # the weights are published with the next batch
             out.append(stage_failure(self.stage, exc, "", "", f"ranker shard {state.shard}: publishing".encode()))
         return out, StatefulBatchLogic.RETAIN
+
+
+def _sampled(user_id: str, seq: int, every: int) -> bool:
+    """Whether the user's ``seq``-th event is one the ranker learns from: one in ``every``, by a hash of both
+    (not by position: a systematic every-n-th event would tie the sample to places in sessions).
+
+    >>> sum(_sampled("ann", seq, 4) for seq in range(1, 4001))
+    961
+    """
+    h = (crc32(user_id.encode()) + seq * 0x9E3779B1) & 0xFFFFFFFF
+    h = ((h ^ (h >> 16)) * 0x45D9F3B) & 0xFFFFFFFF
+    h = ((h ^ (h >> 16)) * 0x45D9F3B) & 0xFFFFFFFF
+    return (h ^ (h >> 16)) % every == 0

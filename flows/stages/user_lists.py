@@ -191,7 +191,7 @@ class UserListLogic(_StageLogic["NeighbourReply | UserErased", Any, "UserListSta
                     state.after_purchase = None  # the window has closed
                 if touch.weight > 0.0 and state.previous is not None:
                     out.append(Outcome(touch.user_id, touch.entry_id, touch.item_id, touch.ts, state.previous,
-                                       touch.segments))
+                                       touch.segments, touch.seq))
             except Exception as exc:  # one event must not stop the flow: dead-lettered, its user goes on
                 out.append(stage_failure(self.stage, exc, self.keys.stream_for_user(touch.user_id), touch.entry_id,
                                          f"reply of item {ready.item_id} to user {touch.user_id}".encode()))

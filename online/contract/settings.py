@@ -68,6 +68,7 @@ class Settings:
     ranker_negatives: int = _setting(2, "LIVERECO_RANKER_NEGATIVES", "items the ranker compares with each item a user went to")
     ranker_list_length: int = _setting(20, "LIVERECO_RANKER_LIST_LENGTH", "the list length the ranker learns to fill: it learns only from pairs across that list's cut (the item a user went to against items listed instead of it, or against candidates just below the list when it was listed)")
     ranker_negative_depth: int = _setting(50, "LIVERECO_RANKER_NEGATIVE_DEPTH", "how far down the ranked candidates one still counts as just below the list (above LIVERECO_RANKER_LIST_LENGTH)")
+    ranker_learn_every: int = _setting(4, "LIVERECO_RANKER_LEARN_EVERY", "the ranker learns from one outcome in this many (every n-th event of each user, by the user's event count, so a replay or the evaluation of the same log chooses the same ones); every outcome is still scored (1: learn from all)")
     ranker_shards: int = _setting(1, "LIVERECO_RANKER_SHARDS", "ranker replicas in the flow (each with a copy of trending, fed every popularity update), each learning from a shard of users; raise it to spread the ranker over a cluster's workers")
     neighbours: int = _setting(50, "LIVERECO_NEIGHBOURS", "co-visitation neighbours kept per item")
     covisit_half_life_s: float = _setting(7 * 86400.0, "LIVERECO_COVISIT_HALF_LIFE_S", "half-life of co-visitation evidence (event time)")
@@ -130,7 +131,7 @@ class Settings:
     def validate(self) -> None:
         positive = ("partitions", "max_body_bytes", "max_batch", "stream_maxlen", "user_ttl_s",
                     "recent_items", "candidates", "neighbours", "covisit_half_life_s",
-                    "trending_half_life_s", "trending_size", "ranker_shards", "session_gap_s", "read_count",
+                    "trending_half_life_s", "trending_size", "ranker_shards", "ranker_learn_every", "session_gap_s", "read_count",
                     "explore_new_events", "explore_candidates", "sessions_per_item", "affinity_items",
                     "affinity_max_categories", "ranker_list_length", "attribution_window_s", "attribution_lists", "dedup_max_ids", "flow_stale_s",
                     "http_request_timeout_s", "http_keepalive_s", "http_max_connections", "rate_burst")
