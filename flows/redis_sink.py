@@ -158,9 +158,23 @@ _TRANSIENT_REPLIES = ("LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN"
 
 
 def _is_transient(error: Exception) -> bool:
+    """Whether a batch failing with ``error`` waits and is sent again (rather than dead-lettering the command).
+
+    redis-py takes a known code off the message (``OOM``, ``READONLY``: a subclass of ``ResponseError``,
+    its code in ``status_code``), an unknown one stays at the message's start (``BUSY``, ``NOREPLICAS``).
+
+    >>> from redis.exceptions import OutOfMemoryError
+    >>> _is_transient(OutOfMemoryError("command not allowed", status_code="OOM")), _is_transient(ResponseError("BUSY x"))
+    (True, True)
+    >>> _is_transient(ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"))
+    False
+    """
     if isinstance(error, TRANSIENT_ERRORS):
         return True
-    return isinstance(error, ResponseError) and str(error).split(" ", 1)[0] in _TRANSIENT_REPLIES
+    if not isinstance(error, ResponseError):
+        return False
+    code = getattr(error, "status_code", None) or str(error).split(" ", 1)[0]
+    return code in _TRANSIENT_REPLIES
 
 
 class _RedisSinkPartition(StatelessSinkPartition[Write]):

@@ -20,6 +20,7 @@ import redis
 from flows.embedded_cluster import EmbeddedRedisCluster
 from flows.embedded_redis import free_port
 from flows.event_writer import EventWriter
+from flows.redis_batch import CommandBatches
 from flows.redis_client import connect, parse_cluster_url
 from online.contract import Event, RedisKeys, Settings
 from serving.app import check_layout
@@ -157,6 +158,17 @@ def test_event_writer_splits_a_batch_by_partition_in_a_cluster(redis_client: red
     for event, entry_id in zip(events, ids, strict=True):
         (_, fields), = redis_client.xrange(keys.stream_for_user(event.user_id), entry_id, entry_id)
         assert orjson.loads(fields[b"e"])["item_id"] == event.item_id
+
+
+def test_the_sinks_batches_go_through_the_cluster_pipeline_to_every_slots_node(redis_client: redis.RedisCluster) -> None:
+    batches = CommandBatches(redis_client)
+    assert not batches.lean, "a cluster client routes each command to its slot's node: redis-py's cluster pipeline"
+    names = [f"b{uuid.uuid4().hex[:8]}:{{u:{n}}}" for n in range(12)]  # hash tags spread over the three masters
+    replies = batches.send([*[("SET", name, b"v", "EX", 60) for name in names], ("ZADD", names[0], 1.0, "m"),
+                            ("DEL", f"{names[1]}:recs", f"{names[1]}:profile")])
+    assert replies[:12] == [True] * 12 and replies[-1] == 0
+    assert isinstance(replies[12], redis.ResponseError), "a refused command comes back in its place"
+    assert [redis_client.get(name) for name in names] == [b"v"] * 12
 
 
 def test_layout_check_and_readiness_work_on_a_cluster(cluster: EmbeddedRedisCluster) -> None:
