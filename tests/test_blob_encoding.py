@@ -25,7 +25,7 @@ from online.contract import (
     encode_candidates,
     encode_profile,
 )
-from online.contract.packing import frame, pack_half, unpack_half
+from online.contract.packing import frame, pack_decimal, pack_half, unpack_half
 
 NOW = 1_700_000_000.0
 
@@ -163,6 +163,21 @@ def test_profile_numbers_out_of_the_usual_range_are_kept_with_fewer_places() -> 
     decoded = decode_profile(encode_profile("s", [("i", 1234567.891234, NOW)], [5.123456, math.nan, 0.5], []))
     assert decoded.recent[0][1] == 1234567.891  # 3 places fit an int32
     assert decoded.session_embedding == [5.123, 0.0, 0.5]  # 3 places fit an int16; NaN (no stage makes it) as 0
+
+
+def test_profile_decimals_are_the_integers_round_gives() -> None:
+    """pack_decimal rounds by adding and taking away 1.5 * 2**52: the bytes must be those of round(), ties to even."""
+    rng = random.Random(5)
+    cases = [[rng.uniform(-3.3, 3.3) for _ in range(32)] for _ in range(3000)]
+    cases += [[rng.randrange(-32767, 32768) / 10_000 + rng.choice([0.0, 0.00005, -0.00005]) for _ in range(8)]
+              for _ in range(3000)]  # halves after scaling, where round() goes to even
+    cases += [[k + 0.5 for k in range(-20, 20)], [2.5e-5, -2.5e-5, 1.5e-4, 3.27675, -3.27675, 3.2767, -0.0], [],
+              [rng.uniform(-214748.3647, 214748.3647) for _ in range(20)]]
+    for values in cases:
+        for code, limit in (("h", 2**15 - 1), ("i", 2**31 - 1)):
+            integers = [round(v * 10_000) for v in values]
+            if all(-limit <= i <= limit for i in integers):
+                assert pack_decimal(values, code) == struct.pack(f"<b{len(values)}{code}", 4, *integers), values
 
 
 def test_version_1_profiles_from_an_older_flow_are_read() -> None:

@@ -51,6 +51,7 @@ import math
 import struct
 import zlib
 from collections.abc import Sequence
+from typing import Final
 
 __all__ = ["VERSION_2", "binary_version", "frame", "join_strings", "pack_decimal", "pack_half", "split_strings", "unframe",
            "unpack_decimal", "unpack_half", "version_2_body"]
@@ -162,6 +163,25 @@ _INT_LIMITS = {"h": 2**15 - 1, "i": 2**31 - 1}
 _INT_SIZES = {"h": 2, "i": 4}
 
 
+_ROUNDER: Final = 6755399441055744.0
+"""``1.5 * 2**52``: adding it to a float of magnitude below ``2**51`` and taking it away again leaves the
+nearest integer, halves to even, as ``round`` gives (IEEE 754 rounds every addition to nearest, ties to even)."""
+
+
+def _rounded(values: Sequence[float], scale: float, limit: float) -> list[int] | None:
+    """``[round(v * scale) for v in values]`` if every product is within ``±limit`` (``None`` otherwise: NaN too).
+
+    A quarter of what the comprehension and a separate ``max`` cost compiled, for the same integers.
+    """
+    rounded: list[int] = []
+    for v in values:
+        x: float = v * scale
+        if not -limit <= x <= limit:
+            return None
+        rounded.append(int((x + _ROUNDER) - _ROUNDER))
+    return rounded
+
+
 def pack_decimal(values: Sequence[float], code: str, places: int = 4) -> bytes:
     """Decimal places (int8) and ``values`` as integers of ``code`` (``h``, ``i``) with that many places.
 
@@ -170,6 +190,10 @@ def pack_decimal(values: Sequence[float], code: str, places: int = 4) -> bytes:
     beyond ``2**31 * 10**30`` as the largest integer, rather than failing the write.
     """
     scale, limit = 10**places, _INT_LIMITS[code]
+    if 0 <= places <= 15:  # 10**places exact as a float: v * scale is the product the rest would round
+        rounded = _rounded(values, float(scale), float(limit))
+        if rounded is not None:
+            return struct.pack(f"<b{len(values)}{code}", places, *rounded)
     # Tried only when the largest magnitude fits (with a rounding's margin): a failed pack raises, and an
     # exception costs compiled code ~25 µs, as much as a profile's encoding (affinity scores are often > 3.3).
     if max(map(abs, values), default=0.0) * scale <= limit + 2:
