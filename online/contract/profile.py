@@ -49,12 +49,16 @@ import orjson
 
 from online.contract.packing import (
     VERSION_2,
+    VERSION_3,
+    binary_body,
     frame,
+    frame_3,
     join_strings,
     pack_decimal,
+    pack_ids,
     split_strings,
     unpack_decimal,
-    version_2_body,
+    unpack_ids,
 )
 
 __all__ = ["Profile", "decode_profile", "encode_profile"]
@@ -64,6 +68,9 @@ _WHAT = "profile"
 _HEADER = struct.Struct("<HHH")
 """Recent items, embedding dimensions, affinities."""
 _PLACES = 4
+_SINCE_FIRST = 0x8000
+"""Version 3: set in the recent items' count when their times are the first (uint32) and each other's seconds
+before it (uint16), all within 18 hours of the first."""
 
 
 @dataclass(slots=True)
@@ -85,38 +92,64 @@ class Profile:
 def encode_profile(session_id: str, recent: Sequence[tuple[str, float, float]],
                    session_embedding: Sequence[float] = (), affinities: Sequence[tuple[str, float]] = (),
                    version: int = VERSION_2) -> bytes:
-    """The profile blob: the session, the recent items (newest first), the session embedding, top category affinities."""
+    """The profile blob: the session, the recent items (newest first), the session embedding, top category affinities.
+
+    Version 3 falls back to version 2 when :func:`~online.contract.packing.pack_ids` cannot pack the recent items.
+    """
     if version == _VERSION_1:
         return orjson.dumps({"session_id": session_id, "recent": [[i, round(w, 4), ts] for i, w, ts in recent],
                              "session_embedding": [round(x, 4) for x in session_embedding],
                              "affinities": [[category, round(score, 4)] for category, score in affinities]})
-    if version != VERSION_2:
-        raise ValueError(f"{_WHAT}: cannot encode version {version!r} (known: 1, 2)")
+    if version != VERSION_2 and version != VERSION_3:
+        raise ValueError(f"{_WHAT}: cannot encode version {version!r} (known: 1, 2, 3)")
     n = len(recent)
+    packed = pack_ids([item for item, _, _ in recent]) if version == VERSION_3 and n < _SINCE_FIRST else None
     try:
         header = _HEADER.pack(n, len(session_embedding), len(affinities))
-        times = struct.pack(f"<{n}I", *[int(ts) for _, _, ts in recent])
+        seconds = [int(ts) for _, _, ts in recent]
+        if packed is not None and n and all(0 <= seconds[0] - t <= 0xFFFF for t in seconds):
+            header = _HEADER.pack(n | _SINCE_FIRST, len(session_embedding), len(affinities))
+            times = struct.pack(f"<I{n - 1}H", seconds[0], *[seconds[0] - t for t in seconds[1:]])
+        else:
+            times = struct.pack(f"<{n}I", *seconds)
     except (struct.error, OverflowError, ValueError) as exc:
-        raise ValueError(f"{_WHAT}: cannot encode version 2 ({exc})") from None
+        raise ValueError(f"{_WHAT}: cannot encode version {version} ({exc})") from None
+    numbers = (header + times + pack_decimal([w for _, w, _ in recent], "i", _PLACES)
+               + pack_decimal(session_embedding, "h", _PLACES) + pack_decimal([score for _, score in affinities], "h",
+                                                                              _PLACES))
+    if packed is not None:
+        return frame_3(numbers + packed + join_strings([session_id, *[c for c, _ in affinities]], _WHAT))
     strings = [session_id, *[item for item, _, _ in recent], *[category for category, _ in affinities]]
-    return frame(header + times + pack_decimal([w for _, w, _ in recent], "i", _PLACES)
-                 + pack_decimal(session_embedding, "h", _PLACES)
-                 + pack_decimal([score for _, score in affinities], "h", _PLACES) + join_strings(strings, _WHAT))
+    return frame(numbers + join_strings(strings, _WHAT))
 
 
 def decode_profile(blob: bytes | str) -> Profile:
-    """The profile in ``blob``, version 2 or 1; ``ValueError`` naming the problem for anything else."""
-    body = version_2_body(blob, _WHAT)
-    if body is None:
+    """The profile in ``blob``, version 3, 2 or 1; ``ValueError`` naming the problem for anything else."""
+    framed = binary_body(blob, _WHAT)
+    if framed is None:
         return _decode_v1(blob)
+    version, body = framed
     try:
         n, dims, n_affinities = _HEADER.unpack_from(body)
-        times = struct.unpack_from(f"<{n}I", body, _HEADER.size)
-        weights, offset = unpack_decimal(body, _HEADER.size + 4 * n, n, "i")
+        if version == VERSION_3 and n & _SINCE_FIRST:
+            n &= ~_SINCE_FIRST
+            first, *ago = struct.unpack_from(f"<I{n - 1}H", body, _HEADER.size)
+            times: Sequence[int] = [first, *[first - d for d in ago]]
+            offset = _HEADER.size + 4 + 2 * (n - 1)
+        else:
+            times = struct.unpack_from(f"<{n}I", body, _HEADER.size)
+            offset = _HEADER.size + 4 * n
+        weights, offset = unpack_decimal(body, offset, n, "i")
         embedding, offset = unpack_decimal(body, offset, dims, "h")
         scores, offset = unpack_decimal(body, offset, n_affinities, "h")
     except struct.error:
-        raise ValueError(f"{_WHAT}: truncated version-2 blob ({len(body)} bytes after decompression)") from None
+        raise ValueError(f"{_WHAT}: truncated version-{version} blob ({len(body)} bytes after its version byte"
+                         f"{' and decompression' if version == VERSION_2 else ''})") from None
+    if version == VERSION_3:
+        items, offset = unpack_ids(body, offset, n, _WHAT)
+        strings = split_strings(body[offset:], 1 + n_affinities, _WHAT)
+        return Profile(strings[0], list(zip(items, weights, map(float, times), strict=True)), embedding,
+                       list(zip(strings[1:], scores, strict=True)))
     strings = split_strings(body[offset:], 1 + n + n_affinities, _WHAT)
     return Profile(strings[0], list(zip(strings[1:n + 1], weights, map(float, times), strict=True)), embedding,
                    list(zip(strings[n + 1:], scores, strict=True)))
