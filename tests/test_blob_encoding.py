@@ -199,13 +199,13 @@ def test_version_3_reads_as_version_2_in_fewer_bytes(style: str) -> None:
 
 
 def test_version_3_falls_back_to_version_2_for_ids_it_cannot_pack() -> None:
-    for ids in (["sku-1", "sku-22"], ["a1", "b2"], ["x7", "y"], ["abc"], ["sku-\u0661\u0662"], ["\u00e9-01", "e-02"]):
+    for ids in (["sku-1", "sku-22"], ["a1", "b2"], ["x7", "y"], ["abc"], ["sku-\u0661\u0662"], ["\u00e9-01", "\u00e9-02"]):
         candidates = CandidateList(ids, [1.0] * len(ids), event_ts=NOW, exclude=["z"])
         blob = encode_candidates(candidates, version=3)
         assert blob[0] == 2 and decode_candidates(blob) == decode_candidates(encode_candidates(candidates))
         profile = encode_profile("s", [(i, 1.0, NOW) for i in ids], version=3)
         assert profile[0] == 2 and decode_profile(profile).recent == [(i, 1.0, NOW) for i in ids]
-    shaped = CandidateList(["\u00e9-01", "\u00e9-99", "\u00e9-00"], [1.0, 0.5, 0.25], sources=["a", "b", "c"],
+    shaped = CandidateList(["sku-01", "sku-99", "sku-00"], [1.0, 0.5, 0.25], sources=["a", "b", "c"],
                            affinities=[("shoes", 1.0)], repeats=[2], exclude=["x y", ""])
     assert encode_candidates(shaped, version=3)[0] == 3
     assert decode_candidates(encode_candidates(shaped, version=3)) == decode_candidates(encode_candidates(shaped))

@@ -171,7 +171,7 @@ def pack_ids(ids: Sequence[str]) -> bytes | None:
 
     Layout: the prefix's length in bytes (uint8) and its UTF-8 bytes; a byte holding the width in digits
     (bits 0-3) and the numbers' size (bits 4-5: :data:`_SIZES`, the smallest that holds the largest);
-    then the numbers. Every id must be the same length, the prefix (the ids' longest common prefix, but
+    then the numbers. Every id must be ASCII, the same length, the prefix (the ids' longest common prefix, but
     at least one digit short of an id, less the shared digits the numbers can take without growing) followed by
     ASCII digits; leading zeros are kept by the width.
 
