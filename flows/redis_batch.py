@@ -73,10 +73,7 @@ class CommandBatches:
     def _send_pipeline(self, commands: Sequence[Command]) -> list[Any]:
         pipe = self._client.pipeline(transaction=False)
         for args in commands:
-            if args[0] == "DEL":
-                pipe.delete(*args[1:])  # a cluster pipeline takes a multi-key delete this way only
-            else:
-                pipe.execute_command(*args)
+            pipe.execute_command(*args)  # a cluster pipeline's delete() refuses several keys, even of one slot
         return pipe.execute(raise_on_error=False)
 
     def _send_lean(self, pool: redis.ConnectionPool, commands: Sequence[Command]) -> list[Any]:
