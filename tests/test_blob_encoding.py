@@ -211,6 +211,10 @@ def test_version_3_falls_back_to_version_2_for_ids_it_cannot_pack() -> None:
     assert decode_candidates(encode_candidates(shaped, version=3)) == decode_candidates(encode_candidates(shaped))
     far = [("i01", 1.0, NOW), ("i02", 2.0, NOW - 86_400), ("i03", 3.0, NOW + 5)]  # not all within 18 h before the first
     assert decode_profile(encode_profile("s", far, version=3)).recent == far
+    for weights in ([1.0, -3.2767, 0.00005], [3.2768, 1.0], [1.23456, 250_000.5]):  # int16, then int32, then 3 places
+        recent = [(f"i{k:02d}", w, NOW - k) for k, w in enumerate(weights)]
+        short, long = encode_profile("s", recent, version=3), encode_profile("s", recent, version=2)
+        assert short[0] == 3 and decode_profile(short) == decode_profile(long), weights
     empty = encode_profile("s", [], [0.5], version=3)
     assert empty[0] == 3 and decode_profile(empty) == Profile("s", [], [0.5], [])
     assert decode_candidates(encode_candidates(CandidateList([], []), version=3)) == CandidateList([], [])

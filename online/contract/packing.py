@@ -63,7 +63,7 @@ from collections.abc import Sequence
 from typing import Final
 
 __all__ = ["VERSION_2", "VERSION_3", "binary_body", "binary_version", "frame", "frame_3", "join_strings", "pack_decimal",
-           "pack_half", "pack_ids", "split_strings", "unframe", "unpack_decimal", "unpack_half", "unpack_ids",
+           "pack_decimal_exactly", "pack_half", "pack_ids", "split_strings", "unframe", "unpack_decimal", "unpack_half", "unpack_ids",
            "version_2_body"]
 
 VERSION_2 = 2
@@ -311,6 +311,16 @@ def _rounded(values: Sequence[float], scale: float, limit: float) -> list[int] |
             return None
         rounded.append(int((x + _ROUNDER) - _ROUNDER))
     return rounded
+
+
+def pack_decimal_exactly(values: Sequence[float], code: str, places: int = 4) -> bytes | None:
+    """:func:`pack_decimal`'s bytes if every value fits ``code`` with ``places`` places (``None`` otherwise).
+
+    >>> pack_decimal_exactly([1.5, -2.0], "h") == pack_decimal([1.5, -2.0], "h"), pack_decimal_exactly([3.3], "h")
+    (True, None)
+    """
+    rounded = _rounded(values, float(10**places), float(_INT_LIMITS[code])) if 0 <= places <= 15 else None
+    return None if rounded is None else struct.pack(f"<b{len(values)}{code}", places, *rounded)
 
 
 def pack_decimal(values: Sequence[float], code: str, places: int = 4) -> bytes:

@@ -55,6 +55,7 @@ from online.contract.packing import (
     frame_3,
     join_strings,
     pack_decimal,
+    pack_decimal_exactly,
     pack_ids,
     split_strings,
     unpack_decimal,
@@ -71,6 +72,8 @@ _PLACES = 4
 _SINCE_FIRST = 0x8000
 """Version 3: set in the recent items' count when their times are the first (uint32) and each other's seconds
 before it (uint16), all within 18 hours of the first."""
+_SHORT_WEIGHTS = 0x4000
+"""Version 3: set in the recent items' count when their weights are int16 (all within ±3.2767), not int32."""
 
 
 @dataclass(slots=True)
@@ -103,18 +106,21 @@ def encode_profile(session_id: str, recent: Sequence[tuple[str, float, float]],
     if version != VERSION_2 and version != VERSION_3:
         raise ValueError(f"{_WHAT}: cannot encode version {version!r} (known: 1, 2, 3)")
     n = len(recent)
-    packed = pack_ids([item for item, _, _ in recent]) if version == VERSION_3 and n < _SINCE_FIRST else None
+    packed = pack_ids([item for item, _, _ in recent]) if version == VERSION_3 and n < _SHORT_WEIGHTS else None
+    weights = [w for _, w, _ in recent]
+    short = pack_decimal_exactly(weights, "h", _PLACES) if packed is not None else None
     try:
-        header = _HEADER.pack(n, len(session_embedding), len(affinities))
+        flags = 0 if short is None else _SHORT_WEIGHTS
         seconds = [int(ts) for _, _, ts in recent]
         if packed is not None and n and all(0 <= seconds[0] - t <= 0xFFFF for t in seconds):
-            header = _HEADER.pack(n | _SINCE_FIRST, len(session_embedding), len(affinities))
+            flags |= _SINCE_FIRST
             times = struct.pack(f"<I{n - 1}H", seconds[0], *[seconds[0] - t for t in seconds[1:]])
         else:
             times = struct.pack(f"<{n}I", *seconds)
+        header = _HEADER.pack(n | flags, len(session_embedding), len(affinities))
     except (struct.error, OverflowError, ValueError) as exc:
         raise ValueError(f"{_WHAT}: cannot encode version {version} ({exc})") from None
-    numbers = (header + times + pack_decimal([w for _, w, _ in recent], "i", _PLACES)
+    numbers = (header + times + (short if short is not None else pack_decimal(weights, "i", _PLACES))
                + pack_decimal(session_embedding, "h", _PLACES) + pack_decimal([score for _, score in affinities], "h",
                                                                               _PLACES))
     if packed is not None:
@@ -131,15 +137,16 @@ def decode_profile(blob: bytes | str) -> Profile:
     version, body = framed
     try:
         n, dims, n_affinities = _HEADER.unpack_from(body)
-        if version == VERSION_3 and n & _SINCE_FIRST:
-            n &= ~_SINCE_FIRST
+        flags = n & (_SINCE_FIRST | _SHORT_WEIGHTS) if version == VERSION_3 else 0
+        n &= ~flags
+        if flags & _SINCE_FIRST:
             first, *ago = struct.unpack_from(f"<I{n - 1}H", body, _HEADER.size)
             times: Sequence[int] = [first, *[first - d for d in ago]]
             offset = _HEADER.size + 4 + 2 * (n - 1)
         else:
             times = struct.unpack_from(f"<{n}I", body, _HEADER.size)
             offset = _HEADER.size + 4 * n
-        weights, offset = unpack_decimal(body, offset, n, "i")
+        weights, offset = unpack_decimal(body, offset, n, "h" if flags & _SHORT_WEIGHTS else "i")
         embedding, offset = unpack_decimal(body, offset, dims, "h")
         scores, offset = unpack_decimal(body, offset, n_affinities, "h")
     except struct.error:
