@@ -193,15 +193,18 @@ def full_footprint(url: str, users: int, items: int, style: str = "sku",
 ALTERNATIVES: dict[str, tuple[str, Callable[[UserListWrite], dict[str, bytes]]]] = {
     "version 1 (orjson, 6-dp scores, full-precision ts; before issue 4)": (
         "keys", lambda w: {"recs": w.recs_blob(1), "profile": w.profile_blob(1)}),
-    "as written: version 2 (float16 scores, decimals, whole-second ts, zlib)": (
+    "version 2 (float16 scores, decimals, whole-second ts, zlib)": (
+        "keys", lambda w: {"recs": w.recs_blob(2), "profile": w.profile_blob(2)}),
+    "as written: version 3 (version 2's numbers, ids packed as numbers, no zlib)": (
         "keys", lambda w: {"recs": w.recs_blob(), "profile": w.profile_blob()}),
-    "version 2, one hash per user (2 fields, 1 key, 1 TTL)": (
+    "version 3, one hash per user (2 fields, 1 key, 1 TTL)": (
         "hash", lambda w: {"recs": w.recs_blob(), "profile": w.profile_blob()}),
-    "version 2 without the profile (recs key only)": ("keys", lambda w: {"recs": w.recs_blob()}),
+    "version 3 without the profile (recs key only)": ("keys", lambda w: {"recs": w.recs_blob()}),
 }
 ITEM_ALTERNATIVES: dict[str, Callable[[ItemSimilarWrite], bytes]] = {
     "version 1 (orjson, 6-dp scores)": lambda w: w.blob(1),
-    "as written: version 2": lambda w: w.blob(),
+    "version 2": lambda w: w.blob(2),
+    "as written: version 3": lambda w: w.blob(),
 }
 
 

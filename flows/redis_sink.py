@@ -12,8 +12,8 @@ encoding fails, or a command Redis rejects for good (a key of the wrong type,
 say ``WRONGTYPE``), becomes a dead letter with stage ``sink`` (reason
 ``encoding`` or ``rejected``) and the rest of the batch is written.
 
-A Redis outage blocks the batch: it is sent again, whole, on a fresh pipeline
-(redis-py empties a pipeline whose ``execute`` failed part-way), 50 ms after
+A batch's commands go in one round trip (:mod:`flows.redis_batch`). A Redis
+outage blocks the batch: it is sent again, whole, 50 ms after
 the first failure and twice as long after each further one, up to 2 s, until
 Redis takes it (:class:`~flows.redis_client.Backoff`: one warning per outage,
 one line when it ends). Nothing is dropped; the worker stalls, so epochs do not
@@ -41,7 +41,8 @@ from flows.metrics import (
     SINK_WRITES,
     observe_scores,
 )
-from flows.redis_client import TRANSIENT_ERRORS, Backoff, Pipeline, RedisClient, connect, lean_packing
+from flows.redis_batch import Command, CommandBatches
+from flows.redis_client import TRANSIENT_ERRORS, Backoff, RedisClient, connect, lean_packing
 from flows.writes import (
     BLOB_VERSION,
     AttributionWrite,
@@ -157,9 +158,23 @@ _TRANSIENT_REPLIES = ("LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN"
 
 
 def _is_transient(error: Exception) -> bool:
+    """Whether a batch failing with ``error`` waits and is sent again (rather than dead-lettering the command).
+
+    redis-py takes a known code off the message (``OOM``, ``READONLY``: a subclass of ``ResponseError``,
+    its code in ``status_code``), an unknown one stays at the message's start (``BUSY``, ``NOREPLICAS``).
+
+    >>> from redis.exceptions import OutOfMemoryError
+    >>> _is_transient(OutOfMemoryError("command not allowed", status_code="OOM")), _is_transient(ResponseError("BUSY x"))
+    (True, True)
+    >>> _is_transient(ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"))
+    False
+    """
     if isinstance(error, TRANSIENT_ERRORS):
         return True
-    return isinstance(error, ResponseError) and str(error).split(" ", 1)[0] in _TRANSIENT_REPLIES
+    if not isinstance(error, ResponseError):
+        return False
+    code = getattr(error, "status_code", None) or str(error).split(" ", 1)[0]
+    return code in _TRANSIENT_REPLIES
 
 
 class _RedisSinkPartition(StatelessSinkPartition[Write]):
@@ -171,6 +186,7 @@ class _RedisSinkPartition(StatelessSinkPartition[Write]):
         self._trending_size = options.trending_size
         self._dead_letter_maxlen = options.dead_letter_maxlen
         self._backoff = Backoff("the sink", log)
+        self._batches = CommandBatches(client)
 
     @override
     def write_batch(self, items: list[Write]) -> None:
@@ -272,69 +288,68 @@ class _RedisSinkPartition(StatelessSinkPartition[Write]):
                 batch.dead.append(stage_failure("sink", exc, "", "", f"similar list of item {iid}".encode("utf-8", "replace"),
                                                 reason="encoding"))
 
-    def _queue(self, pipe: Pipeline, batch: _Batch) -> list[str]:
-        """Put every command of ``batch`` on ``pipe``; what each command writes, in order (for rejections)."""
+    def _commands(self, batch: _Batch) -> tuple[list[Command], list[str]]:
+        """Every command of ``batch``, in order, and what each one writes (for rejections)."""
         keys = self._keys
+        commands: list[Command] = []
         what: list[str] = []
         blobs = batch.blobs
-        command = pipe.execute_command  # SET key value EX ttl as is: redis-py's set() checks a dozen options per call
         user_ttl, item_ttl = self._user_ttl_s, self._item_ttl_s
         for uid in batch.users:
             recs, profile = keys.user_recs(uid), keys.user_profile(uid)
-            command("SET", recs, blobs[recs], "EX", user_ttl)
-            command("SET", profile, blobs[profile], "EX", user_ttl)
+            commands += (("SET", recs, blobs[recs], "EX", user_ttl), ("SET", profile, blobs[profile], "EX", user_ttl))
             what += (recs, profile)
         for uid in batch.erased:
-            pipe.delete(keys.user_recs(uid), keys.user_profile(uid))
+            commands.append(("DEL", keys.user_recs(uid), keys.user_profile(uid)))
             what.append(keys.user_recs(uid))
         for iid in batch.similar:
             similar = keys.item_similar(iid)
-            command("SET", similar, blobs[similar], "EX", item_ttl)
+            commands.append(("SET", similar, blobs[similar], "EX", item_ttl))
             what.append(similar)
         for key, members in batch.trending.items():
-            pipe.zadd(key, members)
-            pipe.zremrangebyrank(key, 0, -(self._trending_size + 1))
+            commands.append(("ZADD", key, *[x for member, score in members.items() for x in (score, member)]))
+            commands.append(("ZREMRANGEBYRANK", key, 0, -(self._trending_size + 1)))
             what += (key, key)
         if batch.rankers:
-            pipe.hset(keys.ranker(), mapping={f"shard{r.shard}": r.blob() for r in batch.rankers.values()})
+            commands.append(("HSET", keys.ranker(),
+                             *[x for r in batch.rankers.values() for x in (f"shard{r.shard}", r.blob())]))
             what.append(keys.ranker())
         for shard, tops in batch.contexts.items():
-            pipe.hset(keys.context(shard), mapping={segment: orjson.dumps(top) for segment, top in tops.items()})
+            commands.append(("HSET", keys.context(shard),
+                             *[x for segment, top in tops.items() for x in (segment, orjson.dumps(top))]))
             what.append(keys.context(shard))
         for key, increments in batch.counters.items():
             for name, amount in increments.items():
                 if name == "revenue" or name == "revenue_sq":
-                    pipe.hincrbyfloat(key, name, amount)
+                    commands.append(("HINCRBYFLOAT", key, name, amount))
                 else:
-                    pipe.hincrby(key, name, int(amount))
+                    commands.append(("HINCRBY", key, name, int(amount)))
                 what.append(key)
         for key, users in batch.variant_users.items():
-            pipe.pfadd(key, *sorted(users))
+            commands.append(("PFADD", key, *sorted(users)))
             what.append(key)
         for d in batch.dead:
-            self._queue_dead_letter(pipe, d)
+            commands.append(self._dead_letter_command(d))
             what.append(keys.dead_letter())
-        return what
+        return commands, what
 
-    def _queue_dead_letter(self, pipe: Pipeline, d: DeadLetter) -> None:
-        pipe.xadd(self._keys.dead_letter(), d.fields(),  # type: ignore[arg-type]
-                  maxlen=self._dead_letter_maxlen, approximate=True)
+    def _dead_letter_command(self, d: DeadLetter) -> Command:
+        return ("XADD", self._keys.dead_letter(), "MAXLEN", "~", self._dead_letter_maxlen, "*",
+                *[x for name, value in d.fields().items() for x in (name, value)])
 
     def _write(self, batch: _Batch) -> None:
         """Send ``batch`` until Redis has taken all of it, backing off while Redis fails.
 
-        Every attempt queues the whole batch on a new pipeline: redis-py empties
-        a pipeline whose ``execute`` failed part-way, and executing it again
-        would send nothing and lose the batch. Commands of a failed attempt that
+        Every attempt sends the whole batch again (:class:`~flows.redis_batch.CommandBatches`: one round trip,
+        a failed connection dropped with the replies it still held). Commands of a failed attempt that
         did run are overwritten with the same values.
         """
         self._encode(batch)
+        commands, what = self._commands(batch)
         while True:
-            pipe = self._client.pipeline(transaction=False)
-            what = self._queue(pipe, batch)
             started = time.perf_counter()
             try:
-                results = pipe.execute(raise_on_error=False)
+                results = self._batches.send(commands)
             except TRANSIENT_ERRORS as exc:
                 REDIS_ERRORS.labels("write").inc()
                 time.sleep(self._backoff.failed(exc))
@@ -359,11 +374,8 @@ class _RedisSinkPartition(StatelessSinkPartition[Write]):
         if not letters:  # only the dead-letter stream itself refused: nothing left to record it in
             log.error("Redis refused a write to the dead-letter stream %s: %s", self._keys.dead_letter(), rejected[0][1])
             return
-        pipe = self._client.pipeline(transaction=False)
-        for letter in letters:
-            self._queue_dead_letter(pipe, letter)
         try:
-            pipe.execute(raise_on_error=False)
+            self._batches.send([self._dead_letter_command(letter) for letter in letters])
         except TRANSIENT_ERRORS as exc:  # the next batch's writes will meet the outage and wait for it
             log.warning("could not write %d dead letters of rejected writes: %s", len(letters), exc)
 

@@ -1,4 +1,4 @@
-"""The version-2 list and profile blobs: round trips, precision, version 1 still read, bad blobs named.
+"""The version-2 and -3 list and profile blobs: round trips, precision, versions 1 and 2 still read, bad blobs named.
 
 The Redis tests write through the real sink and read raw bytes back, so what
 is checked is what a server finds in Redis.
@@ -14,6 +14,7 @@ import zlib
 import pytest
 import redis
 
+from benchmarks.memory_workload import full_item_writes, full_user_writes
 from flows.redis_sink import ItemSimilarWrite, RedisSink, SinkOptions, UserListWrite
 from online.contract import (
     CandidateList,
@@ -25,7 +26,7 @@ from online.contract import (
     encode_candidates,
     encode_profile,
 )
-from online.contract.packing import frame, pack_half, unpack_half
+from online.contract.packing import frame, pack_decimal, pack_half, unpack_half
 
 NOW = 1_700_000_000.0
 
@@ -107,7 +108,7 @@ def test_bad_blobs_are_a_value_error_naming_the_problem(decode: object) -> None:
     what = "candidate list" if decode is decode_candidates else "profile"
     good = encode_candidates(full_list()) if decode is decode_candidates else encode_profile("s", [("i", 1.0, NOW)])
     cases = [
-        (b"\x03" + good[1:], "unknown encoding version 3"),
+        (b"\x04" + good[1:], "unknown encoding version 4"),
         (b"\x02", "corrupt or truncated version-2 blob"),
         (good[:-5], "corrupt or truncated"),
         (corrupt(good), "corrupt"),
@@ -136,8 +137,8 @@ def test_header_and_strings_that_disagree_are_refused() -> None:
 def test_what_cannot_be_encoded_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="an id contains a newline"):
         encode_candidates(CandidateList(["a\nb"], [1.0]))
-    with pytest.raises(ValueError, match="cannot encode version 3"):
-        encode_candidates(CandidateList(["a"], [1.0]), version=3)
+    with pytest.raises(ValueError, match="cannot encode version 4"):
+        encode_candidates(CandidateList(["a"], [1.0]), version=4)
     with pytest.raises(ValueError, match="cannot encode version 2"):
         encode_candidates(CandidateList(["a"], [1.0], repeats=[-1]))
     with pytest.raises(ValueError, match="profile: an id contains a newline"):
@@ -165,6 +166,76 @@ def test_profile_numbers_out_of_the_usual_range_are_kept_with_fewer_places() -> 
     assert decoded.session_embedding == [5.123, 0.0, 0.5]  # 3 places fit an int16; NaN (no stage makes it) as 0
 
 
+def test_profile_decimals_are_the_integers_round_gives() -> None:
+    """pack_decimal rounds by adding and taking away 1.5 * 2**52: the bytes must be those of round(), ties to even."""
+    rng = random.Random(5)
+    cases = [[rng.uniform(-3.3, 3.3) for _ in range(32)] for _ in range(3000)]
+    cases += [[rng.randrange(-32767, 32768) / 10_000 + rng.choice([0.0, 0.00005, -0.00005]) for _ in range(8)]
+              for _ in range(3000)]  # halves after scaling, where round() goes to even
+    cases += [[k + 0.5 for k in range(-20, 20)], [2.5e-5, -2.5e-5, 1.5e-4, 3.27675, -3.27675, 3.2767, -0.0], [],
+              [rng.uniform(-214748.3647, 214748.3647) for _ in range(20)]]
+    for values in cases:
+        for code, limit in (("h", 2**15 - 1), ("i", 2**31 - 1)):
+            integers = [round(v * 10_000) for v in values]
+            if all(-limit <= i <= limit for i in integers):
+                assert pack_decimal(values, code) == struct.pack(f"<b{len(values)}{code}", 4, *integers), values
+
+
+@pytest.mark.parametrize("style", ["sku", "rsc15"])
+def test_version_3_reads_as_version_2_in_fewer_bytes(style: str) -> None:
+    """What a server decodes from a version-3 blob is what it decoded from version 2, in no more bytes (Redis memory)."""
+    users, items = list(full_user_writes(300, style=style)), list(full_item_writes(300, style=style))
+    for user in users:
+        for encode, decode in ((user.recs_blob, decode_candidates), (user.profile_blob, decode_profile)):
+            new, old = encode(3), encode(2)
+            assert new[0] == 3 and decode(new) == decode(old)  # type: ignore[operator]
+            assert len(new) <= len(old), (style, new, old)
+    for item in items:
+        assert decode_candidates(item.blob(3)) == decode_candidates(item.blob(2))
+        assert len(item.blob(3)) <= len(item.blob(2))
+    sizes = {version: sum(len(u.recs_blob(version)) + len(u.profile_blob(version)) for u in users)
+             for version in (2, 3)}
+    assert sizes[3] < 0.85 * sizes[2], sizes
+
+
+def test_version_3_falls_back_to_version_2_for_ids_it_cannot_pack() -> None:
+    for ids in (["sku-1", "sku-22"], ["a1", "b2"], ["x7", "y"], ["abc"], ["sku-\u0661\u0662"], ["\u00e9-01", "\u00e9-02"]):
+        candidates = CandidateList(ids, [1.0] * len(ids), event_ts=NOW, exclude=["z"])
+        blob = encode_candidates(candidates, version=3)
+        assert blob[0] == 2 and decode_candidates(blob) == decode_candidates(encode_candidates(candidates))
+        profile = encode_profile("s", [(i, 1.0, NOW) for i in ids], version=3)
+        assert profile[0] == 2 and decode_profile(profile).recent == [(i, 1.0, NOW) for i in ids]
+    shaped = CandidateList(["sku-01", "sku-99", "sku-00"], [1.0, 0.5, 0.25], sources=["a", "b", "c"],
+                           affinities=[("shoes", 1.0)], repeats=[2], exclude=["x y", ""])
+    assert encode_candidates(shaped, version=3)[0] == 3
+    assert decode_candidates(encode_candidates(shaped, version=3)) == decode_candidates(encode_candidates(shaped))
+    far = [("i01", 1.0, NOW), ("i02", 2.0, NOW - 86_400), ("i03", 3.0, NOW + 5)]  # not all within 18 h before the first
+    assert decode_profile(encode_profile("s", far, version=3)).recent == far
+    for weights in ([1.0, -3.2767, 0.00005], [3.2768, 1.0], [1.23456, 250_000.5]):  # int16, then int32, then 3 places
+        recent = [(f"i{k:02d}", w, NOW - k) for k, w in enumerate(weights)]
+        short, long = encode_profile("s", recent, version=3), encode_profile("s", recent, version=2)
+        assert short[0] == 3 and decode_profile(short) == decode_profile(long), weights
+    empty = encode_profile("s", [], [0.5], version=3)
+    assert empty[0] == 3 and decode_profile(empty) == Profile("s", [], [0.5], [])
+    assert decode_candidates(encode_candidates(CandidateList([], []), version=3)) == CandidateList([], [])
+
+
+@pytest.mark.parametrize("decode", [decode_candidates, decode_profile])
+def test_bad_version_3_blobs_are_a_value_error(decode: object) -> None:
+    assert callable(decode)
+    what = "candidate list" if decode is decode_candidates else "profile"
+    good = (encode_candidates(full_list(), version=3) if decode is decode_candidates
+            else encode_profile("s", [("sku-01", 1.0, NOW), ("sku-02", 1.0, NOW - 5)], version=3))
+    assert good[0] == 3
+    for cut in range(max(1, len(good) - 255), len(good)):  # cut short by fewer than 256 bytes: always refused
+        try:
+            decoded = decode(good[:cut])
+        except ValueError as exc:
+            assert str(exc).startswith(f"{what}: "), exc
+        else:
+            raise AssertionError(f"{cut} of {len(good)} bytes decoded: {decoded}")
+
+
 def test_version_1_profiles_from_an_older_flow_are_read() -> None:
     old = b'{"session_id":"s9","recent":[["a",2.0,1700000000.25]],"session_embedding":[0.1],"affinities":[["c",1.0]]}'
     assert decode_profile(old) == Profile("s9", [("a", 2.0, 1700000000.25)], [0.1], [("c", 1.0)])
@@ -173,7 +244,7 @@ def test_version_1_profiles_from_an_older_flow_are_read() -> None:
         decode_profile(b'{"session_id":"s9","recent":[["a",2.0]]}')
 
 
-def test_the_sink_writes_version_2_that_decodes_to_what_the_flow_meant(redis_url: str, keys: RedisKeys,
+def test_the_sink_writes_version_3_that_decodes_to_what_the_flow_meant(redis_url: str, keys: RedisKeys,
                                                                        settings: Settings,
                                                                        redis_client: redis.Redis) -> None:
     original = full_list()
@@ -191,7 +262,7 @@ def test_the_sink_writes_version_2_that_decodes_to_what_the_flow_meant(redis_url
     recs, profile, similar = (redis_client.get(k) for k in (keys.user_recs("u1"), keys.user_profile("u1"),
                                                             keys.item_similar("sku-1")))
     assert isinstance(recs, bytes) and isinstance(profile, bytes) and isinstance(similar, bytes)
-    assert recs[0] == profile[0] == similar[0] == 2
+    assert recs[0] == profile[0] == similar[0] == 3
     decoded = decode_candidates(recs)
     assert decoded.items == original.items and decoded.exclude == original.exclude
     assert_close(decoded.scores, original.scores)

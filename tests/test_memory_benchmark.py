@@ -71,8 +71,9 @@ def test_full_lists_and_alternatives(own_redis_url: str) -> None:
     alternatives = alternative_footprints(own_redis_url, users=100)
     assert [a.name for a in alternatives] == [*ALTERNATIVES, *(f"per item: {name}" for name in ITEM_ALTERNATIVES)]
     assert all(a.per_user > 0 and a.usage > a.blob > 0 for a in alternatives)
-    version_1, version_2 = alternatives[0], alternatives[1]
+    version_1, version_2, version_3 = alternatives[0], alternatives[1], alternatives[2]
     assert version_2.usage < version_1.usage / 2
+    assert version_3.usage < version_2.usage and version_3.per_user <= version_2.per_user, "Redis memory per user rose"
 
 
 def test_full_users_fill_the_profile() -> None:

@@ -20,7 +20,10 @@ import redis
 from flows.embedded_cluster import EmbeddedRedisCluster
 from flows.embedded_redis import free_port
 from flows.event_writer import EventWriter
+from flows.redis_batch import CommandBatches
 from flows.redis_client import connect, parse_cluster_url
+from flows.redis_sink import RedisSink, SinkOptions
+from flows.writes import UserErasedWrite, UserListWrite
 from online.contract import Event, RedisKeys, Settings
 from serving.app import check_layout
 from serving.redis_connect import connect_async
@@ -157,6 +160,31 @@ def test_event_writer_splits_a_batch_by_partition_in_a_cluster(redis_client: red
     for event, entry_id in zip(events, ids, strict=True):
         (_, fields), = redis_client.xrange(keys.stream_for_user(event.user_id), entry_id, entry_id)
         assert orjson.loads(fields[b"e"])["item_id"] == event.item_id
+
+
+def test_the_sinks_batches_go_through_the_cluster_pipeline_to_every_slots_node(redis_client: redis.RedisCluster) -> None:
+    batches = CommandBatches(redis_client)
+    assert not batches.lean, "a cluster client routes each command to its slot's node: redis-py's cluster pipeline"
+    names = [f"b{uuid.uuid4().hex[:8]}:{{u:{n}}}" for n in range(12)]  # hash tags spread over the three masters
+    replies = batches.send([*[("SET", name, b"v", "EX", 60) for name in names], ("ZADD", names[0], 1.0, "m"),
+                            ("DEL", f"{names[1]}:recs", f"{names[1]}:profile")])
+    assert replies[:12] == [True] * 12 and replies[-1] == 0
+    assert isinstance(replies[12], redis.ResponseError), "a refused command comes back in its place"
+    assert [redis_client.get(name) for name in names] == [b"v"] * 12
+
+
+def test_the_sink_erases_a_user_on_a_cluster(cluster: EmbeddedRedisCluster, redis_client: redis.RedisCluster) -> None:
+    """An erase deletes the user's two keys in one DEL (one slot by their hash tag): a cluster pipeline's delete()
+    refused it ("deleting multiple keys is not implemented"), which stopped the sink."""
+    keys = RedisKeys(f"t{uuid.uuid4().hex[:10]}", 4)
+    sink = RedisSink(cluster.url, SinkOptions(keys, 3600, 3600, 10, 100)).build("redis", 0, 1)
+    try:
+        sink.write_batch([UserListWrite("u1", [("i1", 1.0)], 1.7e9, 1_700_000_000_000, "s1", [("i1", 1.0, 1.7e9)])])
+        assert redis_client.exists(keys.user_recs("u1"), keys.user_profile("u1")) == 2
+        sink.write_batch([UserErasedWrite("u1")])
+    finally:
+        sink.close()
+    assert redis_client.exists(keys.user_recs("u1"), keys.user_profile("u1")) == 0
 
 
 def test_layout_check_and_readiness_work_on_a_cluster(cluster: EmbeddedRedisCluster) -> None:
