@@ -241,6 +241,7 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
             item_ttl_s=settings.item_ttl_s,
             trending_size=settings.trending_size,
             dead_letter_maxlen=settings.dead_letter_maxlen,
+            blob_version=settings.blob_version,
         ))
     op.output("redis", writes, sink)
     return flow

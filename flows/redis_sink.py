@@ -123,6 +123,8 @@ class SinkOptions:
     item_ttl_s: int
     trending_size: int
     dead_letter_maxlen: int
+    blob_version: int = BLOB_VERSION
+    """The encoding of lists and profiles (``LIVERECO_BLOB_VERSION``)."""
 
 
 @dataclass(slots=True)
@@ -185,6 +187,7 @@ class _RedisSinkPartition(StatelessSinkPartition[Write]):
         self._item_ttl_s = options.item_ttl_s
         self._trending_size = options.trending_size
         self._dead_letter_maxlen = options.dead_letter_maxlen
+        self._blob_version = options.blob_version
         self._backoff = Backoff("the sink", log)
         self._batches = CommandBatches(client)
 
@@ -274,15 +277,15 @@ class _RedisSinkPartition(StatelessSinkPartition[Write]):
         keys = self._keys
         for uid, u in list(batch.users.items()):
             try:
-                batch.blobs[keys.user_recs(uid)] = u.recs_blob()
-                batch.blobs[keys.user_profile(uid)] = u.profile_blob()
+                batch.blobs[keys.user_recs(uid)] = u.recs_blob(self._blob_version)
+                batch.blobs[keys.user_profile(uid)] = u.profile_blob(self._blob_version)
             except Exception as exc:
                 del batch.users[uid]
                 batch.dead.append(stage_failure("sink", exc, "", "", f"list of user {uid}".encode("utf-8", "replace"),
                                                 reason="encoding"))
         for iid, item in list(batch.similar.items()):
             try:
-                batch.blobs[keys.item_similar(iid)] = item.blob()
+                batch.blobs[keys.item_similar(iid)] = item.blob(self._blob_version)
             except Exception as exc:
                 del batch.similar[iid]
                 batch.dead.append(stage_failure("sink", exc, "", "", f"similar list of item {iid}".encode("utf-8", "replace"),

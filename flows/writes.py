@@ -42,7 +42,7 @@ __all__ = [
 BLOB_VERSION = 3
 """The encoding of lists and profiles the sink writes (:mod:`online.contract.candidates`, :mod:`online.contract.profile`):
 3 (2 where the ids do not pack). Servers from before version 3 read only 2 and 1, from before version 2 only 1:
-upgrade them first."""
+upgrade them first, or run the flow with ``LIVERECO_BLOB_VERSION=2`` until they are (:class:`flows.redis_sink.SinkOptions`)."""
 
 
 @dataclass(slots=True)  # never mutated, but not frozen: a frozen __init__ costs ~6x, per event

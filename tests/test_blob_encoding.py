@@ -244,16 +244,18 @@ def test_version_1_profiles_from_an_older_flow_are_read() -> None:
         decode_profile(b'{"session_id":"s9","recent":[["a",2.0]]}')
 
 
-def test_the_sink_writes_version_3_that_decodes_to_what_the_flow_meant(redis_url: str, keys: RedisKeys,
-                                                                       settings: Settings,
-                                                                       redis_client: redis.Redis) -> None:
+@pytest.mark.parametrize("version", [3, 2])
+def test_the_sink_writes_the_configured_version_that_decodes_to_what_the_flow_meant(
+        version: int, redis_url: str, keys: RedisKeys, settings: Settings, redis_client: redis.Redis) -> None:
+    """Version 3 by default; ``LIVERECO_BLOB_VERSION=2`` while servers of an older release still read the lists."""
     original = full_list()
     user = UserListWrite("u1", list(zip(original.items, original.scores, strict=True)), original.event_ts,
                          original.accepted_ms, "s1", [("sku-1", 3.0, NOW)], repeats=original.repeats,
                          exclude=original.exclude, session_embedding=((0.5, -0.25), 2.0), affinities=[("shoes", 1.0)])
     item = ItemSimilarWrite("sku-1", [("sku-2", 1.0), ("sku-3", 0.3)], NOW)
+    settings = Settings.from_env({"LIVERECO_BLOB_VERSION": str(version)}) if version != 3 else settings
     options = SinkOptions(keys, settings.user_ttl_s, settings.user_ttl_s, settings.trending_size,
-                          settings.dead_letter_maxlen)
+                          settings.dead_letter_maxlen, settings.blob_version)
     partition = RedisSink(redis_url, options).build("test", 0, 1)
     try:
         partition.write_batch([user, item])
@@ -262,7 +264,7 @@ def test_the_sink_writes_version_3_that_decodes_to_what_the_flow_meant(redis_url
     recs, profile, similar = (redis_client.get(k) for k in (keys.user_recs("u1"), keys.user_profile("u1"),
                                                             keys.item_similar("sku-1")))
     assert isinstance(recs, bytes) and isinstance(profile, bytes) and isinstance(similar, bytes)
-    assert recs[0] == profile[0] == similar[0] == 3
+    assert recs[0] == profile[0] == similar[0] == version
     decoded = decode_candidates(recs)
     assert decoded.items == original.items and decoded.exclude == original.exclude
     assert_close(decoded.scores, original.scores)

@@ -139,4 +139,6 @@ def test_settings_name_the_bad_variable() -> None:
         Settings.from_env({"LIVERECO_HTTP_SERVER": "nginx"})
     with pytest.raises(ValueError, match="LIVERECO_SERVED_CACHE_LISTS"):
         Settings.from_env({"LIVERECO_SERVED_CACHE_LISTS": "lots"})
+    with pytest.raises(ValueError, match="LIVERECO_BLOB_VERSION=1: expected 2 or 3"):
+        Settings.from_env({"LIVERECO_BLOB_VERSION": "1"})
     assert Settings.from_env({"LIVERECO_RANKER_LEARNING_RATE": "0"}).ranker_learning_rate == 0.0  # no learning

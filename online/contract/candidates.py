@@ -35,7 +35,7 @@ Version 1 is the orjson object ``{"v": 1, "i": ids, "s": scores (6 decimals),
 reads lists an older flow wrote. Upgrade servers before flows: a server from
 before version 3 cannot read it ("unknown encoding version 3"), one from before
 version 2 reads only version 1 ("not valid JSON"); a flow can keep writing an
-older version (``flows.writes.BLOB_VERSION``) until they are.
+older version (``LIVERECO_BLOB_VERSION=2``) until they are.
 
 Examples
 --------

@@ -100,6 +100,7 @@ class Settings:
     http_keepalive_s: float = _setting(5.0, "LIVERECO_HTTP_KEEPALIVE_S", "seconds an idle keep-alive connection stays open")
     http_max_connections: int = _setting(2048, "LIVERECO_HTTP_MAX_CONNECTIONS", "open connections per server process; further ones are answered 503")
     http_server: str = _setting("livereco", "LIVERECO_HTTP_SERVER", "livereco: the server's own HTTP/1.1 protocol (httptools, one socket write per answer); uvicorn: uvicorn's httptools protocol with the same limits (the previous server, kept as a fallback)")
+    blob_version: int = _setting(3, "LIVERECO_BLOB_VERSION", "the encoding of the lists and profiles the flow writes: 3 (compact, no zlib; servers of this release read it) or 2 (zlib; set it while upgrading from a release whose servers read only 2 and 1, until every server runs this one)")
     served_cache_lists: int = _setting(10000, "LIVERECO_SERVED_CACHE_LISTS", "served lists (per user and request shape) each server process remembers and serves again while everything the answer was made from is unchanged (the stored list, trending, the ranker weights, the user's recent items, the catalog and the rules; an answer expires at a rule's or an item's window start or end, and under a new_arrivals rule when an item becomes or stops being new); about 2 KB each with 50-candidate lists: 22 MB for 10,000; 0: no cache")
     exclude_seen: int = _setting(0, "LIVERECO_EXCLUDE_SEEN", "1: lists leave out the items the user interacted with (their recent items) unless the request says exclude_seen=false; 0: only when it says exclude_seen=true")
     diversity_cap: int = _setting(3, "LIVERECO_DIVERSITY_CAP", "at most this many items of one category (an item's first catalog category) among the first LIVERECO_DIVERSITY_WINDOW places of a list; a request's diversity_cap= overrides it; 0: off")
@@ -153,6 +154,8 @@ class Settings:
                              "list the ranker learns from)")
         if self.served_cache_lists < 0:
             raise ValueError(f"{_env_of('served_cache_lists')}={self.served_cache_lists!r}: must be 0 or more")
+        if self.blob_version not in (2, 3):
+            raise ValueError(f"{_env_of('blob_version')}={self.blob_version!r}: expected 2 or 3")
         if self.http_server not in ("livereco", "uvicorn"):
             raise ValueError(f"{_env_of('http_server')}={self.http_server!r}: expected livereco or uvicorn")
         if self.redis_appendfsync not in ("everysec", "always", "no"):
