@@ -130,8 +130,9 @@ class RedisKeys:
     def trending_segment(self, attribute: str, value: str) -> str:
         """The trending sorted set of the users whose ``attribute`` is ``value`` (``LIVERECO_SEGMENT_ATTRIBUTES``).
 
-        Written by the flow as it writes the other trending sets (scores: decayed log popularity); read by
-        the server for a user without a list. ``lr:trending:s:country=de``.
+        Read by the server for a user without a list (highest score first). The flow does not compute these
+        sets yet: the shop writes them (``ZADD``, e.g. from its own order history by segment), until it does.
+        ``lr:trending:s:country=de``.
         """
         return f"{self.namespace}:trending:s:{attribute}={value}"
 

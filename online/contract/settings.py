@@ -105,7 +105,7 @@ class Settings:
     exclude_seen: int = _setting(0, "LIVERECO_EXCLUDE_SEEN", "1: lists leave out the items the user interacted with (their recent items) unless the request says exclude_seen=false; 0: only when it says exclude_seen=true")
     diversity_cap: int = _setting(3, "LIVERECO_DIVERSITY_CAP", "at most this many items of one category (an item's first catalog category) among the first LIVERECO_DIVERSITY_WINDOW places of a list; a request's diversity_cap= overrides it; 0: off")
     diversity_window: int = _setting(10, "LIVERECO_DIVERSITY_WINDOW", "the places of a list the diversity cap holds in")
-    segment_attributes: str = _setting("", "LIVERECO_SEGMENT_ATTRIBUTES", "user attributes (PUT /v1/users/{user_id}) that have their own trending, comma separated in order of preference (e.g. 'segment,country'): a user without a list gets the trending of their first segment that has one instead of everyone's")
+    segment_attributes: str = _setting("", "LIVERECO_SEGMENT_ATTRIBUTES", "user attributes (PUT /v1/users/{user_id}) that have their own trending, comma separated in order of preference (e.g. 'segment,country'): a user without a list gets the trending of their first segment that has one instead of everyone's; the segments' trending sets (lr:trending:s:<attribute>=<value>) are written by the shop, not by the flow yet")
     gc_interval_s: float = _setting(60.0, "LIVERECO_GC_INTERVAL_S", "the flow collects cyclic garbage on this timer instead of Python's automatic collector, which walks the whole model state (0: Python's default)")
 
     @classmethod
