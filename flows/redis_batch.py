@@ -40,8 +40,12 @@ from typing import Any
 
 import hiredis
 import redis
-from redis._parsers.hiredis import NOT_ENOUGH_DATA, _HiredisParser
 from redis.utils import HIREDIS_AVAILABLE
+
+try:  # redis-py's internals (5.0 to 8.2 at least): another layout sends every batch through redis-py's pipeline
+    from redis._parsers.hiredis import NOT_ENOUGH_DATA, _HiredisParser
+except ImportError:  # pragma: no cover - depends on the installed redis-py
+    NOT_ENOUGH_DATA, _HiredisParser = object(), None  # type: ignore[misc,assignment]
 
 from flows.redis_client import RedisClient
 
@@ -57,7 +61,7 @@ class CommandBatches:
     def __init__(self, client: RedisClient):
         self._client = client
         kwargs = client.connection_pool.connection_kwargs if isinstance(client, redis.Redis) else {}
-        self.lean = (HIREDIS_AVAILABLE and isinstance(client, redis.Redis)
+        self.lean = (HIREDIS_AVAILABLE and _HiredisParser is not None and isinstance(client, redis.Redis)
                      and kwargs.get("protocol") in (None, 2, "2"))
         """Whether batches skip redis-py's pipeline (one server, RESP2, hiredis); a connection with another
         parser turns it off."""
