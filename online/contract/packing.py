@@ -63,8 +63,7 @@ from collections.abc import Sequence
 from typing import Final
 
 __all__ = ["VERSION_2", "VERSION_3", "binary_body", "binary_version", "frame", "frame_3", "join_strings", "pack_decimal",
-           "pack_decimal_exactly", "pack_half", "pack_ids", "split_strings", "unframe", "unpack_decimal", "unpack_half", "unpack_ids",
-           "version_2_body"]
+           "pack_decimal_exactly", "pack_half", "pack_ids", "split_strings", "unframe", "unpack_decimal", "unpack_half", "unpack_ids"]
 
 VERSION_2 = 2
 VERSION_3 = 3
@@ -118,22 +117,6 @@ def binary_version(blob: bytes | str) -> int | None:
     if isinstance(blob, str) or not blob or blob[0] >= 0x09:
         return None
     return blob[0]
-
-
-def version_2_body(blob: bytes | str, what: str) -> bytes | None:
-    """The decompressed body of a version-2 blob, ``None`` for a version-1 (JSON) one.
-
-    ``ValueError`` naming ``what`` for an unknown binary version or a bad zlib stream.
-
-    >>> version_2_body(frame(b"body"), "list"), version_2_body(b'{"v": 1}', "list")
-    (b'body', None)
-    """
-    version = binary_version(blob)
-    if version is None:
-        return None
-    if version != VERSION_2:
-        raise ValueError(f"{what}: unknown encoding version {version}")
-    return unframe(blob, what)  # type: ignore[arg-type]  # binary_version returns None for str
 
 
 def binary_body(blob: bytes | str, what: str) -> tuple[int, bytes] | None:
@@ -319,6 +302,7 @@ def pack_decimal_exactly(values: Sequence[float], code: str, places: int = 4) ->
     >>> pack_decimal_exactly([1.5, -2.0], "h") == pack_decimal([1.5, -2.0], "h"), pack_decimal_exactly([3.3], "h")
     (True, None)
     """
+    # 0-15 places: 10**places is exact as a float, so v * scale is the product round() would be given
     rounded = _rounded(values, float(10**places), float(_INT_LIMITS[code])) if 0 <= places <= 15 else None
     return None if rounded is None else struct.pack(f"<b{len(values)}{code}", places, *rounded)
 
@@ -330,11 +314,10 @@ def pack_decimal(values: Sequence[float], code: str, places: int = 4) -> bytes:
     non-finite values (no stage makes them) are written as 0, and magnitudes
     beyond ``2**31 * 10**30`` as the largest integer, rather than failing the write.
     """
+    exact = pack_decimal_exactly(values, code, places)
+    if exact is not None:
+        return exact
     scale, limit = 10**places, _INT_LIMITS[code]
-    if 0 <= places <= 15:  # 10**places exact as a float: v * scale is the product the rest would round
-        rounded = _rounded(values, float(scale), float(limit))
-        if rounded is not None:
-            return struct.pack(f"<b{len(values)}{code}", places, *rounded)
     # Tried only when the largest magnitude fits (with a rounding's margin): a failed pack raises, and an
     # exception costs compiled code ~25 µs, as much as a profile's encoding (affinity scores are often > 3.3).
     if max(map(abs, values), default=0.0) * scale <= limit + 2:
