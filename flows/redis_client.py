@@ -25,15 +25,11 @@ ValueError: REDIS_URL 'redis+cluster:///': names no cluster node; expected redis
 from __future__ import annotations
 
 import logging
-from typing import Any
 from urllib.parse import unquote
 
-import hiredis
 import redis
-from redis.cluster import ClusterNode, ClusterPipeline
-from redis.connection import HiredisRespSerializer, PythonRespSerializer
+from redis.cluster import ClusterNode
 from redis.exceptions import ClusterDownError, RedisClusterException, TryAgainError
-from redis.utils import HIREDIS_AVAILABLE
 
 from online.contract import backoff
 from online.contract.redis_url import CLUSTER_SCHEMES, ClusterURL, is_cluster_url, parse_cluster_url, redact
@@ -44,13 +40,10 @@ __all__ = [
     "TRANSIENT_ERRORS",
     "Backoff",
     "ClusterURL",
-    "LeanPacker",
-    "Pipeline",
     "RedisClient",
     "SecretFilter",
     "connect",
     "is_cluster_url",
-    "lean_packing",
     "parse_cluster_url",
     "redact",
     "scrub",
@@ -71,7 +64,6 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
 """Errors worth retrying the same writes for: the server (or a cluster master) is away, loading,
 or the cluster is re-forming. Not ``ResponseError`` in general: a rejected command stays rejected."""
 
-Pipeline = redis.client.Pipeline | ClusterPipeline
 """What ``pipeline()`` returns for either client."""
 
 
@@ -182,45 +174,3 @@ def connect(url: str) -> RedisClient:
         )
     except RedisClusterException as exc:
         raise redis.ConnectionError(f"Redis Cluster at {redact(url)}: {exc}") from exc
-
-
-class LeanPacker:
-    """Packs a command's arguments with one ``hiredis.pack_command`` call, as given.
-
-    redis-py's own packer runs two Python generators and an encoder call per
-    argument first; the sink sends a few commands per event, all of plain
-    ``str``, ``bytes``, ``int`` and ``float`` arguments (floats are written in
-    their shortest form, which Redis reads back as the same number). Anything
-    else (a memoryview, a command name with a space, a type hiredis refuses)
-    goes to redis-py's packer, which encodes or rejects it as before.
-
-    >>> import hiredis
-    >>> LeanPacker(None).pack("SET", "k", b"v", "EX", 60) == [hiredis.pack_command(("SET", "k", b"v", "EX", 60))]
-    True
-    """
-
-    def __init__(self, fallback: HiredisRespSerializer | None):
-        self._fallback = fallback
-
-    def pack(self, *args: Any) -> list[bytes]:
-        first = args[0]
-        if type(first) is str and " " not in first:
-            try:
-                return [hiredis.pack_command(args)]
-            except TypeError:
-                pass
-        if self._fallback is None:
-            raise redis.DataError(f"cannot pack {args[:1]!r}...")
-        packed: list[bytes] = self._fallback.pack(*args)
-        return packed
-
-
-def lean_packing(client: RedisClient) -> None:
-    """Connections ``client`` makes from now on pack commands with :class:`LeanPacker` (one server only:
-    a cluster client packs as before)."""
-    if not HIREDIS_AVAILABLE or not isinstance(client, redis.Redis):
-        return
-    pool = client.connection_pool
-    encoder = pool.get_encoder()
-    python = PythonRespSerializer(6000, encoder.encode)
-    pool.connection_kwargs["command_packer"] = LeanPacker(HiredisRespSerializer(python.pack, encoder.encode))

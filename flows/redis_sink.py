@@ -42,7 +42,7 @@ from flows.metrics import (
     observe_scores,
 )
 from flows.redis_batch import Command, CommandBatches
-from flows.redis_client import TRANSIENT_ERRORS, Backoff, RedisClient, connect, lean_packing
+from flows.redis_client import TRANSIENT_ERRORS, Backoff, RedisClient, connect
 from flows.writes import (
     BLOB_VERSION,
     AttributionWrite,
@@ -397,6 +397,5 @@ class RedisSink(DynamicSink[Write]):
     @override
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _RedisSinkPartition:
         client = connect(self.redis_url)
-        lean_packing(client)  # a few commands per event: redis-py's packer cost ~10% of the sink
         return _RedisSinkPartition(client, self.options)
 
