@@ -174,7 +174,14 @@ def test_livereco_run_keeps_lists_and_model_state_refuses_a_second_run_and_leave
         while recommendations()["source"] != "personal":
             assert time.monotonic() < deadline, "no personal list within 10 s"
             time.sleep(0.05)
-        listed = recommendations()["items"]
+        # Trending's writes can land a batch after the user's list: the list is taken once it has stopped changing.
+        listed, steady_since = recommendations()["items"], time.monotonic()
+        while time.monotonic() - steady_since < 1.0:
+            assert time.monotonic() < deadline + 10, "the list kept changing"
+            time.sleep(0.1)
+            now_listed = recommendations()["items"]
+            if now_listed != listed:
+                listed, steady_since = now_listed, time.monotonic()
         while user not in resume_state(data / "recovery", "livereco.user_history"):  # a snapshot holds the user
             assert time.monotonic() < deadline + 10, "the user's history was never snapshotted"
             time.sleep(0.1)
