@@ -36,6 +36,7 @@ from online.init_pickle import reduce_by_init
 from online.item_embedding import SessionEmbedding
 from online.neighbour_candidates import NeighbourCandidates
 from online.purchases import AfterPurchase
+from online.returning import ReturnRate
 
 __all__ = ["UserListLogic", "UserListState"]
 
@@ -56,12 +57,14 @@ class UserListState:
     """The purchase window's rule while one is open (``None`` otherwise)."""
     excluded: ExcludedItems | None = None
     """What the user bought, disliked or consumed over their whole retained history (``None``: nothing yet)."""
+    returning: ReturnRate | None = None
+    """How often the user goes back to their recent items (``None``: no second positive event yet)."""
 
     def __init__(self, candidates: NeighbourCandidates, latest: Touch | None = None,
                  previous: PersonalPool | None = None, pending: dict[int, NeighbourReply] | None = None,
                  life: int = 0, session_id: str = "", session: SessionEmbedding | None = None,
                  affinity: CategoryAffinity | None = None, after_purchase: AfterPurchase | None = None,
-                 excluded: ExcludedItems | None = None) -> None:
+                 excluded: ExcludedItems | None = None, returning: ReturnRate | None = None) -> None:
         # Written out, not generated: mypyc compiles only the methods in the source (see online.init_pickle).
         self.candidates = candidates
         self.latest = latest
@@ -73,6 +76,7 @@ class UserListState:
         self.affinity = CategoryAffinity() if affinity is None else affinity
         self.after_purchase = after_purchase
         self.excluded = excluded
+        self.returning = returning
 
     def __reduce__(self) -> tuple[Any, ...]:
         return reduce_by_init(self)
@@ -101,6 +105,7 @@ class UserListLogic(_StageLogic["NeighbourReply | UserErased", Any, "UserListSta
         self.keys = settings.keys
         self.n = settings.candidates
         self.recent_weight = settings.recent_weight
+        self.adaptive_recent = bool(settings.recent_adaptive)
         self.position_decay = settings.position_decay
         self.purchase_demote = settings.purchase_demote
         self.purchase_boost = settings.purchase_boost
@@ -179,7 +184,9 @@ class UserListLogic(_StageLogic["NeighbourReply | UserErased", Any, "UserListSta
                 if touch.facts is not None:  # brand and price band join the categories (brand:acme, price:64-128)
                     for key in touch.facts.affinity_keys:
                         state.affinity.learn_one(key, touch.weight, touch.ts)
-                if touch.weight < 0.0 or self.recent_weight <= 0.0 or touch.item_id in touch.exclude:
+                if self.adaptive_recent and touch.weight > 0.0:
+                    self._learn_return(state.latest, touch.item_id)
+                if touch.weight < 0.0 or self._recent_weight() <= 0.0 or touch.item_id in touch.exclude:
                     self._exclude(touch.item_id)  # disliked, consumed (never recommended back) or bought
                 window = touch.window
                 if window is not None:
@@ -239,14 +246,36 @@ class UserListLogic(_StageLogic["NeighbourReply | UserErased", Any, "UserListSta
             excluded = self.state.excluded = ExcludedItems(self.excluded_max)
         excluded.add(item)
 
+    def _learn_return(self, before: Touch | None, item_id: str) -> None:
+        """A positive touch of ``item_id``: after the user's first, a chance to return (:mod:`online.returning`);
+        a user no longer recommended their own items back has those consumed meanwhile excluded from now on."""
+        if before is None:
+            return
+        returning = self.state.returning
+        if returning is None:
+            returning = self.state.returning = ReturnRate()
+        weight = returning.weight(self.recent_weight)
+        returning.learn_one(_among_recent(item_id, before.recent))
+        if weight > 0.0 and returning.weight(self.recent_weight) <= 0.0:
+            for item, _, _ in before.recent:
+                self._exclude(item)
+
+    def _recent_weight(self) -> float:
+        """``LIVERECO_RECENT_WEIGHT``, or with ``LIVERECO_RECENT_ADAPTIVE`` this user's (:mod:`online.returning`)."""
+        returning = self.state.returning
+        if not self.adaptive_recent or returning is None:
+            return self.recent_weight
+        return returning.weight(self.recent_weight)
+
     def _rank(self, last: Touch, sessions: dict[str, float] | None, written: bool = True) -> UserListWrite:
         state = self.state
+        recent_weight = self._recent_weight()
         recent_items = [item for item, _, _ in last.recent]
         # Only the lists the merge reads: an older item gets a fresh list when it is touched again.
         state.candidates.forget_except(set(recent_items[: NeighbourCandidates.merge_depth]))
         exclude = set(last.exclude)
         exclude.update(item for item, weight, _ in last.recent if weight < 0.0)
-        if self.recent_weight <= 0.0:
+        if recent_weight <= 0.0:
             exclude.update(recent_items)
         # Exclusions older than the recent ones are known by their hashes only: the list is cut from a deeper one.
         excluded = state.excluded
@@ -256,18 +285,18 @@ class UserListLogic(_StageLogic["NeighbourReply | UserErased", Any, "UserListSta
             exclude.update(after.labelled(self.kind_exclude_max))
         n = 2 * self.n if hidden else self.n
         if after is None:
-            ranked = state.candidates.rank(last.recent, n, exclude, recent_weight=self.recent_weight,
+            ranked = state.candidates.rank(last.recent, n, exclude, recent_weight=recent_weight,
                                            position_decay=self.position_decay, sessions=sessions,
                                            session_weight=self.session_weight)
         else:
             merged = state.candidates.rank(last.recent, self.rerank_depth * n, exclude,
-                                           recent_weight=self.recent_weight, position_decay=self.position_decay,
+                                           recent_weight=recent_weight, position_decay=self.position_decay,
                                            sessions=sessions, session_weight=self.session_weight)
             ranked = after.rerank(merged, n, last.recent, exclude, self.position_decay)
         if hidden and excluded is not None:
             ranked = _without(ranked, excluded, self.n)
         repeat_rows: list[int] = []
-        if self.recent_weight > 0.0:  # the user's own recent items among the candidates
+        if recent_weight > 0.0:  # the user's own recent items among the candidates
             recent = set(recent_items)
             repeat_rows = [row for row, (item, _) in enumerate(ranked) if item in recent]
         repeats = frozenset([ranked[row][0] for row in repeat_rows])
@@ -283,6 +312,14 @@ class UserListLogic(_StageLogic["NeighbourReply | UserErased", Any, "UserListSta
                              exclude=sorted(exclude), session_embedding=state.session.raw(),
                              affinities=state.affinity.top(self.profile_affinities) if written else [],
                              list_affinities=affinities)
+
+
+def _among_recent(item: str, recent: list[tuple[str, float, float]]) -> bool:
+    """Whether ``item`` is one of ``recent`` (a touch's recent items, newest first)."""
+    for other, _, _ in recent:  # noqa: SIM110 (a loop: mypyc compiles any() over a generator to a slower one)
+        if other == item:
+            return True
+    return False
 
 
 def _without(ranked: list[tuple[str, float]], excluded: ExcludedItems, n: int) -> list[tuple[str, float]]:
