@@ -169,16 +169,27 @@ def test_the_responding_shop_through_real_server_and_flow(system: tuple[str, str
     assert figures["impressions"] >= 5 * stats.lists_fetched  # up to 10 items a list (fewer while trending is short)
     assert stats.lists_fetched * 0.9 <= figures["scored_lists"] <= stats.lists_fetched  # each labelled once at most
     assert 0 < figures["hits_at_10"] < figures["scored_lists"]
-    text = get(flow_metrics)[1].decode()
-    attributed = sum(metric_value(text, "livereco_flow_attributed_total",
-                                  f'kind="click",source="{source}",status="attributed",variant="default"')
-                     for source in ("personal", "trending", "explore", "affinity"))
+
+    def settled() -> tuple[str, dict[str, float], float, float, float]:
+        """The flow's metrics and the variant's hash, once they agree: the flow counts a click or a scored list
+        when it attributes it, the sink adds it to the hash with a later batch (so either may be read first)."""
+        while True:
+            text, figures = get(flow_metrics)[1].decode(), counted()
+            attributed = sum(metric_value(text, "livereco_flow_attributed_total",
+                                          f'kind="click",source="{source}",status="attributed",variant="default"')
+                             for source in ("personal", "trending", "explore", "affinity"))
+            hits, misses = (metric_value(text, "livereco_flow_served_lists_scored_total",
+                                         f'outcome="{outcome}",variant="default"') for outcome in ("hit", "miss"))
+            agree = figures.get("clicks") == attributed and figures.get("scored_lists") == hits + misses
+            if (agree and figures == counted()) or time.monotonic() > deadline + 10:
+                return text, figures, attributed, hits, misses
+            time.sleep(0.2)
+
+    text, figures, attributed, hits, misses = settled()
     assert attributed >= 10 and figures["clicks"] == attributed  # the clicks came back with their rec_id
     assert metric_value(text, "livereco_flow_attributed_total",
                         'kind="click",source="other",status="unknown",variant="none"') == 0  # every rec_id known
     assert 0.005 < figures["clicks"] / figures["impressions"] < 0.5
-    hits, misses = (metric_value(text, "livereco_flow_served_lists_scored_total", f'outcome="{outcome}",variant="default"')
-                    for outcome in ("hit", "miss"))
     assert hits + misses == figures["scored_lists"] and hits == figures["hits_at_10"]  # Prometheus: the same numbers
 
 
