@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -56,8 +57,20 @@ from online.contract import DEFAULT_LIMITS, Event, Settings
 from online.metrics import PrequentialMetrics, paired_difference
 from online.protocol import Recommender
 
-__all__ = ["KS", "EvalData", "GridValue", "add_arguments", "evaluate_baseline", "evaluate_livereco", "flow_time_shift",
-           "load", "make_baseline", "run", "tune"]
+__all__ = [
+    "KS",
+    "EvalData",
+    "GridValue",
+    "add_arguments",
+    "evaluate_baseline",
+    "evaluate_livereco",
+    "flow_time_shift",
+    "load",
+    "make_baseline",
+    "ratings_scale",
+    "run",
+    "tune",
+]
 
 KS = (5, 10, 20)
 LEARNING = ("streaming", "frozen", "both")
@@ -317,6 +330,34 @@ def _header(data: EvalData) -> dict[str, Any]:
                            if data.validation else "none: tuned baselines keep their defaults")}
 
 
+def ratings_scale(settings: Settings, events: Sequence[Event],
+                  env: Any = None) -> tuple[Settings, str]:
+    """``settings`` with the log's own rating scale when ``LIVERECO_RATING_RANGE`` is not set and the log's
+    ratings fall outside the default one (a 0-10 log scored as 1-5 would count 6 and 10 alike), and a note
+    saying so; otherwise ``settings`` and ``""``. A live deployment sets its scale; a log shows its own.
+
+    >>> from online.contract import Event
+    >>> ratings = [Event("u", "i", "rating", 1.7e9, value=v) for v in (0.0, 7.0, 10.0)]
+    >>> scaled, note = ratings_scale(Settings(), ratings, env={})
+    >>> scaled.rating_range, note
+    ('0,10', 'ratings 0..10: the scale is taken from the log (LIVERECO_RATING_RANGE is not set)')
+    >>> ratings_scale(Settings(), ratings, env={"LIVERECO_RATING_RANGE": "1,5"})[0].rating_range
+    '1,5'
+    """
+    env = os.environ if env is None else env
+    if env.get("LIVERECO_RATING_RANGE"):
+        return settings, ""
+    values = [e.value for e in events if e.type == "rating" and e.value is not None]
+    if not values:
+        return settings, ""
+    low, high = min(values), max(values)
+    lo, hi = settings.weights.rating_range
+    if (lo <= low and high <= hi) or low == high:
+        return settings, ""
+    return (replace(settings, rating_range=f"{low:g},{high:g}"),
+            f"ratings {low:g}..{high:g}: the scale is taken from the log (LIVERECO_RATING_RANGE is not set)")
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in models if m != "livereco" and m not in BASELINES]
@@ -329,6 +370,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"livereco eval: {exc}", file=sys.stderr)
         return 2
+    settings, rating_note = ratings_scale(settings, data.events)
+    if rating_note and not args.json:
+        print(f"  {rating_note}", file=sys.stderr)
     learning = ("streaming", "frozen") if args.learning == "both" else (args.learning,)
     if data.test_start == 0 and "frozen" in learning:
         if args.learning == "frozen":
@@ -386,7 +430,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                         for k in (10, 20) for measure in ("HR", "MRR")}
     header = _header(data)
     if args.json:
-        print(orjson.dumps({**header, "log": str(args.log), "results": rows,
+        print(orjson.dumps({**header, "log": str(args.log), "rating_scale": rating_note or None, "results": rows,
                             "livereco_events_per_s": round(speed, 1), "build": describe()},
                            option=orjson.OPT_INDENT_2).decode())
         return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -207,6 +208,7 @@ def test_movietweetings_movies_give_every_rated_movie_a_category(shared_data: Pa
 # --- issue 20, part 1: historical logs, the user protocol and its candidate rule, honest baselines -----------
 
 Y1996 = 820_454_400.0  # 1996-01-01
+Y2015_FEB = 1_422_748_800.0  # 2015-02-01
 
 
 def write_user_log(path: Path, rows: list[tuple[str, str, float, float]]) -> None:
@@ -418,3 +420,28 @@ def test_item_knn_chooses_half_life_and_alpha_on_the_validation_part_only() -> N
     assert scores[chosen] == max(scores.values())
     # what it is chosen on is the validation part alone: without one, no choice (the default is used)
     assert tune("item-knn", dataclasses.replace(data, validation=None)) == (None, {})
+
+
+def test_a_ratings_log_is_scored_on_its_own_scale_unless_one_is_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    # A 0-10 log: on the default 1-5 scale a 3 would count as liked as much as a 10 and a 0 as a 1.
+    log = tmp_path / "ratings.dat"
+    rows = [(u, i, float((k * 3) % 11), t) for k, (u, i, _, t) in enumerate(taste_log(30, Y2015_FEB))]
+    write_user_log(log, rows)
+
+    def report(*env: str) -> dict[str, Any]:
+        monkeypatch.delenv("LIVERECO_RATING_RANGE", raising=False)
+        for pair in env:
+            monkeypatch.setenv(*pair.split("=", 1))
+        assert main(["eval", str(log), "--models", "livereco", "--json"]) == 0
+        return orjson.loads(capsys.readouterr().out)
+
+    own, given, narrow = report(), report("LIVERECO_RATING_RANGE=0,10"), report("LIVERECO_RATING_RANGE=1,5")
+    assert own["rating_scale"] == "ratings 0..10: the scale is taken from the log (LIVERECO_RATING_RANGE is not set)"
+    assert given["rating_scale"] is None and narrow["rating_scale"] is None
+    assert _without_seconds(own) == _without_seconds(given)
+    assert _without_seconds(own) != _without_seconds(narrow)  # the scale changes what the flow learns
+
+
+def _without_seconds(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in report["results"]]
