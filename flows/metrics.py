@@ -7,7 +7,9 @@ configured event types, and dead-letter reasons named after contract fields.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+
+from flows.stage_time import StageTime
 
 __all__ = [
     "ATTRIBUTED",
@@ -25,6 +27,7 @@ __all__ = [
     "SINK_WRITES",
     "SINK_WRITE_SECONDS",
     "STAGE_REASONS",
+    "STAGE_TIME",
     "STREAM_LAG_ENTRIES",
     "STREAM_LAG_SECONDS",
     "STREAM_LENGTH",
@@ -37,6 +40,9 @@ LABEL_REASON = "reason"
 LABEL_KIND = "kind"
 LABEL_OPERATION = "operation"
 
+STAGE_TIME = StageTime()
+"""``livereco_flow_stage_seconds_total{stage}`` (:mod:`flows.stage_time`)."""
+REGISTRY.register(STAGE_TIME)
 EVENTS = Counter("livereco_flow_events_total", "Events accepted by the dataflow, by event type.", [LABEL_TYPE])
 DUPLICATES = Counter("livereco_flow_duplicate_events_total", "Events dropped because their event_id was seen.")
 EVICTED = Counter(

@@ -43,6 +43,7 @@ from flows.metrics import (
 )
 from flows.redis_batch import Command, CommandBatches
 from flows.redis_client import TRANSIENT_ERRORS, Backoff, RedisClient, connect
+from flows.stage_time import add as add_stage_time
 from flows.writes import (
     BLOB_VERSION,
     AttributionWrite,
@@ -193,6 +194,11 @@ class _RedisSinkPartition(StatelessSinkPartition[Write]):
 
     @override
     def write_batch(self, items: list[Write]) -> None:
+        started = time.perf_counter_ns()
+        self._write_batch(items)
+        add_stage_time("sink", time.perf_counter_ns() - started)
+
+    def _write_batch(self, items: list[Write]) -> None:
         batch = self._coalesce(items)
         observe_scores(batch.ranks)
         if not batch:

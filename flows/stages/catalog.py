@@ -60,7 +60,7 @@ class CatalogLogic(_StageLogic[ParsedEvent | ParsedControl | CatalogChange, Any,
         """Whether the catalog holds the item (its facts may still be ``None``: nothing the models use)."""
 
     @override
-    def on_batch(self, values: list[ParsedEvent | ParsedControl | CatalogChange]) -> tuple[Iterable[Any], bool]:
+    def process(self, values: list[ParsedEvent | ParsedControl | CatalogChange]) -> tuple[Iterable[Any], bool]:
         out: list[Any] = []
         for value in values:
             if isinstance(value, ParsedEvent):

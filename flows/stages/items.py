@@ -146,7 +146,7 @@ class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any, "ItemState | None"
         return self.state
 
     @override
-    def on_batch(self, values: list[Touch | Link | PurchaseLink]) -> tuple[Iterable[Any], bool]:
+    def process(self, values: list[Touch | Link | PurchaseLink]) -> tuple[Iterable[Any], bool]:
         self.last_active = time.time()
         state = self._state_for(values[0].item_id)
         out: list[Any] = []

@@ -154,7 +154,7 @@ class RankerLogic(_StageLogic[TrendingWrite | Outcome | NewItem, Any, "RankerSta
                 categories.learn_one(item, category, log_score)
 
     @override
-    def on_batch(self, values: list[TrendingWrite | Outcome | NewItem]) -> tuple[Iterable[Any], bool]:
+    def process(self, values: list[TrendingWrite | Outcome | NewItem]) -> tuple[Iterable[Any], bool]:
         state = self.state
         out: list[Any] = []
         learned = state.ranker.learned

@@ -118,7 +118,7 @@ class UserHistoryLogic(_StageLogic[ParsedEvent | ParsedControl, "list[Touch | Li
         return self.state.history
 
     @override
-    def on_batch(self, values: list[ParsedEvent | ParsedControl]
+    def process(self, values: list[ParsedEvent | ParsedControl]
                  ) -> tuple[Iterable[list[Touch | Link | PurchaseLink] | DeadLetter | UserErased | AttributionWrite],
                             bool]:
         self.last_active = time.time()

@@ -143,7 +143,7 @@ class UserListLogic(_StageLogic["NeighbourReply | UserErased", Any, "UserListSta
         return min(pending)
 
     @override
-    def on_batch(self, values: list[NeighbourReply | UserErased]) -> tuple[Iterable[Any], bool]:
+    def process(self, values: list[NeighbourReply | UserErased]) -> tuple[Iterable[Any], bool]:
         self.last_active = time.time()
         state = self.state
         if any(type(v) is UserErased for v in values):
@@ -225,7 +225,7 @@ class UserListLogic(_StageLogic["NeighbourReply | UserErased", Any, "UserListSta
             out.append(UserErasedWrite(user_id))
             self.last_active = time.time() - self.idle_s + TOMBSTONE_S if self.idle_s is not None else time.time()
         if newer:
-            rest, retain = self.on_batch(newer)
+            rest, retain = self.process(newer)
             return [*out, *rest], retain
         return out, StatefulBatchLogic.RETAIN
 
