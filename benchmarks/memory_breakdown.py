@@ -37,6 +37,7 @@ evict, drop a user).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from functools import partial
 from typing import Any
@@ -47,6 +48,7 @@ from benchmarks.machine import machine_line
 from benchmarks.redis_blobs import redis_alternatives, redis_blob_composition
 from benchmarks.state_at_bound import at_bound, print_at_bound
 from benchmarks.state_breakdown import Breakdown, print_breakdown, run_breakdown
+from online.compiled import PURE_PYTHON_ENV
 from online.contract import Settings
 
 
@@ -101,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {name:<48}{per_user:>8,.0f} B   (blobs {blobs:,.0f} B)")
         return 0
     points = [args.events * (i + 1) // args.points for i in range(args.points)]
+    # The breakdown counts stage logics by wrapping the classes flows.dataflow builds, which only its Python
+    # source allows: the spawned child runs the pure-Python modules (their objects are an upper bound of the
+    # compiled ones' sizes).
+    os.environ[PURE_PYTHON_ENV] = "1"
+    print("stage state sizes of the pure-Python modules (LIVERECO_PURE_PYTHON=1 in the measuring process)")
     result: Breakdown = run_in_child(partial(run_breakdown, progress=True), settings, args.events, args.users,
                                      args.items, points, args.sample, args.tracemalloc, not args.no_snapshots,
                                      what="breakdown")

@@ -65,7 +65,15 @@ class Registry:
 
 @contextlib.contextmanager
 def registering(registry: Registry) -> Iterator[None]:
-    """While active, ``build_flow`` builds its logics through factories that register them in ``registry``."""
+    """While active, ``build_flow`` builds its logics through factories that register them in ``registry``.
+
+    Only a pure-Python ``flows.dataflow`` looks its logic classes up by name at run time: compiled, it calls them
+    directly and nothing would be registered (every stage would read 0 keys), so that is refused with the fix.
+    """
+    if not str(getattr(dataflow_module, "__file__", "")).endswith(".py"):
+        raise RuntimeError("flows.dataflow is compiled here, so its stage logics cannot be counted: run with "
+                           "LIVERECO_PURE_PYTHON=1 (sizes are then those of the pure-Python objects, an upper bound "
+                           "of the compiled ones)")
     originals = {name: getattr(dataflow_module, name) for _, name in STAGES}
     try:
         for stage, name in STAGES:
