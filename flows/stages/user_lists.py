@@ -105,7 +105,7 @@ class UserListLogic(_StageLogic["NeighbourReply | UserErased", Any, "UserListSta
         self.keys = settings.keys
         self.n = settings.candidates
         self.recent_weight = settings.recent_weight
-        self.adaptive_recent = bool(settings.recent_adaptive)
+        self.adaptive_recent = bool(settings.recent_adaptive) and settings.recent_weight > 0.0  # 0: never, no state
         self.position_decay = settings.position_decay
         self.purchase_demote = settings.purchase_demote
         self.purchase_boost = settings.purchase_boost
