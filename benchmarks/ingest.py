@@ -68,6 +68,40 @@ def events_taken(urls: list[str]) -> float:
                if line.startswith("livereco_flow_events_total{"))
 
 
+def stage_seconds(urls: list[str]) -> dict[str, float]:
+    """The flow processes' ``livereco_flow_stage_cpu_seconds_total`` by stage, and their CPU as ``cpu``, summed.
+
+    >>> stage_seconds([]) == {}
+    True
+    """
+    out: dict[str, float] = {}
+    for text in scrape(urls) if urls else ():
+        for line in text.splitlines():
+            if line.startswith('livereco_flow_stage_cpu_seconds_total{stage="'):
+                stage = line.split('"', 2)[1]
+            elif line.startswith("process_cpu_seconds_total "):
+                stage = "cpu"
+            else:
+                continue
+            out[stage] = out.get(stage, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def profile_line(spent: dict[str, float]) -> str:
+    """Each stage's share of the flow processes' CPU time over a drain (``spent``: :func:`stage_seconds` deltas).
+
+    >>> profile_line({"cpu": 2.0, "sink": 0.5, "ranker": 0.3})
+    'sink 25%, ranker 15%, Bytewax and the rest 60% of 2.0 s of flow CPU'
+    """
+    cpu = spent.get("cpu", 0.0)
+    stages = sorted(((v, k) for k, v in spent.items() if k != "cpu"), reverse=True)
+    if cpu <= 0.0:
+        return "no CPU time measured"
+    rest = cpu - sum(v for v, _ in stages)
+    parts = [f"{k} {100 * v / cpu:.0f}%" for v, k in stages]
+    return ", ".join([*parts, f"Bytewax and the rest {100 * rest / cpu:.0f}%"]) + f" of {cpu:.1f} s of flow CPU"
+
+
 def write_all(url: str, namespace: str, events: list[Event]) -> None:
     writer = EventWriter(redis.Redis.from_url(url), Settings.from_env({}, namespace=namespace,
                                                                       partitions=PARTITIONS).keys)
@@ -75,17 +109,20 @@ def write_all(url: str, namespace: str, events: list[Event]) -> None:
         writer.append(events[start:start + 1000])
 
 
-def throughput(url: str, events: list[Event], namespace: str, processes: int) -> float:
-    """Events/s while ``processes`` flow processes drain ``events`` already waiting in the streams."""
+def throughput(url: str, events: list[Event], namespace: str, processes: int,
+               profile: dict[str, float] | None = None) -> float:
+    """Events/s while ``processes`` flow processes drain ``events`` already waiting in the streams; ``profile``
+    receives where their time went over the same span (:func:`stage_seconds` differences)."""
     write_all(url, namespace, events)
     with flow_processes(url, namespace, processes) as urls:
         first: tuple[float, float] | None = None
         last = (0.0, 0.0)
+        at_first: dict[str, float] = {}
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             taken, now = events_taken(urls), time.perf_counter()
             if taken and first is None:
-                first = (now, taken)
+                first, at_first = (now, taken), stage_seconds(urls)
             if taken:
                 last = (now, taken)
             if taken >= len(events):
@@ -93,6 +130,8 @@ def throughput(url: str, events: list[Event], namespace: str, processes: int) ->
             time.sleep(0.05)
         if first is None or last[1] < len(events):
             raise RuntimeError(f"the flow took {last[1]:,.0f} of {len(events):,} events within 600 s")
+        if profile is not None:
+            profile.update({k: v - at_first.get(k, 0.0) for k, v in stage_seconds(urls).items()})
         return (last[1] - first[1]) / (last[0] - first[0])
 
 
@@ -187,10 +226,19 @@ def main() -> int:
     with EmbeddedRedis() as server:
         print(f"| flow processes | events/s, median of {args.repeat} | runs |")
         print("|---|---|---|")
+        profiles: dict[int, list[tuple[float, dict[str, float]]]] = {}
         for processes in counts:
-            rates = [throughput(server.url, events, f"tp{processes}x{i}", processes) for i in range(args.repeat)]
+            runs = []
+            for i in range(args.repeat):
+                spent: dict[str, float] = {}
+                runs.append((throughput(server.url, events, f"tp{processes}x{i}", processes, spent), spent))
+            rates = [rate for rate, _ in runs]
+            profiles[processes] = runs
             medians[processes] = statistics.median(rates)
             print(f"| {processes} | {medians[processes]:,.0f} | {', '.join(f'{r:,.0f}' for r in rates)} |")
+        for processes, runs in profiles.items():  # the median run's: livereco_flow_stage_cpu_seconds_total over its drain
+            _, spent = sorted(runs, key=lambda run: run[0])[len(runs) // 2]
+            print(f"where the time went, {processes} process(es), median run: {profile_line(spent)}")
         rate = args.rate or medians.get(1, next(iter(medians.values()))) / 2
         (p50, p99, top), count = freshness(server.url, events, rate, args.seconds, "fresh")
         print(f"freshness at {rate:,.0f} events/s offered for {args.seconds:.0f} s, 1 process ({count:,} list writes):"

@@ -33,6 +33,7 @@ from flows.catalog_source import CatalogSource
 from flows.redis_sink import DeadLetter, RedisSink, SinkOptions, TrendingWrite, Write
 from flows.redis_source import RedisStreamSource, StreamEntry
 from flows.stage_time import add as add_stage_time
+from flows.stage_time import sample
 from flows.stages import (
     CatalogLogic,
     ItemLogic,
@@ -174,9 +175,12 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
     entries = op.input("streams", flow, source)
 
     def parse_batch(batch: list[StreamEntry]) -> list[tuple[str, ParsedEvent | ParsedControl] | DeadLetter]:
-        started = time.perf_counter_ns()
+        weight = sample("parse", len(batch))
+        if not weight:
+            return parse_entries(batch, weights)
+        started = time.thread_time_ns()
         parsed = parse_entries(batch, weights)
-        add_stage_time("parse", time.perf_counter_ns() - started)
+        add_stage_time("parse", (time.thread_time_ns() - started) * weight)
         return parsed
 
     parsed = op.flat_map_batch("parse", entries, parse_batch)

@@ -41,7 +41,7 @@ LABEL_KIND = "kind"
 LABEL_OPERATION = "operation"
 
 STAGE_TIME = StageTime()
-"""``livereco_flow_stage_seconds_total{stage}`` (:mod:`flows.stage_time`)."""
+"""``livereco_flow_stage_cpu_seconds_total{stage}`` (:mod:`flows.stage_time`)."""
 REGISTRY.register(STAGE_TIME)
 EVENTS = Counter("livereco_flow_events_total", "Events accepted by the dataflow, by event type.", [LABEL_TYPE])
 DUPLICATES = Counter("livereco_flow_duplicate_events_total", "Events dropped because their event_id was seen.")

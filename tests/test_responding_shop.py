@@ -191,7 +191,7 @@ def test_the_responding_shop_through_real_server_and_flow(system: tuple[str, str
                         'kind="click",source="other",status="unknown",variant="none"') == 0  # every rec_id known
     assert 0.005 < figures["clicks"] / figures["impressions"] < 0.5
     for stage in ("parse", "user_history", "items", "user_lists", "ranker", "sink"):  # the live per-stage profile
-        assert metric_value(text, "livereco_flow_stage_seconds_total", f'stage="{stage}"') > 0, stage
+        assert metric_value(text, "livereco_flow_stage_cpu_seconds_total", f'stage="{stage}"') > 0, stage
     assert hits + misses == figures["scored_lists"] and hits == figures["hits_at_10"]  # Prometheus: the same numbers
 
 

@@ -129,11 +129,11 @@ def pipeline() -> dm.Dashboard:
         rate_panel("How many Redis calls does the flow retry per second?", "livereco_flow_redis_errors_total",
                    by=["operation"], width=8),
         timeseries_panel("Where does the flow's time go, by stage?", [
-            (f"sum by (stage) (rate(livereco_flow_stage_seconds_total[{RATE}]))", "{{stage}}"),
+            (f"sum by (stage) (rate(livereco_flow_stage_cpu_seconds_total[{RATE}]))", "{{stage}}"),
             (f"sum(rate(process_cpu_seconds_total{{{FLOW_JOB}}}[{RATE}]))"
-             f" - sum(rate(livereco_flow_stage_seconds_total[{RATE}]))", "Bytewax and the rest")],
-            "percentunit", "Wall time of each stage's batches (1 = one core busy all the time); the rest of the"
-            " process's CPU is Bytewax's routing between stages, the source and epochs. The stage that grows"
+             f" - sum(rate(livereco_flow_stage_cpu_seconds_total[{RATE}]))", "Bytewax and the rest")],
+            "percentunit", "CPU time of each stage's batches, from one batch in 8 (1 = one core busy all the time);"
+            " the rest of the process's CPU is Bytewax's routing between stages, the source and epochs. The stage that grows"
             " with the load is the one to scale or optimise (docs/performance.md).", width=24),
     ])
 
