@@ -100,10 +100,11 @@ def parse_server(text: str) -> tuple[str, dict[str, str]]:
     return label, env
 
 
-def one_round(server: ProbedServer, client: redis.Redis, args: argparse.Namespace, script: str) -> dict[str, Any]:
+def one_round(server: ProbedServer, client: redis.Redis, args: argparse.Namespace, script: str,
+              pacing: str) -> dict[str, Any]:
     server.ask("reset")
     cpu, children, redis_cpu = session_cpu_s(server.process.pid), _children_cpu_s(), redis_cpu_s(client)
-    load = run_loadgen(server.base, args.rate, args.duration)
+    load = run_loadgen(server.base, args.rate, args.duration, pacing)
     figures_cpu = {"loadgen_cpu_us": (_children_cpu_s() - children) / load["answered"] * 1e6 if load["answered"] else 0,
                    "redis_cpu_us": (redis_cpu_s(client) - redis_cpu) / load["answered"] * 1e6 if load["answered"] else 0}
     figures = server.ask(f"dump {int(load['answered'])}")
@@ -130,7 +131,7 @@ def _get(row: dict[str, Any], path: str) -> float:
 
 COLUMNS = [
     ("p50 ms", "load.p50", ".2f"), ("p99 ms", "load.p99", ".2f"), ("max ms", "load.max", ".1f"),
-    ("sent→answer p99", "load.service_p99", ".2f"), ("respond p99", "respond_ms.p99", ".2f"),
+    ("sent→answer p99", "load.service_p99", ".2f"), ("gen lag p99", "load.send_lag_p99", ".2f"), ("respond p99", "respond_ms.p99", ".2f"),
     ("Redis rt p99", "redis_ms.p99", ".2f"), ("CPU µs/req", "cpu_us", ".0f"), ("loop busy", "cpu_share", ".2f"),
     ("gc0 /10k", "gc.0.per_10k", ".1f"), ("gc1 /10k", "gc.1.per_10k", ".1f"), ("gc2 /10k", "gc.2.per_10k", ".2f"),
     ("gc ms /10k", "gc_ms_per_10k", ".2f"), ("gc max ms", "gc_max_ms", ".2f"),
@@ -138,6 +139,7 @@ COLUMNS = [
     ("stalls>1ms /10k", "stalls.per_10k", ".1f"), ("stall max ms", "stalls.max_ms", ".1f"),
     ("off-CPU", "stalls.off_cpu", ".0f"), ("off-CPU ms", "stalls.off_cpu_ms", ".1f"),
     ("on-CPU", "stalls.on_cpu", ".0f"), ("on-CPU max ms", "stalls.on_cpu_max_ms", ".1f"),
+    ("answers per on-CPU stall", "stalls.on_cpu_answers_p50", ".0f"),
     ("with gc", "stalls.with_gc", ".0f"),
     ("sat. req/s", "saturation.achieved", ",.0f"),
 ]
@@ -179,6 +181,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--server", action="append", default=[], help="LABEL[:K=V;K=V] (repeatable)")
     parser.add_argument("--against", metavar="REV", help="also commit REV's server, compiled in a temporary worktree")
+    parser.add_argument("--pacing", type=lambda text: text.split(","), default=["thread"],
+                        help="the generator's pacing(s), comma-separated: thread (default), timer (the previous, "
+                             "spinning one); each server is measured with each")
     parser.add_argument("--saturation", action="store_true", help="a wrk run per round and server too")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -210,10 +215,11 @@ def main() -> int:
             run_wrk(server.base, 2, 32, script.name)  # warm-up: connections, caches
             print(f"{server.label}: refresh CPU on a quiet loop (ms each): {server.ask('calibrate')}", flush=True)
         for round_ in range(args.repeat):
-            for server in started:
-                row = derived(one_round(server, client, args, script.name))
-                results.setdefault(server.label, []).append(row)
-                print(f"round {round_ + 1} {server.label}: p99 {row['load']['p99']:.2f} ms, "
+            for server, pacing in ((server, pacing) for server in started for pacing in args.pacing):
+                label = server.label if len(args.pacing) == 1 else f"{server.label}, {pacing} pacing"
+                row = derived(one_round(server, client, args, script.name, pacing))
+                results.setdefault(label, []).append(row)
+                print(f"round {round_ + 1} {label}: p99 {row['load']['p99']:.2f} ms, "
                       f"gc {row['gc_ms_per_10k']:.2f} ms/10k, stalls {row['stalls']['per_10k']:.1f}/10k "
                       f"({row['stalls']['off_cpu']} off-CPU)", flush=True)
         print("load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))

@@ -33,6 +33,7 @@ at another commit's tree: the probe then measures that commit's server
 from __future__ import annotations
 
 import asyncio
+import bisect
 import functools
 import gc
 import json
@@ -69,6 +70,7 @@ class TailProbe:
         self.gaps: list[tuple[float, float, float]] = []  # (start, gap seconds, CPU seconds in it), gaps > period + 1 ms
         self.ticks = 0
         self.respond: list[float] = []
+        self.answered_at: list[float] = []  # each respond's end (perf_counter): how many answers a stall held
         self.redis: list[float] = []
         self.refreshes: dict[str, list[float]] = {}
         self._last = time.perf_counter()
@@ -112,6 +114,21 @@ class TailProbe:
 
         return wrapper
 
+    def timed_respond(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        """``respond`` with its wall time and its end recorded."""
+
+        @functools.wraps(method)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return await method(*args, **kwargs)
+            finally:
+                ended = time.perf_counter()
+                self.respond.append(ended - started)
+                self.answered_at.append(ended)
+
+        return wrapper
+
     def refresh_list(self, name: str) -> list[float]:
         return self.refreshes.setdefault(name, [])
 
@@ -132,6 +149,9 @@ class TailProbe:
         with_gc = [s for s in stalls if any(start <= s[0] + s[1] + self.period_s and start + sec >= s[0]
                                             for _, start, sec in self.collections)]
         on_cpu = [s for s in stalls if s[2] >= 0.5 * (s[1] + self.period_s)]
+        ends = sorted(self.answered_at)
+        held = [bisect.bisect_right(ends, start + gap + self.period_s) - bisect.bisect_left(ends, start)
+                for start, gap, _ in stalls if (start, gap, _) in on_cpu]
         return {
             "elapsed_s": round(elapsed, 3), "requests": answered,
             "cpu_share": round((time.thread_time() - self.began_cpu) / elapsed, 3) if elapsed else 0.0,
@@ -147,6 +167,8 @@ class TailProbe:
                 "on_cpu_ms": round(sum(s[1] for s in on_cpu) * 1e3, 2),
                 "on_cpu_max_ms": round(max((s[1] for s in on_cpu), default=0.0) * 1e3, 2),
                 "on_cpu_without_gc": sum(1 for s in on_cpu if s not in with_gc),
+                "on_cpu_answers_p50": _percentile([float(h) for h in held], 50),
+                "on_cpu_answers_max": max(held, default=0),
             },
             "respond_ms": {"p50": round(_percentile(self.respond, 50) * 1e3, 3),
                            "p99": round(_percentile(self.respond, 99) * 1e3, 3),
@@ -173,7 +195,7 @@ def install(probe: TailProbe) -> dict[str, Callable[[Any], Any]]:
     from serving.ranker_weights import RankerWeights
     from serving.redis_reads import FastReads
 
-    LiverecoApp.respond = probe.timed(lambda: probe.respond, LiverecoApp.respond)  # type: ignore[method-assign]
+    LiverecoApp.respond = probe.timed_respond(LiverecoApp.respond)  # type: ignore[method-assign]
     FastReads.read_with_shared = probe.timed(lambda: probe.redis,  # type: ignore[method-assign]
                                              FastReads.read_with_shared)
     ServingCatalog.refresh = probe.timed(lambda: probe.refresh_list("catalog"),  # type: ignore[method-assign]
