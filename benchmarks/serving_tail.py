@@ -137,10 +137,10 @@ COLUMNS = [
     ("gc ms /10k", "gc_ms_per_10k", ".2f"), ("gc max ms", "gc_max_ms", ".2f"),
     ("loadgen CPU µs/req", "loadgen_cpu_us", ".0f"), ("Redis CPU µs/req", "redis_cpu_us", ".0f"),
     ("stalls>1ms /10k", "stalls.per_10k", ".1f"), ("stall max ms", "stalls.max_ms", ".1f"),
-    ("off-CPU", "stalls.off_cpu", ".0f"), ("off-CPU ms", "stalls.off_cpu_ms", ".1f"),
-    ("on-CPU", "stalls.on_cpu", ".0f"), ("on-CPU max ms", "stalls.on_cpu_max_ms", ".1f"),
+    ("off-CPU /10k", "stalls.off_cpu_per_10k", ".1f"), ("off-CPU ms", "stalls.off_cpu_ms", ".1f"),
+    ("on-CPU /10k", "stalls.on_cpu_per_10k", ".1f"), ("on-CPU max ms", "stalls.on_cpu_max_ms", ".1f"),
     ("answers per on-CPU stall", "stalls.on_cpu_answers_p50", ".0f"),
-    ("with gc", "stalls.with_gc", ".0f"),
+    ("with gc /10k", "stalls.with_gc_per_10k", ".1f"),
     ("sat. req/s", "saturation.achieved", ",.0f"),
 ]
 
@@ -221,7 +221,7 @@ def main() -> int:
                 results.setdefault(label, []).append(row)
                 print(f"round {round_ + 1} {label}: p99 {row['load']['p99']:.2f} ms, "
                       f"gc {row['gc_ms_per_10k']:.2f} ms/10k, stalls {row['stalls']['per_10k']:.1f}/10k "
-                      f"({row['stalls']['off_cpu']} off-CPU)", flush=True)
+                      f"({row['stalls']['off_cpu_per_10k']:.1f} off-CPU)", flush=True)
         print("load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
         print(f"{args.rate:,.0f} req/s offered, medians of {args.repeat} interleaved rounds of {args.duration:g} s:")
         table(results, sys.stdout)
