@@ -20,7 +20,13 @@ compiled in a temporary worktree (:func:`benchmarks.build_ab.checkout`),
 measured by this tree's probe. Default: this tree's server alone.
 
     .venv/bin/python -m benchmarks.serving_tail [--rate 5000] [--duration 5] [--repeat 3] [--against REV]
-        [--server LABEL[:K=V;...]] [--saturation] [--json out.json]
+        [--server LABEL[:K=V;...]] [--pacing thread,timer] [--catalog 100000 --import-changes 10000]
+        [--saturation] [--json out.json]
+
+``--catalog ITEMS --import-changes N``: each server gets its own namespace
+with the users and an ITEMS-item catalog, and halfway through each run N
+items are rewritten at once (a bulk import the server's catalog refresh then
+applies on its event loop).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -42,9 +49,13 @@ import redis
 
 from benchmarks.machine import machine_line
 from benchmarks.serving import redis_cpu_s
+from benchmarks.serving_filters import seed_catalog
 from benchmarks.serving_harness import LUA, ROOT, USERS, run_loadgen, run_wrk, seed, session_cpu_s
+from flows.catalog_store import CatalogStore
 from flows.embedded_redis import EmbeddedRedis, free_port
 from flows.readiness import wait_until_answering
+from online.catalog.item import parse_item
+from online.contract import RedisKeys
 
 PROBE = ROOT / "benchmarks" / "tail_probe.py"
 
@@ -54,6 +65,7 @@ class ProbedServer:
 
     def __init__(self, label: str, tree: Path, env: dict[str, str]):
         self.label = label
+        self.namespace = env["LIVERECO_NAMESPACE"]
         self.port = free_port()
         full = {**os.environ, **env, "LIVERECO_PORT": str(self.port), "PYTHONPATH": str(tree)}
         self.process = subprocess.Popen([sys.executable, str(PROBE)], env=full, cwd=tree, stdin=subprocess.PIPE,
@@ -102,11 +114,17 @@ def parse_server(text: str) -> tuple[str, dict[str, str]]:
 
 def one_round(server: ProbedServer, client: redis.Redis, args: argparse.Namespace, script: str,
               pacing: str) -> dict[str, Any]:
+    importer = None
+    if args.import_changes:
+        importer = threading.Timer(args.duration / 2, bulk_import, (client, server.namespace, args.import_changes))
+        importer.start()
     server.ask("reset")
     cpu, children, redis_cpu = session_cpu_s(server.process.pid), _children_cpu_s(), redis_cpu_s(client)
     load = run_loadgen(server.base, args.rate, args.duration, pacing)
     figures_cpu = {"loadgen_cpu_us": (_children_cpu_s() - children) / load["answered"] * 1e6 if load["answered"] else 0,
                    "redis_cpu_us": (redis_cpu_s(client) - redis_cpu) / load["answered"] * 1e6 if load["answered"] else 0}
+    if importer is not None:
+        importer.join()
     figures = server.ask(f"dump {int(load['answered'])}")
     figures["cpu_us"] = (session_cpu_s(server.process.pid) - cpu) / load["answered"] * 1e6 if load["answered"] else 0
     figures["load"] = load
@@ -114,6 +132,16 @@ def one_round(server: ProbedServer, client: redis.Redis, args: argparse.Namespac
     if args.saturation:
         figures["saturation"] = run_wrk(server.base, args.duration, 32, script)
     return figures
+
+
+def bulk_import(client: redis.Redis, namespace: str, changes: int) -> None:
+    """``changes`` catalog items rewritten in one go (prices moved), as ``livereco catalog`` or a bulk PUT would."""
+    store = CatalogStore(client, RedisKeys(namespace, 4))
+    shift = float(store.version() % 7)
+    store.put_many([parse_item({"item_id": f"sku-{k:05d}", "categories": [f"c{k % 10}/s{k % 7}"], "brand": f"b{k % 20}",
+                                "price": 1.0 + (k * 37 + shift) % 500, "in_stock": k % 20 != 3,
+                                "attributes": {"color": ("red", "blue", "green")[k % 3]}, "created_at": 1.7e9 + k})
+                    for k in range(changes)])
 
 
 def _children_cpu_s() -> float:
@@ -184,6 +212,10 @@ def main() -> int:
     parser.add_argument("--pacing", type=lambda text: text.split(","), default=["thread"],
                         help="the generator's pacing(s), comma-separated: thread (default), timer (the previous, "
                              "spinning one); each server is measured with each")
+    parser.add_argument("--catalog", type=int, default=0, metavar="ITEMS",
+                        help="give each server its own catalog of ITEMS items (benchmarks.serving_filters.seed_catalog)")
+    parser.add_argument("--import-changes", type=int, default=0, metavar="N",
+                        help="with --catalog: halfway through each run, write N item changes at once (a bulk import)")
     parser.add_argument("--saturation", action="store_true", help="a wrk run per round and server too")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -201,12 +233,20 @@ def main() -> int:
         if args.against and not args.server:
             specs.append(("this tree", ROOT, {}))
         redis_server = stack.enter_context(EmbeddedRedis())
-        seed(redis_server.url, namespace)
+        if not args.catalog:
+            seed(redis_server.url, namespace)
         script = stack.enter_context(tempfile.NamedTemporaryFile("w", suffix=".lua"))
         script.write(LUA % (USERS - 1))
         script.flush()
         for i, (label, tree, env) in enumerate(specs):
-            specs[i] = (label, tree, {"REDIS_URL": redis_server.url, "LIVERECO_NAMESPACE": namespace, **env})
+            own = namespace
+            if args.catalog:  # each server its own catalog: an import reaches only the server under load
+                own = f"{namespace}{i}"
+                seed(redis_server.url, own)
+                seed_catalog(redis_server.url, own, args.catalog)
+            # no flow runs here: catalog changes stay unread, which /readyz would call a stall
+            specs[i] = (label, tree, {"REDIS_URL": redis_server.url, "LIVERECO_NAMESPACE": own,
+                                      "LIVERECO_FLOW_STALE_S": "3600", **env})
         print("load average at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()), flush=True)
         results: dict[str, list[dict[str, Any]]] = {}
         client = stack.enter_context(redis.Redis.from_url(redis_server.url))
