@@ -19,7 +19,9 @@ Run as a script (``python benchmarks/tail_probe.py``, the environment's
 ``LIVERECO_*`` settings) it is ``livereco serve --workers 1`` with the probe
 installed, controlled by lines on its standard input: ``reset``, ``dump``
 (one JSON line on standard output: the figures since the last reset) and
-``calibrate``. Run as a script, not a module, so that ``PYTHONPATH`` may point
+``calibrate``. ``TAIL_PROBE_GC=python`` undoes the server's collector tuning
+(:func:`serving.server.tune_gc`) once it is applied, to measure what it buys.
+Run as a script, not a module, so that ``PYTHONPATH`` may point
 at another commit's tree: the probe then measures that commit's server
 (:mod:`benchmarks.serving_tail` ``--against``).
 
@@ -258,6 +260,15 @@ def main() -> int:
         apps.append(self)
 
     LiverecoApp.__init__ = init  # type: ignore[method-assign]
+    if os.environ.get("TAIL_PROBE_GC") == "python":  # for comparison: the collector as Python ships it
+        tuned = server_module.tune_gc
+
+        def python_gc() -> None:
+            tuned()
+            gc.unfreeze()
+            gc.set_threshold(700, 10, 10)
+
+        server_module.tune_gc = python_gc
     sock = socket.create_server((settings.host, settings.port), backlog=2048)
     sock.setblocking(False)
 
