@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import json
 import random
 import sys
@@ -51,6 +52,15 @@ def percentile(sorted_values: list[float], p: float) -> float:
         return 0.0
     rank = max(1, -(-len(sorted_values) * p // 100))
     return sorted_values[int(rank) - 1]
+
+
+def _fine_timer_slack() -> None:
+    """Ask Linux to wake this thread's sleeps within 1 µs of their time, not the default 50 µs (best effort)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_TIMERSLACK, 1000, 0, 0, 0)
+
+
+_PR_SET_TIMERSLACK = 29
 
 
 class _Connection(asyncio.Protocol):
@@ -199,6 +209,7 @@ class _Generator:
 
     def pace(self, loop: asyncio.AbstractEventLoop, stop: threading.Event) -> None:
         """The pacing thread: sleep until the next request is due, then have the loop send what is due."""
+        _fine_timer_slack()
         posted = 0
         while posted < self.total and not stop.is_set():
             delay = self.start + posted / self.rate - time.perf_counter()
