@@ -35,7 +35,6 @@ import argparse
 import contextlib
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -119,9 +118,9 @@ def one_round(server: ProbedServer, client: redis.Redis, args: argparse.Namespac
         importer = threading.Timer(args.duration / 2, bulk_import, (client, server.namespace, args.import_changes))
         importer.start()
     server.ask("reset")
-    cpu, children, redis_cpu = session_cpu_s(server.process.pid), _children_cpu_s(), redis_cpu_s(client)
+    cpu, redis_cpu = session_cpu_s(server.process.pid), redis_cpu_s(client)
     load = run_loadgen(server.base, args.rate, args.duration, pacing)
-    figures_cpu = {"loadgen_cpu_us": (_children_cpu_s() - children) / load["answered"] * 1e6 if load["answered"] else 0,
+    figures_cpu = {"loadgen_cpu_us": load["gen_cpu_us"],
                    "redis_cpu_us": (redis_cpu_s(client) - redis_cpu) / load["answered"] * 1e6 if load["answered"] else 0}
     if importer is not None:
         importer.join()
@@ -142,12 +141,6 @@ def bulk_import(client: redis.Redis, namespace: str, changes: int) -> None:
                                 "price": 1.0 + (k * 37 + shift) % 500, "in_stock": k % 20 != 3,
                                 "attributes": {"color": ("red", "blue", "green")[k % 3]}, "created_at": 1.7e9 + k})
                     for k in range(changes)])
-
-
-def _children_cpu_s() -> float:
-    """CPU seconds of this process's waited-for children so far: the load generator's, run by run."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def _get(row: dict[str, Any], path: str) -> float:
