@@ -53,10 +53,14 @@ def test_bulk_catalog_import_never_holds_the_loop(live_server: Any, redis_client
     store.put_many(_items(100, 1.0))
     _wait_for_version(app, store.version())
     assert app.catalog.replica.change_count == SERVING_BATCH  # the refresh task is running, in serving batches
-    loop = app._catalog_task.get_loop()
-    app.catalog.interval_s = 3600.0  # the refresh task sleeps from its next turn: the refresh below is alone
+    task = app._catalog_task
+    loop = task.get_loop()
+    loop.call_soon_threadsafe(task.cancel)  # the refresh below, with the task's batches, is the only one
+    deadline = time.monotonic() + 10
+    while not task.done():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
 
-    time.sleep(2 * 0.25)  # the task's current sleep (0.25 s) ends, the long one begins
     store.put_many(_items(CHANGES, 2.0))
     target = store.version()
     holds: list[float] = []
