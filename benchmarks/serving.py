@@ -22,9 +22,11 @@ per answered request: on a shared machine it moves less than req/s does,
 and 1e6 / it is what one fully used core could serve. "Redis CPU µs/req" is
 Redis's own (``INFO cpu``, its timers included) per answered request, for
 sizing Redis beside the servers. "gen lag p99" is how
-late the generator itself sent (timer resolution ~1 ms, plus waiting for a
+late the generator itself sent (its pacing thread wakes ~0.1 ms late, plus waiting for a
 CPU on a busy machine); it is inside the latency figures, which are
-therefore an upper bound on the server's. "sent→answer p99" leaves it out:
+therefore an upper bound on the server's; "gen CPU µs/req" is the
+generator's own CPU per answer (on two cores it competes with the server and
+Redis). "sent→answer p99" leaves it out:
 from the moment the request was written to its answer (still including the
 generator's own wait to read the answer).
 ``--compare-stacks`` adds the saturation figure of uvicorn's pure-Python
@@ -211,7 +213,8 @@ def main() -> int:
               f"saturation: wrk 1 thread, {args.connections} connections. Server: livereco serve --workers N.",
               flush=True)
         header = (f"{'server':>14} {'offered req/s':>18} {'achieved req/s':>15} {'p50 ms':>8} {'p99 ms':>8} "
-                  f"{'max ms':>8} {'server CPU µs/req':>17} {'Redis CPU µs/req':>16} {'gen lag p99 ms':>14} "
+                  f"{'max ms':>8} {'server CPU µs/req':>17} {'Redis CPU µs/req':>16} {'gen CPU µs/req':>14} "
+                  f"{'gen lag p99 ms':>14} "
                   f"{'sent→answer p99 ms':>18}")
         servers = [(http, workers) for workers in args.workers for http in args.http]
         runs_by_server = bench_servers(server.url, namespace, servers, args, script.name)
@@ -228,9 +231,10 @@ def main() -> int:
                 note = (f"  overloaded in {len(behind)}/{len(cell)} runs: up to {max(behind):,} requests unanswered "
                         f"5 s after the schedule ended (counted at their wait so far)" if behind else "")
                 lag = f"{m['send_lag_p99']:>14.2f}" if "send_lag_p99" in m else f"{'(wrk)':>14}"
+                gen_cpu = f"{m['gen_cpu_us']:>14.0f}" if "gen_cpu_us" in m else f"{'(wrk)':>14}"
                 service = f"{m['service_p99']:>18.2f}" if "service_p99" in m else f"{'':>18}"
                 print(f"{label:>14} {offered:>18} {m['achieved']:>15,.0f} {m['p50']:>8.2f} {m['p99']:>8.2f} "
-                      f"{m['max']:>8.2f} {m['cpu_us']:>17.0f} {m['redis_cpu_us']:>16.1f} {lag} {service}{note}",
+                      f"{m['max']:>8.2f} {m['cpu_us']:>17.0f} {m['redis_cpu_us']:>16.1f} {gen_cpu} {lag} {service}{note}",
                       flush=True)
         print("load average (1/5/15 min) at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
         print(f"targets: p99 < {P99_TARGET_MS:g} ms at {P99_TARGET_RATE:,.0f} req/s offered; >= "

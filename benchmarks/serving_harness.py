@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -65,18 +66,28 @@ def run_wrk(url: str, duration: float, connections: int, script: str) -> dict[st
     return {"offered": 0.0, "achieved": rps, "p50": pct("50"), "p99": pct("99"), "max": latency_max}
 
 
-def run_loadgen(url: str, rate: float, duration: float) -> dict[str, float]:
-    """One open-loop run of :mod:`benchmarks.loadgen` in its own process."""
+def run_loadgen(url: str, rate: float, duration: float, pacing: str = "thread") -> dict[str, float]:
+    """One open-loop run of :mod:`benchmarks.loadgen` in its own process (``gen_cpu_us``: its CPU per answer)."""
+    cpu = children_cpu_s()
     out = subprocess.run([sys.executable, "-m", "benchmarks.loadgen", "--url", url, "--path", PATH,
-                          "--users", str(USERS), "--rate", f"{rate:g}", "--duration", f"{duration:g}"],
+                          "--users", str(USERS), "--rate", f"{rate:g}", "--duration", f"{duration:g}",
+                          "--pacing", pacing],
                          stdout=subprocess.PIPE, text=True, check=True, cwd=ROOT).stdout
     result: dict[str, Any] = json.loads(out)
     if result["errors"] or set(result["statuses"]) - {"200"}:
         raise RuntimeError(f"loadgen saw errors: {out}")
+    gen_cpu = children_cpu_s() - cpu
     latency = result["latency_ms"]
     return {"offered": rate, "achieved": result["achieved_rps"], "p50": latency["p50"], "p99": latency["p99"],
             "max": latency["max"], "answered": result["answered"], "unanswered": result["unanswered"], "send_lag_p99": result["send_lag_ms"]["p99"],
-            "service_p99": result["service_ms"]["p99"]}
+            "service_p99": result["service_ms"]["p99"], "send_lag_p50": result["send_lag_ms"]["p50"],
+            "gen_cpu_us": gen_cpu / result["answered"] * 1e6 if result["answered"] else 0.0}
+
+
+def children_cpu_s() -> float:
+    """CPU seconds (user + system) of this process's waited-for children so far: the load generator's, run by run."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def session_cpu_s(session: int) -> float:

@@ -10,6 +10,17 @@ within about a quarter of a second; a server that wrote it refreshes at once.
 Requests read :attr:`ServingCatalog.snapshot` and :attr:`ServingCatalog.rules`
 without I/O: filters and rules cost no round trip.
 
+The refresh runs on the event loop that answers requests, and applying a
+change (decoding it, updating the copy) takes ~13 µs of CPU: read 10,000 at a
+time, a bulk import held the loop for ~130 ms at once, every request of that
+moment waiting. So while serving, :meth:`ServingCatalog.run` reads at most
+:data:`SERVING_BATCH` changes (or, reloading, items) per round trip, and the
+loop answers requests between two (about 1.3 ms each); the first load, before
+the server listens, keeps the replica's large batches. Requests may see a bulk
+import half applied, as they already could past 10,000 changes; each change is
+applied whole, and the copy's version moves with it (what the served-list
+cache compares).
+
 :func:`run_steps_async` drives the I/O-free operations of
 :mod:`online.catalog.protocol` with ``redis.asyncio`` (one pipeline per batch),
 as :func:`flows.catalog_store.run_steps` does with redis-py.
@@ -28,10 +39,14 @@ from online.catalog.snapshot import CatalogReplica, CatalogSnapshot
 from online.contract import RedisKeys
 from serving.redis_connect import REDIS_EXCEPTIONS
 
-__all__ = ["ServingCatalog", "run_steps_async"]
+__all__ = ["SERVING_BATCH", "ServingCatalog", "run_steps_async"]
 
 T = TypeVar("T")
 log = logging.getLogger("livereco.serving.catalog")
+
+SERVING_BATCH = 100
+"""Changes (``XRANGE ... COUNT``) or items (``HSCAN ... COUNT``) read per round trip while the server serves: the
+longest the refresh holds the event loop is about this many times ~13 µs."""
 
 
 async def run_steps_async(client: Any, steps: Steps[T]) -> T:
@@ -79,7 +94,9 @@ class ServingCatalog:
             self.refreshed_at = time.monotonic()
 
     async def run(self, client: Any) -> None:
-        """Refresh every ``interval_s`` until cancelled; a Redis outage is logged once and retried."""
+        """Refresh every ``interval_s`` until cancelled, :data:`SERVING_BATCH` changes per round trip (the loop answers
+        requests between two); a Redis outage is logged once and retried."""
+        self.replica.change_count = self.replica.scan_count = SERVING_BATCH
         failing = False
         while True:
             await asyncio.sleep(self.interval_s)
