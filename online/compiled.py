@@ -42,6 +42,7 @@ COMPILED_MODULES = (
     "online.affinity_candidates",
     "online.blend",
     "online.context_popularity",
+    "online.contract.blob_writer",
     "online.contract.candidates",
     "online.contract.events",
     "online.contract.keys",
