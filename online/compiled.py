@@ -29,6 +29,7 @@ __all__ = ["COMPILED_MODULES", "PURE_PYTHON_ENV", "build_is_current", "build_sta
 
 COMPILED_MODULES = (
     "flows.dataflow",
+    "flows.resp",
     "flows.stages.catalog",
     "flows.stages.common",
     "flows.stages.items",

@@ -44,7 +44,7 @@ _I64_LIMIT: Final = 9.2e18
 """Below ``2**63``: an event time in ms beyond it is left to ``struct`` (which refuses it)."""
 
 
-def write_ids(out: BytesWriter, ids: Sequence[str]) -> bool:
+def write_ids(out: BytesWriter, ids: list[str]) -> bool:
     """Append :func:`~online.contract.packing.pack_ids`'s bytes for ``ids``; ``False`` (nothing written) if it gives ``None``.
 
     The ids must all be of one length, their longest common prefix (at most one character short of them) ASCII,
@@ -53,8 +53,8 @@ def write_ids(out: BytesWriter, ids: Sequence[str]) -> bool:
     """
     n: i64 = len(ids)
     if n == 0:
-        out.append(0)
-        out.append(0)
+        out.append(u8(0))
+        out.append(u8(0))
         return True
     first = ids[0]
     length: i64 = len(first)
@@ -86,8 +86,10 @@ def write_ids(out: BytesWriter, ids: Sequence[str]) -> bool:
     size: i64 = 2 if top < 0x10000 else 3 if top < 0x1000000 else 4
     shared: i64 = 0  # the value of the shared digits moved from the prefix into the numbers
     scale: i64 = 1
-    for _ in range(length - cut):
+    k = cut
+    while k < length:
         scale *= 10
+        k += 1
     while cut > 0 and length - cut < _MAX_DIGITS:
         c = ord(first[cut - 1])
         if c < 48 or c > 57:
@@ -98,17 +100,17 @@ def write_ids(out: BytesWriter, ids: Sequence[str]) -> bool:
         shared = wider - top
         scale *= 10
         cut -= 1
-    out.append(cut)
+    out.append(u8(cut))
     for k in range(cut):
-        out.append(ord(first[k]))
-    out.append((length - cut) | (size - 2) << 4)
+        out.append(u8(ord(first[k])))
+    out.append(u8((length - cut) | (size - 2) << 4))
     for item in ids:
         value = _number(item, cut, length)
         if size == 2:
             _write_u16(out, value)
         elif size == 3:
             _write_u16(out, value & 0xFFFF)
-            out.append(value >> 16)
+            out.append(u8(value >> 16))
         else:
             _write_u32(out, value)
     return True
@@ -201,14 +203,16 @@ def write_decimal_exactly(out: BytesWriter, values: Sequence[float], short: bool
     if places < 0 or places > 15:
         return False
     scale = 1.0
-    for _ in range(places):
+    k: i64 = 0
+    while k < places:
         scale *= 10.0
+        k += 1
     limit = 32767.0 if short else 2147483647.0
     for v in values:
         x = (v / divisor if divisor != 1.0 else v) * scale
         if not -limit <= x <= limit:
             return False
-    out.append(places)
+    out.append(u8(places))
     for v in values:
         x = (v / divisor if divisor != 1.0 else v) * scale
         rounded: i64 = int((x + _ROUNDER) - _ROUNDER)
@@ -231,8 +235,8 @@ def _with_length(out: BytesWriter) -> bytes:
     return out.getvalue()
 
 
-def write_list_3(items: Sequence[str], scores: Sequence[float], event_ts: float, accepted_ms: int,
-                 repeats: Sequence[int], exclude: list[str], sources: list[str],
+def write_list_3(items: list[str], scores: list[float], event_ts: float, accepted_ms: int,
+                 repeats: list[int], exclude: list[str], sources: list[str],
                  affinities: Sequence[tuple[str, float]], what: str) -> bytes | None:
     """A version-3 candidate list (:func:`~online.contract.candidates.encode_candidates`'s bytes), ``None`` where
     that would be version 2 or an error."""
@@ -248,14 +252,14 @@ def write_list_3(items: Sequence[str], scores: Sequence[float], event_ts: float,
         if not 0 <= r <= 0xFFFF:
             return None
     out = BytesWriter()
-    out.append(3)
-    out.append(0)
+    out.append(u8(3))
+    out.append(u8(0))
     write_i64_le(out, round(event_ms_f))
     write_i64_le(out, accepted_ms)
     _write_u16(out, n)
     _write_u16(out, len(repeats))
     _write_u16(out, len(exclude))
-    out.append((1 if sources else 0) | (2 if affinities else 0))
+    out.append(u8((1 if sources else 0) | (2 if affinities else 0)))
     write_half(out, scores)
     for r in repeats:
         _write_u16(out, r)
@@ -293,8 +297,8 @@ def write_profile_3(session_id: str, recent: Sequence[tuple[str, float, float]],
         elif not 0 <= newest - second <= 0xFFFF:
             since_first = False
     out = BytesWriter()
-    out.append(3)
-    out.append(0)
+    out.append(u8(3))
+    out.append(u8(0))
     count_at = len(out)
     _write_u16(out, n)
     _write_u16(out, len(embedding))
