@@ -47,42 +47,38 @@ _I64_LIMIT: Final = 9.2e18
 def write_ids(out: BytesWriter, ids: list[str]) -> bool:
     """Append :func:`~online.contract.packing.pack_ids`'s bytes for ``ids``; ``False`` (nothing written) if it gives ``None``.
 
-    The ids must all be of one length, their longest common prefix (at most one character short of them) ASCII,
-    and the rest ASCII digits, at most 9 of them: then the minimum and maximum ``pack_ids`` compares bound the
-    same prefix, and the largest number is the maximum's.
+    As there: the prefix is that of the least and the greatest id (every id between them shares it), the size
+    that of the greatest number (the greatest id's, all being of one length); then each id is checked (its
+    length, ASCII digits after the prefix) as its number is read and written, and the first that fails
+    takes what was written back.
     """
     n: i64 = len(ids)
     if n == 0:
         out.append(u8(0))
         out.append(u8(0))
         return True
-    first = ids[0]
+    first, last = min(ids), max(ids)
     length: i64 = len(first)
-    if length == 0:
+    if length == 0 or len(last) != length:
         return False
-    cut: i64 = length - 1
-    for item in ids:  # the longest prefix shared by every id (and the lengths)
-        if len(item) != length:
-            return False
-        k: i64 = 0
-        while k < cut and ord(item[k]) == ord(first[k]):
-            k += 1
-        cut = k
+    cut: i64 = 0
+    while cut < length - 1 and ord(first[cut]) == ord(last[cut]):
+        cut += 1
     if length - cut > _MAX_DIGITS or cut > 255:
         return False
-    for k in range(cut):
+    k: i64 = 0
+    while k < cut:
         if ord(first[k]) >= 128:
             return False
+        k += 1
     top: i64 = 0
-    for item in ids:
-        value: i64 = 0
-        for k in range(cut, length):
-            c: i64 = ord(item[k])
-            if c < 48 or c > 57:
-                return False
-            value = value * 10 + (c - 48)
-        if value > top:
-            top = value
+    k = cut
+    while k < length:
+        c: i64 = ord(last[k])
+        if c < 48 or c > 57:
+            return False
+        top = top * 10 + (c - 48)
+        k += 1
     size: i64 = 2 if top < 0x10000 else 3 if top < 0x1000000 else 4
     shared: i64 = 0  # the value of the shared digits moved from the prefix into the numbers
     scale: i64 = 1
@@ -100,12 +96,26 @@ def write_ids(out: BytesWriter, ids: list[str]) -> bool:
         shared = wider - top
         scale *= 10
         cut -= 1
+    start: i64 = len(out)
     out.append(u8(cut))
-    for k in range(cut):
+    k = 0
+    while k < cut:
         out.append(u8(ord(first[k])))
+        k += 1
     out.append(u8((length - cut) | (size - 2) << 4))
     for item in ids:
-        value = _number(item, cut, length)
+        if len(item) != length:
+            out.truncate(start)
+            return False
+        value: i64 = 0
+        k = cut
+        while k < length:
+            c = ord(item[k])
+            if c < 48 or c > 57:
+                out.truncate(start)
+                return False
+            value = value * 10 + (c - 48)
+            k += 1
         if size == 2:
             _write_u16(out, value)
         elif size == 3:
@@ -124,13 +134,6 @@ def _write_u16(out: BytesWriter, value: i64) -> None:
 def _write_u32(out: BytesWriter, value: i64) -> None:
     """``value`` (0 to 2**32 - 1) as a little-endian uint32."""
     write_i32_le(out, i32(value - 0x100000000 if value >= 0x80000000 else value))
-
-
-def _number(item: str, start: i64, end: i64) -> i64:
-    value: i64 = 0
-    for k in range(start, end):
-        value = value * 10 + (ord(item[k]) - 48)
-    return value
 
 
 def half_bits(x: float) -> i64:
