@@ -30,6 +30,7 @@ __all__ = ["COMPILED_MODULES", "PURE_PYTHON_ENV", "build_is_current", "build_sta
 COMPILED_MODULES = (
     "flows.dataflow",
     "flows.resp",
+    "flows.sink_batch",
     "flows.stages.catalog",
     "flows.stages.common",
     "flows.stages.items",
