@@ -23,6 +23,7 @@ import orjson
 
 from online.contract import CandidateList, encode_candidates, encode_profile
 from online.contract.blob_writer import write_list_3, write_profile_3
+from online.covisitation import TopNeighbours
 from online.init_pickle import reduce_by_init
 from online.item_embedding import weighted_mean
 
@@ -127,12 +128,17 @@ class ItemSimilarWrite:
         return reduce_by_init(self)
 
     def blob(self, version: int = BLOB_VERSION) -> bytes:
-        pairs = list(self.neighbours)
         if version == 3:
-            blob = write_list_3([i for i, _ in pairs], [s for _, s in pairs], self.event_ts, 0, [], [], [], [],
-                                "candidate list")
+            neighbours = self.neighbours
+            if isinstance(neighbours, TopNeighbours):  # the flow's: its two columns, no pair per neighbour
+                ids, values = neighbours.columns()
+                blob = write_list_3(list(ids), list(values), self.event_ts, 0, [], [], [], [], "candidate list")
+            else:
+                blob = write_list_3([i for i, _ in neighbours], [s for _, s in neighbours], self.event_ts, 0, [], [],
+                                    [], [], "candidate list")
             if blob is not None:
                 return blob
+        pairs = list(self.neighbours)
         return encode_candidates(CandidateList([i for i, _ in pairs], [s for _, s in pairs],
                                                event_ts=self.event_ts), version)
 

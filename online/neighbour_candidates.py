@@ -104,9 +104,13 @@ class NeighbourCandidates:
             scale = session_weight * math.log1p(recent[0][1]) / max(sessions.values())
             for other, value in sessions.items():
                 scores[other] = scores.get(other, 0.0) + scale * value
-        seen = () if recent_weight > 0.0 else [item for item, _, _ in recent]
-        for item in (*negative, *exclude, *seen):
+        for item in negative:  # three loops, not one over a tuple of the three: no tuple built per event
             scores.pop(item, None)
+        for item in exclude:
+            scores.pop(item, None)
+        if recent_weight <= 0.0:  # the user's own items are not candidates
+            for item, _, _ in recent:
+                scores.pop(item, None)
         return _top(scores, n)
 
 
