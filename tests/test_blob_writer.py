@@ -93,7 +93,8 @@ def test_decimals_as_pack_decimal_exactly() -> None:
 
 def _list(rng: random.Random) -> CandidateList:
     items = _ids(rng)
-    return CandidateList(items, [_float(rng) for _ in items], event_ts=rng.choice([1.7e9 + rng.random(), 0.0, -5.5]),
+    event_ts = rng.choice([1.7e9 + rng.random(), 0.0, -5.5, 0.0025, 0.0035, -0.0025, 1.7e9 + 0.0005, 1e13 + 0.5])
+    return CandidateList(items, [_float(rng) for _ in items], event_ts=event_ts,
                          accepted_ms=rng.choice([0, 1_700_000_000_123]),
                          sources=rng.choice([[], ["s"] * len(items)]),
                          repeats=sorted(rng.sample(range(len(items)), min(3, len(items)))),
