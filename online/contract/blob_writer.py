@@ -284,7 +284,7 @@ def write_list_3(items: list[str], scores: list[float], event_ts: float, accepte
     return _with_length(out)
 
 
-def write_profile_3(session_id: str, recent: Sequence[tuple[str, float, float]], embedding: Sequence[float],
+def write_profile_3(session_id: str, recent: list[tuple[str, float, float]], embedding: Sequence[float],
                     embedding_weight: float, affinities: Sequence[tuple[str, float]], what: str) -> bytes | None:
     """A version-3 profile (:func:`~online.contract.profile.encode_profile`'s bytes) of the session embedding
     ``embedding`` divided by ``embedding_weight`` (as :func:`~online.item_embedding.weighted_mean`; 0: as it is),
@@ -296,15 +296,16 @@ def write_profile_3(session_id: str, recent: Sequence[tuple[str, float, float]],
     weights = [w for _, w, _ in recent]
     newest: i64 = 0
     since_first = True
-    for k in range(n):
-        ts = recent[k][2]
+    seconds: list[int] = []
+    for _, _, ts in recent:
         if not 0.0 <= ts < 4294967296.0:
             return None
         second: i64 = int(ts)
-        if k == 0:
+        if not seconds:
             newest = second
         elif not 0 <= newest - second <= 0xFFFF:
             since_first = False
+        seconds.append(second)
     out = BytesWriter()
     out.append(u8(3))
     out.append(u8(0))
@@ -317,10 +318,10 @@ def write_profile_3(session_id: str, recent: Sequence[tuple[str, float, float]],
         flags |= 0x8000
         _write_u32(out, newest)
         for k in range(1, n):
-            _write_u16(out, newest - int(recent[k][2]))
+            _write_u16(out, newest - seconds[k])
     else:
-        for k in range(n):
-            _write_u32(out, int(recent[k][2]))
+        for second in seconds:
+            _write_u32(out, second)
     if write_decimal_exactly(out, weights, True):
         flags |= 0x4000
     elif not write_decimal_exactly(out, weights, False):

@@ -114,7 +114,8 @@ def encode_profile(session_id: str, recent: Sequence[tuple[str, float, float]],
     if version != VERSION_2 and version != VERSION_3:
         raise ValueError(f"{_WHAT}: cannot encode version {version!r} (known: 1, 2, 3)")
     if version == VERSION_3:  # the common case in one compiled call; None: version 2 or an error, said below
-        blob = write_profile_3(session_id, recent, session_embedding, 0.0, affinities, _WHAT)
+        blob = write_profile_3(session_id, recent if isinstance(recent, list) else list(recent), session_embedding, 0.0,
+                               affinities, _WHAT)
         if blob is not None:
             return blob
     n = len(recent)
