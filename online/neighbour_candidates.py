@@ -94,12 +94,10 @@ class NeighbourCandidates:
                 continue
             others, evidence = neighbours
             scale = influence / (evidence[0] or 1.0)
-            for i in range(len(others)):  # indexed, one lookup per known key: ~25% faster than zip and get (mypyc)
-                other, value = others[i], scale * evidence[i]
-                if other in scores:
-                    scores[other] += value
-                else:
-                    scores[other] = value
+            for i in range(len(others)):  # indexed (mypyc: faster than zip); one lookup to read, one to write
+                other = others[i]
+                known = scores.get(other)
+                scores[other] = scale * evidence[i] if known is None else known + scale * evidence[i]
         if sessions and session_weight > 0.0 and recent and recent[0][1] > 0.0:
             scale = session_weight * math.log1p(recent[0][1]) / max(sessions.values())
             for other, value in sessions.items():

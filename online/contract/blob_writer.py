@@ -5,8 +5,8 @@ blob from pieces: ``struct.pack`` with a tuple of every number, an ``int()`` of 
 the pieces joined. Here one :class:`librt.strings.BytesWriter` takes every byte, the ids' digits are read as
 code points (``ord(s[i])``, a native read in compiled code) and every number is written by a native call
 (mypyc compiles these to C; :mod:`librt` is mypyc's runtime library, which pure Python imports as a plain
-extension module). A user's list went from ~45k to ~11k instructions, a profile from ~45k to ~15k (the
-flow's benchmark, valgrind; see docs/performance.md).
+extension module). A user's list went from ~82k to ~27k instructions, a profile from ~69k to ~21k, an item's
+similar list from ~54k to ~15k (callgrind of ``benchmarks.sink_replay``; docs/performance.md).
 
 Each writer covers the common case and returns ``None`` for anything else (ids that do not pack, a non-finite
 score, a number out of its field's range): the caller then encodes the old way, whose bytes (or error) these
