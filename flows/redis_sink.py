@@ -12,7 +12,8 @@ encoding fails, or a command Redis rejects for good (a key of the wrong type,
 say ``WRONGTYPE``), becomes a dead letter with stage ``sink`` (reason
 ``encoding`` or ``rejected``) and the rest of the batch is written.
 
-A batch's commands go in one round trip (:mod:`flows.redis_batch`). A Redis
+The per-write work (coalescing, encoding each blob once, building the commands) is compiled, in
+:mod:`flows.sink_batch`. A batch's commands go in one round trip (:mod:`flows.redis_batch`). A Redis
 outage blocks the batch: it is sent again, whole, 50 ms after
 the first failure and twice as long after each further one, up to 2 s, until
 Redis takes it (:class:`~flows.redis_client.Backoff`: one warning per outage,
