@@ -23,7 +23,7 @@ COPY serving ./serving
 # to the runtime stage (same base image, same Python path), without the compiler's mypy.
 RUN python -m venv /opt/livereco \
     && LIVERECO_COMPILE=0 /opt/livereco/bin/pip install --no-cache-dir . \
-    && /opt/livereco/bin/pip install --no-cache-dir "setuptools>=68" "mypy>=1.16" wheel \
+    && /opt/livereco/bin/pip install --no-cache-dir "setuptools>=68" "mypy>=2.4" wheel \
     && /opt/livereco/bin/pip install --no-cache-dir --no-build-isolation --no-deps --force-reinstall . \
     && /opt/livereco/bin/pip uninstall -y mypy
 # Fail the build rather than ship pure Python: mypyc marks its extensions optional.

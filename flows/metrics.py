@@ -7,6 +7,8 @@ configured event types, and dead-letter reasons named after contract fields.
 
 from __future__ import annotations
 
+from bisect import bisect_left
+
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
 from flows.stage_time import StageTime
@@ -31,6 +33,7 @@ __all__ = [
     "STREAM_LAG_ENTRIES",
     "STREAM_LAG_SECONDS",
     "STREAM_LENGTH",
+    "observe_freshness",
     "observe_score",
     "observe_scores",
 ]
@@ -139,6 +142,36 @@ def observe_scores(ranks: list[int | None]) -> None:
         if hits:
             PREQUENTIAL_HITS.labels(str(k)).inc(len(hits))
             PREQUENTIAL_RECIPROCAL_RANK.labels(str(k)).inc(sum(1.0 / rank for rank in hits))
+
+
+def observe_freshness(seconds: list[float]) -> None:
+    """``FRESHNESS.observe`` of each of ``seconds``: each bucket counted once per batch, the sum added once.
+
+    ``observe`` takes a lock and scans the buckets per value (~7% of the sink's time for one per list written).
+    This reads the histogram's buckets as prometheus-client 0.20 to 0.26 keep them (``_upper_bounds``,
+    ``_buckets``, ``_sum``); a client without them gets one ``observe`` per value. The sum is added as one
+    amount, so it may differ from one ``observe`` per value in its last bits.
+
+    >>> before = FRESHNESS._buckets[0].get(), FRESHNESS._buckets[-1].get()
+    >>> observe_freshness([0.0005, 0.001, 99.0])
+    >>> FRESHNESS._buckets[0].get() - before[0], FRESHNESS._buckets[-1].get() - before[1]
+    (2.0, 1.0)
+    """
+    bounds = getattr(FRESHNESS, "_upper_bounds", None)
+    buckets = getattr(FRESHNESS, "_buckets", None)
+    total = getattr(FRESHNESS, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for value in seconds:
+            FRESHNESS.observe(value)
+        return
+    counts = [0] * len(bounds)
+    for value in seconds:
+        counts[min(bisect_left(bounds, value), len(bounds) - 1)] += 1  # the first bound >= it (observe's <=)
+    for i, count in enumerate(counts):
+        if count:
+            buckets[i].inc(count)
+    if seconds:
+        total.inc(sum(seconds))
 
 
 for _k in PREQUENTIAL_KS:

@@ -4,7 +4,8 @@ The sink sends ~1,000 commands a batch and needs only to know which of them
 Redis refused. redis-py's pipeline runs a response callback, an option lookup
 and several Python calls per reply (with its packing, ~a quarter of the sink's
 instructions); :class:`CommandBatches` sends the batch packed by one
-``hiredis.pack_command`` call per command and reads every reply straight from
+compiled call (:func:`flows.resp.pack_batch`: its ``SET`` commands written as RESP itself, every
+other command by ``hiredis.pack_command``) and reads every reply straight from
 the connection's hiredis reader.
 
 That lean path is taken for one Redis server spoken to in RESP2 with hiredis
@@ -38,7 +39,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import hiredis
 import redis
 from redis.utils import HIREDIS_AVAILABLE
 
@@ -48,6 +48,7 @@ except ImportError:  # pragma: no cover - depends on the installed redis-py
     NOT_ENOUGH_DATA, _HiredisParser = object(), None  # type: ignore[misc,assignment]
 
 from flows.redis_client import RedisClient
+from flows.resp import pack_batch
 
 __all__ = ["Command", "CommandBatches"]
 
@@ -88,7 +89,7 @@ class CommandBatches:
                 pool.release(conn)
                 return self._send_pipeline(commands)
             try:
-                packed = [b"".join([hiredis.pack_command(args) for args in commands])]
+                packed = [pack_batch(list(commands))]
             except TypeError:  # an argument hiredis does not take: redis-py's packer encodes or refuses it
                 packed = conn.pack_commands(commands)
             conn.send_packed_command(packed)  # connects if needed; a failure disconnects and raises ConnectionError

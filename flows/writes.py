@@ -22,6 +22,8 @@ from typing import Any
 import orjson
 
 from online.contract import CandidateList, encode_candidates, encode_profile
+from online.contract.blob_writer import write_list_3, write_profile_3
+from online.covisitation import TopNeighbours
 from online.init_pickle import reduce_by_init
 from online.item_embedding import weighted_mean
 
@@ -88,12 +90,22 @@ class UserListWrite:
         return reduce_by_init(self)
 
     def recs_blob(self, version: int = BLOB_VERSION) -> bytes:
+        if version == 3:  # one compiled call, no CandidateList (None: version 2 or an error, as encode_candidates says)
+            blob = write_list_3([i for i, _ in self.ranked], [s for _, s in self.ranked], self.event_ts,
+                                self.accepted_ms, self.repeats, self.exclude, [], self.list_affinities, "candidate list")
+            if blob is not None:
+                return blob
         return encode_candidates(CandidateList([i for i, _ in self.ranked], [s for _, s in self.ranked],
                                                event_ts=self.event_ts, accepted_ms=self.accepted_ms,
                                                repeats=self.repeats, exclude=self.exclude,
                                                affinities=self.list_affinities), version)
 
     def profile_blob(self, version: int = BLOB_VERSION) -> bytes:
+        if version == 3:  # the session embedding divided as it is written, no tuple of the mean
+            total, weight = self.session_embedding
+            blob = write_profile_3(self.session_id, self.recent, total, weight, self.affinities, "profile")
+            if blob is not None:
+                return blob
         return encode_profile(self.session_id, self.recent, weighted_mean(*self.session_embedding), self.affinities,
                               version)
 
@@ -116,6 +128,16 @@ class ItemSimilarWrite:
         return reduce_by_init(self)
 
     def blob(self, version: int = BLOB_VERSION) -> bytes:
+        if version == 3:
+            neighbours = self.neighbours
+            if isinstance(neighbours, TopNeighbours):  # the flow's: its two columns, no pair per neighbour
+                ids, values = neighbours.columns()
+                blob = write_list_3(list(ids), list(values), self.event_ts, 0, [], [], [], [], "candidate list")
+            else:
+                blob = write_list_3([i for i, _ in neighbours], [s for _, s in neighbours], self.event_ts, 0, [], [],
+                                    [], [], "candidate list")
+            if blob is not None:
+                return blob
         pairs = list(self.neighbours)
         return encode_candidates(CandidateList([i for i, _ in pairs], [s for _, s in pairs],
                                                event_ts=self.event_ts), version)

@@ -29,6 +29,8 @@ __all__ = ["COMPILED_MODULES", "PURE_PYTHON_ENV", "build_is_current", "build_sta
 
 COMPILED_MODULES = (
     "flows.dataflow",
+    "flows.resp",
+    "flows.sink_batch",
     "flows.stages.catalog",
     "flows.stages.common",
     "flows.stages.items",
@@ -42,6 +44,7 @@ COMPILED_MODULES = (
     "online.affinity_candidates",
     "online.blend",
     "online.context_popularity",
+    "online.contract.blob_writer",
     "online.contract.candidates",
     "online.contract.events",
     "online.contract.keys",

@@ -142,7 +142,7 @@ class CoVisitationNeighbours:
         Forward decay makes both the order and these ratios independent of the
         time they are read at.
         """
-        return list(self.snapshot(max(k, 0)))
+        return self.snapshot(max(k, 0))._pairs()  # what list() of the snapshot gives, without its iterator
 
     def snapshot(self, k: int) -> TopNeighbours:
         """The ``k`` strongest neighbours as they are now, relative values computed when read (see :meth:`top`)."""

@@ -94,19 +94,21 @@ class NeighbourCandidates:
                 continue
             others, evidence = neighbours
             scale = influence / (evidence[0] or 1.0)
-            for i in range(len(others)):  # indexed, one lookup per known key: ~25% faster than zip and get (mypyc)
-                other, value = others[i], scale * evidence[i]
-                if other in scores:
-                    scores[other] += value
-                else:
-                    scores[other] = value
+            for i in range(len(others)):  # indexed (mypyc: faster than zip); one lookup to read, one to write
+                other = others[i]
+                known = scores.get(other)
+                scores[other] = scale * evidence[i] if known is None else known + scale * evidence[i]
         if sessions and session_weight > 0.0 and recent and recent[0][1] > 0.0:
             scale = session_weight * math.log1p(recent[0][1]) / max(sessions.values())
             for other, value in sessions.items():
                 scores[other] = scores.get(other, 0.0) + scale * value
-        seen = () if recent_weight > 0.0 else [item for item, _, _ in recent]
-        for item in (*negative, *exclude, *seen):
+        for item in negative:  # three loops, not one over a tuple of the three: no tuple built per event
             scores.pop(item, None)
+        for item in exclude:
+            scores.pop(item, None)
+        if recent_weight <= 0.0:  # the user's own items are not candidates
+            for item, _, _ in recent:
+                scores.pop(item, None)
         return _top(scores, n)
 
 

@@ -8,10 +8,12 @@ the batch again, as it did through redis-py's pipeline.
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Iterator
 
+import hiredis
 import pytest
 import redis
 from redis.exceptions import ResponseError
@@ -20,6 +22,7 @@ from flows.embedded_redis import EmbeddedRedis
 from flows.redis_batch import CommandBatches
 from flows.redis_client import connect
 from flows.redis_sink import RedisSink, SinkOptions
+from flows.resp import pack_batch
 from flows.writes import DeadLetter, TrendingWrite, UserListWrite
 from online.contract import RedisKeys, decode_candidates
 
@@ -92,3 +95,19 @@ def test_the_sink_waits_out_an_oom_refusal_and_writes_the_whole_batch(own_redis:
 
 def test_resp3_keeps_redis_pys_pipeline() -> None:
     assert not CommandBatches(redis.Redis(protocol=3)).lean, "RESP3 replies may carry pushes: redis-py reads them"
+
+
+def test_a_batch_is_packed_as_hiredis_packs_each_command() -> None:
+    """flows.resp writes the SETs itself: the bytes must be hiredis's, whatever the key, blob and TTL."""
+    rng = random.Random(3)
+    keys = ["lr:u:1:recs", "", "ключ", "k\r\n", "x" * 300, "é" * 11]
+    commands: list[tuple[object, ...]] = []
+    for _ in range(2000):
+        blob = bytes(rng.randrange(256) for _ in range(rng.choice([0, 1, 9, 10, 99, 100, 1000])))
+        ttl = rng.choice([0, 1, 9, 10, 60, 86_400, 10**12])
+        commands.append(("SET", rng.choice(keys), blob, "EX", ttl))
+        commands.append(rng.choice([("ZADD", "z", 1.5, "m", 0.1, "n"), ("SET", "k", "text", "EX", 5),
+                                    ("SET", "k", b"v", "PX", 5), ("DEL", "a", "b"), ("HINCRBY", "h", "f", -3)]))
+    assert pack_batch(commands) == b"".join(hiredis.pack_command(c) for c in commands)
+    with pytest.raises(TypeError):
+        pack_batch([("SET", "k", b"v", "EX", 5), ("SET", "k", object(), "EX", 5)])

@@ -274,7 +274,9 @@ class UserListLogic(_StageLogic["NeighbourReply | UserErased", Any, "UserListSta
         # Only the lists the merge reads: an older item gets a fresh list when it is touched again.
         state.candidates.forget_except(set(recent_items[: NeighbourCandidates.merge_depth]))
         exclude = set(last.exclude)
-        exclude.update(item for item, weight, _ in last.recent if weight < 0.0)
+        for item, weight, _ in last.recent:  # a loop, not update() of a generator (an object and a call per item)
+            if weight < 0.0:
+                exclude.add(item)
         if recent_weight <= 0.0:
             exclude.update(recent_items)
         # Exclusions older than the recent ones are known by their hashes only: the list is cut from a deeper one.

@@ -75,6 +75,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from online.contract.blob_writer import write_list_3
 from online.contract.packing import (
     VERSION_2,
     VERSION_3,
@@ -144,6 +145,11 @@ def encode_candidates(candidates: CandidateList, version: int = VERSION_2) -> by
         raise ValueError(f"{_WHAT}: cannot encode version {version!r} (known: 1, 2, 3)")
     items, repeats, exclude, sources = candidates.items, candidates.repeats, candidates.exclude, candidates.sources
     affinities = candidates.affinities
+    if version == VERSION_3:  # the common case in one compiled call; None: version 2 or an error, said below
+        blob = write_list_3(items, candidates.scores, candidates.event_ts, candidates.accepted_ms, repeats, exclude,
+                            sources, affinities, _WHAT)
+        if blob is not None:
+            return blob
     try:
         header = _HEADER.pack(round(candidates.event_ts * 1000), candidates.accepted_ms, len(items), len(repeats),
                               len(exclude), (_HAS_SOURCES if sources else 0) | (_HAS_AFFINITIES if affinities else 0))

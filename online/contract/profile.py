@@ -54,6 +54,7 @@ from typing import Any
 
 import orjson
 
+from online.contract.blob_writer import write_profile_3
 from online.contract.packing import (
     VERSION_2,
     VERSION_3,
@@ -112,6 +113,11 @@ def encode_profile(session_id: str, recent: Sequence[tuple[str, float, float]],
                              "affinities": [[category, round(score, 4)] for category, score in affinities]})
     if version != VERSION_2 and version != VERSION_3:
         raise ValueError(f"{_WHAT}: cannot encode version {version!r} (known: 1, 2, 3)")
+    if version == VERSION_3:  # the common case in one compiled call; None: version 2 or an error, said below
+        blob = write_profile_3(session_id, recent if isinstance(recent, list) else list(recent), session_embedding, 0.0,
+                               affinities, _WHAT)
+        if blob is not None:
+            return blob
     n = len(recent)
     packed = pack_ids([item for item, _, _ in recent]) if version == VERSION_3 and n < _SHORT_WEIGHTS else None
     weights = [w for _, w, _ in recent]
