@@ -315,7 +315,8 @@ class LiverecoApp(ListHandlers, CatalogHandlers, ShopHandlers, ConsoleHandlers, 
             else:
                 self.metrics.events_rejected.labels(field_label(exc.field)).inc()
             raise
-        self._flush_impressions()
+        if self._fast is not None:
+            self._fast.flush_posts()  # impressions already answered reach the stream before these events
         try:
             ids = await append_events(self.client, self.settings, events, self.backlog)
         except HTTPError as exc:
@@ -326,15 +327,8 @@ class LiverecoApp(ListHandlers, CatalogHandlers, ShopHandlers, ConsoleHandlers, 
         self.metrics.events_accepted.inc(len(ids))
         return Accepted(accepted=len(ids), ids=ids)
 
-    def _flush_impressions(self) -> None:
-        """Send the impression records still waiting for reads (:meth:`serving.redis_reads.FastReads.post`) before
-        a write to the users' streams on another connection: a list already answered reaches its stream first."""
-        if self._fast is not None:
-            self._fast.flush_posts()
-
     async def erase_user(self, request: Request) -> ErasedUser:
         user_id = request.params.user_id
-        self._flush_impressions()
         erased = await erase_user(self.client, self.keys, user_id, (self.keys.user_attributes(user_id),))
         return ErasedUser(user_id=user_id, erased=Erasure(**erased))
 
@@ -351,7 +345,6 @@ class LiverecoApp(ListHandlers, CatalogHandlers, ShopHandlers, ConsoleHandlers, 
         user_id = request.params.user_id
         if merge.from_user == user_id:
             raise HTTPError(409, "merge_conflict", "from: a user cannot be merged into itself", field="from")
-        self._flush_impressions()
         done = await merge_users(self.client, self.keys, user_id, merge.from_user,
                                  (self.keys.user_attributes(merge.from_user),))
         return MergeResult(user_id=user_id, merged_from=merge.from_user, items=done["items"],

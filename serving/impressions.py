@@ -8,9 +8,8 @@ clicks to it (:mod:`online.attribution`).
 
 The write costs no round trip of the request: it is sent **fire-and-forget**
 on the server's multiplexed read connection (:meth:`serving.redis_reads.FastReads.post`),
-leaving in the same socket write as the next requests' reads (or after 1 ms
-if none come; before any event, erase or merge the server writes next), so
-its reply wakes the server together with theirs, and its reply is only checked (a failure is counted in
+leaving in the same socket write as the reads of the other requests of the
+event-loop turn, and its reply is only checked (a failure is counted in
 ``livereco_serving_impressions_total{status="failed"}``, never answered to the
 client: a lost impression costs attribution, never a list). Without the
 multiplexed connection (TLS, cluster, an injected client) it is a background

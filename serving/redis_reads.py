@@ -34,6 +34,7 @@ b'*2\\r\\n$3\\r\\nGET\\r\\n$1\\r\\nk\\r\\n*5\\r\\n$9\\r\\nZREVRANGE\\r\\n$1\\r\\
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import deque
 from typing import Any
@@ -41,6 +42,8 @@ from urllib.parse import unquote, urlsplit
 
 import hiredis
 import redis
+
+_DEFER_OFF = os.environ.get("LIVERECO_TMP_DEFER") == "0"  # temporary A/B switch, removed before commit
 
 __all__ = ["FastReads", "encode_command", "fast_reads_for"]
 
@@ -306,7 +309,7 @@ class FastReads:
         connection = self._connection
         if connection is None or connection.closed:
             return None
-        return connection.send_deferred(encoded)
+        return connection.send_encoded(encoded, 1) if _DEFER_OFF else connection.send_deferred(encoded)
 
     def flush_posts(self) -> None:
         """Send the posted writes still waiting for reads now (before a write on another connection that must
