@@ -315,8 +315,6 @@ class LiverecoApp(ListHandlers, CatalogHandlers, ShopHandlers, ConsoleHandlers, 
             else:
                 self.metrics.events_rejected.labels(field_label(exc.field)).inc()
             raise
-        if self._fast is not None:
-            self._fast.flush_posts()  # impressions already answered reach the stream before these events
         try:
             ids = await append_events(self.client, self.settings, events, self.backlog)
         except HTTPError as exc:

@@ -34,7 +34,6 @@ b'*2\\r\\n$3\\r\\nGET\\r\\n$1\\r\\nk\\r\\n*5\\r\\n$9\\r\\nZREVRANGE\\r\\n$1\\r\\
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections import deque
 from typing import Any
@@ -43,14 +42,9 @@ from urllib.parse import unquote, urlsplit
 import hiredis
 import redis
 
-_DEFER_OFF = os.environ.get("LIVERECO_TMP_DEFER") == "0"  # temporary A/B switch, removed before commit
-
 __all__ = ["FastReads", "encode_command", "fast_reads_for"]
 
 Command = tuple[Any, ...]
-
-DEFER_S = 0.001
-"""Longest a deferred write (:meth:`FastReads.post`) waits for reads to leave with."""
 
 
 def _arg(value: Any) -> bytes:
@@ -98,8 +92,6 @@ class _Connection(asyncio.Protocol):
         self.shared: dict[Command, asyncio.Future[list[Any]]] = {}
         """Shared reads waiting for this turn's write: command -> the future every caller of it awaits."""
         self.watchdog: asyncio.TimerHandle | None = None
-        self.late_flush: asyncio.TimerHandle | None = None
-        """The timer that sends deferred writes (:meth:`send_deferred`) no read has taken along yet."""
         self.closed = False
 
     # --- asyncio.Protocol ------------------------------------------------------------------
@@ -146,26 +138,6 @@ class _Connection(asyncio.Protocol):
             self.watchdog = self.loop.call_later(self.timeout_s, self._check_timeout)
         return future
 
-    def send_deferred(self, data: bytes) -> asyncio.Future[list[Any]]:
-        """One command already in RESP that leaves with the next turn's reads, or at the latest after
-        :data:`DEFER_S` if none come: a write whose reply nobody waits for then costs no socket write and no
-        reply wake-up of its own."""
-        if self.closed:
-            raise redis.ConnectionError("Connection to Redis closed")
-        future: asyncio.Future[list[Any]] = self.loop.create_future()
-        self.out.append(data)
-        self.pending.append(_Batch(future, 1, time.monotonic()))
-        if not self.flush_scheduled and self.late_flush is None:
-            self.late_flush = self.loop.call_later(DEFER_S, self._flush_late)
-        if self.watchdog is None:
-            self.watchdog = self.loop.call_later(self.timeout_s, self._check_timeout)
-        return future
-
-    def _flush_late(self) -> None:
-        self.late_flush = None
-        if not self.flush_scheduled:
-            self._flush()
-
     def send_shared(self, command: Command) -> asyncio.Future[list[Any]]:
         """``send([command])``, or the future of the same command already waiting for this turn's write."""
         future = self.shared.get(command)
@@ -193,10 +165,9 @@ class _Connection(asyncio.Protocol):
 
     def abort(self, exc: redis.RedisError) -> None:
         """Fail everything in flight with ``exc`` and close; the reader opens a new connection next time."""
-        for timer in (self.watchdog, self.late_flush):
-            if timer is not None:
-                timer.cancel()
-        self.watchdog = self.late_flush = None
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+            self.watchdog = None
         self.closed = True
         self.out.clear()
         self.shared.clear()
@@ -300,23 +271,15 @@ class FastReads:
 
     def post(self, encoded: bytes) -> asyncio.Future[list[Any]] | None:
         """Send one command, already in RESP (:func:`encode_command`), on the open connection without waiting for
-        its reply (a fire-and-forget write: it leaves with the next reads, of this event-loop turn or a later one,
-        or after :data:`DEFER_S` if none come, so it shares their socket write and their reply's wake-up);
-        ``None`` when no connection is open. :meth:`flush_posts` sends it at once.
+        its reply (a fire-and-forget write: it leaves with the reads of the same event-loop turn); ``None`` when no
+        connection is open.
 
         The caller must look at the future's outcome (an error reply is a ``hiredis.ReplyError`` in the list).
         """
         connection = self._connection
         if connection is None or connection.closed:
             return None
-        return connection.send_encoded(encoded, 1) if _DEFER_OFF else connection.send_deferred(encoded)
-
-    def flush_posts(self) -> None:
-        """Send the posted writes still waiting for reads now (before a write on another connection that must
-        reach Redis after them)."""
-        connection = self._connection
-        if connection is not None and not connection.closed and connection.out:
-            connection._flush()
+        return connection.send_encoded(encoded, 1)
 
     async def get(self, key: str) -> Any:
         return await self.execute_command("GET", key)
@@ -328,7 +291,6 @@ class FastReads:
 
     async def aclose(self) -> None:
         if self._connection is not None:
-            self.flush_posts()  # posted writes still go out; their replies are not waited for
             self._connection.abort(redis.ConnectionError("Connection closed by the server shutting down"))
             self._connection = None
 
