@@ -71,7 +71,6 @@ class TrendingTop:
         previous = scores.get(item)
         place(scores, order, item, log_score)
         if self._cache is not None and (item in self._cached or log_score > self._cut):
-            self._positions = None
             self._move(item, previous, log_score)
 
     def _move(self, item: str, previous: float | None, log_score: float) -> None:
@@ -85,21 +84,32 @@ class TrendingTop:
                 or log_score == self._cut:  # the best item changed (every relative value does), or a tie at the cut
             self._cache = None
             return
+        was = -1
         if item in cached:
             assert previous is not None
-            at = bisect_left(negative, -previous)
-            while cache[at][0] != item:  # past the equal scores cached before it
-                at += 1
-            del cache[at]
-            del negative[at]
+            was = bisect_left(negative, -previous)
+            while cache[was][0] != item:  # past the equal scores cached before it
+                was += 1
+            del cache[was]
+            del negative[was]
         else:
             cached.add(item)
         at = bisect_right(negative, -log_score)  # after the equal scores: the latest placed is the weakest
         cache.insert(at, (item, math.exp(log_score - first)))
         negative.insert(at, -log_score)
         if len(cache) > self._size:
-            cached.discard(cache.pop()[0])
+            dropped = cache.pop()[0]
+            cached.discard(dropped)
             negative.pop()
+            if self._positions is not None and dropped != item:
+                del self._positions[dropped]
+        positions = self._positions
+        if positions is not None:  # the entries between the old place and the new one moved by one
+            if item not in cached:
+                positions.pop(item, None)
+            end = len(cache) if was < 0 else min(max(was, at) + 1, len(cache))
+            for moved in range(min(was, at) if was >= 0 else at, end):
+                positions[cache[moved][0]] = moved
         self._cut = -negative[-1] if len(cache) < len(self._scores) else float("-inf")
 
     def top(self, n: int) -> list[tuple[str, float]]:

@@ -85,6 +85,7 @@ def test_trending_top_positions_kept_across_updates_equal_the_read(seed: int) ->
         listed, positions = top.top_positions(n)
         reused += positions is kept
         assert listed == top.top(n)
+        assert positions == {item: at for at, (item, _) in enumerate(top._cache or [])}
         assert {item: at for item, at in positions.items() if at < n} == {item: at for at, (item, _) in enumerate(listed)}
         personal = [(item, rng.random()) for item in rng.sample(items, min(len(items), 8))]
         weights = {name: rng.uniform(-1, 1) for name in ("personal", "trending", "trending_rank", "both", "repeat")}
