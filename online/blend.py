@@ -59,6 +59,9 @@ class Pool:
     ``device``, ``hour``: items' popularity in the request's device and hour-of-day segments,
     relative to each segment's best (:class:`online.context_popularity.ContextPopularity`;
     empty when off). They are features of the candidates above, not candidates themselves.
+    ``trending_at``: optionally, each trending item's position in a list ``trending`` is a
+    prefix of (positions ``>= len(trending)`` count as absent): the flow's replica keeps it
+    between outcomes (:meth:`online.trending.TrendingTop.top_positions`); ``None``: built per scoring.
     """
 
     personal: Sequence[tuple[str, float]] = ()
@@ -68,11 +71,12 @@ class Pool:
     affinity: Sequence[tuple[str, float]] = ()
     device: Mapping[str, float] = field(default_factory=dict)
     hour: Mapping[str, float] = field(default_factory=dict)
+    trending_at: dict[str, int] | None = None
 
     def __init__(self, personal: Sequence[tuple[str, float]] = (), trending: Sequence[tuple[str, float]] = (),
                  repeats: Collection[str] = frozenset(), exclude: Collection[str] = frozenset(),
                  affinity: Sequence[tuple[str, float]] = (), device: Mapping[str, float] | None = None,
-                 hour: Mapping[str, float] | None = None) -> None:
+                 hour: Mapping[str, float] | None = None, trending_at: dict[str, int] | None = None) -> None:
         # Written out, not generated: mypyc compiles only the methods in the source (see online.init_pickle).
         self.personal = personal
         self.trending = trending
@@ -81,6 +85,7 @@ class Pool:
         self.affinity = affinity
         self.device = {} if device is None else device
         self.hour = {} if hour is None else hour
+        self.trending_at = trending_at
 
     def __reduce__(self) -> tuple[Any, ...]:  # its __init__ is compiled: pickle through it
         return reduce_by_init(self)
@@ -122,7 +127,7 @@ class Candidates:
     personal_ranks: list[int]
     """Where each personal row stands in the pool's personal list (excluded items are skipped)."""
     trending_at: dict[str, int]
-    """Each trending item's position in the pool's trending list."""
+    """Each trending item's position in the pool's trending list (positions past its end: not in it)."""
     affinity_only: int = 0
     """Rows that only the affinity list proposed (they come last)."""
     _affinity_ids: list[str] | None = None
@@ -151,7 +156,10 @@ class Candidates:
         reciprocals, trending, personal_list = _RECIPROCALS, pool.trending, pool.personal
         if max(len(trending), len(personal_list)) > len(reciprocals):
             reciprocals = tuple(_reciprocal(position) for position in range(max(len(trending), len(personal_list))))
-        trending_at = {item: position for position, (item, _) in enumerate(trending)}
+        trending_at = pool.trending_at
+        if trending_at is None:
+            trending_at = {item: position for position, (item, _) in enumerate(trending)}
+        listed_trending = len(trending)
         taken = [False] * len(trending)  # the trending positions personal rows hold
         items: list[str] = []
         negative: list[float] = []
@@ -163,7 +171,7 @@ class Candidates:
                 continue
             value = w_personal * (score / top) + w_personal_rank * reciprocals[rank]
             position = trending_at.get(item, -1)
-            if position >= 0:
+            if 0 <= position < listed_trending:
                 value += w_trending * trending[position][1] + w_trending_rank * reciprocals[position] + w_both
                 taken[position] = True
             if any_repeats and item in repeats:
@@ -232,8 +240,9 @@ class Candidates:
 
     def positions(self, row: int) -> tuple[int, int]:
         """Where ``items[row]`` stands in the pool's personal and trending lists (-1: not there)."""
+        position = self.trending_at.get(self.items[row], -1)
         return (self.personal_ranks[row] if row < self.personal else -1,
-                self.trending_at.get(self.items[row], -1))
+                position if position < len(self.pool.trending) else -1)
 
     def source(self, row: int) -> str:
         """The generator ``items[row]`` is listed for: ``personal``, ``trending`` or ``affinity``, the first that proposed it."""

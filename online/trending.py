@@ -40,7 +40,7 @@ class TrendingTop:
     recomputing ~60 values after most events was a tenth of its work).
     """
 
-    __slots__ = ("_cache", "_cached", "_cut", "_negative_logs", "_order", "_scores", "_size", "capacity")
+    __slots__ = ("_cache", "_cached", "_cut", "_negative_logs", "_order", "_positions", "_scores", "_size", "capacity")
 
     def __init__(self, capacity: int = 200):
         self.capacity = capacity
@@ -55,6 +55,8 @@ class TrendingTop:
         """How many items the cache was asked for."""
         self._cut = float("-inf")
         """The log score of the last cached item: a new score below it leaves the cache valid."""
+        self._positions: dict[str, int] | None = None
+        """Each cached item's position in the cache, built on demand (:meth:`top_positions`); dropped when the cache moves."""
 
     def learn_one(self, item: str, log_score: float) -> None:
         """Record ``item``'s latest log score (scores of an item only grow)."""
@@ -82,21 +84,32 @@ class TrendingTop:
                 or log_score == self._cut:  # the best item changed (every relative value does), or a tie at the cut
             self._cache = None
             return
+        was = -1
         if item in cached:
             assert previous is not None
-            at = bisect_left(negative, -previous)
-            while cache[at][0] != item:  # past the equal scores cached before it
-                at += 1
-            del cache[at]
-            del negative[at]
+            was = bisect_left(negative, -previous)
+            while cache[was][0] != item:  # past the equal scores cached before it
+                was += 1
+            del cache[was]
+            del negative[was]
         else:
             cached.add(item)
         at = bisect_right(negative, -log_score)  # after the equal scores: the latest placed is the weakest
         cache.insert(at, (item, math.exp(log_score - first)))
         negative.insert(at, -log_score)
         if len(cache) > self._size:
-            cached.discard(cache.pop()[0])
+            dropped = cache.pop()[0]
+            cached.discard(dropped)
             negative.pop()
+            if self._positions is not None and dropped != item:
+                del self._positions[dropped]
+        positions = self._positions
+        if positions is not None:  # the entries between the old place and the new one moved by one
+            if item not in cached:
+                positions.pop(item, None)
+            end = len(cache) if was < 0 else min(max(was, at) + 1, len(cache))
+            for moved in range(min(was, at) if was >= 0 else at, end):
+                positions[cache[moved][0]] = moved
         self._cut = -negative[-1] if len(cache) < len(self._scores) else float("-inf")
 
     def top(self, n: int) -> list[tuple[str, float]]:
@@ -109,7 +122,29 @@ class TrendingTop:
             self._cached = {item for item, _ in cache}
             self._negative_logs = [-scores[item] for item, _ in cache]
             self._cut = scores[cache[-1][0]] if cache and len(cache) < len(scores) else float("-inf")
+            self._positions = None
         return cache[:n]
+
+    def top_positions(self, n: int) -> tuple[list[tuple[str, float]], dict[str, int]]:
+        """:meth:`top` and each item's position in it, from a dict kept while the cache does not move.
+
+        The dict may also hold items beyond the ``n`` returned (positions ``>= n``): the
+        ranker reads a different ``n`` per user. Most outcomes see the cache unchanged since
+        the previous one, so the dict is not rebuilt per outcome (see :class:`online.blend.Pool`).
+
+        >>> top = TrendingTop(capacity=3)
+        >>> top.learn_one("a", 1.0); top.learn_one("b", 2.0); top.learn_one("c", 3.0)
+        >>> top.top_positions(2)[1] == {"c": 0, "b": 1}, top.top_positions(3)[1]
+        (True, {'c': 0, 'b': 1, 'a': 2})
+        >>> top.learn_one("a", 4.0); top.top_positions(3)[1]
+        {'a': 0, 'c': 1, 'b': 2}
+        """
+        listed = self.top(n)
+        positions = self._positions
+        if positions is None:
+            cache = self._cache
+            positions = self._positions = {item: at for at, (item, _) in enumerate(cache)} if cache else {}
+        return listed, positions
 
     def __len__(self) -> int:
         return len(self._scores)
@@ -123,3 +158,4 @@ class TrendingTop:
         self.capacity, self._scores = state
         self._order = sorted(self._scores, key=self._scores.__getitem__)
         self._cache, self._cached, self._negative_logs, self._size, self._cut = None, set(), [], 0, float("-inf")
+        self._positions = None

@@ -67,3 +67,34 @@ def test_trending_top_cache_moved_in_place_equals_a_rebuild_after_every_update(s
             assert top._cache == strongest(top._scores, top._order, top._size)
             assert top._negative_logs == [-top._scores[i] for i, _ in top._cache]
     assert moved > 0 or len(items) == 3  # entries were moved, not only rebuilt
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_trending_top_positions_kept_across_updates_equal_the_read(seed: int) -> None:
+    """The positions the ranker's replica keeps between outcomes are always those of its current read, and
+    blending with them (positions past a shorter read included) gives what blending without them gives."""
+    from online.blend import Candidates, Pool, blend
+
+    rng = random.Random(seed)
+    top = TrendingTop(capacity=rng.choice((5, 20, 200)))
+    items = [f"i{k}" for k in range(rng.choice((3, 30, 300)))]
+    reused = 0
+    for _ in range(1500):
+        n = rng.randint(0, 40)
+        kept = top._positions
+        listed, positions = top.top_positions(n)
+        reused += positions is kept
+        assert listed == top.top(n)
+        assert positions == {item: at for at, (item, _) in enumerate(top._cache or [])}
+        assert {item: at for item, at in positions.items() if at < n} == {item: at for at, (item, _) in enumerate(listed)}
+        personal = [(item, rng.random()) for item in rng.sample(items, min(len(items), 8))]
+        weights = {name: rng.uniform(-1, 1) for name in ("personal", "trending", "trending_rank", "both", "repeat")}
+        exclude = frozenset(rng.sample(items, 1))
+        plain = Pool(personal, listed, exclude=exclude)
+        with_positions = Pool(personal, listed, exclude=exclude, trending_at=positions)
+        assert blend(with_positions, weights, 20) == blend(plain, weights, 20)
+        a, b = Candidates.score(plain, [0.5] * 10), Candidates.score(with_positions, [0.5] * 10)
+        assert [a.features(row) for row in range(len(a.items))] == [b.features(row) for row in range(len(b.items))]
+        item = rng.choice(items)
+        top.learn_one(item, top._scores.get(item, 0.0) + rng.choice((0.0, 0.5, 1.0, rng.random())))
+    assert reused > 0

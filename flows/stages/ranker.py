@@ -70,8 +70,8 @@ class RankerState:
             if personal.affinities and categories else ()
         device, hour = (context.relative(segments[0]), context.relative(segments[1])) \
             if context is not None and segments else (None, None)
-        return Pool(personal.ranked, self.trending.top(depth + len(personal.exclude)), personal.repeats,
-                    personal.exclude, affinity, device, hour)
+        trending, trending_at = self.trending.top_positions(depth + len(personal.exclude))
+        return Pool(personal.ranked, trending, personal.repeats, personal.exclude, affinity, device, hour, trending_at)
 
 
 @mypyc_attr(native_class=False)
