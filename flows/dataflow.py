@@ -20,7 +20,6 @@ anywhere becomes a dead letter naming the stage and the reason (:mod:`flows.dead
 
 from __future__ import annotations
 
-import time
 from typing import TypeGuard, TypeVar
 
 from bytewax import operators as op
@@ -32,8 +31,7 @@ from bytewax.outputs import Sink
 from flows.catalog_source import CatalogSource
 from flows.redis_sink import DeadLetter, RedisSink, SinkOptions, TrendingWrite, Write
 from flows.redis_source import RedisStreamSource, StreamEntry
-from flows.stage_time import add as add_stage_time
-from flows.stage_time import sample
+from flows.stage_time import timed
 from flows.stages import (
     CatalogLogic,
     ItemLogic,
@@ -175,13 +173,7 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
     entries = op.input("streams", flow, source)
 
     def parse_batch(batch: list[StreamEntry]) -> list[tuple[str, ParsedEvent | ParsedControl] | DeadLetter]:
-        weight = sample("parse", len(batch))
-        if not weight:
-            return parse_entries(batch, weights)
-        started = time.thread_time_ns()
-        parsed = parse_entries(batch, weights)
-        add_stage_time("parse", (time.thread_time_ns() - started) * weight)
-        return parsed
+        return timed("parse", len(batch), parse_entries, batch, weights)
 
     parsed = op.flat_map_batch("parse", entries, parse_batch)
     valid = op.branch("valid", parsed, _is_keyed)

@@ -27,7 +27,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -331,7 +331,7 @@ def _header(data: EvalData) -> dict[str, Any]:
 
 
 def ratings_scale(settings: Settings, events: Sequence[Event],
-                  env: Any = None) -> tuple[Settings, str]:
+                  env: Mapping[str, str] | None = None) -> tuple[Settings, str]:
     """``settings`` with the log's own rating scale when ``LIVERECO_RATING_RANGE`` is not set and the log's
     ratings fall outside the default one (a 0-10 log scored as 1-5 would count 6 and 10 alike), and a note
     saying so; otherwise ``settings`` and ``""``. A live deployment sets its scale; a log shows its own.

@@ -44,8 +44,7 @@ from flows.metrics import (
 from flows.redis_batch import Command, CommandBatches
 from flows.redis_client import TRANSIENT_ERRORS, Backoff, RedisClient, connect
 from flows.sink_batch import SinkBatch, batch_commands, coalesce, dead_letter_command, encode
-from flows.stage_time import add as add_stage_time
-from flows.stage_time import sample
+from flows.stage_time import timed
 from flows.writes import (
     BLOB_VERSION,
     AttributionWrite,
@@ -157,13 +156,7 @@ class _RedisSinkPartition(StatelessSinkPartition[Write]):
 
     @override
     def write_batch(self, items: list[Write]) -> None:
-        weight = sample("sink", len(items))
-        if not weight:
-            self._write_batch(items)
-            return
-        started = time.thread_time_ns()
-        self._write_batch(items)
-        add_stage_time("sink", (time.thread_time_ns() - started) * weight)
+        timed("sink", len(items), self._write_batch, items)
 
     def _write_batch(self, items: list[Write]) -> None:
         batch = self._coalesce(items)

@@ -25,8 +25,7 @@ from mypy_extensions import mypyc_attr
 from typing_extensions import override
 
 from flows.metrics import EVICTED
-from flows.stage_time import add as add_stage_time
-from flows.stage_time import sample
+from flows.stage_time import timed
 
 __all__ = ["_StageLogic", "_dump", "_load"]  # package-internal: what the stage modules share
 
@@ -91,13 +90,7 @@ class _StageLogic(StatefulBatchLogic[V, W, "bytes | None"], Generic[V, W, S]):
     def on_batch(self, values: list[V]) -> tuple[Iterable[W], bool]:
         """:meth:`process`, one call in :data:`~flows.stage_time.SAMPLE_EVERY` timed for
         ``livereco_flow_stage_cpu_seconds_total``."""
-        weight = sample(self.stage, len(values))
-        if not weight:
-            return self.process(values)
-        started = time.thread_time_ns()
-        result = self.process(values)
-        add_stage_time(self.stage, (time.thread_time_ns() - started) * weight)
-        return result
+        return timed(self.stage, len(values), self.process, values)
 
     def process(self, values: list[V]) -> tuple[Iterable[W], bool]:
         """The stage's work on one key's batch (what Bytewax's ``on_batch`` asks for)."""
@@ -116,10 +109,4 @@ class _StageLogic(StatefulBatchLogic[V, W, "bytes | None"], Generic[V, W, S]):
     def snapshot(self) -> bytes | None:
         if not self.recoverable:
             return None
-        weight = sample("snapshots", 1)
-        if not weight:
-            return _dump(self.state)
-        started = time.thread_time_ns()
-        snapshot = _dump(self.state)
-        add_stage_time("snapshots", (time.thread_time_ns() - started) * weight)
-        return snapshot
+        return timed("snapshots", 1, _dump, self.state)
