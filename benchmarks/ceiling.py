@@ -39,8 +39,9 @@ from typing import Any
 import orjson
 from bytewax import operators as op
 from bytewax.dataflow import Dataflow
+from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.outputs import DynamicSink, Sink, StatelessSinkPartition
 from bytewax.testing import TestingSource, run_main
 
 from benchmarks.machine import machine_line
@@ -92,8 +93,8 @@ def _parse(batch: list[StreamEntry]) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def empty_flow(source: TestingSource[StreamEntry], shards: int = 1) -> Dataflow:
-    """livereco's topology with counting logic: parse → user → item → user → shard → sink."""
+def empty_flow(source: Source[StreamEntry], shards: int = 1, sink: Sink[Any] | None = None) -> Dataflow:
+    """livereco's topology with counting logic: parse → user → item → user → shard → sink (``sink``: discarding)."""
     flow = Dataflow("ceiling")
     parsed = op.flat_map_batch("parse", op.input("streams", flow, source), _parse)
     users = op.stateful_batch("user_history", parsed, _Count)
@@ -103,7 +104,8 @@ def empty_flow(source: TestingSource[StreamEntry], shards: int = 1) -> Dataflow:
         "by_user_again", items, lambda batch: [(event["user_id"], event) for _, event in batch]), _Count)
     ranked = op.stateful_batch("ranker", op.flat_map_batch(
         "outcome_shard", lists, lambda batch: [(f"shard{hash(key) % shards}", event) for key, event in batch]), _Count)
-    op.output("sink", op.flat_map_batch("values", ranked, lambda batch: [value for _, value in batch]), DiscardSink())
+    op.output("sink", op.flat_map_batch("values", ranked, lambda batch: [value for _, value in batch]),
+              sink or DiscardSink())
     return flow
 
 

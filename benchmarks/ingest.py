@@ -17,7 +17,12 @@
    run's start-up; ``--against REV`` counts commit ``REV``'s compiled build
    the same way (a temporary git worktree) and prints the ratio.
 
-    .venv/bin/python -m benchmarks.ingest [--events 100000] [--seconds 15] [--repeat 3] [--processes 1,2]
+4. ``--ceiling``: after each 1-process run, the same events drained by the
+   empty topology as a flow process (:mod:`benchmarks.ceiling_e2e`: the same
+   source, hops and a Redis write per user per batch), and livereco's share
+   of that end-to-end ceiling.
+
+    .venv/bin/python -m benchmarks.ingest [--events 100000] [--seconds 15] [--repeat 3] [--processes 1,2] [--ceiling]
     .venv/bin/python -m benchmarks.ingest --instructions [--events 10000] [--against REV]
 """
 
@@ -37,6 +42,7 @@ from pathlib import Path
 import redis
 
 from benchmarks.build_ab import checkout
+from benchmarks.ceiling_e2e import empty_throughput
 from benchmarks.cluster_check import flow_env, free_port_pair, running_flow, scrape
 from benchmarks.machine import machine_line
 from flows.embedded_redis import EmbeddedRedis
@@ -215,6 +221,9 @@ def main() -> int:
     parser.add_argument("--instructions", action="store_true",
                         help="count instructions per event under valgrind instead (default --events 10000)")
     parser.add_argument("--against", metavar="REV", help="with --instructions: also count commit REV's build")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="also drain the same events with the empty topology (benchmarks.ceiling_e2e) after each"
+                             " 1-process run, and print livereco's share of that end-to-end ceiling")
     args = parser.parse_args()
     if args.instructions:
         count_instructions(args.events if args.events != parser.get_default("events") else 10_000, args.against)
@@ -227,15 +236,24 @@ def main() -> int:
         print(f"| flow processes | events/s, median of {args.repeat} | runs |")
         print("|---|---|---|")
         profiles: dict[int, list[tuple[float, dict[str, float]]]] = {}
+        empty: list[float] = []
         for processes in counts:
             runs = []
             for i in range(args.repeat):
                 spent: dict[str, float] = {}
                 runs.append((throughput(server.url, events, f"tp{processes}x{i}", processes, spent), spent))
+                if args.ceiling and processes == 1:  # alternated with livereco's rounds: the same load on both
+                    write_all(server.url, f"empty{i}", events)
+                    empty.append(empty_throughput(server.url, f"empty{i}", PARTITIONS, len(events)))
             rates = [rate for rate, _ in runs]
             profiles[processes] = runs
             medians[processes] = statistics.median(rates)
             print(f"| {processes} | {medians[processes]:,.0f} | {', '.join(f'{r:,.0f}' for r in rates)} |")
+        if empty:
+            shares = [live / ceiling for (live, _), ceiling in zip(profiles[1], empty, strict=True)]
+            print(f"the empty topology end to end (benchmarks.ceiling_e2e), 1 process: median "
+                  f"{statistics.median(empty):,.0f} events/s ({', '.join(f'{r:,.0f}' for r in empty)}); livereco "
+                  f"runs at {statistics.median(shares):.1%} of it (median of the rounds' ratios)")
         for processes, runs in profiles.items():  # the median run's: livereco_flow_stage_cpu_seconds_total over its drain
             _, spent = sorted(runs, key=lambda run: run[0])[len(runs) // 2]
             print(f"where the time went, {processes} process(es), median run: {profile_line(spent)}")
