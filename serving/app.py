@@ -219,6 +219,13 @@ class LiverecoApp(ListHandlers, CatalogHandlers, ShopHandlers, ConsoleHandlers, 
         self._count(label, method, status, time.perf_counter() - started)
         return status, body, content_type, headers
 
+    def after_dispatch(self) -> None:
+        """Called by livereco's HTTP protocol once it has scheduled a request's answering: the hot path's Redis reads
+        of the requests scheduled so far leave in one write in the loop turn they run, not the turn after
+        (:meth:`serving.redis_reads.FastReads.flush_after_ready`)."""
+        if self._fast is not None:
+            self._fast.flush_after_ready()
+
     def _count(self, label: str, method: str, status: int, seconds: float) -> None:
         """Observe one request in the duration histogram and the request counter (their children cached)."""
         key = (label, method, status)
