@@ -108,11 +108,13 @@ def session_usage(session: int) -> tuple[float, int]:
 class ServerUnderTest:
     """``livereco serve --workers 1`` from a tree, in its own session (optionally under callgrind)."""
 
-    def __init__(self, label: str, tree: Path, env: dict[str, str], instructions: bool, folder: Path):
+    def __init__(self, label: str, tree: Path, env: dict[str, str], instructions: bool, folder: Path,
+                 keep: Path | None = None):
         self.label = label
+        self.keep = keep
         self.port = free_port()
         self.instructions = instructions
-        self.out = folder / f"callgrind.{label.replace(' ', '_')}"
+        self.out = folder / ("callgrind." + re.sub(r"\W+", "_", label))
         command = [sys.executable, "-m", "flows.cli", "serve", "--workers", "1"]
         if instructions:
             command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={self.out}.%p", "--dump-instr=no",
@@ -148,7 +150,10 @@ class ServerUnderTest:
         for path in dumped:
             match = re.search(r"^(?:summary|totals):\s+(\d+)", path.read_text(), re.M)
             total += int(match.group(1)) if match else 0
-            path.unlink()
+            if self.keep is not None:
+                path.rename(self.keep / path.name)
+            else:
+                path.unlink()
         return {"instructions": total / len(sequence)}
 
     def stop(self) -> None:
@@ -182,6 +187,8 @@ def main() -> int:
                         " these settings (repeatable; default: this tree as it is)")
     parser.add_argument("--instructions", action="store_true", help="count instructions under callgrind instead")
     parser.add_argument("--json", help="write every round's figures here")
+    parser.add_argument("--keep", metavar="DIR", help="with --instructions: keep the callgrind dumps here "
+                        "(callgrind_annotate reads them)")
     args = parser.parse_args()
     print(machine_line())
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -197,7 +204,8 @@ def main() -> int:
         servers: list[ServerUnderTest] = []
         stack.callback(lambda: [server.stop() for server in servers])
         for label, tree, env in specs:
-            servers.append(ServerUnderTest(label, tree, {**base, **env}, args.instructions, Path(folder)))
+            servers.append(ServerUnderTest(label, tree, {**base, **env}, args.instructions, Path(folder),
+                                           Path(args.keep) if args.keep else None))
         every_user = users(USERS)
         for server in servers:  # every user's answer cached, as in the serving benchmark
             client(server.port, every_user)

@@ -305,7 +305,9 @@ class FastReads:
         request's own; retried once on a new connection, as :meth:`run` is.
         """
         for attempt in (0, 1):
-            connection = await self._open()
+            connection = self._connection
+            if connection is None or connection.closed:
+                connection = await self._open()
             own = connection.send([command])
             common = connection.send_shared(shared)
             try:
