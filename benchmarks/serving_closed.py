@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from benchmarks.build_ab import checkout
@@ -125,13 +126,18 @@ class ServerUnderTest:
         wait_until_answering(f"http://127.0.0.1:{self.port}/readyz", [self.process],  # type: ignore[list-item]
                              timeout_s=600 if instructions else 60)
 
-    def measure(self, sequence: list[int], warmup: list[int]) -> dict[str, float]:
+    def measure(self, sequence: list[int], warmup: list[int], connections: int = 1) -> dict[str, float]:
         client(self.port, warmup)
         if self.instructions:
             return self._count(sequence)
         cpu, switches = session_usage(self.process.pid)
         started = time.perf_counter()
-        latencies = client(self.port, sequence)
+        if connections == 1:
+            latencies = client(self.port, sequence)
+        else:  # a thread per connection, each its share of the sequence (the GIL is the client's, not the server's)
+            with ThreadPoolExecutor(connections) as pool:
+                shares = pool.map(lambda k: client(self.port, sequence[k::connections]), range(connections))
+                latencies = [latency for share in shares for latency in share]
         wall = time.perf_counter() - started
         cpu_after, switches_after = session_usage(self.process.pid)
         latencies.sort()
@@ -181,6 +187,8 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--warmup", type=int, default=300, help="requests before each measured sequence")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=1, help="requests in flight: one keep-alive connection "
+                        "each, from client threads (default 1: the lone request)")
     parser.add_argument("--against", metavar="REV", help="also this commit's server, checked out and compiled")
     parser.add_argument("--against-tree", metavar="DIR", help="also the server of this already built tree")
     parser.add_argument("--server", action="append", default=[], help="LABEL[:K=V;...], this tree's server with"
@@ -214,10 +222,10 @@ def main() -> int:
         for round_no in range(args.rounds):
             order = servers if round_no % 2 == 0 else servers[::-1]
             for server in order:
-                results[server.label].append(server.measure(sequence, warmup))
+                results[server.label].append(server.measure(sequence, warmup, args.connections))
         print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     what = "instructions per request (callgrind)" if args.instructions else "server on-CPU µs per request"
-    print(f"GET /v1/users/{{id}}/recommendations?n=10, one request in flight, {args.requests} requests a round, "
+    print(f"GET /v1/users/{{id}}/recommendations?n=10, {args.connections} request(s) in flight, {args.requests} requests a round, "
           f"medians of {args.rounds} alternated rounds; {what}:")
     first = statistics.median(r["instructions" if args.instructions else "cpu_us"] for r in results[servers[0].label])
     if args.instructions:
