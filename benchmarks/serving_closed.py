@@ -57,8 +57,8 @@ def users(count: int, offset: int = 0) -> list[int]:
     return [(i * 7919) % USERS for i in range(offset, offset + count)]
 
 
-def client(port: int, sequence: list[int]) -> list[float]:
-    """Send the requests one at a time on one keep-alive connection; each one's latency (ms)."""
+def client(port: int, sequence: list[int], pause_s: float = 0.0) -> list[float]:
+    """Send the requests one at a time on one keep-alive connection, ``pause_s`` apart; each one's latency (ms)."""
     latencies = []
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -81,6 +81,8 @@ def client(port: int, sequence: list[int]) -> list[float]:
                     raise RuntimeError("the server closed the connection")
                 buffer += chunk
             latencies.append((time.perf_counter() - started) * 1000.0)
+            if pause_s:
+                time.sleep(pause_s)
     return latencies
 
 
@@ -126,14 +128,15 @@ class ServerUnderTest:
         wait_until_answering(f"http://127.0.0.1:{self.port}/readyz", [self.process],  # type: ignore[list-item]
                              timeout_s=600 if instructions else 60)
 
-    def measure(self, sequence: list[int], warmup: list[int], connections: int = 1) -> dict[str, float]:
+    def measure(self, sequence: list[int], warmup: list[int], connections: int = 1,
+                pause_s: float = 0.0) -> dict[str, float]:
         client(self.port, warmup)
         if self.instructions:
             return self._count(sequence)
         cpu, switches = session_usage(self.process.pid)
         started = time.perf_counter()
         if connections == 1:
-            latencies = client(self.port, sequence)
+            latencies = client(self.port, sequence, pause_s)
         else:  # a thread per connection, each its share of the sequence (the GIL is the client's, not the server's)
             with ThreadPoolExecutor(connections) as pool:
                 shares = pool.map(lambda k: client(self.port, sequence[k::connections]), range(connections))
@@ -193,6 +196,8 @@ def main() -> int:
     parser.add_argument("--against-tree", metavar="DIR", help="also the server of this already built tree")
     parser.add_argument("--server", action="append", default=[], help="LABEL[:K=V;...], this tree's server with"
                         " these settings (repeatable; default: this tree as it is)")
+    parser.add_argument("--pause-ms", type=float, default=0.0, help="the client's pause after each answer (one "
+                        "connection): the server idles between requests, as at a low offered rate")
     parser.add_argument("--instructions", action="store_true", help="count instructions under callgrind instead")
     parser.add_argument("--json", help="write every round's figures here")
     parser.add_argument("--keep", metavar="DIR", help="with --instructions: keep the callgrind dumps here "
@@ -222,7 +227,7 @@ def main() -> int:
         for round_no in range(args.rounds):
             order = servers if round_no % 2 == 0 else servers[::-1]
             for server in order:
-                results[server.label].append(server.measure(sequence, warmup, args.connections))
+                results[server.label].append(server.measure(sequence, warmup, args.connections, args.pause_ms / 1000))
         print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     what = "instructions per request (callgrind)" if args.instructions else "server on-CPU µs per request"
     print(f"GET /v1/users/{{id}}/recommendations?n=10, {args.connections} request(s) in flight, {args.requests} requests a round, "
