@@ -240,12 +240,13 @@ def main() -> int:
             m = statistics.median(r["instructions"] for r in rounds)
             print(f"| {label} | {m:,.0f} | {m / first:.3f} | {', '.join(format(r['instructions'], ',.0f') for r in rounds)} |")
     else:
-        print("| server | CPU µs/req | ratio | voluntary switches/req | latency p50 / p99 ms | rounds (CPU µs) |")
-        print("|---|---|---|---|---|---|")
+        print("| server | CPU µs/req | ratio | voluntary switches/req | latency p50 / p99 ms | req/s | rounds (CPU µs) |")
+        print("|---|---|---|---|---|---|---|")
         for label, rounds in results.items():
             m = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
             print(f"| {label} | {m['cpu_us']:.1f} | {m['cpu_us'] / first:.3f} | {m['switches']:.2f} | "
-                  f"{m['p50_ms']:.3f} / {m['p99_ms']:.3f} | {', '.join(format(r['cpu_us'], '.0f') for r in rounds)} |")
+                  f"{m['p50_ms']:.3f} / {m['p99_ms']:.3f} | {1e6 / m['wall_us']:,.0f} | "
+                  f"{', '.join(format(r['cpu_us'], '.0f') for r in rounds)} |")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0
