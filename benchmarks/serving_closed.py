@@ -132,15 +132,10 @@ class ServerUnderTest:
                 pause_s: float = 0.0) -> dict[str, float]:
         client(self.port, warmup)
         if self.instructions:
-            return self._count(sequence)
+            return self._count(sequence, connections, pause_s)
         cpu, switches = session_usage(self.process.pid)
         started = time.perf_counter()
-        if connections == 1:
-            latencies = client(self.port, sequence, pause_s)
-        else:  # a thread per connection, each its share of the sequence (the GIL is the client's, not the server's)
-            with ThreadPoolExecutor(connections) as pool:
-                shares = pool.map(lambda k: client(self.port, sequence[k::connections]), range(connections))
-                latencies = [latency for share in shares for latency in share]
+        latencies = self._send(sequence, connections, pause_s)
         wall = time.perf_counter() - started
         cpu_after, switches_after = session_usage(self.process.pid)
         latencies.sort()
@@ -148,10 +143,18 @@ class ServerUnderTest:
         return {"cpu_us": (cpu_after - cpu) / n * 1e6, "switches": (switches_after - switches) / n,
                 "p50_ms": latencies[n // 2], "p99_ms": latencies[int(n * 0.99)], "wall_us": wall / n * 1e6}
 
-    def _count(self, sequence: list[int]) -> dict[str, float]:
+    def _send(self, sequence: list[int], connections: int, pause_s: float) -> list[float]:
+        if connections == 1:
+            return client(self.port, sequence, pause_s)
+        # a thread per connection, each its share of the sequence (the GIL is the client's, not the server's)
+        with ThreadPoolExecutor(connections) as pool:
+            shares = pool.map(lambda k: client(self.port, sequence[k::connections], pause_s), range(connections))
+            return [latency for share in shares for latency in share]
+
+    def _count(self, sequence: list[int], connections: int, pause_s: float) -> dict[str, float]:
         pid = self.process.pid
         subprocess.run(["callgrind_control", "-z", str(pid)], check=True, capture_output=True)
-        client(self.port, sequence)
+        self._send(sequence, connections, pause_s)
         before = set(self.out.parent.glob(f"{self.out.name}.{pid}*"))
         subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True)
         dumped = sorted(set(self.out.parent.glob(f"{self.out.name}.{pid}*")) - before)
