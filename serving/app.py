@@ -136,6 +136,8 @@ class LiverecoApp(ListHandlers, CatalogHandlers, ShopHandlers, ConsoleHandlers, 
         self.experiments = ServingExperiments(settings.keys)
         """The experiments in force, refreshed every 250 ms by a task started with the server."""
         self._experiments_task: asyncio.Task[None] | None = None
+        self._weights_task: asyncio.Task[None] | None = None
+        """Re-reads the ranker weights every second (:meth:`serving.ranker_weights.RankerWeights.run`)."""
         self.impressions = ImpressionRecorder(settings.keys, self._fast, lambda: self.client, self.metrics.registry,
                                                 enabled=settings.impressions == 1)
         self._openapi = orjson.dumps(openapi_document(settings))
@@ -217,6 +219,13 @@ class LiverecoApp(ListHandlers, CatalogHandlers, ShopHandlers, ConsoleHandlers, 
         self._count(label, method, status, time.perf_counter() - started)
         return status, body, content_type, headers
 
+    def after_dispatch(self) -> None:
+        """Called by livereco's HTTP protocol once it has scheduled a request's answering: the hot path's Redis reads
+        of the requests scheduled so far leave in one write in the loop turn they run, not the turn after
+        (:meth:`serving.redis_reads.FastReads.flush_after_ready`)."""
+        if self._fast is not None:
+            self._fast.flush_after_ready()
+
     def _count(self, label: str, method: str, status: int, seconds: float) -> None:
         """Observe one request in the duration histogram and the request counter (their children cached)."""
         key = (label, method, status)
@@ -257,18 +266,20 @@ class LiverecoApp(ListHandlers, CatalogHandlers, ShopHandlers, ConsoleHandlers, 
                             retry_after_s=max(1, math.ceil(wait)))
 
     async def startup(self) -> None:
-        """Wait for Redis, check the layout, load the catalog and experiments and start refreshing them."""
+        """Wait for Redis, check the layout, load the catalog, experiments and ranker weights and start refreshing them."""
         await wait_for_redis(self.client, self.settings.redis_url, self.redis_wait_s)
         await check_layout(self.client, self.settings)
         await self.catalog.refresh(self.client)  # never serve a first request unfiltered
         self._catalog_task = asyncio.ensure_future(self.catalog.run(self.client))
         await self.experiments.refresh(self.client)
         self._experiments_task = asyncio.ensure_future(self.experiments.run(self.client))
+        await self.ranker_weights.refresh(self.client, self.keys)
+        self._weights_task = asyncio.ensure_future(self.ranker_weights.run(self.client, self.keys))
         self.metrics.up.set(1)
 
     async def shutdown(self) -> None:
         """Stop the refresh tasks and close the Redis connections."""
-        for task in (self._catalog_task, self._experiments_task):
+        for task in (self._catalog_task, self._experiments_task, self._weights_task):
             if task is not None:
                 task.cancel()
         if self._client is not None:

@@ -73,9 +73,12 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 class HttpServerState:
     """What every connection of one server shares: the app, the settings, the open connections, the Date header."""
 
-    def __init__(self, respond: Respond, settings: Settings):
+    def __init__(self, respond: Respond, settings: Settings, after_dispatch: Callable[[], None] | None = None):
         self.respond = respond
         self.settings = settings
+        self.after_dispatch = after_dispatch
+        """Called after a request's answering is started (its task scheduled): the app flushes its Redis reads after
+        the task's first step, in the same loop turn (:meth:`serving.app.LiverecoApp.after_dispatch`)."""
         self.connections: set[HttpProtocol] = set()
         self._date_second = 0
         self._date = b""
@@ -417,6 +420,9 @@ class HttpProtocol(asyncio.Protocol):
             return
         request = self.queue[0]
         self.task = self.loop.create_task(self._answer(request))
+        after_dispatch = self.state.after_dispatch
+        if after_dispatch is not None:
+            after_dispatch()
 
     async def _answer(self, request: _Request) -> None:
         headers: list[tuple[bytes, bytes]] | None

@@ -93,13 +93,21 @@ class ImpressionRecorder:
                                 "experiment": experiment, "variant": variant, "items": [item for item, _ in shown],
                                 "sources": [source if source in _SOURCES else "other" for _, source in shown]})
         stream = self.keys.stream_for_user(user_id)
-        future = self.fast.post(self._prefixes[stream] + b"$%d\r\n%s\r\n" % (len(payload), payload)) \
-            if self.fast is not None else None
-        if future is None:
-            future = asyncio.ensure_future(self.client().execute_command("XADD", stream, "*", CONTROL_FIELD, payload))
-            self._tasks.add(future)
+        if self.fast is not None and self.fast.post(self._prefixes[stream] + b"$%d\r\n%s\r\n" % (len(payload), payload),
+                                                    self._replied):
+            return rec_id
+        future = asyncio.ensure_future(self.client().execute_command("XADD", stream, "*", CONTROL_FIELD, payload))
+        self._tasks.add(future)
         future.add_done_callback(self._done)
         return rec_id
+
+    def _replied(self, replies: list[Any] | None, error: BaseException | None) -> None:
+        """A record posted on the multiplexed connection: its reply, or the error that lost it."""
+        if error is not None or (replies and isinstance(replies[0], hiredis.ReplyError)):
+            self._failed.inc()
+            log.debug("impression record not written: %s", error or replies)
+        else:
+            self._recorded.inc()
 
     def _done(self, future: asyncio.Future[Any]) -> None:
         self._tasks.discard(future)

@@ -123,7 +123,8 @@ class ListHandlers:
         explore_off = variant is not None and not variant.exploration
         exclude_seen = settings.exclude_seen == 1 if p.exclude_seen is UNSET else p.exclude_seen
         device = p.device or None
-        await self.ranker_weights.refresh(self.client, self.keys)
+        if self.ranker_weights.behind:  # the background refresh (RankerWeights.run) is not keeping up
+            await self.ranker_weights.refresh(self.client, self.keys)
         # The request's context (device, hour of day: the client's local hour, else UTC's now) for the context features.
         device_popular, hour_popular = self.ranker_weights.context_for(
             p.user_id, device, time.gmtime().tm_hour if p.hour is UNSET else p.hour) \

@@ -5,7 +5,9 @@ candidates to one hash (field ``shard<i>``, see
 :class:`~flows.redis_sink.RankerWrite`); a user's list is blended with the
 weights, and its exploration slot filled from the order, of the replica that
 learns from that user's shard. One ``HGETALL`` per second per server process
-keeps them fresh without a read per request. With context features on
+keeps them fresh without a read per request, made by a background task
+(:meth:`RankerWeights.run`, started with the server), so no request waits
+for it; a request reads them itself only while that copy is :attr:`~RankerWeights.behind`. With context features on
 (``LIVERECO_CONTEXT_ITEMS``), each replica's context segments' popular items
 (hash ``context:<shard>``, one field per segment, see
 :class:`online.context_popularity.ContextPopularity`) are read with them, one
@@ -27,6 +29,7 @@ True
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -35,11 +38,13 @@ import orjson
 
 from online.context_popularity import device_segment, hour_segment
 from online.contract import RedisKeys, stable_hash
-from serving.redis_connect import AsyncRedisClient
+from serving.redis_connect import REDIS_EXCEPTIONS, AsyncRedisClient
 
 __all__ = ["RankerWeights"]
 
 log = logging.getLogger(__name__)
+_MIN_PAUSE_S = 0.05
+"""The background refresh's shortest pause (``max_age_s`` 0 would otherwise spin)."""
 
 
 class RankerWeights:
@@ -82,6 +87,34 @@ class RankerWeights:
         if self.context:
             for shard in range(self.shards):
                 self.update_context(shard, await client.hgetall(keys.context(shard)))
+
+    @property
+    def behind(self) -> bool:
+        """Whether a request must read the weights itself: the copy is more than twice ``max_age_s`` old (never
+        read, or :meth:`run` not running or failing; ``max_age_s`` 0: every request reads them).
+
+        >>> RankerWeights(shards=1).behind   # never read
+        True
+        """
+        return time.monotonic() - self._read_at >= 2.0 * self.max_age_s
+
+    async def run(self, client: AsyncRedisClient, keys: RedisKeys) -> None:
+        """Re-read the weights every ``max_age_s`` until cancelled (started with the server), so no request waits
+        for the read; a Redis outage is logged once and retried (requests read them themselves once the copy is
+        :attr:`behind`)."""
+        failing = False
+        while True:
+            await asyncio.sleep(max(self.max_age_s - (time.monotonic() - self._read_at), _MIN_PAUSE_S))
+            try:
+                await self.refresh(client, keys)
+                if failing:
+                    log.info("ranker weights: Redis answers again")
+                failing = False
+            except REDIS_EXCEPTIONS as exc:
+                if not failing:
+                    log.warning("ranker weights refresh failed (%s); serving the copy as of the last refresh",
+                                type(exc).__name__)
+                failing = True
 
     def update_context(self, shard: int, raw: Mapping[bytes | str, bytes | str]) -> None:
         """Replace one replica's context popularity with a ``HGETALL`` answer; malformed fields are logged and skipped."""

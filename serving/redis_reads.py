@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -66,13 +67,24 @@ def encode_command(args: Command) -> bytes:
     return b"".join(parts)
 
 
+Replied = Callable[[list[Any] | None, BaseException | None], None]
+"""Called with a posted command's replies, or with the error that lost them (:meth:`FastReads.post`)."""
+
+_SHARED_ENCODED: dict[Command, bytes] = {}
+"""The shared reads (trending ranges) in RESP, encoded once: every request of every turn sends the same few."""
+_SHARED_ENCODED_MAX = 256
+
+
 class _Batch:
-    """The commands of one caller, answered together (a pipeline or a single command)."""
+    """The commands of one caller, answered together (a pipeline or a single command): a future to set, or a
+    callback to call (a fire-and-forget write's outcome: no future, no extra loop turn)."""
 
-    __slots__ = ("future", "remaining", "replies", "sent_at")
+    __slots__ = ("callback", "future", "remaining", "replies", "sent_at")
 
-    def __init__(self, future: asyncio.Future[list[Any]], count: int, sent_at: float):
+    def __init__(self, future: asyncio.Future[list[Any]] | None, count: int, sent_at: float,
+                 callback: Replied | None = None):
         self.future = future
+        self.callback = callback
         self.remaining = count
         self.replies: list[Any] = []
         self.sent_at = sent_at
@@ -89,6 +101,7 @@ class _Connection(asyncio.Protocol):
         self.pending: deque[_Batch] = deque()
         self.out: list[bytes] = []
         self.flush_scheduled = False
+        self._flush_handle: asyncio.Handle | None = None
         self.shared: dict[Command, asyncio.Future[list[Any]]] = {}
         """Shared reads waiting for this turn's write: command -> the future every caller of it awaits."""
         self.watchdog: asyncio.TimerHandle | None = None
@@ -100,6 +113,7 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         reader, pending = self.reader, self.pending
+        woke = False
         try:
             reader.feed(data)
             reply = reader.gets()
@@ -111,11 +125,18 @@ class _Connection(asyncio.Protocol):
                 batch.remaining -= 1
                 if not batch.remaining:
                     pending.popleft()
-                    if not batch.future.done():
-                        batch.future.set_result(batch.replies)
+                    future = batch.future
+                    if future is None:
+                        batch.callback(batch.replies, None)  # type: ignore[misc]  # a batch has one or the other
+                    elif not future.done():
+                        future.set_result(batch.replies)
+                        woke = True
                 reply = reader.gets()
         except (hiredis.ProtocolError, redis.ConnectionError) as exc:
             self.abort(redis.ConnectionError(f"Redis protocol error: {exc}"))
+            return
+        if woke:  # the requests just woken write next turn (impression records): in one write, that turn
+            self.flush_after_ready()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.abort(redis.ConnectionError(f"Connection to Redis lost: {exc or 'closed by server'}"))
@@ -126,27 +147,52 @@ class _Connection(asyncio.Protocol):
 
     def send_encoded(self, data: bytes, count: int) -> asyncio.Future[list[Any]]:
         """Send ``count`` commands already in RESP (``data``); their replies come together."""
+        future: asyncio.Future[list[Any]] = self.loop.create_future()
+        self._queue(data, _Batch(future, count, time.monotonic()))
+        return future
+
+    def post(self, data: bytes, callback: Replied) -> None:
+        """Send one command already in RESP; ``callback`` gets its reply (or the error that lost it) when it comes."""
+        self._queue(data, _Batch(None, 1, time.monotonic(), callback))
+
+    def _queue(self, data: bytes, batch: _Batch) -> None:
         if self.closed:
             raise redis.ConnectionError("Connection to Redis closed")
-        future: asyncio.Future[list[Any]] = self.loop.create_future()
         self.out.append(data)
-        self.pending.append(_Batch(future, count, time.monotonic()))
+        self.pending.append(batch)
         if not self.flush_scheduled:
             self.flush_scheduled = True
-            self.loop.call_soon(self._flush)
+            self._flush_handle = self.loop.call_soon(self._flush)
         if self.watchdog is None:
             self.watchdog = self.loop.call_later(self.timeout_s, self._check_timeout)
-        return future
+
+    def flush_after_ready(self) -> None:
+        """Flush after every callback already scheduled to run (the requests just started or woken), not one turn
+        later: what they send leaves in one write in the turn they run, instead of the turn after (the event loop
+        runs the callbacks scheduled while it runs its ready ones on its next turn). Any flush already scheduled
+        moves behind them."""
+        if self.closed:
+            return
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+        self.flush_scheduled = True
+        self._flush_handle = self.loop.call_soon(self._flush)
 
     def send_shared(self, command: Command) -> asyncio.Future[list[Any]]:
         """``send([command])``, or the future of the same command already waiting for this turn's write."""
         future = self.shared.get(command)
         if future is None:
-            future = self.shared[command] = self.send([command])
+            data = _SHARED_ENCODED.get(command)
+            if data is None:
+                if len(_SHARED_ENCODED) >= _SHARED_ENCODED_MAX:
+                    _SHARED_ENCODED.clear()
+                data = _SHARED_ENCODED[command] = encode_command(command)
+            future = self.shared[command] = self.send_encoded(data, 1)
         return future
 
     def _flush(self) -> None:
         self.flush_scheduled = False
+        self._flush_handle = None
         self.shared.clear()
         if self.out and not self.closed:
             data = b"".join(self.out)
@@ -171,9 +217,14 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         self.out.clear()
         self.shared.clear()
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
         while self.pending:
             batch = self.pending.popleft()
-            if not batch.future.done():
+            if batch.future is None:
+                batch.callback(None, exc)  # type: ignore[misc]  # a batch has one or the other
+            elif not batch.future.done():
                 batch.future.set_exception(exc)
         if self.transport is not None:
             self.transport.close()
@@ -254,7 +305,9 @@ class FastReads:
         request's own; retried once on a new connection, as :meth:`run` is.
         """
         for attempt in (0, 1):
-            connection = await self._open()
+            connection = self._connection
+            if connection is None or connection.closed:
+                connection = await self._open()
             own = connection.send([command])
             common = connection.send_shared(shared)
             try:
@@ -269,17 +322,26 @@ class FastReads:
             return _check(replies)[0], _check(common_replies)[0]
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def post(self, encoded: bytes) -> asyncio.Future[list[Any]] | None:
+    def post(self, encoded: bytes, callback: Replied) -> bool:
         """Send one command, already in RESP (:func:`encode_command`), on the open connection without waiting for
-        its reply (a fire-and-forget write: it leaves with the reads of the same event-loop turn); ``None`` when no
-        connection is open.
+        its reply (a fire-and-forget write: it leaves with the reads of the same event-loop turn); ``False`` when no
+        connection is open (nothing sent).
 
-        The caller must look at the future's outcome (an error reply is a ``hiredis.ReplyError`` in the list).
+        ``callback(replies, error)`` is called when the reply comes (an error reply is a ``hiredis.ReplyError`` in
+        the list) or the connection is lost (``error``), from the connection's own callbacks: it must not raise.
         """
         connection = self._connection
         if connection is None or connection.closed:
-            return None
-        return connection.send_encoded(encoded, 1)
+            return False
+        connection.post(encoded, callback)
+        return True
+
+    def flush_after_ready(self) -> None:
+        """See :meth:`_Connection.flush_after_ready`: called by the HTTP protocol after it starts answering a request,
+        so the request's reads leave in the turn it runs (nothing when no connection is open)."""
+        connection = self._connection
+        if connection is not None and not connection.closed:
+            connection.flush_after_ready()
 
     async def get(self, key: str) -> Any:
         return await self.execute_command("GET", key)

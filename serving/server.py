@@ -128,7 +128,7 @@ class Server:
         self.settings = settings
         self.address = (host, port)
         self.sock = sock
-        self.state = HttpServerState(app.respond, settings)
+        self.state = HttpServerState(app.respond, settings, app.after_dispatch)
         self.started = False
         self.should_exit = False
         self._server: asyncio.AbstractServer | None = None

@@ -134,6 +134,24 @@ def test_the_served_list_blends_the_stored_list_with_live_trending_by_the_flows_
     assert body["items"][0]["score"] == pytest.approx(math.exp(-1.0), abs=1e-6)  # relative to "bought", still the top
 
 
+def test_the_ranker_weights_are_re_read_in_the_background_not_by_a_request(
+        live_server: LiveServer, redis_client: redis.Redis, keys: RedisKeys, settings: Settings) -> None:
+    """No request waits for the once-a-second weights read: the server's background task makes it."""
+    seed_trending(redis_client, keys, ["t1", "t2"])
+    redis_client.set(keys.user_recs("u"), encode_candidates(CandidateList(["p1", "p2"], [2.0, 1.0])))
+    weights = live_server.app.ranker_weights
+    assert live_server.json("GET", "/v1/users/u/recommendations?n=3")[0] == 200
+    shard = stable_hash("u") % settings.ranker_shards
+    redis_client.hset(keys.ranker(), f"shard{shard}", orjson.dumps({"weights": {"trending": 1.0}, "pairs": 1}))
+    deadline = time.monotonic() + 5.0
+    while weights.for_user("u") != {"trending": 1.0} and time.monotonic() < deadline:
+        time.sleep(0.05)  # no request meanwhile
+    assert weights.for_user("u") == {"trending": 1.0}
+    assert not weights.behind  # so a request does not read them itself
+    status, body = live_server.json("GET", "/v1/users/u/recommendations?n=3")
+    assert status == 200 and [i["item_id"] for i in body["items"]] == ["t1", "t2", "p1"]
+
+
 def test_malformed_ranker_weights_in_redis_leave_the_list_unblended_not_broken(
         live_server: LiveServer, redis_client: redis.Redis, keys: RedisKeys) -> None:
     seed_trending(redis_client, keys, ["t1"])
