@@ -61,6 +61,7 @@ COMPILED_MODULES = (
     "online.neighbour_candidates",
     "online.purchases",
     "online.ranker",
+    "online.returning",
     "online.session_neighbours",
     "online.trending",
     "online.user_history",
