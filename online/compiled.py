@@ -31,6 +31,7 @@ COMPILED_MODULES = (
     "flows.dataflow",
     "flows.resp",
     "flows.sink_batch",
+    "flows.stage_time",
     "flows.stages.catalog",
     "flows.stages.common",
     "flows.stages.items",
