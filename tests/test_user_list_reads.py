@@ -2,14 +2,18 @@
 
 ``CoVisitationNeighbours.top`` reads in place (what ``list()`` of a snapshot gave), ``NeighbourCandidates.rank``
 reads a list of recent items by index and ``SessionEmbedding.learn_one`` a tuple embedding natively; any other
-sequence must give the same, bit for bit.
+sequence must give the same, bit for bit. A new user's first reply takes the state made with the key's logic.
 """
 
 from __future__ import annotations
 
+import pickle
 import random
 
+from flows.stages.messages import NeighbourReply, Touch
+from flows.stages.user_lists import UserListLogic, UserListState
 from online.affinity import CategoryAffinity
+from online.contract import Settings
 from online.covisitation import CoVisitationNeighbours
 from online.item_embedding import DIM, SessionEmbedding
 from online.neighbour_candidates import NeighbourCandidates
@@ -48,3 +52,22 @@ def test_a_session_embedding_learns_the_same_from_a_tuple_or_a_list() -> None:
         as_tuples.learn_one(embedding, weight, norm)
         as_lists.learn_one(list(embedding), weight, norm)
         assert as_tuples.raw() == as_lists.raw()
+
+
+def test_a_new_users_first_reply_takes_the_state_made_for_the_key() -> None:
+    """Bytewax makes a logic (and its empty state) for a new user; the first reply's life is given to that
+    state instead of a second one: the outputs and the state pickle the same as with a state made for that life."""
+    touch = Touch("a", "ann", "1-0", 1, 1.0, 1.7e9, 1, "shoes", [], "s", [("a", 1.0, 1.7e9)], [], life=123)
+    replies = [NeighbourReply("a", [("c", 1.0), ("d", 0.5)], touch, (0.5,) * DIM, 1.0)]
+    logic = UserListLogic(Settings(), None, recoverable=False)
+    made = logic.state
+    out, _ = logic.on_batch(replies)
+    assert logic.state is made and made.life == 123
+    other = UserListLogic(Settings(), None, recoverable=False)
+    other.state = UserListState(NeighbourCandidates(), life=123)
+    expected, _ = other.on_batch(replies)
+    assert repr(out) == repr(expected)
+    assert pickle.dumps(logic.state) == pickle.dumps(other.state)
+    later = Touch("b", "ann", "2-0", 1, 1.0, 1.7e9 + 5, 2, None, [], "t", [("b", 1.0, 1.7e9 + 5)], [], life=456)
+    logic.on_batch([NeighbourReply("b", [], later)])  # a used state: a newer life starts a new one
+    assert logic.state is not made and logic.state.life == 456 and made.life == 123
