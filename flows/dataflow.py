@@ -20,7 +20,7 @@ anywhere becomes a dead letter naming the stage and the reason (:mod:`flows.dead
 
 from __future__ import annotations
 
-from typing import Any, TypeGuard, TypeVar
+from typing import TypeGuard, TypeVar
 
 from bytewax import operators as op
 from bytewax.dataflow import Dataflow, Stream
@@ -57,15 +57,9 @@ __all__ = ["build_flow", "flow_from_env"]
 V = TypeVar("V")
 
 
-def _keyed(batch: list[tuple[str, ParsedEvent | ParsedControl] | DeadLetter]
-           ) -> list[tuple[str, ParsedEvent | ParsedControl]]:
-    """The parsed events and controls of a batch (keyed by user), in order."""
-    return [item for item in batch if type(item) is tuple]
-
-
-def _unkeyed(batch: list[tuple[str, ParsedEvent | ParsedControl] | DeadLetter]) -> list[Write]:
-    """The parse step's dead letters, in order."""
-    return [item for item in batch if type(item) is not tuple]  # type: ignore[misc]
+def _is_keyed(item: tuple[str, ParsedEvent | ParsedControl] | DeadLetter
+              ) -> TypeGuard[tuple[str, ParsedEvent | ParsedControl]]:
+    return type(item) is tuple
 
 
 def _is_messages(keyed: tuple[str, list[Touch | Link | PurchaseLink] | DeadLetter | UserErased | AttributionWrite]
@@ -84,25 +78,20 @@ def _erasures(batch: list[tuple[str, list[Touch | Link | PurchaseLink] | DeadLet
     return [(key, value) for key, value in batch if isinstance(value, UserErased)]
 
 
-def _messages_by_item(batch: list[tuple[str, list[Touch | Link | PurchaseLink] | DeadLetter | UserErased | AttributionWrite]]
-                      ) -> list[tuple[str, Touch | Link | PurchaseLink]]:
-    """The user-history stage's messages to items, each keyed by its item (its other outputs are skipped)."""
-    return [(message.item_id, message) for keyed in batch if _is_messages(keyed) for message in keyed[1]]
+def _messages_by_item(batch: list[tuple[str, list[Touch | Link | PurchaseLink]]]) -> list[tuple[str, Touch | Link | PurchaseLink]]:
+    return [(message.item_id, message) for _, messages in batch for message in messages]
 
 
-def _replies_by_user(batch: list[tuple[str, Any]]) -> list[tuple[str, NeighbourReply]]:
-    """The item stage's replies, each keyed by its user."""
-    return [(value.touch.user_id, value) for _, value in batch if type(value) is NeighbourReply]
+def _is_reply(keyed: tuple[str, object]) -> bool:
+    return type(keyed[1]) is NeighbourReply
 
 
-def _item_writes(batch: list[tuple[str, Any]]) -> list[Write]:
-    """The item stage's writes (popularity, similar lists, dead letters): everything but the replies."""
-    return [value for _, value in batch if type(value) is not NeighbourReply]
+def _replies_by_user(batch: list[tuple[str, NeighbourReply]]) -> list[tuple[str, NeighbourReply]]:
+    return [(reply.touch.user_id, reply) for _, reply in batch]
 
 
-def _list_writes(batch: list[tuple[str, Any]]) -> list[Write]:
-    """The user-list stage's writes (lists, erasures, dead letters): everything but the outcomes."""
-    return [value for _, value in batch if type(value) is not Outcome]
+def _is_outcome(keyed: tuple[str, object]) -> bool:
+    return type(keyed[1]) is Outcome
 
 
 CONTROL_KEY = "\x1fcontrol"
@@ -119,9 +108,8 @@ def _changes_by_item(batch: list[CatalogChange]) -> list[tuple[str, ParsedEvent 
     return [(change.item_id, change) for change in batch]
 
 
-def _not_news(batch: list[tuple[str, Any]]) -> list[tuple[str, ParsedEvent | ParsedControl]]:
-    """The catalog stage's events and controls (keyed by user again): everything but the new items."""
-    return [value for _, value in batch if type(value) is not NewItem]
+def _is_news(keyed: tuple[str, object]) -> bool:
+    return type(keyed[1]) is NewItem
 
 
 def _values(batch: list[tuple[str, V]]) -> list[V]:
@@ -188,65 +176,65 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
         return timed("parse", len(batch), parse_entries, batch, weights)
 
     parsed = op.flat_map_batch("parse", entries, parse_batch)
-    # No op.branch anywhere: a branch calls its predicate per item and takes the GIL for each (~1.8k instructions
-    # an item, 5.9 items per event); each consumer filters its batch in one compiled call instead.
-    valid: KeyedStream[ParsedEvent | ParsedControl] = op.flat_map_batch("valid", parsed, _keyed)
-    invalid: Stream[Write] = op.flat_map_batch("invalid", parsed, _unkeyed)
+    valid = op.branch("valid", parsed, _is_keyed)
 
     # → catalog [by item] (when the flow follows a catalog): each event takes its item's catalog facts; a new
     # catalog item goes to every ranker replica (exploration)
     shard_keys = [f"shard{shard}" for shard in range(settings.ranker_shards)]
-    history_in: KeyedStream[ParsedEvent | ParsedControl] = valid
+    history_in: KeyedStream[ParsedEvent | ParsedControl] = valid.trues
     news: KeyedStream[NewItem] | None = None
     if catalog is not None:
         changes = op.input("catalog_changes", flow, catalog)
         catalog_in: KeyedStream[ParsedEvent | ParsedControl | CatalogChange] = op.merge(
-            "catalog_in", op.flat_map_batch("events_by_item", valid, _events_by_item),
+            "catalog_in", op.flat_map_batch("events_by_item", valid.trues, _events_by_item),
             op.flat_map_batch("changes_by_item", changes, _changes_by_item))
         cataloged = op.stateful_batch("catalog", catalog_in, lambda resume: CatalogLogic(resume, recoverable))
-        history_in = op.flat_map_batch("events_by_user", cataloged, _not_news)
+        is_news = op.branch("catalog_news", cataloged, _is_news)
+        history_in = op.flat_map_batch("events_by_user", is_news.falses, _values)
 
-        def news_to_shards(batch: list[tuple[str, Any]]) -> list[tuple[str, NewItem]]:
-            return [(key, new) for _, new in batch if type(new) is NewItem for key in shard_keys]
+        def news_to_shards(batch: list[tuple[str, NewItem]]) -> list[tuple[str, NewItem]]:
+            return [(key, new) for _, new in batch for key in shard_keys]
 
-        news = op.flat_map_batch("news_to_shards", cataloged, news_to_shards)
+        news = op.flat_map_batch("news_to_shards", is_news.trues, news_to_shards)
 
     # → user history [by user]: touches and links to their items (a failed event: a dead letter)
     touched = op.stateful_batch("user_history", history_in,
                                 lambda resume: UserHistoryLogic(settings, resume, recoverable, catalog is not None))
+    touched_ok = op.branch("touched_ok", touched, _is_messages)
 
     # → item state [by item]: replies back to their users; popularity and similar lists to the sink
-    to_items = op.flat_map_batch("to_items", touched, _messages_by_item)
+    to_items = op.flat_map_batch("to_items", touched_ok.trues, _messages_by_item)
     item_out = op.stateful_batch("items", to_items,
                                  lambda resume: ItemLogic(settings, resume, learn_until_ts, recoverable))
-    back_to_user = op.flat_map_batch("by_user_again", item_out, _replies_by_user)
-    item_writes: Stream[Write] = op.flat_map_batch("item_writes", item_out, _item_writes)
+    replies = op.branch("replies", item_out, _is_reply)
+    back_to_user = op.flat_map_batch("by_user_again", replies.trues, _replies_by_user)
+    item_writes: Stream[Write] = op.flat_map_batch("item_writes", replies.falses, _values)
 
     # → user list [by user]: the personal list to the sink, each positive event's outcome to the ranker
     # (an erased user's list goes too: the erase comes straight from the user's history)
     to_lists: KeyedStream[NeighbourReply | UserErased] = op.merge(
-        "to_lists", back_to_user, op.flat_map_batch("erasures", touched, _erasures))
+        "to_lists", back_to_user, op.flat_map_batch("erasures", touched_ok.falses, _erasures))
     lists = op.stateful_batch("user_lists", to_lists, lambda resume: UserListLogic(settings, resume, recoverable))
+    outcomes = op.branch("outcomes", lists, _is_outcome)
 
     # → ranker [by shard]: every popularity update to every replica, each outcome to its user's shard
     def popularity_to_shards(batch: list[Write]) -> list[tuple[str, TrendingWrite | Outcome | NewItem]]:
         return [(key, write) for write in batch if isinstance(write, TrendingWrite) for key in shard_keys]  # every replica
 
-    def outcome_to_shard(batch: list[tuple[str, Any]]) -> list[tuple[str, TrendingWrite | Outcome | NewItem]]:
-        return [(shard_keys[stable_hash(user_id) % len(shard_keys)], outcome) for user_id, outcome in batch
-                if type(outcome) is Outcome]
+    def outcome_to_shard(batch: list[tuple[str, Outcome]]) -> list[tuple[str, TrendingWrite | Outcome | NewItem]]:
+        return [(shard_keys[stable_hash(user_id) % len(shard_keys)], outcome) for user_id, outcome in batch]
 
     ranker_in: KeyedStream[TrendingWrite | Outcome | NewItem] = op.merge(
         "ranker_in", op.flat_map_batch("popularity", item_writes, popularity_to_shards),
-        op.flat_map_batch("outcome_shard", lists, outcome_to_shard), *([news] if news is not None else []))
+        op.flat_map_batch("outcome_shard", outcomes.trues, outcome_to_shard), *([news] if news is not None else []))
     ranked = op.flat_map_batch("ranker_out", op.stateful_batch(
         "ranker", ranker_in, lambda resume: RankerLogic(settings, resume, recoverable)), _values)
 
     # → sink: pipelined, idempotent writes of every stage, dead letters among them (these two steps are made last,
     # as they always were: every step is made in the same order as before, so Bytewax builds the same dataflow)
-    history_failures: Stream[Write] = op.flat_map_batch("history_failures", touched, _dead_letters)
-    list_writes: Stream[Write] = op.flat_map_batch("lists_out", lists, _list_writes)
-    writes: Stream[Write] = op.merge("writes", list_writes, ranked, item_writes, invalid, history_failures)
+    history_failures: Stream[Write] = op.flat_map_batch("history_failures", touched_ok.falses, _dead_letters)
+    list_writes: Stream[Write] = op.flat_map_batch("lists_out", outcomes.falses, _values)
+    writes: Stream[Write] = op.merge("writes", list_writes, ranked, item_writes, valid.falses, history_failures)
     if sink is None:
         sink = RedisSink(settings.redis_url, SinkOptions(
             settings.keys,
