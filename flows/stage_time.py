@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+from mypy_extensions import mypyc_attr
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
@@ -107,6 +108,7 @@ def totals() -> dict[str, float]:
     return out
 
 
+@mypyc_attr(native_class=False)  # the module is compiled (timed runs per batch); the collector stays a Python class
 class StageTime(Collector):
     """``livereco_flow_stage_cpu_seconds_total{stage}``, read from :func:`totals` at each scrape."""
 

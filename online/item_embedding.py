@@ -135,10 +135,12 @@ class SessionEmbedding:
         if weight <= 0.0 or not norm:
             return
         total = self._sum
-        if len(embedding) != len(total):
-            raise ValueError(f"an embedding of {len(embedding)} dimensions for a session embedding of {len(total)}")
+        # A tuple (what the flow's replies carry) is indexed natively when compiled; a Sequence generically.
+        values: tuple[float, ...] = embedding if isinstance(embedding, tuple) else tuple(embedding)
+        if len(values) != len(total):
+            raise ValueError(f"an embedding of {len(values)} dimensions for a session embedding of {len(total)}")
         decay, scale = self.decay, weight / norm
-        self._sum = tuple([decay * total[i] + scale * embedding[i] for i in range(len(total))])
+        self._sum = tuple([decay * total[i] + scale * values[i] for i in range(len(total))])
         self._weight = decay * self._weight + weight
 
     def vector(self) -> tuple[float, ...]:

@@ -82,11 +82,18 @@ class NeighbourCandidates:
         count as one more list of it, relative to its best, at ``session_weight``.
         """
         scores: dict[str, float] = {}
-        negative = {item for item, weight, _ in recent if weight < 0.0}
-        for position, (item, weight, _) in enumerate(recent[: self.merge_depth]):
+        # A list (what the flow's touches carry) is read by index, its rows unboxed natively when compiled; no slice.
+        rows: list[tuple[str, float, float]] = recent if isinstance(recent, list) else list(recent)
+        negative: set[str] = set()
+        for row in rows:
+            if row[1] < 0.0:
+                negative.add(row[0])
+        for position in range(min(len(rows), self.merge_depth)):
+            item, weight, _ = rows[position]
             if weight <= 0.0:
                 continue
-            influence = math.log1p(weight) / math.pow(position + 1, position_decay)  # typed float: int ** float is Any
+            # math.pow of two floats is a native call when compiled (of an int, a Python call): the same value.
+            influence = math.log1p(weight) / math.pow(float(position + 1), position_decay)
             if recent_weight > 0.0:
                 scores[item] = scores.get(item, 0.0) + recent_weight * influence
             neighbours = self._neighbours.get(item)
@@ -98,8 +105,8 @@ class NeighbourCandidates:
                 other = others[i]
                 known = scores.get(other)
                 scores[other] = scale * evidence[i] if known is None else known + scale * evidence[i]
-        if sessions and session_weight > 0.0 and recent and recent[0][1] > 0.0:
-            scale = session_weight * math.log1p(recent[0][1]) / max(sessions.values())
+        if sessions and session_weight > 0.0 and rows and rows[0][1] > 0.0:
+            scale = session_weight * math.log1p(rows[0][1]) / max(sessions.values())
             for other, value in sessions.items():
                 scores[other] = scores.get(other, 0.0) + scale * value
         for item in negative:  # three loops, not one over a tuple of the three: no tuple built per event
@@ -107,8 +114,8 @@ class NeighbourCandidates:
         for item in exclude:
             scores.pop(item, None)
         if recent_weight <= 0.0:  # the user's own items are not candidates
-            for item, _, _ in recent:
-                scores.pop(item, None)
+            for row in rows:
+                scores.pop(row[0], None)
         return _top(scores, n)
 
 

@@ -17,7 +17,6 @@ import pickle
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any, ClassVar, Generic, TypeVar
 
 from bytewax.operators import StatefulBatchLogic
@@ -56,12 +55,17 @@ def _idle_deadline(last_active: float, idle_s: float) -> datetime:
     Rounded up to the whole second: Bytewax asks every key it activates, so
     the keys active within one second share one cached ``datetime``.
     """
-    return _deadline_at(math.ceil(last_active + idle_s))
+    second = math.ceil(last_active + idle_s)
+    deadline = _DEADLINES.get(second)  # a dict read, not an lru_cache call: Bytewax asks after every key's batch
+    if deadline is None:
+        if len(_DEADLINES) >= 256:
+            _DEADLINES.clear()
+        deadline = _DEADLINES[second] = datetime.fromtimestamp(second, tz=UTC)
+    return deadline
 
 
-@lru_cache(maxsize=256)
-def _deadline_at(second: int) -> datetime:
-    return datetime.fromtimestamp(second, tz=UTC)
+_DEADLINES: dict[int, datetime] = {}
+"""The deadlines of the last whole seconds asked for (at most 256)."""
 
 
 V = TypeVar("V")
@@ -98,7 +102,8 @@ class _StageLogic(StatefulBatchLogic[V, W, "bytes | None"], Generic[V, W, S]):
 
     @override
     def notify_at(self) -> datetime | None:
-        return None if self.idle_s is None else _idle_deadline(self.last_active, self.idle_s)
+        idle_s = self.idle_s  # read once: an attribute of a Python object
+        return None if idle_s is None else _idle_deadline(self.last_active, idle_s)
 
     @override
     def on_notify(self) -> tuple[Iterable[W], bool]:

@@ -155,7 +155,10 @@ class UserListLogic(_StageLogic["NeighbourReply | UserErased", Any, "UserListSta
                 if life < state.life:
                     continue  # a straggler from a life of the user's history that has since ended
                 # The history was evicted while idle and the user is back (or this state is new).
-                self.state = state = UserListState(NeighbourCandidates(), life=life)
+                if state.life == 0 and state.latest is None and not state.pending:
+                    state.life = life  # never used (a new key's): as a new state, without making one (~4k instructions)
+                else:
+                    self.state = state = UserListState(NeighbourCandidates(), life=life)
             if state.latest is None or reply.touch.seq > state.latest.seq:
                 state.pending[reply.touch.seq] = reply  # its neighbours are learned when its turn comes
             else:  # a duplicate after a restart: its neighbours are still news
