@@ -48,6 +48,9 @@ from flows.stages import (
     parse_entries,
 )
 from flows.stages.control import ParsedControl, UserErased
+from flows.stages.items import ItemConfig
+from flows.stages.user_history import UserHistoryConfig
+from flows.stages.user_lists import UserListConfig
 from flows.writes import AttributionWrite
 from online.catalog.protocol import CatalogChange
 from online.contract import Settings, stable_hash
@@ -198,14 +201,17 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
         news = op.flat_map_batch("news_to_shards", is_news.trues, news_to_shards)
 
     # → user history [by user]: touches and links to their items (a failed event: a dead letter)
+    # Each stage's settings as one object shared by its keys' logics (a logic is made per new key)
+    history_config = UserHistoryConfig(settings, catalog is not None)
     touched = op.stateful_batch("user_history", history_in,
-                                lambda resume: UserHistoryLogic(settings, resume, recoverable, catalog is not None))
+                                lambda resume: UserHistoryLogic(settings, resume, recoverable, config=history_config))
     touched_ok = op.branch("touched_ok", touched, _is_messages)
 
     # → item state [by item]: replies back to their users; popularity and similar lists to the sink
     to_items = op.flat_map_batch("to_items", touched_ok.trues, _messages_by_item)
+    item_config = ItemConfig(settings, learn_until_ts)
     item_out = op.stateful_batch("items", to_items,
-                                 lambda resume: ItemLogic(settings, resume, learn_until_ts, recoverable))
+                                 lambda resume: ItemLogic(settings, resume, learn_until_ts, recoverable, item_config))
     replies = op.branch("replies", item_out, _is_reply)
     back_to_user = op.flat_map_batch("by_user_again", replies.trues, _replies_by_user)
     item_writes: Stream[Write] = op.flat_map_batch("item_writes", replies.falses, _values)
@@ -214,7 +220,9 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
     # (an erased user's list goes too: the erase comes straight from the user's history)
     to_lists: KeyedStream[NeighbourReply | UserErased] = op.merge(
         "to_lists", back_to_user, op.flat_map_batch("erasures", touched_ok.falses, _erasures))
-    lists = op.stateful_batch("user_lists", to_lists, lambda resume: UserListLogic(settings, resume, recoverable))
+    list_config = UserListConfig(settings)
+    lists = op.stateful_batch("user_lists", to_lists,
+                              lambda resume: UserListLogic(settings, resume, recoverable, list_config))
     outcomes = op.branch("outcomes", lists, _is_outcome)
 
     # → ranker [by shard]: every popularity update to every replica, each outcome to its user's shard

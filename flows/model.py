@@ -71,6 +71,9 @@ from flows.stages import (
     UserListLogic,
 )
 from flows.stages.control import UserErased
+from flows.stages.items import ItemConfig
+from flows.stages.user_history import UserHistoryConfig
+from flows.stages.user_lists import UserListConfig
 from online.blend import blend
 from online.context_popularity import device_segment, hour_segment
 from online.contract import Event, Settings, stable_hash
@@ -95,6 +98,10 @@ class LiverecoModel:
         self.user_lists: dict[str, UserListLogic] = {}
         self.rankers = [RankerLogic(self.settings, None, recoverable=False)
                         for _ in range(self.settings.ranker_shards)]
+        # Each stage's settings as one object shared by its keys' logics, as in the dataflow
+        self._history_config = UserHistoryConfig(self.settings)
+        self._item_config = ItemConfig(self.settings)
+        self._list_config = UserListConfig(self.settings)
         self.events = 0
         """Events learned (duplicates included): numbers each event's entry id, as a stream would."""
 
@@ -146,7 +153,8 @@ class LiverecoModel:
     def _history_of(self, user_id: str) -> UserHistoryLogic:
         logic = self.histories.get(user_id)
         if logic is None:
-            logic = self.histories[user_id] = UserHistoryLogic(self.settings, None, recoverable=False)
+            logic = self.histories[user_id] = UserHistoryLogic(self.settings, None, recoverable=False,
+                                                                    config=self._history_config)
         return logic
 
     def _to_items(self, messages: Iterable[Touch | Link | PurchaseLink], trending: list[TrendingWrite],
@@ -158,7 +166,8 @@ class LiverecoModel:
         for item_id, batch in by_item.items():
             logic = self.items.get(item_id)
             if logic is None:
-                logic = self.items[item_id] = ItemLogic(self.settings, None, recoverable=False)
+                logic = self.items[item_id] = ItemLogic(self.settings, None, recoverable=False,
+                                                             config=self._item_config)
             for out in logic.on_batch(batch)[0]:
                 if isinstance(out, NeighbourReply):
                     replies.append(out)
@@ -175,7 +184,8 @@ class LiverecoModel:
         for user_id, batch in by_user.items():
             logic = self.user_lists.get(user_id)
             if logic is None:
-                logic = self.user_lists[user_id] = UserListLogic(self.settings, None, recoverable=False)
+                logic = self.user_lists[user_id] = UserListLogic(self.settings, None, recoverable=False,
+                                                                      config=self._list_config)
             outcomes.extend(out for out in logic.on_batch(batch)[0] if isinstance(out, Outcome))
         return outcomes
 

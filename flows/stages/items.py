@@ -30,7 +30,7 @@ from flows.dead_letters import stage_failure
 from flows.stages.common import _load, _StageLogic
 from flows.stages.messages import Link, NeighbourReply, PurchaseLink, Touch
 from flows.writes import ItemSimilarWrite, TrendingWrite
-from online.contract import Settings
+from online.contract import RedisKeys, Settings
 from online.covisitation import CoVisitationNeighbours
 from online.forward_decay import ForwardDecay
 from online.init_pickle import reduce_by_init
@@ -38,7 +38,7 @@ from online.item_embedding import ContextEmbedding
 from online.purchases import PurchaseWindow
 from online.session_neighbours import SessionNeighbours
 
-__all__ = ["ItemLogic", "ItemState"]
+__all__ = ["ItemConfig", "ItemLogic", "ItemState"]
 
 
 @dataclass(slots=True)
@@ -95,6 +95,29 @@ def _event_time(touch: tuple[float, float, int, str | None]) -> float:
     return touch[0]
 
 
+class ItemConfig:
+    """The settings :class:`ItemLogic` reads, made once per flow and shared by every item's logic.
+
+    >>> config = ItemConfig(Settings())
+    >>> config.k == Settings().neighbours, config.capacity == 2 * config.k, config.learn_until_ts
+    (True, True, inf)
+    """
+
+    def __init__(self, settings: Settings, learn_until_ts: float | None = None) -> None:
+        self.settings = settings
+        self.keys: RedisKeys = settings.keys
+        self.k: int = settings.neighbours
+        self.reply_k: int = min(self.k, ItemLogic.reply_neighbours)
+        self.learn_until_ts: float = float("inf") if learn_until_ts is None else learn_until_ts
+        self.capacity: int = 2 * settings.neighbours
+        self.half_life_s: float = settings.covisit_half_life_s
+        self.popularity: ForwardDecay = _decay(settings.trending_half_life_s)  # one per flow, not one per item
+        self.sessions_kept: int = settings.sessions_per_item if settings.session_neighbours > 0.0 else 0
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return ItemConfig, (self.settings, self.learn_until_ts)  # a compiled class: rebuilt from its settings
+
+
 @mypyc_attr(native_class=False)
 class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any, "ItemState | None"]):
     """Item-keyed: trending popularity, co-visitation neighbours, what buyers bought next, replies to users.
@@ -126,29 +149,25 @@ class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any, "ItemState | None"
     a reply sends stay (a neighbour rises into them only with new evidence, which carries its category)."""
 
     def __init__(self, settings: Settings, resume: bytes | None, learn_until_ts: float | None = None,
-                 recoverable: bool = True):
+                 recoverable: bool = True, config: ItemConfig | None = None):
         super().__init__(recoverable, settings.item_ttl_s)
-        self.keys = settings.keys
-        self.k = settings.neighbours
-        self.reply_k = min(self.k, self.reply_neighbours)
-        self.learn_until_ts = float("inf") if learn_until_ts is None else learn_until_ts
-        self.capacity = 2 * settings.neighbours
-        self.half_life_s = settings.covisit_half_life_s
-        self.popularity = _decay(settings.trending_half_life_s)  # one per flow, not one per item
-        self.sessions_kept = settings.sessions_per_item if settings.session_neighbours > 0.0 else 0
+        # One object per flow, not the settings copied into every new item's logic (build_flow passes it).
+        self.config = ItemConfig(settings, learn_until_ts) if config is None else config
         self.state: ItemState | None = _load(resume)
 
     def _state_for(self, item_id: str) -> ItemState:
+        config = self.config
         if self.state is None:
-            self.state = ItemState(item_id, CoVisitationNeighbours(self.capacity, self.half_life_s))
-        if self.sessions_kept and self.state.sessions is None:
-            self.state.sessions = SessionNeighbours(self.sessions_kept, self.session_length)
+            self.state = ItemState(item_id, CoVisitationNeighbours(config.capacity, config.half_life_s))
+        if config.sessions_kept and self.state.sessions is None:
+            self.state.sessions = SessionNeighbours(config.sessions_kept, self.session_length)
         return self.state
 
     @override
     def process(self, values: list[Touch | Link | PurchaseLink]) -> tuple[Iterable[Any], bool]:
         self.last_active = time.time()
         state = self._state_for(values[0].item_id)
+        config = self.config
         out: list[Any] = []
         popular: list[tuple[float, float, int, str | None]] = []
         neighbours_changed = False
@@ -157,7 +176,7 @@ class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any, "ItemState | None"
         for msg in values:
             try:
                 latest_ts = max(latest_ts, msg.ts)
-                learn = msg.ts < self.learn_until_ts
+                learn = msg.ts < config.learn_until_ts
                 if isinstance(msg, Link):
                     if not learn:
                         continue
@@ -172,7 +191,7 @@ class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any, "ItemState | None"
                 if isinstance(msg, PurchaseLink):
                     if learn:
                         if state.bought_next is None:
-                            state.bought_next = CoVisitationNeighbours(self.capacity, self.half_life_s)
+                            state.bought_next = CoVisitationNeighbours(config.capacity, config.half_life_s)
                         state.bought_next.learn_one(msg.other, msg.weight, msg.ts)
                     continue
                 state.events += 1
@@ -196,7 +215,7 @@ class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any, "ItemState | None"
                     sessions = state.sessions.scores(state.item_id, msg.previous, msg.session_key)
                     if learn:
                         state.sessions.learn_touch(msg.session_key, state.item_id, msg.previous)
-                top = state.neighbours.snapshot(self.reply_k)  # its values are computed by the user-list stage
+                top = state.neighbours.snapshot(config.reply_k)  # its values are computed by the user-list stage
                 if msg.window is None:
                     out.append(NeighbourReply(state.item_id, top, msg, *state.context.raw(), sessions=sessions))
                 else:
@@ -207,7 +226,7 @@ class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any, "ItemState | None"
             if popular:
                 out += self._popularity(state, popular, also)
             if neighbours_changed:  # computed only if the sink writes it (most are replaced within a batch)
-                out.append(ItemSimilarWrite(state.item_id, state.neighbours.snapshot(self.k), latest_ts))
+                out.append(ItemSimilarWrite(state.item_id, state.neighbours.snapshot(config.k), latest_ts))
         except Exception as exc:
             out.append(stage_failure(self.stage, exc, "", "", f"item {state.item_id}: popularity and similar list"
                                      .encode()))
@@ -217,7 +236,7 @@ class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any, "ItemState | None"
         """The dead letter for a message this stage failed on; a failed touch still gets a reply (with no
         neighbours), as the user-list stage waits for every touch's reply in sequence order."""
         if isinstance(msg, Touch):
-            stream, entry_id = self.keys.stream_for_user(msg.user_id), msg.entry_id
+            stream, entry_id = self.config.keys.stream_for_user(msg.user_id), msg.entry_id
             raw = f"touch of item {msg.item_id} by user {msg.user_id} (event {msg.entry_id})"
             return [stage_failure(self.stage, exc, stream, entry_id, raw.encode()), NeighbourReply(msg.item_id, [], msg)]
         kind = type(msg).__name__
@@ -239,7 +258,7 @@ class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any, "ItemState | None"
         writes = []
         events = 0
         for ts, weight, count, category in touches:
-            state.popularity = self.popularity.add(state.popularity, weight, ts)
+            state.popularity = self.config.popularity.add(state.popularity, weight, ts)
             state.popularity_ts = max(state.popularity_ts, ts)  # a touch older than an earlier batch's: no going back
             events = max(events, count)
             writes.append(TrendingWrite(state.item_id, category, state.popularity, state.popularity_ts, events, also))
@@ -256,7 +275,7 @@ class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any, "ItemState | None"
             kinds = state.kinds = {}
         kinds[other] = kind
         if len(kinds) > self.max_kinds:  # keep those of the neighbours a reply sends
-            replied = {item for item, _ in state.neighbours.top(self.reply_k)}
+            replied = {item for item, _ in state.neighbours.top(self.config.reply_k)}
             state.kinds = {item: k for item, k in kinds.items() if item in replied}
 
     def _window_reply(self, state: ItemState, top: Sequence[tuple[str, float]], touch: Touch,

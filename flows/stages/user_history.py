@@ -38,14 +38,14 @@ from flows.stages.parse import ParsedEvent
 from flows.writes import AttributionWrite, DeadLetter
 from online.attribution import ATTRIBUTED_KINDS, AttributionMemory, ServedList
 from online.context_popularity import context_segments
-from online.contract import Settings
+from online.contract import EventTypeWeights, RedisKeys, Settings
 from online.init_pickle import reduce_by_init
 from online.user_history import UserHistory
 
 _LABELS_A_LIST = frozenset(("view", *ATTRIBUTED_KINDS))
 """The events that label the list a user was served last (prequential: the list shown before event t, by event t)."""
 
-__all__ = ["UserHistoryLogic", "UserHistoryState"]
+__all__ = ["UserHistoryConfig", "UserHistoryLogic", "UserHistoryState"]
 
 
 def _event_raw(parsed: ParsedEvent) -> bytes:
@@ -81,6 +81,33 @@ class UserHistoryState:
         return reduce_by_init(self)
 
 
+class UserHistoryConfig:
+    """The settings :class:`UserHistoryLogic` reads, made once per flow and shared by every user's logic.
+
+    >>> config = UserHistoryConfig(Settings())
+    >>> config.recent_items == Settings().recent_items, config.reorder, config.context_features
+    (True, False, False)
+    """
+
+    def __init__(self, settings: Settings, reorder: bool = False) -> None:
+        self.settings = settings
+        self.reorder = reorder
+        """Put each batch of the user's events back in stream order (behind the catalog stage)."""
+        self.keys: RedisKeys = settings.keys
+        self.weights: EventTypeWeights = settings.weights
+        self.window_s: float = settings.purchase_window_s
+        self.context_features: bool = settings.context_items > 0
+        self.recent_items: int = settings.recent_items
+        self.session_gap_s: float = settings.session_gap_s
+        self.dedup_horizon_s: float = settings.dedup_horizon_s
+        self.dedup_max_ids: int = settings.dedup_max_ids
+        self.attribution_lists: int = settings.attribution_lists
+        self.attribution_window_s: float = settings.attribution_window_s
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return UserHistoryConfig, (self.settings, self.reorder)  # a compiled class: rebuilt from its settings
+
+
 @mypyc_attr(native_class=False)
 class UserHistoryLogic(_StageLogic[ParsedEvent | ParsedControl, "list[Touch | Link | PurchaseLink] | DeadLetter | UserErased | AttributionWrite",
                                    "UserHistoryState"]):
@@ -94,24 +121,20 @@ class UserHistoryLogic(_StageLogic[ParsedEvent | ParsedControl, "list[Touch | Li
     distance_decay = 1.0
     """Evidence that item b follows a at distance d in a session: ``weight / (d + 1) ** distance_decay``."""
 
-    def __init__(self, settings: Settings, resume: bytes | None, recoverable: bool = True, reorder: bool = False):
+    def __init__(self, settings: Settings, resume: bytes | None, recoverable: bool = True, reorder: bool = False,
+                 config: UserHistoryConfig | None = None):
         super().__init__(recoverable, settings.user_ttl_s)
-        self.reorder = reorder
-        """Put each batch of the user's events back in stream order (behind the catalog stage)."""
-        self.keys = settings.keys
-        self.weights = settings.weights
-        self.window_s = settings.purchase_window_s
-        self.context_features = settings.context_items > 0
+        # One object per flow, not the settings copied into every new user's logic (build_flow passes it).
+        self.config = UserHistoryConfig(settings, reorder) if config is None else config
         self._session_of = ""
         self._session_key = ""
-        self.settings = settings
         self.state: UserHistoryState = _load(resume) or self._new_state()
 
     def _new_state(self) -> UserHistoryState:
-        settings = self.settings
+        config = self.config
         return UserHistoryState(
-            UserHistory(settings.recent_items, settings.session_gap_s, dedup_horizon_s=settings.dedup_horizon_s,
-                        dedup_max_ids=settings.dedup_max_ids), time.time_ns())
+            UserHistory(config.recent_items, config.session_gap_s, dedup_horizon_s=config.dedup_horizon_s,
+                        dedup_max_ids=config.dedup_max_ids), time.time_ns())
 
     @property
     def history(self) -> UserHistory:
@@ -124,7 +147,7 @@ class UserHistoryLogic(_StageLogic[ParsedEvent | ParsedControl, "list[Touch | Li
         self.last_active = time.time()
         out: list[list[Touch | Link | PurchaseLink] | DeadLetter | UserErased | AttributionWrite] = []
         erased = False
-        if self.reorder and len(values) > 1:  # the catalog stage (keyed by item) hands them on grouped by item
+        if self.config.reorder and len(values) > 1:  # the catalog stage (keyed by item) hands them on grouped by item
             values = sorted(values, key=_entry_order)
         for parsed in values:
             if type(parsed) is ParsedControl:  # an erase or a merge, in order with the user's events
@@ -161,8 +184,8 @@ class UserHistoryLogic(_StageLogic[ParsedEvent | ParsedControl, "list[Touch | Li
         if served is not None:  # a list the server answered: remembered for attribution, its impressions counted
             memory = self.state.attribution
             if memory is None:
-                memory = self.state.attribution = AttributionMemory(self.settings.attribution_lists,
-                                                                    self.settings.attribution_window_s)
+                memory = self.state.attribution = AttributionMemory(self.config.attribution_lists,
+                                                                    self.config.attribution_window_s)
             memory.record(ServedList(served.rec_id, served.ts, served.variant, served.items, served.sources,
                                      served.experiment))
             out.append(AttributionWrite("impression", "attributed", control.user_id, served.items, served.sources,
@@ -171,7 +194,7 @@ class UserHistoryLogic(_StageLogic[ParsedEvent | ParsedControl, "list[Touch | Li
         try:
             out.append(absorb(self, parsed))
         except Exception as exc:
-            out.append(stage_failure(self.stage, exc, self.keys.stream_for_user(control.user_id), parsed.entry_id,
+            out.append(stage_failure(self.stage, exc, self.config.keys.stream_for_user(control.user_id), parsed.entry_id,
                                      control.encode()))
         return False
 
@@ -192,7 +215,7 @@ class UserHistoryLogic(_StageLogic[ParsedEvent | ParsedControl, "list[Touch | Li
         number: the user-list stage takes replies in sequence order and would otherwise wait for it."""
         event = parsed.event
         out: list[list[Touch | Link | PurchaseLink] | DeadLetter] = [stage_failure(
-            self.stage, exc, self.keys.stream_for_user(event.user_id), parsed.entry_id, _event_raw(parsed))]
+            self.stage, exc, self.config.keys.stream_for_user(event.user_id), parsed.entry_id, _event_raw(parsed))]
         history = self.state.history
         if history.events > seq:
             with contextlib.suppress(Exception):  # else the user's later replies go on once max_pending of them wait
@@ -205,9 +228,10 @@ class UserHistoryLogic(_StageLogic[ParsedEvent | ParsedControl, "list[Touch | Li
         """One event: its touch and links (``None`` for a duplicate)."""
         history = self.state.history
         life = self.state.life
-        window_s = self.window_s
+        config = self.config
+        window_s = config.window_s
         event = parsed.event
-        weight = self.weights.weight_of(event)
+        weight = config.weights.weight_of(event)
         facts = parsed.facts
         observed = history.learn_one(event, weight, facts.kind if facts is not None else None)
         if observed is None:
@@ -238,7 +262,7 @@ class UserHistoryLogic(_StageLogic[ParsedEvent | ParsedControl, "list[Touch | Li
             previous_kinds=tuple(map(history.category_of, previous)) if category is not None else (),
             window=window,
             session_key=session_key,
-            segments=context_segments(event.context, event.ts) if self.context_features else (),
+            segments=context_segments(event.context, event.ts) if config.context_features else (),
             facts=facts,
         )
         messages: list[Touch | Link | PurchaseLink] = [touch]

@@ -30,7 +30,7 @@ from flows.stages.control import TOMBSTONE_S, UserErased
 from flows.stages.messages import NeighbourReply, Outcome, PersonalPool, Touch
 from flows.writes import UserErasedWrite, UserListWrite
 from online.affinity import CategoryAffinity
-from online.contract import Settings, quantize_affinity
+from online.contract import RedisKeys, Settings, quantize_affinity
 from online.excluded_items import ExcludedItems
 from online.init_pickle import reduce_by_init
 from online.item_embedding import SessionEmbedding
@@ -38,7 +38,7 @@ from online.neighbour_candidates import NeighbourCandidates
 from online.purchases import AfterPurchase
 from online.returning import ReturnRate
 
-__all__ = ["UserListLogic", "UserListState"]
+__all__ = ["UserListConfig", "UserListLogic", "UserListState"]
 
 
 @dataclass(slots=True)
@@ -82,6 +82,30 @@ class UserListState:
         return reduce_by_init(self)
 
 
+class UserListConfig:
+    """The settings :class:`UserListLogic` reads, made once per flow and shared by every user's logic.
+
+    >>> config = UserListConfig(Settings())
+    >>> config.n, config.recent_weight, config.adaptive_recent
+    (50, 3.0, True)
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.keys: RedisKeys = settings.keys
+        self.n: int = settings.candidates
+        self.recent_weight: float = settings.recent_weight
+        self.adaptive_recent: bool = bool(settings.recent_adaptive) and settings.recent_weight > 0.0  # 0: never, no state
+        self.position_decay: float = settings.position_decay
+        self.purchase_demote: float = settings.purchase_demote
+        self.purchase_boost: float = settings.purchase_boost
+        self.session_weight: float = settings.session_neighbours
+        self.affinity_categories: int = settings.affinity_categories
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return UserListConfig, (self.settings,)  # a compiled class: rebuilt from its settings
+
+
 @mypyc_attr(native_class=False)
 class UserListLogic(_StageLogic["NeighbourReply | UserErased", Any, "UserListState"]):
     """User-keyed: merges the neighbours of the user's recent items into the personal candidates.
@@ -100,17 +124,11 @@ class UserListLogic(_StageLogic["NeighbourReply | UserErased", Any, "UserListSta
 
     stage = "user_lists"
 
-    def __init__(self, settings: Settings, resume: bytes | None, recoverable: bool = True):
+    def __init__(self, settings: Settings, resume: bytes | None, recoverable: bool = True,
+                 config: UserListConfig | None = None):
         super().__init__(recoverable, settings.user_ttl_s + self.eviction_grace_s)
-        self.keys = settings.keys
-        self.n = settings.candidates
-        self.recent_weight = settings.recent_weight
-        self.adaptive_recent = bool(settings.recent_adaptive) and settings.recent_weight > 0.0  # 0: never, no state
-        self.position_decay = settings.position_decay
-        self.purchase_demote = settings.purchase_demote
-        self.purchase_boost = settings.purchase_boost
-        self.session_weight = settings.session_neighbours
-        self.affinity_categories = settings.affinity_categories
+        # One object per flow, not ~10 settings copied into every new user's logic (build_flow passes it).
+        self.config = UserListConfig(settings) if config is None else config
         self.state: UserListState = _load(resume) or UserListState(NeighbourCandidates())
 
     max_pending = 256
@@ -146,6 +164,7 @@ class UserListLogic(_StageLogic["NeighbourReply | UserErased", Any, "UserListSta
     def process(self, values: list[NeighbourReply | UserErased]) -> tuple[Iterable[Any], bool]:
         self.last_active = time.time()
         state = self.state
+        config = self.config
         if any(type(v) is UserErased for v in values):
             return self._erase(values)
         for reply in values:
@@ -187,7 +206,7 @@ class UserListLogic(_StageLogic["NeighbourReply | UserErased", Any, "UserListSta
                 if touch.facts is not None:  # brand and price band join the categories (brand:acme, price:64-128)
                     for key in touch.facts.affinity_keys:
                         state.affinity.learn_one(key, touch.weight, touch.ts)
-                if self.adaptive_recent and touch.weight > 0.0:
+                if config.adaptive_recent and touch.weight > 0.0:
                     self._learn_return(state.latest, touch.item_id)
                 if touch.weight < 0.0 or self._recent_weight() <= 0.0 or touch.item_id in touch.exclude:
                     self._exclude(touch.item_id)  # disliked, consumed (never recommended back) or bought
@@ -195,7 +214,7 @@ class UserListLogic(_StageLogic["NeighbourReply | UserErased", Any, "UserListSta
                 if window is not None:
                     after = state.after_purchase
                     if after is None:
-                        after = state.after_purchase = AfterPurchase(self.purchase_demote, self.purchase_boost)
+                        after = state.after_purchase = AfterPurchase(config.purchase_demote, config.purchase_boost)
                     after.learn_one(window, ready.bought_next, ready.of_kind)
                 elif state.after_purchase is not None:
                     state.after_purchase = None  # the window has closed
@@ -203,7 +222,7 @@ class UserListLogic(_StageLogic["NeighbourReply | UserErased", Any, "UserListSta
                     out.append(Outcome(touch.user_id, touch.entry_id, touch.item_id, touch.ts, state.previous,
                                        touch.segments, touch.seq))
             except Exception as exc:  # one event must not stop the flow: dead-lettered, its user goes on
-                out.append(stage_failure(self.stage, exc, self.keys.stream_for_user(touch.user_id), touch.entry_id,
+                out.append(stage_failure(self.stage, exc, config.keys.stream_for_user(touch.user_id), touch.entry_id,
                                          f"reply of item {ready.item_id} to user {touch.user_id}".encode()))
             state.latest = touch
             sessions = ready.sessions
@@ -237,7 +256,7 @@ class UserListLogic(_StageLogic["NeighbourReply | UserErased", Any, "UserListSta
         try:
             write = self._rank(last, sessions, written)
         except Exception as exc:
-            out.append(stage_failure(self.stage, exc, self.keys.stream_for_user(last.user_id), last.entry_id,
+            out.append(stage_failure(self.stage, exc, self.config.keys.stream_for_user(last.user_id), last.entry_id,
                                      f"ranking the list of user {last.user_id}".encode()))
             return
         if written:
@@ -257,21 +276,24 @@ class UserListLogic(_StageLogic["NeighbourReply | UserErased", Any, "UserListSta
         returning = self.state.returning
         if returning is None:
             returning = self.state.returning = ReturnRate()
-        weight = returning.weight(self.recent_weight)
+        config = self.config
+        weight = returning.weight(config.recent_weight)
         returning.learn_one(_among_recent(item_id, before.recent))
-        if weight > 0.0 and returning.weight(self.recent_weight) <= 0.0:
+        if weight > 0.0 and returning.weight(config.recent_weight) <= 0.0:
             for item, _, _ in before.recent:
                 self._exclude(item)
 
     def _recent_weight(self) -> float:
         """``LIVERECO_RECENT_WEIGHT``, or with ``LIVERECO_RECENT_ADAPTIVE`` this user's (:mod:`online.returning`)."""
         returning = self.state.returning
-        if not self.adaptive_recent or returning is None:
-            return self.recent_weight
-        return returning.weight(self.recent_weight)
+        config = self.config
+        if not config.adaptive_recent or returning is None:
+            return config.recent_weight
+        return returning.weight(config.recent_weight)
 
     def _rank(self, last: Touch, sessions: dict[str, float] | None, written: bool = True) -> UserListWrite:
         state = self.state
+        config = self.config
         recent_weight = self._recent_weight()
         recent_items = [item for item, _, _ in last.recent]
         # Only the lists the merge reads: an older item gets a fresh list when it is touched again.
@@ -288,18 +310,18 @@ class UserListLogic(_StageLogic["NeighbourReply | UserErased", Any, "UserListSta
         after = state.after_purchase
         if after is not None:  # the bought kind leaves the list: the server's blend would bring it back otherwise
             exclude.update(after.labelled(self.kind_exclude_max))
-        n = 2 * self.n if hidden else self.n
+        n = 2 * config.n if hidden else config.n
         if after is None:
             ranked = state.candidates.rank(last.recent, n, exclude, recent_weight=recent_weight,
-                                           position_decay=self.position_decay, sessions=sessions,
-                                           session_weight=self.session_weight)
+                                           position_decay=config.position_decay, sessions=sessions,
+                                           session_weight=config.session_weight)
         else:
             merged = state.candidates.rank(last.recent, self.rerank_depth * n, exclude,
-                                           recent_weight=recent_weight, position_decay=self.position_decay,
-                                           sessions=sessions, session_weight=self.session_weight)
-            ranked = after.rerank(merged, n, last.recent, exclude, self.position_decay)
+                                           recent_weight=recent_weight, position_decay=config.position_decay,
+                                           sessions=sessions, session_weight=config.session_weight)
+            ranked = after.rerank(merged, n, last.recent, exclude, config.position_decay)
         if hidden and excluded is not None:
-            ranked = _without(ranked, excluded, self.n)
+            ranked = _without(ranked, excluded, config.n)
         repeat_rows: list[int] = []
         if recent_weight > 0.0:  # the user's own recent items among the candidates
             recent = set(recent_items)
@@ -308,9 +330,9 @@ class UserListLogic(_StageLogic["NeighbourReply | UserErased", Any, "UserListSta
         # The affinity candidates' input, rounded as the list's blob keeps it: the server scores the same values.
         # Brand and price-band affinities have no trending list of their own: only categories are candidates' input.
         affinities = [(category, quantize_affinity(score))
-                      for category, score in state.affinity.top(3 * self.affinity_categories)
-                      if not category.startswith(("brand:", "price:"))][: self.affinity_categories] \
-            if self.affinity_categories and len(state.affinity) else []
+                      for category, score in state.affinity.top(3 * config.affinity_categories)
+                      if not category.startswith(("brand:", "price:"))][: config.affinity_categories] \
+            if config.affinity_categories and len(state.affinity) else []
         state.previous = PersonalPool(ranked, repeats, frozenset(exclude), affinities)
         return UserListWrite(last.user_id, ranked, last.ts, last.accepted_ms, last.session_id, last.recent,
                              repeats=repeat_rows,
