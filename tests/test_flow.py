@@ -215,7 +215,7 @@ def test_an_item_s_trending_updates_count_exactly_the_events_up_to_their_time(se
 
     items = ItemLogic(settings, None, recoverable=False)
     writes = [w for w in items.on_batch([touch("late", 120.0), touch("early", 60.0)])[0] if isinstance(w, TrendingWrite)]
-    one_view = items.popularity.add(None, 1.0, T0 + 60.0)
+    one_view = items.config.popularity.add(None, 1.0, T0 + 60.0)
     assert [(w.ts, w.log_score) for w in writes] == [(T0 + 60.0, one_view), (T0 + 120.0, items.state.popularity)]
     ranker = RankerLogic(settings, None, recoverable=False)
     ranker.on_batch(list(writes))
