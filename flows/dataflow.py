@@ -20,7 +20,7 @@ anywhere becomes a dead letter naming the stage and the reason (:mod:`flows.dead
 
 from __future__ import annotations
 
-from typing import TypeGuard, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 from bytewax import operators as op
 from bytewax.dataflow import Dataflow, Stream
@@ -34,7 +34,6 @@ from flows.redis_source import RedisStreamSource, StreamEntry
 from flows.stage_time import timed
 from flows.stages import (
     CatalogLogic,
-    ItemLogic,
     Link,
     NeighbourReply,
     NewItem,
@@ -44,13 +43,12 @@ from flows.stages import (
     RankerLogic,
     Touch,
     UserHistoryLogic,
-    UserListLogic,
     parse_entries,
 )
 from flows.stages.control import ParsedControl, UserErased
-from flows.stages.items import ItemConfig
+from flows.stages.items import ItemConfig, ItemListedLogic
 from flows.stages.user_history import UserHistoryConfig
-from flows.stages.user_lists import UserListConfig
+from flows.stages.user_lists import UserListConfig, UserListListedLogic
 from flows.writes import AttributionWrite
 from online.catalog.protocol import CatalogChange
 from online.contract import Settings, stable_hash
@@ -85,16 +83,19 @@ def _messages_by_item(batch: list[tuple[str, list[Touch | Link | PurchaseLink]]]
     return [(message.item_id, message) for _, messages in batch for message in messages]
 
 
-def _is_reply(keyed: tuple[str, object]) -> bool:
-    return type(keyed[1]) is NeighbourReply
+def _replies_by_user(batch: list[tuple[str, list[Any]]]) -> list[tuple[str, NeighbourReply]]:
+    """The replies among the item stage's outputs (each item's batch is one list), keyed by their user."""
+    return [(reply.touch.user_id, reply) for _, out in batch for reply in out if type(reply) is NeighbourReply]
 
 
-def _replies_by_user(batch: list[tuple[str, NeighbourReply]]) -> list[tuple[str, NeighbourReply]]:
-    return [(reply.touch.user_id, reply) for _, reply in batch]
+def _item_writes(batch: list[tuple[str, list[Any]]]) -> list[Write]:
+    """The item stage's writes: trending updates, similar lists, dead letters (all but the replies)."""
+    return [write for _, out in batch for write in out if type(write) is not NeighbourReply]
 
 
-def _is_outcome(keyed: tuple[str, object]) -> bool:
-    return type(keyed[1]) is Outcome
+def _list_writes(batch: list[tuple[str, list[Any]]]) -> list[Write]:
+    """The user-list stage's writes: lists, erasures, dead letters (all but the outcomes)."""
+    return [write for _, out in batch for write in out if type(write) is not Outcome]
 
 
 CONTROL_KEY = "\x1fcontrol"
@@ -210,38 +211,39 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
     # → item state [by item]: replies back to their users; popularity and similar lists to the sink
     to_items = op.flat_map_batch("to_items", touched_ok.trues, _messages_by_item)
     item_config = ItemConfig(settings, learn_until_ts)
+    # Each item's batch leaves as one list (one emit, not one per reply and write), split by the next two steps
     item_out = op.stateful_batch("items", to_items,
-                                 lambda resume: ItemLogic(settings, resume, learn_until_ts, recoverable, item_config))
-    replies = op.branch("replies", item_out, _is_reply)
-    back_to_user = op.flat_map_batch("by_user_again", replies.trues, _replies_by_user)
-    item_writes: Stream[Write] = op.flat_map_batch("item_writes", replies.falses, _values)
+                                 lambda resume: ItemListedLogic(settings, resume, learn_until_ts, recoverable,
+                                                                item_config))
+    back_to_user = op.flat_map_batch("by_user_again", item_out, _replies_by_user)
+    item_writes: Stream[Write] = op.flat_map_batch("item_writes", item_out, _item_writes)
 
     # → user list [by user]: the personal list to the sink, each positive event's outcome to the ranker
     # (an erased user's list goes too: the erase comes straight from the user's history)
     to_lists: KeyedStream[NeighbourReply | UserErased] = op.merge(
         "to_lists", back_to_user, op.flat_map_batch("erasures", touched_ok.falses, _erasures))
     list_config = UserListConfig(settings)
-    lists = op.stateful_batch("user_lists", to_lists,
-                              lambda resume: UserListLogic(settings, resume, recoverable, list_config))
-    outcomes = op.branch("outcomes", lists, _is_outcome)
+    lists = op.stateful_batch("user_lists", to_lists,  # each user's batch as one list, as the items'
+                              lambda resume: UserListListedLogic(settings, resume, recoverable, list_config))
 
     # → ranker [by shard]: every popularity update to every replica, each outcome to its user's shard
     def popularity_to_shards(batch: list[Write]) -> list[tuple[str, TrendingWrite | Outcome | NewItem]]:
         return [(key, write) for write in batch if isinstance(write, TrendingWrite) for key in shard_keys]  # every replica
 
-    def outcome_to_shard(batch: list[tuple[str, Outcome]]) -> list[tuple[str, TrendingWrite | Outcome | NewItem]]:
-        return [(shard_keys[stable_hash(user_id) % len(shard_keys)], outcome) for user_id, outcome in batch]
+    def outcome_to_shard(batch: list[tuple[str, list[Any]]]) -> list[tuple[str, TrendingWrite | Outcome | NewItem]]:
+        return [(shard_keys[stable_hash(user_id) % len(shard_keys)], outcome)
+                for user_id, out in batch for outcome in out if type(outcome) is Outcome]
 
     ranker_in: KeyedStream[TrendingWrite | Outcome | NewItem] = op.merge(
         "ranker_in", op.flat_map_batch("popularity", item_writes, popularity_to_shards),
-        op.flat_map_batch("outcome_shard", outcomes.trues, outcome_to_shard), *([news] if news is not None else []))
+        op.flat_map_batch("outcome_shard", lists, outcome_to_shard), *([news] if news is not None else []))
     ranked = op.flat_map_batch("ranker_out", op.stateful_batch(
         "ranker", ranker_in, lambda resume: RankerLogic(settings, resume, recoverable)), _values)
 
     # → sink: pipelined, idempotent writes of every stage, dead letters among them (these two steps are made last,
     # as they always were: every step is made in the same order as before, so Bytewax builds the same dataflow)
     history_failures: Stream[Write] = op.flat_map_batch("history_failures", touched_ok.falses, _dead_letters)
-    list_writes: Stream[Write] = op.flat_map_batch("lists_out", outcomes.falses, _values)
+    list_writes: Stream[Write] = op.flat_map_batch("lists_out", lists, _list_writes)
     writes: Stream[Write] = op.merge("writes", list_writes, ranked, item_writes, valid.falses, history_failures)
     if sink is None:
         sink = RedisSink(settings.redis_url, SinkOptions(

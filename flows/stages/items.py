@@ -27,6 +27,7 @@ from mypy_extensions import mypyc_attr
 from typing_extensions import override
 
 from flows.dead_letters import stage_failure
+from flows.stage_time import timed
 from flows.stages.common import _load, _StageLogic
 from flows.stages.messages import Link, NeighbourReply, PurchaseLink, Touch
 from flows.writes import ItemSimilarWrite, TrendingWrite
@@ -38,7 +39,7 @@ from online.item_embedding import ContextEmbedding
 from online.purchases import PurchaseWindow
 from online.session_neighbours import SessionNeighbours
 
-__all__ = ["ItemConfig", "ItemLogic", "ItemState"]
+__all__ = ["ItemConfig", "ItemListedLogic", "ItemLogic", "ItemState"]
 
 
 @dataclass(slots=True)
@@ -292,3 +293,13 @@ class ItemLogic(_StageLogic[Touch | Link | PurchaseLink, Any, "ItemState | None"
             bought_next = state.bought_next.top(self.reply_bought_next) if state.bought_next is not None else []
         return NeighbourReply(state.item_id, top, touch, *state.context.raw(), of_kind=of_kind,
                               bought_next=bought_next, sessions=sessions)
+
+
+@mypyc_attr(native_class=False)
+class ItemListedLogic(ItemLogic):
+    """:class:`ItemLogic` whose key batch's outputs leave as one list (the dataflow splits it in its next steps)."""
+
+    @override
+    def on_batch(self, values: list[Any]) -> tuple[Iterable[Any], bool]:
+        out, retain = timed(self.stage, len(values), self.process, values)  # as the base's, one emit
+        return [out], retain

@@ -25,6 +25,7 @@ from mypy_extensions import mypyc_attr
 from typing_extensions import override
 
 from flows.dead_letters import stage_failure
+from flows.stage_time import timed
 from flows.stages.common import _load, _StageLogic
 from flows.stages.control import TOMBSTONE_S, UserErased
 from flows.stages.messages import NeighbourReply, Outcome, PersonalPool, Touch
@@ -38,7 +39,7 @@ from online.neighbour_candidates import NeighbourCandidates
 from online.purchases import AfterPurchase
 from online.returning import ReturnRate
 
-__all__ = ["UserListConfig", "UserListLogic", "UserListState"]
+__all__ = ["UserListConfig", "UserListListedLogic", "UserListLogic", "UserListState"]
 
 
 @dataclass(slots=True)
@@ -358,3 +359,13 @@ def _without(ranked: list[tuple[str, float]], excluded: ExcludedItems, n: int) -
             if len(kept) == n:
                 break
     return kept
+
+
+@mypyc_attr(native_class=False)
+class UserListListedLogic(UserListLogic):
+    """:class:`UserListLogic` whose key batch's outputs leave as one list (the dataflow splits it in its next steps)."""
+
+    @override
+    def on_batch(self, values: list[Any]) -> tuple[Iterable[Any], bool]:
+        out, retain = timed(self.stage, len(values), self.process, values)  # as the base's, one emit
+        return [out], retain
