@@ -75,3 +75,25 @@ def test_the_model_shares_one_config_per_stage_and_still_pickles() -> None:
         copy.learn_one(Event(user, item, "view", 1.7e9 + 10 + n))
     assert model.recommend("ann", 5) == copy.recommend("ann", 5)
     assert model.recommend("bob", 5) == copy.recommend("bob", 5)
+
+
+def test_the_listed_logics_emit_a_key_batch_as_one_list_of_the_same_outputs() -> None:
+    """The dataflow's item and user-list stages emit each key batch's outputs as one list (one emit, split by
+    the next steps): the same outputs, in the same order, as the logics the evaluation model runs."""
+    from flows.stages.items import ItemListedLogic
+    from flows.stages.user_lists import UserListListedLogic
+
+    first = Touch("a", "ann", "1-0", 1, 1.0, 1.7e9, 1, None, [], "s", [("a", 1.0, 1.7e9)], [], life=9)
+    second = Touch("b", "ann", "2-0", 2, 1.0, 1.7e9, 2, None, ["a"], "s", [("b", 1.0, 1.7e9), ("a", 1.0, 1.7e9)], [],
+                   life=9)
+    item, listed_item = ItemLogic(SETTINGS, None, recoverable=False), ItemListedLogic(SETTINGS, None, recoverable=False)
+    out, retain = item.on_batch([second])
+    listed, listed_retain = listed_item.on_batch([second])
+    assert len(listed) == 1 and [type(m) for m in listed[0]] == [type(m) for m in out] and retain == listed_retain
+    replies = [NeighbourReply("a", [("c", 1.0)], first, (0.5,) * DIM, 1.0),
+               NeighbourReply("b", [("a", 1.0), ("d", 0.5)], second, (0.25,) * DIM, 1.0)]
+    lists, listed_lists = UserListLogic(SETTINGS, None), UserListListedLogic(SETTINGS, None)
+    out, retain = lists.on_batch(replies)
+    listed, listed_retain = listed_lists.on_batch(replies)
+    assert len(listed) == 1 and repr(listed[0]) == repr(list(out)) and retain == listed_retain
+    assert lists.snapshot() == listed_lists.snapshot()
