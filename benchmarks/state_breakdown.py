@@ -43,8 +43,8 @@ __all__ = ["Breakdown", "PointReport", "StageReport", "history_of", "measure_sta
 
 STAGES: tuple[tuple[str, str], ...] = (
     ("user_history", "UserHistoryLogic"),
-    ("items", "ItemLogic"),
-    ("user_lists", "UserListLogic"),
+    ("items", "ItemListedLogic"),
+    ("user_lists", "UserListListedLogic"),
     ("ranker", "RankerLogic"),
 )
 """(stage, logic class name in ``flows.dataflow``), in the order the flow builds them."""
