@@ -37,7 +37,7 @@ from online.catalog.protocol import CatalogCommands, Command, Steps
 from online.catalog.rules import Rules, RulesCommands
 from online.catalog.snapshot import CatalogReplica, CatalogSnapshot
 from online.contract import RedisKeys
-from serving.redis_connect import REDIS_EXCEPTIONS
+from serving.refresh_loop import refresh_forever
 
 __all__ = ["SERVING_BATCH", "ServingCatalog", "run_steps_async"]
 
@@ -97,19 +97,6 @@ class ServingCatalog:
         """Refresh every ``interval_s`` until cancelled, :data:`SERVING_BATCH` changes per round trip (the loop answers
         requests between two); a Redis outage is logged once and retried."""
         self.replica.change_count = self.replica.scan_count = SERVING_BATCH
-        failing = False
-        while True:
-            await asyncio.sleep(self.interval_s)
-            try:
-                await self.refresh(client)
-                if failing:
-                    log.info("catalog refresh: Redis answers again")
-                failing = False
-            except REDIS_EXCEPTIONS as exc:
-                if not failing:
-                    log.warning("catalog refresh failed (%s); serving the copy as of the last refresh",
-                                type(exc).__name__)
-                failing = True
-            except Exception:  # a malformed stored rule or item: keep serving, say so
-                log.exception("catalog refresh failed")
-                failing = True
+        # a malformed stored rule or item must not stop the refreshes: keep serving, say so
+        await refresh_forever(lambda: self.refresh(client), lambda: self.interval_s, "catalog",
+                              keep_going_on_any_error=True)

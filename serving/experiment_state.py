@@ -21,7 +21,6 @@ forces (``?variant=``, for QA). With no active experiment every list is the
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
@@ -30,7 +29,7 @@ import orjson
 
 from online.contract import RedisKeys
 from online.experiments import Experiment, VariantConfig
-from serving.redis_connect import REDIS_EXCEPTIONS
+from serving.refresh_loop import refresh_forever
 
 __all__ = ["DEFAULT_VARIANT", "ServingExperiments"]
 
@@ -67,17 +66,7 @@ class ServingExperiments:
 
     async def run(self, client: Any) -> None:
         """Refresh every ``interval_s`` until cancelled; a Redis outage keeps the last copy."""
-        failing = False
-        while True:
-            await asyncio.sleep(self.interval_s)
-            try:
-                await self.refresh(client)
-                failing = False
-            except REDIS_EXCEPTIONS as exc:
-                if not failing:
-                    log.warning("experiments refresh failed (%s); using the copy of the last refresh",
-                                type(exc).__name__)
-                failing = True
+        await refresh_forever(lambda: self.refresh(client), lambda: self.interval_s, "experiments")
 
     def in_force(self) -> Experiment | None:
         """The experiment that decides how lists are made: the first active one by name."""

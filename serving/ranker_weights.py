@@ -29,7 +29,6 @@ True
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -38,7 +37,8 @@ import orjson
 
 from online.context_popularity import device_segment, hour_segment
 from online.contract import RedisKeys, stable_hash
-from serving.redis_connect import REDIS_EXCEPTIONS, AsyncRedisClient
+from serving.redis_connect import AsyncRedisClient
+from serving.refresh_loop import refresh_forever
 
 __all__ = ["RankerWeights"]
 
@@ -102,19 +102,9 @@ class RankerWeights:
         """Re-read the weights every ``max_age_s`` until cancelled (started with the server), so no request waits
         for the read; a Redis outage is logged once and retried (requests read them themselves once the copy is
         :attr:`behind`)."""
-        failing = False
-        while True:
-            await asyncio.sleep(max(self.max_age_s - (time.monotonic() - self._read_at), _MIN_PAUSE_S))
-            try:
-                await self.refresh(client, keys)
-                if failing:
-                    log.info("ranker weights: Redis answers again")
-                failing = False
-            except REDIS_EXCEPTIONS as exc:
-                if not failing:
-                    log.warning("ranker weights refresh failed (%s); serving the copy as of the last refresh",
-                                type(exc).__name__)
-                failing = True
+        await refresh_forever(lambda: self.refresh(client, keys),
+                              lambda: max(self.max_age_s - (time.monotonic() - self._read_at), _MIN_PAUSE_S),
+                              "ranker weights")
 
     def update_context(self, shard: int, raw: Mapping[bytes | str, bytes | str]) -> None:
         """Replace one replica's context popularity with a ``HGETALL`` answer; malformed fields are logged and skipped."""

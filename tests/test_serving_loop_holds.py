@@ -47,6 +47,19 @@ async def _ticker(holds: list[float], stop: asyncio.Event) -> None:
         last = now
 
 
+def _why_not_done(task: asyncio.Task[None], loop_thread: Any) -> str:
+    """Where the task waits and what the loop thread runs: what a failure needs to be understood."""
+    import io
+    import sys
+    import traceback
+
+    out = io.StringIO()
+    task.print_stack(file=out)
+    frame = sys._current_frames().get(loop_thread.ident)
+    out.write("loop thread:\n" + "".join(traceback.format_stack(frame)) if frame is not None else "loop thread gone\n")
+    return f"the cancelled catalog refresh task did not finish:\n{out.getvalue()}"
+
+
 def test_bulk_catalog_import_never_holds_the_loop(live_server: Any, redis_client: redis.Redis,
                                                   keys: RedisKeys) -> None:
     app = live_server.app
@@ -59,7 +72,7 @@ def test_bulk_catalog_import_never_holds_the_loop(live_server: Any, redis_client
     loop.call_soon_threadsafe(task.cancel)  # the refresh below, with the task's batches, is the only one
     deadline = time.monotonic() + 30  # a generous bound: a loaded machine once took over 10 s to run the cancel
     while not task.done():
-        assert time.monotonic() < deadline
+        assert time.monotonic() < deadline, _why_not_done(task, live_server.thread)
         time.sleep(0.01)
 
     store.put_many(_items(CHANGES, 2.0))
