@@ -306,6 +306,14 @@ _NO_WEIGHTS = (0.0,) * len(FEATURES)
 
 
 def weight_vector(weights: Mapping[str, float]) -> list[float]:
+    """``weights`` in :data:`FEATURES` order (0.0 for a feature never learned).
+
+    >>> weight_vector({"trending": 0.5})[:4]
+    [0.0, 0.0, 0.5, 0.0]
+    """
+    if isinstance(weights, dict):  # the ranker's own dict: native lookups (a Mapping's .get is a method call each)
+        table: dict[str, float] = weights
+        return [table.get(name, 0.0) for name in FEATURES]
     return [weights.get(name, 0.0) for name in FEATURES]
 
 
