@@ -344,12 +344,20 @@ def explore_slot(pool: Pool, explore: Sequence[str], listed: int, position: int,
         if item in exclude:
             continue
         if taken is None:  # built only when a candidate reaches it: most lists have no slot to fill
-            taken = {candidate for candidate, _ in pool.personal}
-            taken.update(candidate for candidate, _ in pool.trending)
-            taken.update(candidate for candidate, _ in pool.affinity)
+            taken = _proposed(pool)
         if item not in taken:
             return at, item
     return None
+
+
+def _proposed(pool: Pool) -> set[str]:
+    """The items of the pool's personal, trending and affinity lists (loops, not generators: mypyc built a list
+    for each ``update`` of a generator and unboxed then boxed every score it unpacked)."""
+    taken: set[str] = set()
+    for lists in (pool.personal, pool.trending, pool.affinity):
+        for pair in lists:
+            taken.add(pair[0])
+    return taken
 
 
 def blend(pool: Pool, weights: Mapping[str, float], n: int, explore: Sequence[str] = (),
