@@ -8,7 +8,7 @@ keys; the alternatives are built from the same state and walked the same way
 from __future__ import annotations
 
 import sys
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -146,15 +146,14 @@ def at_bound(settings: Settings, user_events: int = 40, sessions: int = 4, item_
                     if st.previous else 0.0, ""),
         VariantSize("latest (Touch) as is", as_is["latest"], "only latest.seq is read after the batch"),
         VariantSize("  as its seq (int)", float(sys.getsizeof(10**6)), ""),
-        VariantSize("UserHistory._session_items deque(maxlen=5)", as_is["session"], ""),
-        VariantSize("  as a list of <= 5", _walk_one(list(h._session_items)), ""),
+        VariantSize("UserHistory._session_items (a list of <= 5)", as_is["session"], ""),
+        VariantSize("  as a deque(maxlen=5), as before flow10", _walk_one(deque(h._session_items, maxlen=5)), ""),
         VariantSize("UserHistory.dedup (EventDedup)", as_is["seen"],
                     f"{len(h.dedup) if h.dedup is not None else 0} ids: 3 arrays, 24 B an id"),
         VariantSize("UserHistory._recent as is", as_is["recent"],
                     f"{len(h._recent)} items -> [weight, ts]"),
         VariantSize("  values as (weight, ts) tuples, interned ids",
-                    without_strs(OrderedDict(
-                        (sys.intern(k), (v[0], v[1])) for k, v in h._recent.items())), ""),
+                    without_strs({sys.intern(k): (v[0], v[1]) for k, v in h._recent.items()}), ""),
     ]
     item_variants: list[VariantSize] = []
     if scores:

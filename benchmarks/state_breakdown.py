@@ -45,7 +45,7 @@ STAGES: tuple[tuple[str, str], ...] = (
     ("user_history", "UserHistoryLogic"),
     ("items", "ItemListedLogic"),
     ("user_lists", "UserListListedLogic"),
-    ("ranker", "RankerLogic"),
+    ("ranker", "RankerListedLogic"),
 )
 """(stage, logic class name in ``flows.dataflow``), in the order the flow builds them."""
 

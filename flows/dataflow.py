@@ -40,13 +40,13 @@ from flows.stages import (
     Outcome,
     ParsedEvent,
     PurchaseLink,
-    RankerLogic,
     Touch,
     UserHistoryLogic,
     parse_entries,
 )
 from flows.stages.control import ParsedControl, UserErased
 from flows.stages.items import ItemConfig, ItemListedLogic
+from flows.stages.ranker import RankerListedLogic
 from flows.stages.user_history import UserHistoryConfig
 from flows.stages.user_lists import UserListConfig, UserListListedLogic
 from flows.writes import AttributionWrite
@@ -118,6 +118,11 @@ def _is_news(keyed: tuple[str, object]) -> bool:
 
 def _values(batch: list[tuple[str, V]]) -> list[V]:
     return [value for _, value in batch]
+
+
+def _listed_values(batch: list[tuple[str, list[Write]]]) -> list[Write]:
+    """The values of a listed stage's emits (each key batch's outputs as one list), in order."""
+    return [value for _, out in batch for value in out]
 
 
 def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = "livereco",
@@ -237,8 +242,8 @@ def build_flow(settings: Settings, *, stop_at_end: bool = False, flow_id: str = 
     ranker_in: KeyedStream[TrendingWrite | Outcome | NewItem] = op.merge(
         "ranker_in", op.flat_map_batch("popularity", item_writes, popularity_to_shards),
         op.flat_map_batch("outcome_shard", lists, outcome_to_shard), *([news] if news is not None else []))
-    ranked = op.flat_map_batch("ranker_out", op.stateful_batch(
-        "ranker", ranker_in, lambda resume: RankerLogic(settings, resume, recoverable)), _values)
+    ranked = op.flat_map_batch("ranker_out", op.stateful_batch(  # each shard's batch as one list, as the items'
+        "ranker", ranker_in, lambda resume: RankerListedLogic(settings, resume, recoverable)), _listed_values)
 
     # → sink: pipelined, idempotent writes of every stage, dead letters among them (these two steps are made last,
     # as they always were: every step is made in the same order as before, so Bytewax builds the same dataflow)

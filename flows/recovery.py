@@ -65,7 +65,7 @@ __all__ = [
 DEFAULT_PARTITIONS = 4
 """Partitions of a new store unless asked otherwise (or more, when the cluster has more workers)."""
 
-STATE_FORMAT = 10
+STATE_FORMAT = 11
 """The format of the stage state this livereco snapshots. Bump it when a state class changes so
 that older snapshots no longer load (a field without a default, a new tuple layout). 1: stores
 written before the format was recorded; 2: the ranker's exploration pool and 6-field pending
@@ -81,7 +81,9 @@ event ids by event time (``UserHistory.dedup``, an ``online.event_dedup.EventDed
 catalog stage keeps each catalog item's facts (``online.item_facts.ItemFacts``), the catalog source resumes from a
 catalog version, a user's list state keeps their whole-history exclusions (``online.excluded_items.ExcludedItems``)
 and an exploration arm records whether the catalog launched it (``Arm.launched``); 10: a user's history state keeps
-the lists they were served (``UserHistoryState.attribution``, an ``online.attribution.AttributionMemory``)."""
+the lists they were served (``UserHistoryState.attribution``, an ``online.attribution.AttributionMemory``); 11: a user's
+history keeps its recent items and purchases in plain dicts and its session's items and latest purchases in lists
+(``online.user_history.UserHistory``; a compiled build refuses the ``OrderedDict``/``deque`` of older snapshots)."""
 
 _FORMAT_FILE = "livereco-state-format"
 

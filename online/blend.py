@@ -306,6 +306,14 @@ _NO_WEIGHTS = (0.0,) * len(FEATURES)
 
 
 def weight_vector(weights: Mapping[str, float]) -> list[float]:
+    """``weights`` in :data:`FEATURES` order (0.0 for a feature never learned).
+
+    >>> weight_vector({"trending": 0.5})[:4]
+    [0.0, 0.0, 0.5, 0.0]
+    """
+    if isinstance(weights, dict):  # the ranker's own dict: native lookups (a Mapping's .get is a method call each)
+        table: dict[str, float] = weights
+        return [table.get(name, 0.0) for name in FEATURES]
     return [weights.get(name, 0.0) for name in FEATURES]
 
 
@@ -336,12 +344,20 @@ def explore_slot(pool: Pool, explore: Sequence[str], listed: int, position: int,
         if item in exclude:
             continue
         if taken is None:  # built only when a candidate reaches it: most lists have no slot to fill
-            taken = {candidate for candidate, _ in pool.personal}
-            taken.update(candidate for candidate, _ in pool.trending)
-            taken.update(candidate for candidate, _ in pool.affinity)
+            taken = _proposed(pool)
         if item not in taken:
             return at, item
     return None
+
+
+def _proposed(pool: Pool) -> set[str]:
+    """The items of the pool's personal, trending and affinity lists (loops, not generators: mypyc built a list
+    for each ``update`` of a generator and unboxed then boxed every score it unpacked)."""
+    taken: set[str] = set()
+    for lists in (pool.personal, pool.trending, pool.affinity):
+        for pair in lists:
+            taken.add(pair[0])
+    return taken
 
 
 def blend(pool: Pool, weights: Mapping[str, float], n: int, explore: Sequence[str] = (),

@@ -42,7 +42,6 @@ True
 from __future__ import annotations
 
 import sys
-from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -125,14 +124,16 @@ class UserHistory:
         self.dedup_max_ids = dedup_max_ids
         self.dedup: EventDedup | None = None
         """The user's recent event ids (retries of them count once); ``None`` until an event has one."""
-        self._recent: OrderedDict[str, list[Any]] = OrderedDict()  # item -> [weight, ts, category]
-        self._session_items: deque[str] = deque(maxlen=link_window)
+        # Plain dicts (insertion order: re-inserting moves an item last) and lists bounded by hand, not OrderedDict
+        # and deque(maxlen): made natively for every new user, read natively, and ~2.4 KB smaller per user.
+        self._recent: dict[str, list[Any]] = {}  # item -> [weight, ts, category], oldest first
+        self._session_items: list[str] = []  # the session's last link_window items, oldest first
         self._sessions = 0
         self._last_ts: float | None = None
         self.events = 0
         self.session_id = ""
-        self.purchased: OrderedDict[str, float] = OrderedDict()
-        self._bought: deque[tuple[str, str | None, float]] = deque(maxlen=self.window_purchases)
+        self.purchased: dict[str, float] = {}  # item -> ts, oldest first
+        self._bought: list[tuple[str, str | None, float]] = []  # the last window_purchases purchases, oldest first
 
     def learn_one(self, event: Event, weight: float, kind: str | None = None) -> Observation | None:
         """Record ``event`` with its interest ``weight``; ``None`` when it is a duplicate.
@@ -162,9 +163,12 @@ class UserHistory:
 
         previous = [item for item in reversed(self._session_items) if item != event.item_id]
         if weight > 0.0:
-            if event.item_id in self._session_items:
-                self._session_items.remove(event.item_id)
-            self._session_items.append(event.item_id)
+            session_items = self._session_items
+            if event.item_id in session_items:
+                session_items.remove(event.item_id)
+            session_items.append(event.item_id)
+            if len(session_items) > self.link_window:
+                del session_items[0]
         if kind is not None:
             category: str | None = kind  # interned by the catalog stage
         else:
@@ -176,13 +180,15 @@ class UserHistory:
         else:
             self._recent[event.item_id] = [weight + slot[0], event.ts, category or slot[2]]
         if len(self._recent) > self.recent_items:
-            self._recent.popitem(last=False)
+            _drop_oldest(self._recent)
         if event.type == "purchase":
             self.purchased.pop(event.item_id, None)
             self.purchased[event.item_id] = event.ts
             if len(self.purchased) > self.recent_items:
-                self.purchased.popitem(last=False)
+                _drop_oldest(self.purchased)
             self._bought.append((event.item_id, self._recent[event.item_id][2], event.ts))  # the latest category known
+            if len(self._bought) > self.window_purchases:
+                del self._bought[0]
         return Observation(session_id=session_id, new_session=new_session, previous=previous, category=category)
 
     def recent(self) -> list[tuple[str, float, float]]:
@@ -226,9 +232,16 @@ class UserHistory:
             slot = merged.get(item)
             merged[item] = [weight, ts, None] if slot is None else [slot[0] + weight, max(slot[1], ts), slot[2]]
         ordered = sorted(merged.items(), key=lambda pair: pair[1][1])[-self.recent_items:]
-        self._recent = OrderedDict(ordered)
+        self._recent = dict(ordered)
         for item in exclude:
             self.purchased.pop(item, None)
             self.purchased[item] = 0.0
             if len(self.purchased) > self.recent_items:
-                self.purchased.popitem(last=False)
+                _drop_oldest(self.purchased)
+
+
+def _drop_oldest(table: dict[str, Any]) -> None:
+    """Remove the first-inserted entry of ``table`` (``OrderedDict.popitem(last=False)`` of a plain dict)."""
+    for key in table:
+        del table[key]
+        return

@@ -142,3 +142,36 @@ def test_settings_name_the_bad_variable() -> None:
     with pytest.raises(ValueError, match="LIVERECO_BLOB_VERSION=1: expected 2 or 3"):
         Settings.from_env({"LIVERECO_BLOB_VERSION": "1"})
     assert Settings.from_env({"LIVERECO_RANKER_LEARNING_RATE": "0"}).ranker_learning_rate == 0.0  # no learning
+
+
+@pytest.mark.parametrize(
+    ("context", "message"),
+    [
+        ({"device": True}, "context.device: must be a string or a number, not bool"),
+        ({"device": None}, "context.device: must be a string or a number, not NoneType"),
+        ({"price": float("inf")}, "context.price: must be finite"),
+        ({"device": "x" * 1000}, "context.device: is 1000 characters long; the limit is 256"),
+        ({"device": "a\u2028b"}, "context.device: contains a control character U+2028 at position 1"),
+        ({"dev\x85": "ios"}, "context: key 'dev\\x85' contains a control character U+0085 at position 3"),
+    ],
+)
+def test_context_values_are_refused_with_the_same_messages(context: dict[str, object], message: str) -> None:
+    """The type tests and the printable fast path (``unsafe_character``) refuse what they refused, word for word."""
+    with pytest.raises(EventError) as caught:
+        parse_event({**GOOD, "context": context}, now=NOW)
+    assert str(caught.value) == message
+
+
+def test_other_mappings_and_unprintable_safe_strings_parse_as_dicts_do() -> None:
+    """A non-dict mapping (read through a copy) and strings that are unprintable yet safe (a no-break space, an
+    emoji joiner) give the same event as a plain dict; a str subclass id is taken as its text."""
+    from types import MappingProxyType
+
+    class Name(str):
+        pass
+
+    obj = {**GOOD, "user_id": Name("ann"), "context": {"label": "a\u00a0b", "emoji": "👩🏽\u200d💻", "n": 3}}
+    event = parse_event(obj, now=NOW)
+    assert event.context == {"label": "a\u00a0b", "emoji": "👩🏽\u200d💻", "n": 3.0} and event.user_id == "ann"
+    proxied = parse_event(MappingProxyType({**obj, "context": MappingProxyType(obj["context"])}), now=NOW)
+    assert proxied == event

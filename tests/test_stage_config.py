@@ -8,10 +8,11 @@ messages and pickle the same state, and recovery snapshots do not carry the conf
 from __future__ import annotations
 
 import pickle
+from typing import Any
 
 from flows.model import LiverecoModel
 from flows.stages.items import ItemConfig, ItemLogic
-from flows.stages.messages import NeighbourReply, Touch
+from flows.stages.messages import NeighbourReply, Outcome, Touch
 from flows.stages.parse import ParsedEvent
 from flows.stages.user_history import UserHistoryConfig, UserHistoryLogic
 from flows.stages.user_lists import UserListConfig, UserListLogic
@@ -97,3 +98,20 @@ def test_the_listed_logics_emit_a_key_batch_as_one_list_of_the_same_outputs() ->
     listed, listed_retain = listed_lists.on_batch(replies)
     assert len(listed) == 1 and repr(listed[0]) == repr(list(out)) and retain == listed_retain
     assert lists.snapshot() == listed_lists.snapshot()
+
+
+def test_the_listed_ranker_emits_a_shard_batch_as_one_list_of_the_same_outputs() -> None:
+    """The dataflow's ranker stage emits each shard's batch as one list: the same scores and weights, in order."""
+    from flows.stages.messages import PersonalPool
+    from flows.stages.ranker import RankerListedLogic, RankerLogic
+    from flows.writes import TrendingWrite
+
+    pool = PersonalPool([("a", 2.0), ("c", 0.7)], frozenset({"a"}), frozenset())
+    batch: list[Any] = [TrendingWrite("c", None, 1.0, 1.7e9 - 1, 1)]
+    batch += [Outcome(f"user{n}", f"{n}-0", "c", 1.7e9 + n, pool, seq=4 * n + 1) for n in range(40)]
+    ranker, listed_ranker = RankerLogic(SETTINGS, None, recoverable=False), RankerListedLogic(SETTINGS, None, recoverable=False)
+    out, retain = ranker.on_batch(batch)
+    listed, listed_retain = listed_ranker.on_batch(batch)
+    assert len(listed) == 1 and len(listed[0]) > 40 and retain == listed_retain
+    assert repr(listed[0]) == repr(list(out))
+    assert ranker.snapshot() == listed_ranker.snapshot()

@@ -27,6 +27,7 @@ from typing_extensions import override
 
 from flows.dead_letters import stage_failure
 from flows.metrics import PREQUENTIAL_KS
+from flows.stage_time import timed
 from flows.stages.common import _load, _StageLogic
 from flows.stages.messages import NewItem, Outcome, PersonalPool
 from flows.writes import PrequentialScore, RankerWrite, TrendingWrite
@@ -39,7 +40,7 @@ from online.logistic_sgd import LogisticSGD
 from online.ranker import BlendRanker, Pool
 from online.trending import TrendingTop
 
-__all__ = ["RankerLogic", "RankerState"]
+__all__ = ["RankerListedLogic", "RankerLogic", "RankerState"]
 
 
 @dataclass(slots=True)
@@ -223,3 +224,14 @@ def _sampled(user_id: str, seq: int, every: int) -> bool:
     h = ((h ^ (h >> 16)) * 0x45D9F3B) & 0xFFFFFFFF
     h = ((h ^ (h >> 16)) * 0x45D9F3B) & 0xFFFFFFFF
     return (h ^ (h >> 16)) % every == 0
+
+
+@mypyc_attr(native_class=False)
+class RankerListedLogic(RankerLogic):
+    """:class:`RankerLogic` whose key batch's outputs leave as one list (the dataflow's ``ranker_out`` step splits
+    it): a shard's batch holds many outcomes, so one emit instead of one per score and weights write."""
+
+    @override
+    def on_batch(self, values: list[Any]) -> tuple[Iterable[Any], bool]:
+        out, retain = timed(self.stage, len(values), self.process, values)  # as the base's, one emit
+        return [out], retain

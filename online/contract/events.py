@@ -62,6 +62,8 @@ def unsafe_character(text: str) -> str | None:
     >>> unsafe_character("👩🏽‍💻 and 👨‍👩‍👧‍👦"), unsafe_character("shoes\\nx")
     (None, 'a control character U+000A at position 5')
     """
+    if text.isprintable():  # every unsafe character is unprintable: one call instead of a regular-expression search
+        return None
     found = _UNSAFE.search(text)
     if found is None:
         return None
@@ -325,7 +327,7 @@ def parse_ts(raw: Any, now: float, limits: EventLimits = DEFAULT_LIMITS) -> floa
         return float(now)
     if isinstance(raw, bool):
         raise EventError("ts", "must be epoch seconds or an ISO 8601 string, not a boolean")
-    if isinstance(raw, int | float):
+    if isinstance(raw, (int, float)):  # a tuple: a union would be built per call
         ts = float(raw)
     elif isinstance(raw, str):
         text = raw.strip()
@@ -362,15 +364,18 @@ def _printable(text: str) -> bool:
     return text.isprintable() or all(c.isprintable() or c in _EMOJI_FORMAT for c in text)
 
 
-def _identifier(obj: Mapping[str, Any], name: str, limits: EventLimits, required: bool) -> str | None:
+def _identifier(obj: dict[str, Any], name: str, limits: EventLimits, required: bool) -> str | None:
     raw = obj.get(name)
     if raw is None:
         if required:
             raise EventError(name, "is required")
         return None
-    if isinstance(raw, bool) or not isinstance(raw, str | int):
+    if type(raw) is str:  # the common case first: no str() copy, no isinstance of a union (built per call)
+        text: str = raw
+    elif isinstance(raw, bool) or not isinstance(raw, (str, int)):
         raise EventError(name, f"must be a string, not {type(raw).__name__}")
-    text = str(raw)
+    else:
+        text = str(raw)
     if not text:
         raise EventError(name, "must not be empty")
     if len(text) > limits.max_id_length:
@@ -383,7 +388,7 @@ def _identifier(obj: Mapping[str, Any], name: str, limits: EventLimits, required
 def _context(raw: Any, limits: EventLimits) -> dict[str, str | float]:
     if raw is None:
         return {}
-    if not isinstance(raw, Mapping):
+    if type(raw) is not dict and not isinstance(raw, Mapping):  # a decoded object is a dict: no ABC check for it
         raise EventError("context", f"must be an object, not {type(raw).__name__}")
     if len(raw) > limits.max_context_keys:
         raise EventError("context", f"has {len(raw)} keys; the limit is {limits.max_context_keys}")
@@ -393,18 +398,20 @@ def _context(raw: Any, limits: EventLimits) -> dict[str, str | float]:
             raise EventError("context", f"key {str(key)[:40]!r} must be 1-{limits.max_context_key_length} characters")
         if (unsafe := unsafe_character(key)) is not None:
             raise EventError("context", f"key {key[:40]!r} contains {unsafe}")
-        where = f"context.{key}"
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise EventError(where, f"must be a string or a number, not {type(value).__name__}")
+        # Type tests of a tuple, not of a union (``str | int | float`` builds a union object per test), and the
+        # field's name for the message only when there is one.
         if isinstance(value, str):
             if len(value) > limits.max_context_value_length:
-                raise EventError(where, f"is {len(value)} characters long; the limit is {limits.max_context_value_length}")
+                raise EventError(f"context.{key}", f"is {len(value)} characters long; "
+                                                   f"the limit is {limits.max_context_value_length}")
             if (unsafe := unsafe_character(value)) is not None:
-                raise EventError(where, f"contains {unsafe}")
+                raise EventError(f"context.{key}", f"contains {unsafe}")
             out[key] = value
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise EventError(f"context.{key}", f"must be a string or a number, not {type(value).__name__}")
         else:
             if not math.isfinite(value):
-                raise EventError(where, "must be finite")
+                raise EventError(f"context.{key}", "must be finite")
             out[key] = float(value)
     return out
 
@@ -438,14 +445,17 @@ def parse_event(
     top-level fields are rejected too, so a typo (``itemId``) is not silently
     ignored.
     """
-    if not isinstance(obj, Mapping):
-        raise EventError("event", f"must be a JSON object, not {type(obj).__name__}")
-    unknown = [k for k in obj if k not in _FIELDS]
+    if type(obj) is not dict:  # a decoded object is a dict: read as one (native lookups), other mappings copied
+        if not isinstance(obj, Mapping):
+            raise EventError("event", f"must be a JSON object, not {type(obj).__name__}")
+        obj = dict(obj)
+    fields: dict[str, Any] = obj
+    unknown = [k for k in fields if k not in _FIELDS]
     if unknown:
         raise EventError(str(unknown[0])[:64], f"is not a known field (known: {', '.join(sorted(_FIELDS))})")
-    user_id = _identifier(obj, "user_id", limits, required=True)
-    item_id = _identifier(obj, "item_id", limits, required=True)
-    raw_type = obj.get("type")
+    user_id = _identifier(fields, "user_id", limits, required=True)
+    item_id = _identifier(fields, "item_id", limits, required=True)
+    raw_type = fields.get("type")
     if raw_type is None:
         raise EventError("type", "is required")
     if not isinstance(raw_type, str):
@@ -455,17 +465,17 @@ def parse_event(
             "type",
             f"unknown event type {raw_type[:64]!r} (known: {', '.join(sorted(weights.weights))})",
         )
-    raw_value = obj.get("value")
+    raw_value = fields.get("value")
     value: float | None = None
     if raw_value is not None:
-        if isinstance(raw_value, bool) or not isinstance(raw_value, int | float):
+        if isinstance(raw_value, bool) or not isinstance(raw_value, (int, float)):
             raise EventError("value", f"must be a number, not {type(raw_value).__name__}")
         value = float(raw_value)
         if not math.isfinite(value) or abs(value) > limits.max_abs_value:
             raise EventError("value", f"must be finite and at most {limits.max_abs_value:g} in size")
     if raw_type == "rating" and value is None:
         raise EventError("value", "is required for a rating")
-    ts = parse_ts(obj.get("ts"), time.time() if now is None else now, limits)
+    ts = parse_ts(fields.get("ts"), time.time() if now is None else now, limits)
     assert user_id is not None and item_id is not None
     return Event(
         # Interned: a parsed id is a new string per event, and the flow keeps ids in many lists
@@ -474,9 +484,9 @@ def parse_event(
         item_id=sys.intern(item_id),
         type=raw_type,
         ts=ts,
-        session_id=_identifier(obj, "session_id", limits, required=False),
+        session_id=_identifier(fields, "session_id", limits, required=False),
         value=value,
-        event_id=_identifier(obj, "event_id", limits, required=False),
-        context=_context(obj.get("context"), limits),
-        rec_id=_rec_id(obj.get("rec_id")),
+        event_id=_identifier(fields, "event_id", limits, required=False),
+        context=_context(fields.get("context"), limits),
+        rec_id=_rec_id(fields.get("rec_id")),
     )
