@@ -136,7 +136,7 @@ def test_other_cluster_processes_wait_for_process_0_to_create_the_store(tmp_path
 
 # --- kill -9 ---------------------------------------------------------------------------------------------------
 def killed_runs(env: dict[str, str], store: Path, rng: random.Random, kills: int, log: Path,
-                replay_done: Callable[[], bool]) -> list[tuple[float, int]]:
+                replay_done: Callable[[], bool], read_to_end: Callable[[Any], bool]) -> list[tuple[float, int]]:
     """Start the flow and SIGKILL it at a random moment, ``kills`` times; ``(seconds alive, events in state)`` each.
 
     Each run is killed a random 0-0.6 s after its first snapshot beyond the
@@ -156,7 +156,9 @@ def killed_runs(env: dict[str, str], store: Path, rng: random.Random, kills: int
         try:
             deadline = started + 30
             while resume_state(store, "livereco.streams") == positions:
-                if replay_done() and (resume_epoch(store) or 0) > epoch:
+                # nothing left to read: no position can move, a completed epoch is the progress to wait for (a
+                # restarted flow commits epochs before it reads, so with events left an epoch is not progress)
+                if replay_done() and read_to_end(positions) and (resume_epoch(store) or 0) > epoch:
                     break
                 assert process.poll() is None, f"the flow exited with {process.returncode}; see {log}"
                 assert time.monotonic() < deadline, f"the restarted flow made no progress; see {log}"
@@ -210,7 +212,15 @@ def test_kill_9_three_times_during_a_replay_loses_and_double_counts_nothing(
     replayer.start()
     store = tmp_path / "crash"
     try:
-        crashes = killed_runs(crash_env, store, rng, 3, tmp_path / "flow.log", lambda: not replayer.is_alive())
+        crash_streams = RedisKeys(crash_ns, 2).streams()
+
+        def read_to_end(positions: Any) -> bool:
+            newest: dict[str, Any] = {stream: redis_client.xrevrange(stream, count=1) for stream in crash_streams}
+            return all((positions or {}).get(stream) == (entries[0][0].decode() if entries else None)
+                       for stream, entries in newest.items())
+
+        crashes = killed_runs(crash_env, store, rng, 3, tmp_path / "flow.log", lambda: not replayer.is_alive(),
+                              read_to_end)
     finally:
         replayer.join(timeout=30)
     assert written == [EVENTS]
