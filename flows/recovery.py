@@ -53,6 +53,7 @@ __all__ = [
     "DEFAULT_PARTITIONS",
     "STATE_FORMAT",
     "RecoveryStoreError",
+    "discard_uncompleted_snapshots",
     "partition_count",
     "partition_files",
     "prepare_store",
@@ -181,6 +182,8 @@ def prepare_store(directory: Path, partitions: int | None = None, *, default: in
         time.sleep(0.1)
     if count is None:
         return 0, False  # this process holds no partition: the other processes' files make the store
+    if not created and len(partition_files(directory)) == count:
+        discard_uncompleted_snapshots(directory)
     if partitions is not None and partitions != count:
         raise RecoveryStoreError(
             f"{directory} has {count} recovery partitions, not {partitions}: the count is fixed when the store "
@@ -314,3 +317,30 @@ def resume_state(directory: Path, step_id: str, *, decode: bool = True) -> dict[
         value = pickle.loads(ser)
         state[key] = pickle.loads(value) if decode and isinstance(value, bytes) else value
     return state
+
+
+def discard_uncompleted_snapshots(directory: Path) -> int:
+    """Delete the snapshots of epochs the store's last execution did not complete; how many rows went.
+
+    Bytewax writes an epoch's snapshots before it records the epoch complete,
+    and a restart resumes at the first epoch not completed, re-running the
+    epoch numbers from there; it overwrites the dead execution's snapshot of a
+    key only if it touches that key in the same epoch number, and it never
+    deletes the others. A key the new execution touches later, or not at all,
+    would keep the dead execution's snapshot, which becomes that key's newest
+    committed one as soon as the new execution completes the epoch, while the
+    source positions of that epoch are the new execution's: the events between
+    are then counted twice (seen after kill -9 as every event of some users
+    counted twice). No snapshot at or after the resume epoch can be part of a
+    consistent state, so ``livereco flow`` deletes them before Bytewax starts.
+    Run only on a complete store (every partition file here) and before any
+    process of the cluster starts its dataflow (they all connect first).
+    """
+    epoch = resume_epoch(directory)
+    if epoch is None:
+        return 0
+    deleted = 0
+    for path in _complete_partition_files(directory):
+        with contextlib.closing(sqlite3.connect(path, timeout=30.0)) as conn, conn:
+            deleted += conn.execute("DELETE FROM snaps WHERE snap_epoch >= ?", (epoch,)).rowcount
+    return deleted
